@@ -1,0 +1,61 @@
+//! The on-disk layout: an OCI image layout plus kist's own state beside
+//! it.
+//!
+//! ```text
+//! oci-layout, index.json        OCI image layout files
+//! blobs/<alg>/<hex>             committed blobs
+//! ingest/<sha256(ref)>/         one resumable ingest: ref, meta, data, hashstate
+//! labels/<alg>/<hex>            a blob's labels (absent when it has none)
+//! locks/                        the host's lock files
+//! ```
+
+use crate::bindings::kist::content::locks;
+use crate::digest::{self, ALGORITHMS};
+use crate::error::{self, Result};
+use crate::fs;
+
+/// Directory of resumable ingests.
+pub const INGEST: &str = "ingest";
+
+/// `oci-layout` content (image-spec v1.0.0 and later).
+const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+/// An empty image index.
+const EMPTY_INDEX: &str = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}";
+
+/// Directory holding `alg`'s blobs.
+pub fn blob_dir(alg: crate::bindings::kist::content::hasher::Algorithm) -> String {
+    format!("blobs/{}", digest::name(alg))
+}
+
+/// Directory holding `alg`'s label files.
+pub fn label_dir(alg: crate::bindings::kist::content::hasher::Algorithm) -> String {
+    format!("labels/{}", digest::name(alg))
+}
+
+/// Makes sure the root is a kist store (creating the layout the first
+/// time). Runs once per component instance; cheap when all is in place.
+pub fn ensure() -> Result<()> {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if DONE.get().is_some() {
+        return Ok(());
+    }
+    for dir in ["blobs", "labels", INGEST] {
+        fs::mkdir(dir)?;
+    }
+    for alg in ALGORITHMS {
+        fs::mkdir(&blob_dir(alg))?;
+        fs::mkdir(&label_dir(alg))?;
+    }
+    for (name, content) in [("oci-layout", OCI_LAYOUT), ("index.json", EMPTY_INDEX)] {
+        if fs::stat(name)?.is_none() {
+            // Two instances may initialise a new store at once; the lock
+            // makes the fixed temporary name in write_atomic safe.
+            let _guard = locks::lock("layout", 10_000).map_err(|e| error::lock("layout", e))?;
+            if fs::stat(name)?.is_none() {
+                fs::write_atomic(".", name, content.as_bytes())?;
+            }
+        }
+    }
+    let _ = DONE.set(());
+    Ok(())
+}

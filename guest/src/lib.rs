@@ -1,0 +1,30 @@
+//! The kist store component: a content store (containerd's content-store
+//! contract on an OCI image layout) over the one directory the host
+//! preopens. Hashing and locking are imported from the host.
+//!
+//! Modules named after WIT interfaces implement them (`store`,
+//! `ingester`); the others are the pieces they share.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "store-component",
+        generate_all,
+    });
+}
+
+mod digest;
+mod error;
+mod filters;
+mod fs;
+mod ingest;
+mod ingester;
+mod labels;
+mod layout;
+mod store;
+mod validate;
+
+/// The component's exports.
+struct Component;
+
+bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,271 @@
+//! The `store` interface: reading, describing, labelling and deleting
+//! committed blobs.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use crate::Component;
+use crate::bindings::exports::kist::content::store::{
+    Guest, GuestReader, GuestWalker, Reader, Walker,
+};
+use crate::bindings::exports::kist::content::types::BlobInfo as Info;
+use crate::bindings::kist::content::hasher::Algorithm;
+use crate::bindings::kist::content::locks::{self, Guard};
+use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, DirectoryEntryStream};
+use crate::bindings::wasi::io::streams::InputStream;
+use crate::digest::{ALGORITHMS, Digest, is_hex_of};
+use crate::error::{self, Error, Result, fs as fs_error, invalid};
+use crate::filters::{Fields, Filters, rest_key};
+use crate::fs::{self, FileType};
+use crate::{labels, layout, validate};
+
+/// Most infos one `walker.next` returns.
+const BATCH: usize = 256;
+/// Largest `read-at` in bytes.
+const MAX_READ: u64 = 16 << 20;
+/// How long blob operations wait for each other (commit, delete, label
+/// update of the same blob), in milliseconds.
+const BLOB_LOCK_WAIT_MS: u32 = 10_000;
+
+/// Serialises changes to one blob (publish, delete, label update) across
+/// instances and processes.
+pub fn lock_blob(d: &Digest) -> Result<Guard> {
+    let name = format!("blob/{d}");
+    locks::lock(&name, BLOB_LOCK_WAIT_MS).map_err(|e| error::lock(&name, e))
+}
+
+/// The info of the blob `d` if it is stored. `has_labels` says whether to
+/// look for its label file.
+fn info_of(d: &Digest, has_labels: bool) -> Result<Option<Info>> {
+    let path = d.blob_path();
+    let Some(stat) = fs::stat(&path)? else {
+        return Ok(None);
+    };
+    if stat.type_ != FileType::RegularFile {
+        // Never followed: a symlink here could point out of the store.
+        return Err(Error::Io(format!(
+            "{path}: not a regular file ({:?})",
+            stat.type_
+        )));
+    }
+    let created_at = stat.data_modification_timestamp.unwrap_or_else(fs::now);
+    let (labels, labelled_at) = if has_labels {
+        labels::load(d)?
+    } else {
+        Default::default()
+    };
+    Ok(Some(Info {
+        digest: d.to_string(),
+        size: stat.size,
+        created_at,
+        updated_at: labelled_at
+            .filter(|t| (t.seconds, t.nanoseconds) > (created_at.seconds, created_at.nanoseconds))
+            .unwrap_or(created_at),
+        labels: labels::to_list(labels),
+    }))
+}
+
+impl Guest for Component {
+    type Walker = BlobWalker;
+    type Reader = BlobReader;
+
+    fn info(digest: String) -> Result<Info> {
+        layout::ensure()?;
+        info_of(&Digest::parse(&digest)?, true)?.ok_or(Error::NotFound)
+    }
+
+    fn update(info: Info, fieldpaths: Vec<String>) -> Result<Info> {
+        layout::ensure()?;
+        let d = Digest::parse(&info.digest)?;
+        validate::labels(&info.labels)?;
+        let given = labels::from_list(info.labels);
+        // Which keys change: `None` means all of them.
+        let mut keys: Option<Vec<String>> = Some(Vec::new());
+        for path in &fieldpaths {
+            match path.split_once('.') {
+                _ if path == "labels" => keys = None,
+                Some(("labels", key)) if !key.is_empty() => {
+                    if let Some(k) = keys.as_mut() {
+                        k.push(key.to_owned());
+                    }
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "field {path:?} cannot be updated; only labels can"
+                    )));
+                }
+            }
+        }
+        if fieldpaths.is_empty() {
+            keys = None;
+        }
+        let _blob = lock_blob(&d)?;
+        let current = info_of(&d, true)?.ok_or(Error::NotFound)?;
+        let labels = match keys {
+            None => given,
+            Some(keys) => {
+                let mut labels = labels::from_list(current.labels);
+                for key in keys {
+                    match given.get(&key) {
+                        Some(v) => labels.insert(key, v.clone()),
+                        None => labels.remove(&key),
+                    };
+                }
+                labels
+            }
+        };
+        labels::save(&d, &labels)?;
+        info_of(&d, true)?.ok_or(Error::NotFound)
+    }
+
+    fn delete(digest: String) -> Result<()> {
+        layout::ensure()?;
+        let d = Digest::parse(&digest)?;
+        let _blob = lock_blob(&d)?;
+        if !fs::remove_file(&d.blob_path())? {
+            return Err(Error::NotFound);
+        }
+        labels::remove(&d)?;
+        fs::sync_dir(&layout::blob_dir(d.algorithm))
+    }
+
+    fn walk(filters: Vec<String>) -> Result<Walker> {
+        layout::ensure()?;
+        let filters = Filters::parse(&filters)?;
+        Ok(Walker::new(BlobWalker(RefCell::new(WalkState {
+            filters,
+            pending: ALGORITHMS.to_vec(),
+            current: None,
+        }))))
+    }
+
+    fn open_reader(digest: String) -> Result<Reader> {
+        layout::ensure()?;
+        let d = Digest::parse(&digest)?;
+        let path = d.blob_path();
+        let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
+        let stat = fs::fstat(&fd, &path)?;
+        if stat.type_ != FileType::RegularFile {
+            return Err(Error::Io(format!("{path}: not a regular file")));
+        }
+        Ok(Reader::new(BlobReader {
+            fd,
+            path,
+            size: stat.size,
+        }))
+    }
+}
+
+/// A walk in progress: the algorithms still to list and the directory
+/// being listed.
+pub struct BlobWalker(RefCell<WalkState>);
+
+struct WalkState {
+    filters: Filters,
+    pending: Vec<Algorithm>,
+    current: Option<(Algorithm, DirectoryEntryStream, HashSet<String>)>,
+}
+
+impl GuestWalker for BlobWalker {
+    fn next(&self) -> Result<Vec<Info>> {
+        let mut s = self.0.borrow_mut();
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            if s.current.is_none() {
+                if s.pending.is_empty() {
+                    break;
+                }
+                let alg = s.pending.remove(0);
+                let dir = layout::blob_dir(alg);
+                let Some(fd) = fs::open_dir(&dir)? else {
+                    continue;
+                };
+                let entries = fd.read_directory().map_err(|e| fs_error("list", &dir, e))?;
+                s.current = Some((alg, entries, labels::labelled(alg)?));
+            }
+            let (alg, entries, labelled) = s.current.as_ref().expect("set above");
+            let alg = *alg;
+            let Some(entry) = entries
+                .read_directory_entry()
+                .map_err(|e| fs_error("list", "blobs", e))?
+            else {
+                s.current = None;
+                continue;
+            };
+            // Skip anything that is not a blob name (temporary files, junk).
+            if !is_hex_of(alg, &entry.name) {
+                continue;
+            }
+            let d = Digest {
+                algorithm: alg,
+                hex: entry.name,
+            };
+            let has_labels = labelled.contains(&d.hex);
+            // A blob deleted since it was listed is skipped.
+            let Some(info) = info_of(&d, has_labels)? else {
+                continue;
+            };
+            if s.filters.matches(&info) {
+                batch.push(info);
+            }
+        }
+        Ok(batch)
+    }
+}
+
+impl Fields for Info {
+    fn field(&self, path: &[String]) -> Option<String> {
+        match path.first().map(String::as_str)? {
+            "digest" if path.len() == 1 => Some(self.digest.clone()),
+            "size" if path.len() == 1 => Some(self.size.to_string()),
+            "labels" => {
+                let key = rest_key(path)?;
+                self.labels
+                    .iter()
+                    .find(|l| l.key == key)
+                    .map(|l| l.value.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An open blob.
+pub struct BlobReader {
+    fd: Descriptor,
+    path: String,
+    size: u64,
+}
+
+impl BlobReader {
+    fn check(&self, offset: u64) -> Result<()> {
+        if offset > self.size {
+            Err(Error::OutOfRange)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl GuestReader for BlobReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.check(offset)?;
+        fs::read_at(
+            &self.fd,
+            &self.path,
+            offset,
+            len.min(MAX_READ).min(self.size - offset),
+        )
+    }
+
+    fn read_via_stream(&self, offset: u64) -> Result<InputStream> {
+        self.check(offset)?;
+        self.fd
+            .read_via_stream(offset)
+            .map_err(|e| fs_error("read", &self.path, e))
+    }
+}

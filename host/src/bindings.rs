@@ -1,0 +1,13 @@
+//! Host bindings generated from `wit/`: the one source of types for host
+//! and guest.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "store-component",
+    imports: { default: trappable },
+    with: {
+        "wasi": wasmtime_wasi::p2::bindings::sync,
+        "kist:content/hasher.hasher": crate::capabilities::hasher::HashState,
+        "kist:content/locks.guard": crate::capabilities::locks::LockGuard,
+    },
+});

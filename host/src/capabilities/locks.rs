@@ -1,0 +1,141 @@
+//! `kist:content/locks`: `flock` on one file per lock name in
+//! `<store>/locks/`, shared by every instance and process using the store.
+//!
+//! `flock` locks belong to an open file description, so two opens in one
+//! process exclude each other just as two processes do, and the kernel
+//! releases a crashed holder's locks. A released lock's file is unlinked
+//! (no files pile up); to stay correct against that, a taker re-checks
+//! after locking that the path still names the file it locked.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Resource;
+
+use super::CapabilitiesView;
+use crate::bindings::kist::content::locks::{Host, HostGuard, LockError};
+
+/// Longest accepted lock name, in bytes.
+const MAX_NAME: usize = 1024;
+/// Longest pause between two attempts of a waiting `lock`.
+const MAX_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The lock directory, held open so that replacing `locks/` with a symlink
+/// (the guest can write the store root) cannot redirect the host.
+pub(crate) struct LockDir(Arc<OwnedFd>);
+
+impl LockDir {
+    pub(crate) fn open(root: &Path) -> std::io::Result<Self> {
+        let path = root.join("locks");
+        match std::fs::create_dir(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+        Ok(Self(Arc::new(rustix::fs::open(
+            &path,
+            flags,
+            Mode::empty(),
+        )?)))
+    }
+
+    /// Takes the lock `name`, retrying until `deadline` (once if `None`).
+    fn acquire(&self, name: &str, deadline: Option<Instant>) -> Result<LockGuard, LockError> {
+        if name.is_empty() || name.len() > MAX_NAME || name.contains('\0') {
+            return Err(LockError::InvalidName);
+        }
+        let file: String = Sha256::digest(name.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let io = |e: rustix::io::Errno| LockError::Io(format!("lock file {file}: {e}"));
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let flags = OFlags::CREATE | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = rustix::fs::openat(&self.0, file.as_str(), flags, Mode::from_raw_mode(0o600))
+                .map_err(io)?;
+            match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {
+                    // The holder before us may have unlinked the file between
+                    // our open and our lock: then retry on the new file.
+                    let ours = rustix::fs::fstat(&fd).map_err(io)?;
+                    match rustix::fs::statat(&self.0, file.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(now) if now.st_ino == ours.st_ino && now.st_dev == ours.st_dev => {
+                            return Ok(LockGuard {
+                                name: name.to_owned(),
+                                file,
+                                dir: Arc::clone(&self.0),
+                                _fd: fd,
+                            });
+                        }
+                        _ => continue,
+                    }
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    if deadline.is_none_or(|d| Instant::now() >= d) {
+                        return Err(LockError::Busy);
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+    }
+}
+
+/// A held lock; dropping it unlinks the lock file and releases the lock.
+pub struct LockGuard {
+    name: String,
+    file: String,
+    dir: Arc<OwnedFd>,
+    /// Closed after `drop` has unlinked the file, which releases the lock.
+    _fd: OwnedFd,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock, then close (which unlocks):
+        // a waiter that opened the old file notices and retries.
+        let _ = rustix::fs::unlinkat(&*self.dir, self.file.as_str(), AtFlags::empty());
+    }
+}
+
+type Granted = wasmtime::Result<Result<Resource<LockGuard>, LockError>>;
+
+impl CapabilitiesView<'_> {
+    fn grant(&mut self, name: &str, deadline: Option<Instant>) -> Granted {
+        match self.ctx.locks.acquire(name, deadline) {
+            Ok(guard) => Ok(Ok(self.table.push(guard)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl Host for CapabilitiesView<'_> {
+    fn try_lock(&mut self, name: String) -> Granted {
+        self.grant(&name, None)
+    }
+
+    fn lock(&mut self, name: String, timeout_ms: u32) -> Granted {
+        self.grant(
+            &name,
+            Some(Instant::now() + Duration::from_millis(timeout_ms.into())),
+        )
+    }
+}
+
+impl HostGuard for CapabilitiesView<'_> {
+    fn name(&mut self, this: Resource<LockGuard>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&this)?.name.clone())
+    }
+
+    fn drop(&mut self, this: Resource<LockGuard>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}

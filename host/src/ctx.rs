@@ -1,0 +1,61 @@
+//! The data of one wasmtime store running the component: its WASI context
+//! (one preopened directory, nothing else), resource table, limits and
+//! capabilities.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::capabilities::{CapabilitiesCtx, CapabilitiesHost, CapabilitiesView};
+
+/// Store data for one component instance.
+pub(crate) struct KistCtx {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    caps: Arc<CapabilitiesCtx>,
+}
+
+impl KistCtx {
+    /// A context whose only capability on the host filesystem is `root`,
+    /// preopened read-write. No environment, arguments, stdio or network.
+    pub(crate) fn new(
+        root: &Path,
+        memory_limit: usize,
+        caps: Arc<CapabilitiesCtx>,
+    ) -> std::io::Result<Self> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.preopened_dir(root, "/store", FsPerms::ReadWrite)
+            .map_err(std::io::Error::other)?;
+        Ok(Self {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .trap_on_grow_failure(true)
+                .build(),
+            caps,
+        })
+    }
+}
+
+impl WasiView for KistCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl CapabilitiesHost for KistCtx {
+    fn capabilities(&mut self) -> CapabilitiesView<'_> {
+        CapabilitiesView {
+            ctx: &self.caps,
+            table: &mut self.table,
+        }
+    }
+}

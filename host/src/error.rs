@@ -1,0 +1,94 @@
+//! The library's error type, and the one place that maps the component's
+//! WIT `error` and wasmtime failures into it.
+
+use crate::bindings::exports::kist::content::types::Error as WitError;
+
+/// Everything a kist operation can fail with.
+///
+/// The first eight cases are the WIT `error` variant: the component refused
+/// the operation and nothing stored was changed. The rest are failures of
+/// the sandbox around it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The blob, ingest or ref does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The blob is already stored (on commit: the ingest was removed).
+    #[error("already exists")]
+    AlreadyExists,
+    /// Another writer or operation holds the ref or blob; retry later.
+    #[error("unavailable: locked by another writer")]
+    Unavailable,
+    /// Malformed input; nothing was written.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A size or digest mismatch, or a conflicting re-open; the ingest is kept.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// A read or truncate past the end.
+    #[error("out of range")]
+    OutOfRange,
+    /// The store's filesystem is full; resume after freeing space.
+    #[error("no space left on the store's filesystem")]
+    NoSpace,
+    /// Another I/O failure, naming the operation and file.
+    #[error("I/O error: {0}")]
+    Io(String),
+    /// The component ran past its deadline and was stopped.
+    #[error("the store component ran past its deadline and was interrupted")]
+    Timeout,
+    /// The component trapped (for example it hit its memory limit) or could
+    /// not be loaded; the next call gets a fresh instance.
+    #[error("the store component failed: {0}")]
+    Component(String),
+}
+
+/// Results of kist operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<WitError> for Error {
+    fn from(e: WitError) -> Self {
+        match e {
+            WitError::NotFound => Self::NotFound,
+            WitError::AlreadyExists => Self::AlreadyExists,
+            WitError::Unavailable => Self::Unavailable,
+            WitError::InvalidArgument(m) => Self::InvalidArgument(m),
+            WitError::FailedPrecondition(m) => Self::FailedPrecondition(m),
+            WitError::OutOfRange => Self::OutOfRange,
+            WitError::NoSpace => Self::NoSpace,
+            WitError::Io(m) => Self::Io(m),
+        }
+    }
+}
+
+impl From<wasmtime::Error> for Error {
+    fn from(e: wasmtime::Error) -> Self {
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => Self::Timeout,
+            _ => Self::Component(format!("{e:#}")),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() => Self::NoSpace,
+            _ => Self::Io(e.to_string()),
+        }
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        let kind = match e {
+            Error::NotFound => std::io::ErrorKind::NotFound,
+            Error::AlreadyExists => std::io::ErrorKind::AlreadyExists,
+            Error::InvalidArgument(_) => std::io::ErrorKind::InvalidInput,
+            Error::NoSpace => std::io::ErrorKind::StorageFull,
+            Error::Timeout => std::io::ErrorKind::TimedOut,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}

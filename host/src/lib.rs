@@ -1,0 +1,57 @@
+//! kist: a content-addressed store that runs as a sandboxed WebAssembly
+//! component.
+//!
+//! Blobs are stored by digest in an OCI image layout on a directory, with
+//! containerd's content-store contract: resumable ingests that are checked
+//! (size and digest) and published atomically, one writer per ref across
+//! processes, labels, and filters. All of that logic runs in the kist
+//! component, which sees nothing but the store directory; this crate loads
+//! it with wasmtime and supplies native hashing and locking.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), kist::Error> {
+//! let store = kist::Store::open("/tmp/kist-demo")?;
+//!
+//! // Small blobs in one call.
+//! let digest = store.put(b"hello world")?;
+//! assert_eq!(store.get(&digest)?, b"hello world");
+//!
+//! // Large or resumable ones through a writer named by a ref.
+//! let mut writer = store.writer("upload-1", None, None)?;
+//! std::io::copy(&mut std::fs::File::open("/etc/hostname")?, &mut writer)?;
+//! let digest = writer.commit(None, None, &[("source", "hostname")])?;
+//!
+//! for info in store.walk(&["labels.source==hostname"])? {
+//!     println!("{} {}", info?.digest, digest);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Compiled component code is cached in `$KIST_CACHE_DIR` (default
+//! `~/.cache/kist`), so opening a store takes milliseconds.
+
+#![deny(missing_docs)]
+
+mod bindings;
+pub mod capabilities;
+mod ctx;
+mod error;
+mod reader;
+mod runtime;
+mod session;
+mod store;
+mod walk;
+mod writer;
+
+pub use bindings::exports::kist::content::types::{BlobInfo, IngestStatus, Label};
+pub use error::{Error, Result};
+pub use reader::Reader;
+pub use store::{Store, StoreBuilder};
+pub use walk::Walk;
+pub use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
+pub use writer::Writer;
+
+/// Converts a WIT `datetime` to a [`std::time::SystemTime`].
+pub fn system_time(t: Datetime) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::new(t.seconds, t.nanoseconds)
+}

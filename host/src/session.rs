@@ -1,0 +1,65 @@
+//! One component instance in its own wasmtime store, and the discipline of
+//! calling into it: a deadline per call, and no reuse after a trap (a
+//! trapped instance cannot be entered again).
+
+use std::sync::Arc;
+
+use crate::bindings::StoreComponent;
+use crate::bindings::exports::kist::content::types::Error as WitError;
+use crate::ctx::KistCtx;
+use crate::error::{Error, Result};
+use crate::runtime::TICK;
+use crate::store::Shared;
+
+/// A live instance of the store component.
+pub(crate) struct Session {
+    pub(crate) store: wasmtime::Store<KistCtx>,
+    pub(crate) api: StoreComponent,
+    deadline_ticks: u64,
+    poisoned: bool,
+}
+
+/// What a guest call returns: a trap, or the WIT result.
+pub(crate) type GuestResult<R> = wasmtime::Result<std::result::Result<R, WitError>>;
+
+impl Session {
+    /// Instantiates the component for the store `shared` describes.
+    pub(crate) fn new(shared: &Arc<Shared>) -> Result<Self> {
+        let options = &shared.options;
+        let ctx = KistCtx::new(&shared.root, options.memory_limit, Arc::clone(&shared.caps))?;
+        let mut store = wasmtime::Store::new(&shared.runtime.engine, ctx);
+        store.limiter(|ctx| &mut ctx.limits);
+        let deadline_ticks = (options.call_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(deadline_ticks);
+        let api = shared.runtime.pre.instantiate(&mut store)?;
+        Ok(Self {
+            store,
+            api,
+            deadline_ticks,
+            poisoned: false,
+        })
+    }
+
+    /// Calls into the guest with a fresh deadline and maps the outcome.
+    pub(crate) fn call<R>(
+        &mut self,
+        f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>) -> GuestResult<R>,
+    ) -> Result<R> {
+        if self.poisoned {
+            return Err(Error::Component("this instance trapped earlier".into()));
+        }
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        match f(&self.api, &mut self.store) {
+            Ok(result) => result.map_err(Error::from),
+            Err(trap) => {
+                self.poisoned = true;
+                Err(Error::from(trap))
+            }
+        }
+    }
+
+    /// Whether the instance can still be used.
+    pub(crate) fn healthy(&self) -> bool {
+        !self.poisoned
+    }
+}

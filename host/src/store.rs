@@ -1,0 +1,276 @@
+//! [`Store`]: a kist content store on a directory, run by the sandboxed
+//! component.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::capabilities::CapabilitiesCtx;
+use crate::error::{Error, Result};
+use crate::reader::Reader;
+use crate::runtime::Runtime;
+use crate::session::{GuestResult, Session};
+use crate::walk::Walk;
+use crate::writer::Writer;
+use crate::{BlobInfo, IngestStatus, Label};
+
+/// Idle instances kept for reuse; more are created on demand.
+const MAX_IDLE: usize = 8;
+
+/// Limits for the component; see [`StoreBuilder`].
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) memory_limit: usize,
+    pub(crate) call_timeout: Duration,
+}
+
+/// Configures and opens a [`Store`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), kist::Error> {
+/// use std::time::Duration;
+/// let store = kist::Store::builder("/var/lib/kist")
+///     .memory_limit(64 << 20)
+///     .call_timeout(Duration::from_secs(10))
+///     .open()?;
+/// # Ok(()) }
+/// ```
+pub struct StoreBuilder {
+    root: PathBuf,
+    options: Options,
+}
+
+impl StoreBuilder {
+    /// Caps the component's linear memory (default 512 MiB). A guest that
+    /// needs more traps, and the call fails with [`Error::Component`].
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.options.memory_limit = bytes;
+        self
+    }
+
+    /// Interrupts any single call into the component that runs longer than
+    /// this (default 120 s); it fails with [`Error::Timeout`].
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.options.call_timeout = timeout;
+        self
+    }
+
+    /// Opens the store, creating the directory and the OCI layout in it if
+    /// needed.
+    pub fn open(self) -> Result<Store> {
+        std::fs::create_dir_all(&self.root)?;
+        let root = self.root.canonicalize()?;
+        let shared = Arc::new(Shared {
+            caps: Arc::new(CapabilitiesCtx::new(&root)?),
+            root,
+            runtime: Runtime::embedded()?,
+            options: self.options,
+            idle: Mutex::new(Vec::new()),
+        });
+        let store = Store { shared };
+        // The first call lays out a new store and checks an existing one.
+        store.list_statuses(&["ref==\"\""])?;
+        Ok(store)
+    }
+}
+
+/// What every handle on one store shares.
+pub(crate) struct Shared {
+    pub(crate) root: PathBuf,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) caps: Arc<CapabilitiesCtx>,
+    pub(crate) options: Options,
+    idle: Mutex<Vec<Session>>,
+}
+
+impl Shared {
+    /// An instance to call into: an idle one, or a new one.
+    pub(crate) fn session(self: &Arc<Self>) -> Result<Session> {
+        let idle = self.idle.lock().expect("pool lock").pop();
+        idle.map_or_else(|| Session::new(self), Ok)
+    }
+
+    /// Returns an instance for reuse, unless it trapped.
+    pub(crate) fn recycle(&self, session: Session) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if session.healthy() && idle.len() < MAX_IDLE {
+            idle.push(session);
+        }
+    }
+
+    /// Runs one call on a pooled instance.
+    pub(crate) fn call<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(
+            &crate::bindings::StoreComponent,
+            &mut wasmtime::Store<crate::ctx::KistCtx>,
+        ) -> GuestResult<R>,
+    ) -> Result<R> {
+        let mut session = self.session()?;
+        let result = session.call(f);
+        self.recycle(session);
+        result
+    }
+}
+
+/// A content-addressed store on a directory, laid out as an OCI image
+/// layout (`blobs/<alg>/<hex>`), with containerd's content-store semantics:
+/// resumable, verified ingests; labels; filters.
+///
+/// All storage logic runs in a WebAssembly component that sees only the
+/// store directory. A `Store` is cheap to clone and can be used from many
+/// threads; writers are exclusive per ref across threads and processes.
+///
+/// ```no_run
+/// # fn main() -> Result<(), kist::Error> {
+/// let store = kist::Store::open("/tmp/my-store")?;
+/// let digest = store.put(b"hello")?;
+/// assert_eq!(store.get(&digest)?, b"hello");
+/// assert_eq!(store.info(&digest)?.size, 5);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `root` with default limits.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(root).open()
+    }
+
+    /// A builder for a store at `root` with custom limits.
+    pub fn builder(root: impl AsRef<Path>) -> StoreBuilder {
+        StoreBuilder {
+            root: root.as_ref().to_path_buf(),
+            options: Options {
+                memory_limit: 512 << 20,
+                call_timeout: Duration::from_secs(120),
+            },
+        }
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    /// Describes the blob `digest`.
+    pub fn info(&self, digest: &str) -> Result<BlobInfo> {
+        self.shared
+            .call(|api, s| api.kist_content_store().call_info(s, &digest.to_owned()))
+    }
+
+    /// Changes labels of `info.digest`: with no `fieldpaths` its labels
+    /// become `info.labels`; `labels.<key>` sets or (if absent from
+    /// `info.labels`) removes one key. Returns the updated info.
+    pub fn update(&self, info: &BlobInfo, fieldpaths: &[&str]) -> Result<BlobInfo> {
+        let paths: Vec<String> = fieldpaths.iter().map(|p| p.to_string()).collect();
+        self.shared
+            .call(|api, s| api.kist_content_store().call_update(s, info, &paths))
+    }
+
+    /// Sets (`Some`) or removes (`None`) labels of `digest`, leaving others.
+    pub fn label(&self, digest: &str, changes: &[(&str, Option<&str>)]) -> Result<BlobInfo> {
+        let mut info = self.info(digest)?;
+        info.labels = changes
+            .iter()
+            .filter_map(|(k, v)| {
+                v.map(|v| Label {
+                    key: k.to_string(),
+                    value: v.to_string(),
+                })
+            })
+            .collect();
+        let paths: Vec<String> = changes.iter().map(|(k, _)| format!("labels.{k}")).collect();
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        self.update(&info, &paths)
+    }
+
+    /// Removes the blob `digest`.
+    pub fn delete(&self, digest: &str) -> Result<()> {
+        self.shared
+            .call(|api, s| api.kist_content_store().call_delete(s, &digest.to_owned()))
+    }
+
+    /// Iterates over the blobs matching any of `filters` (containerd's
+    /// syntax, e.g. `labels.app==web,size!=0`); no filters lists all.
+    pub fn walk(&self, filters: &[&str]) -> Result<Walk> {
+        Walk::new(&self.shared, filters)
+    }
+
+    /// Opens the blob `digest` for reading ([`std::io::Read`] + [`std::io::Seek`]).
+    pub fn reader(&self, digest: &str) -> Result<Reader> {
+        Reader::open(&self.shared, digest)
+    }
+
+    /// Reads the whole blob `digest` into memory.
+    pub fn get(&self, digest: &str) -> Result<Vec<u8>> {
+        let mut reader = self.reader(digest)?;
+        let mut out = Vec::with_capacity(reader.size() as usize);
+        reader.copy_to(&mut out)?;
+        Ok(out)
+    }
+
+    /// Stores `bytes` and returns their sha256 digest; storing content that
+    /// is already there succeeds. An interrupted `put` leaves nothing
+    /// behind.
+    pub fn put(&self, bytes: &[u8]) -> Result<String> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let reference = format!(
+            "put-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut writer = self.writer(&reference, Some(bytes.len() as u64), None)?;
+        let result = writer.write_all(bytes).and_then(|()| {
+            let digest = writer.digest()?;
+            match writer.commit(None, None, &[]) {
+                Ok(_) | Err(Error::AlreadyExists) => Ok(digest),
+                Err(e) => Err(e),
+            }
+        });
+        if result.is_err() {
+            let _ = self.abort(&reference);
+        }
+        result
+    }
+
+    /// Opens (or resumes) the ingest `reference` for writing. `expected_size`
+    /// and `expected` are recorded and checked at commit.
+    pub fn writer(
+        &self,
+        reference: &str,
+        expected_size: Option<u64>,
+        expected: Option<&str>,
+    ) -> Result<Writer> {
+        Writer::open(&self.shared, reference, expected_size, expected)
+    }
+
+    /// The state of the ingest `reference`.
+    pub fn status(&self, reference: &str) -> Result<IngestStatus> {
+        self.shared
+            .call(|api, s| api.kist_content_ingester().call_status(s, reference))
+    }
+
+    /// The ingests matching any of `filters` (fields `ref`, `offset`,
+    /// `total`, `expected`).
+    pub fn list_statuses(&self, filters: &[&str]) -> Result<Vec<IngestStatus>> {
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        self.shared
+            .call(|api, s| api.kist_content_ingester().call_list_statuses(s, &filters))
+    }
+
+    /// Removes the ingest `reference` and its data.
+    pub fn abort(&self, reference: &str) -> Result<()> {
+        self.shared
+            .call(|api, s| api.kist_content_ingester().call_abort(s, reference))
+    }
+}

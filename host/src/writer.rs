@@ -1,0 +1,171 @@
+//! [`Writer`]: the exclusive writer of one ingest.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceAny;
+
+use crate::error::Result;
+use crate::session::Session;
+use crate::store::Shared;
+use crate::{IngestStatus, Label};
+
+/// Largest chunk passed to the component in one call; bigger writes are
+/// split so the guest's memory use stays bounded.
+const MAX_CHUNK: usize = 4 << 20;
+
+/// The exclusive writer of one ingest, from [`Store::writer`](crate::Store::writer).
+///
+/// Writes append at the current offset. Dropping the writer without
+/// [`commit`](Writer::commit) keeps the ingest: opening the same ref again
+/// resumes at [`status`](Writer::status)`().offset`. Implements
+/// [`std::io::Write`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), kist::Error> {
+/// let store = kist::Store::open("/tmp/my-store")?;
+/// let mut w = store.writer("my-upload", Some(11), None)?;
+/// w.write_all(b"hello ")?;
+/// w.write_all(b"world")?;
+/// let digest = w.commit(None, None, &[("app", "demo")])?;
+/// # Ok(()) }
+/// ```
+pub struct Writer {
+    shared: Arc<Shared>,
+    session: Option<Session>,
+    handle: Option<ResourceAny>,
+}
+
+impl Writer {
+    pub(crate) fn open(
+        shared: &Arc<Shared>,
+        reference: &str,
+        size: Option<u64>,
+        expected: Option<&str>,
+    ) -> Result<Self> {
+        let mut session = shared.session()?;
+        let opened = session.call(|api, s| {
+            api.kist_content_ingester().call_open_writer(
+                s,
+                reference,
+                size,
+                expected.map(str::to_owned).as_ref(),
+            )
+        });
+        match opened {
+            Ok(handle) => Ok(Self {
+                shared: Arc::clone(shared),
+                session: Some(session),
+                handle: Some(handle),
+            }),
+            Err(e) => {
+                shared.recycle(session);
+                Err(e)
+            }
+        }
+    }
+
+    fn parts(&mut self) -> (&mut Session, ResourceAny) {
+        (
+            self.session.as_mut().expect("live writer"),
+            self.handle.expect("live writer"),
+        )
+    }
+
+    /// Appends all of `data`. On failure (e.g. [`Error::NoSpace`]) the
+    /// offset is where it was before the failed chunk.
+    pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        let (session, handle) = self.parts();
+        for chunk in data.chunks(MAX_CHUNK) {
+            session.call(|api, s| {
+                api.kist_content_ingester()
+                    .writer()
+                    .call_write(s, handle, chunk)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The ingest's state: offset, declared size and digest, times.
+    pub fn status(&mut self) -> Result<IngestStatus> {
+        let (session, handle) = self.parts();
+        session.call(|api, s| api.kist_content_ingester().writer().call_status(s, handle))
+    }
+
+    /// The digest of the data written so far.
+    pub fn digest(&mut self) -> Result<String> {
+        let (session, handle) = self.parts();
+        session.call(|api, s| {
+            api.kist_content_ingester()
+                .writer()
+                .call_digest(s, handle)
+                .map(Ok)
+        })
+    }
+
+    /// Discards the data to start over; only `0` is supported.
+    pub fn truncate(&mut self, size: u64) -> Result<()> {
+        let (session, handle) = self.parts();
+        session.call(|api, s| {
+            api.kist_content_ingester()
+                .writer()
+                .call_truncate(s, handle, size)
+        })
+    }
+
+    /// Verifies the data against `size`, `expected` and what was declared
+    /// at open, then publishes it atomically with `labels`. Returns the
+    /// digest. On [`Error::FailedPrecondition`] the ingest is kept; on
+    /// [`Error::AlreadyExists`] the content was already stored and the
+    /// ingest is gone.
+    pub fn commit(
+        mut self,
+        size: Option<u64>,
+        expected: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> Result<String> {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect();
+        let handle = self.handle.take().expect("live writer");
+        let session = self.session.as_mut().expect("live writer");
+        session.call(|api, s| {
+            api.kist_content_ingester().writer().call_commit(
+                s,
+                handle,
+                size,
+                expected.map(str::to_owned).as_ref(),
+                &labels,
+            )
+        })
+    }
+}
+
+impl std::io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(MAX_CHUNK);
+        self.write_all(&buf[..n]).map_err(std::io::Error::from)?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let Some(mut session) = self.session.take() else {
+            return;
+        };
+        if let Some(handle) = self.handle.take() {
+            // Runs the guest's destructor, which saves the hash state for a
+            // resume and releases the ref's lock.
+            let _ = session.call(|_, s| handle.resource_drop(s).map(Ok));
+        }
+        self.shared.recycle(session);
+    }
+}
