@@ -1,0 +1,90 @@
+//! Every command but `ingest`: thin calls into the library.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use kist::Store;
+
+use crate::Command;
+use crate::output::Output;
+
+/// Runs `command` on `store`, printing through `out`.
+pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> {
+    match command {
+        Command::Ingest(args) => crate::ingest::run(store, args, out),
+        Command::Get { digest, output } => get(store, &digest, output.as_deref()),
+        Command::Info { digest } => out.info(&store.info(&digest)?),
+        Command::Ls { quiet, filters } => {
+            let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+            let infos = store.walk(&filters)?.collect::<kist::Result<Vec<_>>>()?;
+            out.list(&infos, quiet)
+        }
+        Command::Rm { digests } => rm(store, &digests, out),
+        Command::Label { digest, labels } => {
+            let changes = labels
+                .iter()
+                .map(|l| {
+                    l.split_once('=')
+                        .map(|(k, v)| (k, (!v.is_empty()).then_some(v)))
+                })
+                .collect::<Option<Vec<_>>>()
+                .context("labels are given as key=value (key= removes)")?;
+            out.info(&store.label(&digest, &changes)?)
+        }
+        Command::Active { regex } => {
+            // A /regex/ literal keeps the regex's own escapes intact.
+            let filter = regex.map(|r| format!("ref~=/{}/", r.replace('/', "\\/")));
+            out.statuses(
+                &store.list_statuses(
+                    filter
+                        .as_slice()
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                )?,
+            )
+        }
+        Command::Abort { reference } => {
+            store.abort(&reference)?;
+            out.done(&reference)
+        }
+    }
+}
+
+/// Copies a blob to stdout, or atomically to `path` (a temporary file in
+/// the same directory, renamed when complete).
+fn get(store: &Store, digest: &str, path: Option<&Path>) -> anyhow::Result<()> {
+    let mut reader = store.reader(digest)?;
+    let Some(path) = path else {
+        let mut stdout = std::io::stdout().lock();
+        reader.copy_to(&mut stdout)?;
+        return Ok(stdout.flush()?);
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    reader.copy_to(&mut tmp)?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Removes each blob, reporting each failure; fails with the first one.
+fn rm(store: &Store, digests: &[String], out: &Output) -> anyhow::Result<()> {
+    let mut first_error = None;
+    for digest in digests {
+        match store.delete(digest) {
+            Ok(()) => out.done(digest)?,
+            Err(e) => {
+                eprintln!("kist: {digest}: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), |e| Err(e.into()))
+}

@@ -1,0 +1,125 @@
+//! `kist`: the command-line runner for a kist content store.
+
+mod commands;
+mod ingest;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::output::Output;
+
+/// A content-addressed store (OCI image layout, containerd semantics)
+/// whose storage logic runs in a WebAssembly sandbox.
+#[derive(Parser)]
+#[command(name = "kist", version, about)]
+struct Cli {
+    /// The store directory [default: $KIST_STORE, else $XDG_DATA_HOME/kist]
+    #[arg(long, global = true, env = "KIST_STORE")]
+    store: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    /// Human-readable columns.
+    Table,
+    /// One JSON document on stdout.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Store a file (or stdin) and print its digest; re-running an
+    /// interrupted ingest resumes it.
+    Ingest(ingest::Args),
+    /// Write a blob's bytes to stdout or a file.
+    Get {
+        /// The blob's digest.
+        digest: String,
+        /// Write to this file (atomically) instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Describe a blob.
+    Info {
+        /// The blob's digest.
+        digest: String,
+    },
+    /// List blobs matching any of the filters (containerd syntax, e.g.
+    /// `labels.app==web,size!=0`).
+    Ls {
+        /// Print digests only.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Filters; a blob is listed if any matches.
+        filters: Vec<String>,
+    },
+    /// Remove blobs.
+    Rm {
+        /// Digests of the blobs to remove.
+        #[arg(required = true)]
+        digests: Vec<String>,
+    },
+    /// Set (`k=v`) or remove (`k=`) labels of a blob.
+    Label {
+        /// The blob's digest.
+        digest: String,
+        /// Label changes.
+        #[arg(required = true)]
+        labels: Vec<String>,
+    },
+    /// List ingests in progress, optionally only refs matching a regex.
+    Active {
+        /// A regular expression refs must match.
+        regex: Option<String>,
+    },
+    /// Remove an ingest in progress and its data.
+    Abort {
+        /// The ingest's ref.
+        reference: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KIST_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let out = Output::new(cli.format);
+    let result = store_dir(cli.store)
+        .and_then(|dir| kist::Store::open(dir).map_err(Into::into))
+        .and_then(|store| commands::run(&store, cli.command, &out));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kist: {e:#}");
+            match e.downcast_ref::<kist::Error>() {
+                Some(kist::Error::NotFound) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// `--store`/`$KIST_STORE`, else `$XDG_DATA_HOME/kist`, else
+/// `~/.local/share/kist`.
+fn store_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(data).join("kist"));
+    }
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow::anyhow!("no --store, $KIST_STORE or $HOME"))?;
+    Ok(PathBuf::from(home).join(".local/share/kist"))
+}

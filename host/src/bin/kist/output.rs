@@ -1,0 +1,157 @@
+//! Printing results as aligned columns or JSON.
+
+use std::io::Write;
+
+use kist::{BlobInfo, Datetime, IngestStatus};
+use serde_json::{Value, json};
+
+use crate::Format;
+
+/// Where and how results are printed.
+pub struct Output {
+    format: Format,
+}
+
+impl Output {
+    pub fn new(format: Format) -> Self {
+        Self { format }
+    }
+
+    /// One blob's description.
+    pub fn info(&self, info: &BlobInfo) -> anyhow::Result<()> {
+        if self.format == Format::Json {
+            return print_json(&info_json(info));
+        }
+        let rows = [
+            ("digest", info.digest.clone()),
+            ("size", info.size.to_string()),
+            ("created", time(info.created_at)),
+            ("updated", time(info.updated_at)),
+            ("labels", labels(info)),
+        ];
+        table(rows.iter().map(|(k, v)| vec![k.to_string(), v.clone()]))
+    }
+
+    /// A blob listing.
+    pub fn list(&self, infos: &[BlobInfo], quiet: bool) -> anyhow::Result<()> {
+        match (self.format, quiet) {
+            (Format::Json, true) => {
+                print_json(&json!(infos.iter().map(|i| &i.digest).collect::<Vec<_>>()))
+            }
+            (Format::Json, false) => {
+                print_json(&Value::Array(infos.iter().map(info_json).collect()))
+            }
+            (Format::Table, true) => lines(infos.iter().map(|i| i.digest.clone())),
+            (Format::Table, false) => table(
+                std::iter::once(
+                    ["DIGEST", "SIZE", "CREATED", "LABELS"]
+                        .map(String::from)
+                        .to_vec(),
+                )
+                .chain(infos.iter().map(|i| {
+                    vec![
+                        i.digest.clone(),
+                        i.size.to_string(),
+                        time(i.created_at),
+                        labels(i),
+                    ]
+                })),
+            ),
+        }
+    }
+
+    /// Ingests in progress.
+    pub fn statuses(&self, statuses: &[IngestStatus]) -> anyhow::Result<()> {
+        if self.format == Format::Json {
+            return print_json(&Value::Array(statuses.iter().map(status_json).collect()));
+        }
+        table(
+            std::iter::once(
+                ["REF", "OFFSET", "TOTAL", "STARTED", "UPDATED"]
+                    .map(String::from)
+                    .to_vec(),
+            )
+            .chain(statuses.iter().map(|s| {
+                vec![
+                    s.ref_.clone(),
+                    s.offset.to_string(),
+                    s.total.map_or("-".into(), |t| t.to_string()),
+                    time(s.started_at),
+                    time(s.updated_at),
+                ]
+            })),
+        )
+    }
+
+    /// A digest produced by a command (ingest).
+    pub fn digest(&self, digest: &str, size: u64) -> anyhow::Result<()> {
+        match self.format {
+            Format::Json => print_json(&json!({ "digest": digest, "size": size })),
+            Format::Table => lines([digest.to_owned()]),
+        }
+    }
+
+    /// A thing a command removed or finished (rm, abort).
+    pub fn done(&self, what: &str) -> anyhow::Result<()> {
+        match self.format {
+            Format::Json => print_json(&json!({ "done": what })),
+            Format::Table => lines([what.to_owned()]),
+        }
+    }
+}
+
+fn info_json(i: &BlobInfo) -> Value {
+    json!({
+        "digest": i.digest,
+        "size": i.size,
+        "created_at": time(i.created_at),
+        "updated_at": time(i.updated_at),
+        "labels": i.labels.iter().map(|l| (l.key.clone(), Value::from(l.value.clone()))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+fn status_json(s: &IngestStatus) -> Value {
+    json!({
+        "ref": s.ref_,
+        "offset": s.offset,
+        "total": s.total,
+        "expected": s.expected,
+        "started_at": time(s.started_at),
+        "updated_at": time(s.updated_at),
+    })
+}
+
+/// RFC 3339 in UTC, to the second.
+fn time(t: Datetime) -> String {
+    humantime::format_rfc3339_seconds(kist::system_time(t)).to_string()
+}
+
+fn labels(info: &BlobInfo) -> String {
+    info.labels
+        .iter()
+        .map(|l| format!("{}={}", l.key, l.value))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, value)?;
+    Ok(writeln!(stdout)?)
+}
+
+fn lines(items: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for item in items {
+        writeln!(stdout, "{item}")?;
+    }
+    Ok(())
+}
+
+fn table(rows: impl IntoIterator<Item = Vec<String>>) -> anyhow::Result<()> {
+    let mut tw = tabwriter::TabWriter::new(std::io::stdout().lock()).padding(2);
+    for row in rows {
+        writeln!(tw, "{}", row.join("\t"))?;
+    }
+    Ok(tw.flush()?)
+}
