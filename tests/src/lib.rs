@@ -1,1 +1,101 @@
+//! Test support for kist: the conformance suite every store
+//! implementation runs, and helpers shared by the tests in `tests/`.
 
+pub mod conformance;
+
+use std::path::Path;
+
+use kist::Store;
+use sha2::{Digest, Sha256, Sha512};
+
+/// A store directory that lives as long as the test, and a way to open
+/// store handles on it (each a fresh host with fresh instances).
+pub struct Harness {
+    dir: tempfile::TempDir,
+    open: fn(&Path) -> Store,
+}
+
+impl Harness {
+    /// An empty store directory opened with `open`.
+    pub fn new(open: fn(&Path) -> Store) -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            open,
+        }
+    }
+
+    /// Opens a new handle on the store (as a restarted host would).
+    pub fn store(&self) -> Store {
+        (self.open)(self.dir.path())
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Opens a store with the component embedded in the `kist` crate.
+pub fn open_embedded(dir: &Path) -> Store {
+    Store::open(dir).expect("opening the store")
+}
+
+/// `sha256:<hex>` of `bytes`, computed natively.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+/// `sha512:<hex>` of `bytes`, computed natively.
+pub fn sha512(bytes: &[u8]) -> String {
+    format!("sha512:{}", hex(&Sha512::digest(bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sorted digests of the blobs matching `filters`.
+pub fn digests(store: &Store, filters: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = store
+        .walk(filters)
+        .expect("walk")
+        .map(|i| i.expect("walk item").digest)
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every file under `dir`, relative, sorted (to show nothing was written).
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            out.push(
+                path.strip_prefix(root)
+                    .expect("under root")
+                    .display()
+                    .to_string(),
+            );
+            if path.is_dir() && !path.is_symlink() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
