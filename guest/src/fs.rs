@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use crate::bindings::wasi::clocks::wall_clock::{self, Datetime};
 use crate::bindings::wasi::filesystem::preopens;
 use crate::bindings::wasi::filesystem::types::{
-    Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, ErrorCode, OpenFlags, PathFlags,
+    Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry,
+    DirectoryEntryStream, ErrorCode, OpenFlags, PathFlags,
 };
 use crate::error::{Error, Result, fs};
 
@@ -188,13 +189,21 @@ pub fn list_dir(path: &str) -> Result<Option<Vec<(String, DescriptorType)>>> {
     };
     let entries = dir.read_directory().map_err(|e| fs("list", path, e))?;
     let mut out = Vec::new();
-    while let Some(entry) = entries
-        .read_directory_entry()
-        .map_err(|e| fs("list", path, e))?
-    {
+    while let Some(entry) = next_entry(&entries, path)? {
         out.push((entry.name, entry.type_));
     }
     Ok(Some(out))
+}
+
+/// The next entry of a directory listing. Entries removed or renamed while
+/// the listing is read (hosts stat each one) are skipped, not errors.
+pub fn next_entry(entries: &DirectoryEntryStream, path: &str) -> Result<Option<DirectoryEntry>> {
+    loop {
+        match entries.read_directory_entry() {
+            Err(ErrorCode::NoEntry) => continue,
+            other => return other.map_err(|e| fs("list", path, e)),
+        }
+    }
 }
 
 /// Opens a directory for listing or syncing; `None` if it does not exist.

@@ -185,15 +185,13 @@ impl GuestWalker for BlobWalker {
             }
             let (alg, entries, labelled) = s.current.as_ref().expect("set above");
             let alg = *alg;
-            let Some(entry) = entries
-                .read_directory_entry()
-                .map_err(|e| fs_error("list", "blobs", e))?
-            else {
+            let Some(entry) = fs::next_entry(entries, "blobs")? else {
                 s.current = None;
                 continue;
             };
-            // Skip anything that is not a blob name (temporary files, junk).
-            if !is_hex_of(alg, &entry.name) {
+            // Only regular files with blob names are blobs: temporary files
+            // and planted symlinks are not listed (and never followed).
+            if entry.type_ != FileType::RegularFile || !is_hex_of(alg, &entry.name) {
                 continue;
             }
             let d = Digest {

@@ -99,3 +99,30 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The `kist` binary, built (once per test process) with the profile the
+/// tests use. A failed build fails the calling test.
+pub fn kist_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo.args(["build", "--quiet", "-p", "kist", "--bin", "kist"]);
+        if !cfg!(debug_assertions) {
+            cargo.arg("--release");
+        }
+        let status = cargo
+            .status()
+            .expect("running cargo to build the kist binary");
+        assert!(status.success(), "building the kist binary failed");
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>/kist
+        let bin = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .expect("target dir")
+            .join("kist");
+        assert!(bin.is_file(), "no kist binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
