@@ -17,7 +17,8 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         Command::Info { digest } => out.info(&store.info(&digest)?),
         Command::Ls { quiet, filters } => {
             let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
-            let infos = store.walk(&filters)?.collect::<kist::Result<Vec<_>>>()?;
+            let mut infos = store.walk(&filters)?.collect::<kist::Result<Vec<_>>>()?;
+            infos.sort_by(|a, b| a.digest.cmp(&b.digest));
             out.list(&infos, quiet)
         }
         Command::Rm { digests } => rm(store, &digests, out),
@@ -74,17 +75,21 @@ fn get(store: &Store, digest: &str, path: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes each blob, reporting each failure; fails with the first one.
+/// Removes each blob. Every failure gets one line on stderr: all but the
+/// last are printed here, the last is returned (and sets the exit code).
 fn rm(store: &Store, digests: &[String], out: &Output) -> anyhow::Result<()> {
-    let mut first_error = None;
+    let mut failed: Option<anyhow::Error> = None;
     for digest in digests {
         match store.delete(digest) {
             Ok(()) => out.done(digest)?,
             Err(e) => {
-                eprintln!("kist: {digest}: {e}");
-                first_error.get_or_insert(e);
+                if let Some(previous) =
+                    failed.replace(anyhow::Error::new(e).context(digest.clone()))
+                {
+                    eprintln!("kist: {previous:#}");
+                }
             }
         }
     }
-    first_error.map_or(Ok(()), |e| Err(e.into()))
+    failed.map_or(Ok(()), Err)
 }

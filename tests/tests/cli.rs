@@ -1,0 +1,329 @@
+//! The `kist` binary: output, exit codes (0 ok, 1 error, 2 not found),
+//! JSON for every command, and resuming interrupted ingests.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use kist_tests::{Harness, bytes, kist_bin, open_embedded, sha256};
+use serde_json::Value;
+
+fn kist(store: &Path) -> Command {
+    let mut c = Command::new(kist_bin());
+    c.arg("--store").arg(store).env_remove("KIST_STORE");
+    c
+}
+
+fn json(store: &Path, args: &[&str]) -> Value {
+    let out = kist(store)
+        .args(["--format", "json"])
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out)))
+}
+
+/// Ingest prints the digest sha256sum would; get, get -o and info agree.
+#[test]
+fn ingest_get_info() {
+    let h = Harness::new(open_embedded);
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("data");
+    let data = bytes(3 << 20, 21);
+    std::fs::write(&file, &data).unwrap();
+    let digest = sha256(&data);
+    kist(h.path())
+        .arg("ingest")
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(format!("{digest}\n"));
+    kist(h.path())
+        .args(["get", &digest])
+        .assert()
+        .success()
+        .stdout(data.clone());
+    let out = files.path().join("out");
+    kist(h.path())
+        .args(["get", &digest, "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    let info = json(h.path(), &["info", &digest]);
+    assert_eq!(
+        (info["digest"].as_str(), info["size"].as_u64()),
+        (Some(digest.as_str()), Some(data.len() as u64))
+    );
+    kist(h.path())
+        .args(["info", &digest])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("size     3145728"));
+    // Already stored: success, same digest; also when declared up front.
+    kist(h.path())
+        .arg("ingest")
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(format!("{digest}\n"));
+    kist(h.path())
+        .args(["ingest", "--expected-digest", &digest])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(format!("{digest}\n"));
+    kist(h.path())
+        .args(["ingest", "-"])
+        .write_stdin(b"from stdin".to_vec())
+        .assert()
+        .success()
+        .stdout(format!("{}\n", sha256(b"from stdin")));
+}
+
+/// Errors are one line on stderr; not found exits 2, other errors 1.
+#[test]
+fn exit_codes_and_errors() {
+    let h = Harness::new(open_embedded);
+    let absent = sha256(b"absent");
+    for args in [
+        vec!["info", absent.as_str()],
+        vec!["get", absent.as_str()],
+        vec!["rm", absent.as_str()],
+        vec!["abort", "no-such-ref"],
+    ] {
+        let out = kist(h.path())
+            .args(&args)
+            .assert()
+            .code(2)
+            .get_output()
+            .stderr
+            .clone();
+        assert_eq!(
+            String::from_utf8(out).unwrap().lines().count(),
+            1,
+            "{args:?}"
+        );
+    }
+    kist(h.path())
+        .args(["info", "sha256:nothex"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("invalid argument"));
+    kist(h.path())
+        .args(["ls", "labels.a=="])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("filter"));
+    kist(h.path())
+        .args(["label", &absent, "novalue"])
+        .assert()
+        .code(1);
+    // A wrong declared digest fails, and the ingest is kept for a retry.
+    kist(h.path())
+        .args([
+            "ingest",
+            "--ref",
+            "wrong",
+            "--expected-digest",
+            &absent,
+            "-",
+        ])
+        .write_stdin(b"content".to_vec())
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("digest mismatch"));
+    assert_eq!(json(h.path(), &["active"])[0]["ref"], "wrong");
+    kist(h.path()).args(["abort", "wrong"]).assert().success();
+    assert_eq!(json(h.path(), &["active"]), Value::Array(vec![]));
+}
+
+/// ls with filters, labels set and removed, rm; JSON for each.
+#[test]
+fn labels_listing_and_removal() {
+    let h = Harness::new(open_embedded);
+    let a = sha256(b"a");
+    let b = sha256(b"b");
+    kist(h.path())
+        .args(["ingest", "--label", "app=web", "--label", "tier=front", "-"])
+        .write_stdin("a")
+        .assert()
+        .success();
+    kist(h.path())
+        .args(["ingest", "-"])
+        .write_stdin("b")
+        .assert()
+        .success();
+    kist(h.path())
+        .args(["ls", "-q", "labels.app==web"])
+        .assert()
+        .success()
+        .stdout(format!("{a}\n"));
+    let listed = json(h.path(), &["ls"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let labelled = json(h.path(), &["label", &b, "app=db", "x.y=z"]);
+    assert_eq!(labelled["labels"]["app"], "db");
+    let labelled = json(h.path(), &["label", &b, "x.y="]);
+    assert_eq!(labelled["labels"], serde_json::json!({"app": "db"}));
+    let mut both = [a.clone(), b.clone()];
+    both.sort();
+    assert_eq!(
+        json(h.path(), &["ls", "-q", "labels.app"]),
+        serde_json::json!(both),
+        "sorted by digest"
+    );
+    kist(h.path())
+        .args(["ls"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("app=web,tier=front"));
+    assert_eq!(json(h.path(), &["rm", &a])["done"], a);
+    kist(h.path())
+        .args(["rm", &a, &b])
+        .assert()
+        .code(2)
+        .stdout(format!("{b}\n"));
+    kist(h.path())
+        .args(["ls", "-q"])
+        .assert()
+        .success()
+        .stdout("");
+}
+
+/// The store defaults to $KIST_STORE, else $XDG_DATA_HOME/kist.
+#[test]
+fn default_store_locations() {
+    let h = Harness::new(open_embedded);
+    let mut c = Command::new(kist_bin());
+    c.env("KIST_STORE", h.path())
+        .args(["ingest", "-"])
+        .write_stdin("env")
+        .assert()
+        .success();
+    assert!(
+        h.path()
+            .join("blobs/sha256")
+            .join(&sha256(b"env")[7..])
+            .is_file()
+    );
+    let xdg = tempfile::tempdir().unwrap();
+    let mut c = Command::new(kist_bin());
+    c.env_remove("KIST_STORE")
+        .env("XDG_DATA_HOME", xdg.path())
+        .args(["ingest", "-"])
+        .write_stdin("xdg")
+        .assert()
+        .success();
+    assert!(
+        xdg.path()
+            .join("kist/blobs/sha256")
+            .join(&sha256(b"xdg")[7..])
+            .is_file()
+    );
+}
+
+/// An ingest killed with SIGKILL half way resumes where it stopped when
+/// the same command runs again: the first half is not sent twice.
+#[test]
+fn killed_stdin_ingest_resumes() {
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    let data = bytes(4 << 20, 22);
+    let mut child = std::process::Command::new(kist_bin())
+        .arg("--store")
+        .arg(h.path())
+        .args(["ingest", "--ref", "killed", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(&data[..1 << 20])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.status("killed").map_or(true, |s| s.offset < 1 << 20) {
+        assert!(Instant::now() < deadline, "the first half never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(store.status("killed").unwrap().offset, 1 << 20);
+    kist(h.path())
+        .args(["ingest", "--ref", "killed", "-"])
+        .write_stdin(data.clone())
+        .assert()
+        .success()
+        .stdout(format!("{}\n", sha256(&data)));
+    assert!(store.list_statuses(&[]).unwrap().is_empty());
+}
+
+/// `kist ingest FILE` killed part way resumes from the ingest's offset
+/// when re-run (the default ref follows the file).
+#[test]
+fn killed_file_ingest_resumes() {
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("big");
+    let data = bytes(256 << 20, 23);
+    std::fs::write(&file, &data).unwrap();
+    let digest = sha256(&data);
+    let mut interrupted_at = None;
+    for _attempt in 0..5 {
+        let mut child = std::process::Command::new(kist_bin())
+            .arg("--store")
+            .arg(h.path())
+            .arg("ingest")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let found = loop {
+            let offset = store
+                .list_statuses(&[])
+                .unwrap()
+                .first()
+                .map_or(0, |s| s.offset);
+            if offset > 0 || child.try_wait().unwrap().is_some() {
+                break offset;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        child.kill().ok();
+        child.wait().unwrap();
+        let offset = store
+            .list_statuses(&[])
+            .unwrap()
+            .first()
+            .map_or(0, |s| s.offset);
+        if found > 0 && offset > 0 && offset < data.len() as u64 {
+            interrupted_at = Some(offset);
+            break;
+        }
+        // It finished before the kill landed: start over and try again.
+        let _ = store.delete(&digest);
+    }
+    let offset = interrupted_at.expect("could not interrupt an ingest in 5 attempts");
+    let active = json(h.path(), &["active"]);
+    assert_eq!(active[0]["offset"].as_u64(), Some(offset));
+    assert_eq!(active[0]["total"].as_u64(), Some(data.len() as u64));
+    kist(h.path())
+        .arg("ingest")
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(format!("{digest}\n"));
+    assert!(
+        store.list_statuses(&[]).unwrap().is_empty(),
+        "the resumed ingest was consumed"
+    );
+}
