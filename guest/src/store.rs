@@ -70,14 +70,15 @@ impl Guest for Component {
     type Reader = BlobReader;
 
     fn info(digest: String) -> Result<Info> {
+        let d = Digest::parse(&digest)?;
         layout::ensure()?;
-        info_of(&Digest::parse(&digest)?, true)?.ok_or(Error::NotFound)
+        info_of(&d, true)?.ok_or(Error::NotFound)
     }
 
     fn update(info: Info, fieldpaths: Vec<String>) -> Result<Info> {
-        layout::ensure()?;
         let d = Digest::parse(&info.digest)?;
         validate::labels(&info.labels)?;
+        layout::ensure()?;
         let given = labels::from_list(info.labels);
         // Which keys change: `None` means all of them.
         let mut keys: Option<Vec<String>> = Some(Vec::new());
@@ -119,8 +120,8 @@ impl Guest for Component {
     }
 
     fn delete(digest: String) -> Result<()> {
-        layout::ensure()?;
         let d = Digest::parse(&digest)?;
+        layout::ensure()?;
         let _blob = lock_blob(&d)?;
         if !fs::remove_file(&d.blob_path())? {
             return Err(Error::NotFound);
@@ -130,8 +131,8 @@ impl Guest for Component {
     }
 
     fn walk(filters: Vec<String>) -> Result<Walker> {
-        layout::ensure()?;
         let filters = Filters::parse(&filters)?;
+        layout::ensure()?;
         Ok(Walker::new(BlobWalker(RefCell::new(WalkState {
             filters,
             pending: ALGORITHMS.to_vec(),
@@ -140,8 +141,8 @@ impl Guest for Component {
     }
 
     fn open_reader(digest: String) -> Result<Reader> {
-        layout::ensure()?;
         let d = Digest::parse(&digest)?;
+        layout::ensure()?;
         let path = d.blob_path();
         let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
         let stat = fs::fstat(&fd, &path)?;

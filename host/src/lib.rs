@@ -55,3 +55,8 @@ pub use writer::Writer;
 pub fn system_time(t: Datetime) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::new(t.seconds, t.nanoseconds)
 }
+
+/// Compiles and runs the README's Rust examples as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -57,8 +57,8 @@ impl StoreBuilder {
         self
     }
 
-    /// Opens the store, creating the directory and the OCI layout in it if
-    /// needed.
+    /// Opens the store, creating its directory if needed (the component
+    /// writes the OCI layout files on first use).
     pub fn open(self) -> Result<Store> {
         std::fs::create_dir_all(&self.root)?;
         let root = self.root.canonicalize()?;
@@ -69,10 +69,8 @@ impl StoreBuilder {
             options: self.options,
             idle: Mutex::new(Vec::new()),
         });
-        let store = Store { shared };
-        // The first call lays out a new store and checks an existing one.
-        store.list_statuses(&["ref==\"\""])?;
-        Ok(store)
+        // The component lays out a new store on its first call.
+        Ok(Store { shared })
     }
 }
 
