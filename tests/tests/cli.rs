@@ -56,6 +56,8 @@ fn ingest_get_info() {
         .assert()
         .success();
     assert_eq!(std::fs::read(&out).unwrap(), data);
+    let written = json(h.path(), &["get", &digest, "-o", out.to_str().unwrap()]);
+    assert_eq!(written["size"].as_u64(), Some(data.len() as u64));
     let info = json(h.path(), &["info", &digest]);
     assert_eq!(
         (info["digest"].as_str(), info["size"].as_u64()),
@@ -200,32 +202,22 @@ fn labels_listing_and_removal() {
 #[test]
 fn default_store_locations() {
     let h = Harness::new(open_embedded);
-    let mut c = Command::new(kist_bin());
-    c.env("KIST_STORE", h.path())
-        .args(["ingest", "-"])
-        .write_stdin("env")
-        .assert()
-        .success();
-    assert!(
-        h.path()
-            .join("blobs/sha256")
-            .join(&sha256(b"env")[7..])
-            .is_file()
-    );
     let xdg = tempfile::tempdir().unwrap();
-    let mut c = Command::new(kist_bin());
-    c.env_remove("KIST_STORE")
-        .env("XDG_DATA_HOME", xdg.path())
-        .args(["ingest", "-"])
-        .write_stdin("xdg")
-        .assert()
-        .success();
-    assert!(
-        xdg.path()
-            .join("kist/blobs/sha256")
-            .join(&sha256(b"xdg")[7..])
-            .is_file()
-    );
+    let cases = [
+        ("KIST_STORE", h.path(), h.path().to_path_buf()),
+        ("XDG_DATA_HOME", xdg.path(), xdg.path().join("kist")),
+    ];
+    for (var, value, root) in cases {
+        Command::new(kist_bin())
+            .env_remove("KIST_STORE")
+            .env(var, value)
+            .args(["ingest", "-"])
+            .write_stdin(var)
+            .assert()
+            .success();
+        let blob = root.join("blobs/sha256").join(&sha256(var.as_bytes())[7..]);
+        assert!(blob.is_file(), "{var}: no {}", blob.display());
+    }
 }
 
 /// An ingest killed with SIGKILL half way resumes where it stopped when

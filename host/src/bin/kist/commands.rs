@@ -13,7 +13,7 @@ use crate::output::Output;
 pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> {
     match command {
         Command::Ingest(args) => crate::ingest::run(store, args, out),
-        Command::Get { digest, output } => get(store, &digest, output.as_deref()),
+        Command::Get { digest, output } => get(store, &digest, output.as_deref(), out),
         Command::Info { digest } => out.info(&store.info(&digest)?),
         Command::Ls { quiet, filters } => {
             let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
@@ -55,8 +55,8 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
 }
 
 /// Copies a blob to stdout, or atomically to `path` (a temporary file in
-/// the same directory, renamed when complete).
-fn get(store: &Store, digest: &str, path: Option<&Path>) -> anyhow::Result<()> {
+/// the same directory, renamed when complete) and reports what it wrote.
+fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> anyhow::Result<()> {
     let mut reader = store.reader(digest)?;
     let Some(path) = path else {
         let mut stdout = std::io::stdout().lock();
@@ -69,10 +69,10 @@ fn get(store: &Store, digest: &str, path: Option<&Path>) -> anyhow::Result<()> {
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a file in {}", dir.display()))?;
-    reader.copy_to(&mut tmp)?;
+    let size = reader.copy_to(&mut tmp)?;
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    out.written(digest, size, path)
 }
 
 /// Removes each blob. Every failure gets one line on stderr: all but the

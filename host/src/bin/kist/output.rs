@@ -91,6 +91,14 @@ impl Output {
         }
     }
 
+    /// A blob copied to a file: silent as a table (like `cp`).
+    pub fn written(&self, digest: &str, size: u64, path: &std::path::Path) -> anyhow::Result<()> {
+        match self.format {
+            Format::Json => print_json(&json!({ "digest": digest, "size": size, "path": path })),
+            Format::Table => Ok(()),
+        }
+    }
+
     /// A thing a command removed or finished (rm, abort).
     pub fn done(&self, what: &str) -> anyhow::Result<()> {
         match self.format {
