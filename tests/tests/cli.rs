@@ -58,6 +58,16 @@ fn ingest_get_info() {
     assert_eq!(std::fs::read(&out).unwrap(), data);
     let written = json(h.path(), &["get", &digest, "-o", out.to_str().unwrap()]);
     assert_eq!(written["size"].as_u64(), Some(data.len() as u64));
+    // A device is written in place, never renamed over.
+    let null = Path::new("/dev/null");
+    kist(h.path())
+        .args(["get", &digest, "-o"])
+        .arg(null)
+        .assert()
+        .success();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &std::fs::metadata(null).unwrap().file_type()
+    ));
     let info = json(h.path(), &["info", &digest]);
     assert_eq!(
         (info["digest"].as_str(), info["size"].as_u64()),

@@ -54,8 +54,10 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
     }
 }
 
-/// Copies a blob to stdout, or atomically to `path` (a temporary file in
-/// the same directory, renamed when complete) and reports what it wrote.
+/// Copies a blob to stdout or to `path`. A regular file (or a new path)
+/// is written atomically: a temporary file in the same directory, renamed
+/// over `path` when complete. Anything else (`/dev/null`, a FIFO) is
+/// written in place: renaming over it would replace the device.
 fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> anyhow::Result<()> {
     let mut reader = store.reader(digest)?;
     let Some(path) = path else {
@@ -63,15 +65,27 @@ fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> anyhow
         reader.copy_to(&mut stdout)?;
         return Ok(stdout.flush()?);
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    let size = reader.copy_to(&mut tmp)?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let size = match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            reader.copy_to(&mut file)?
+        }
+        _ => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a file in {}", dir.display()))?;
+            let size = reader.copy_to(&mut tmp)?;
+            tmp.persist(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            size
+        }
+    };
     out.written(digest, size, path)
 }
 
