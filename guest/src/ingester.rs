@@ -91,7 +91,9 @@ impl Guest for Component {
         layout::ensure()?;
         let dir = ingest::dir_of(&r);
         let _guard = locks::try_lock(&dir).map_err(|e| error::lock(&dir, e))?;
-        if Meta::load(&dir)?.is_none() {
+        // Only the directory must exist: an ingest whose metadata is
+        // damaged can still be aborted.
+        if fs::stat(&dir)?.is_none() {
             return Err(Error::NotFound);
         }
         ingest::remove(&dir)

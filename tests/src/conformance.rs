@@ -613,6 +613,15 @@ pub fn abort(h: &Harness) {
             .offset,
         0
     );
+    // An ingest whose metadata is damaged reports it, and can be aborted.
+    std::fs::write(ingest_dir(h, "aborted").join("meta"), b"{ damaged").unwrap();
+    assert!(matches!(store.status("aborted"), Err(Error::Io(m)) if m.contains("damaged")));
+    assert!(matches!(
+        store.writer("aborted", None, None),
+        Err(Error::Io(_))
+    ));
+    store.abort("aborted").unwrap();
+    assert!(matches!(store.status("aborted"), Err(Error::NotFound)));
 }
 
 /// Statuses list ingests, filtered by ref (regex) and declared values.
