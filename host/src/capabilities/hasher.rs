@@ -1,5 +1,12 @@
 //! `kist:content/hasher`: sha256 and sha512 with the `sha2` crate, which
 //! picks SHA-NI (or other CPU extensions) at run time.
+//!
+//! Large inputs are hashed on a worker thread: `update` hands the chunk
+//! over and returns, so the guest writes chunk N+1 while chunk N is being
+//! hashed on another core. Small inputs (most blobs) are hashed inline,
+//! where a thread would cost more than it saves.
+
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest, Sha256, Sha512};
@@ -8,16 +15,27 @@ use wasmtime::component::Resource;
 use super::CapabilitiesView;
 use crate::bindings::kist::content::hasher::{Algorithm, Host, HostHasher};
 
+/// An `update` at least this large moves hashing to a worker thread.
+const BACKGROUND_FROM: usize = 256 << 10;
+/// Chunks queued for the worker before `update` waits (bounds memory).
+const QUEUE: usize = 2;
+
 /// A running hash, held in the resource table for the guest.
+pub struct HashState(State);
+
+enum State {
+    Inline(Hash),
+    Background(Worker),
+}
+
+/// The hash computation itself.
 #[derive(Clone)]
-pub enum HashState {
-    /// SHA-256.
+enum Hash {
     Sha256(Sha256),
-    /// SHA-512.
     Sha512(Sha512),
 }
 
-impl HashState {
+impl Hash {
     fn new(algorithm: Algorithm) -> Self {
         match algorithm {
             Algorithm::Sha256 => Self::Sha256(Sha256::new()),
@@ -57,11 +75,78 @@ impl HashState {
     }
 }
 
+/// Work for the hashing thread: data to hash, or a question about the
+/// hash so far (answered after everything queued before it).
+enum Job {
+    Data(Vec<u8>),
+    Ask(fn(&Hash) -> Vec<u8>, Sender<Vec<u8>>),
+}
+
+/// A hash owned by a worker thread; the thread ends when this is dropped.
+struct Worker(SyncSender<Job>);
+
+impl Worker {
+    fn start(mut hash: Hash) -> Self {
+        let (tx, rx): (SyncSender<Job>, Receiver<Job>) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("kist-hash".into())
+            .spawn(move || {
+                for job in rx {
+                    match job {
+                        Job::Data(data) => hash.update(&data),
+                        Job::Ask(question, reply) => {
+                            let _ = reply.send(question(&hash));
+                        }
+                    }
+                }
+            })
+            .expect("spawning a hashing thread");
+        Self(tx)
+    }
+
+    fn ask(&self, question: fn(&Hash) -> Vec<u8>) -> Vec<u8> {
+        let (reply, answer) = mpsc::channel();
+        self.0
+            .send(Job::Ask(question, reply))
+            .expect("hashing thread alive");
+        answer.recv().expect("hashing thread answers")
+    }
+}
+
+impl HashState {
+    fn update(&mut self, data: Vec<u8>) {
+        match &mut self.0 {
+            State::Inline(hash) if data.len() < BACKGROUND_FROM => hash.update(&data),
+            State::Inline(hash) => {
+                let worker = Worker::start(hash.clone());
+                worker
+                    .0
+                    .send(Job::Data(data))
+                    .expect("hashing thread alive");
+                self.0 = State::Background(worker);
+            }
+            State::Background(worker) => worker
+                .0
+                .send(Job::Data(data))
+                .expect("hashing thread alive"),
+        }
+    }
+
+    fn ask(&self, question: fn(&Hash) -> Vec<u8>) -> Vec<u8> {
+        match &self.0 {
+            State::Inline(hash) => question(hash),
+            State::Background(worker) => worker.ask(question),
+        }
+    }
+}
+
 impl Host for CapabilitiesView<'_> {}
 
 impl HostHasher for CapabilitiesView<'_> {
     fn new(&mut self, algorithm: Algorithm) -> wasmtime::Result<Resource<HashState>> {
-        Ok(self.table.push(HashState::new(algorithm))?)
+        Ok(self
+            .table
+            .push(HashState(State::Inline(Hash::new(algorithm))))?)
     }
 
     fn restore(
@@ -69,23 +154,24 @@ impl HostHasher for CapabilitiesView<'_> {
         algorithm: Algorithm,
         state: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<HashState>>> {
-        HashState::restore(algorithm, &state)
+        let restored = Hash::restore(algorithm, &state).map(|h| HashState(State::Inline(h)));
+        restored
             .map(|h| self.table.push(h))
             .transpose()
             .map_err(Into::into)
     }
 
     fn update(&mut self, this: Resource<HashState>, data: Vec<u8>) -> wasmtime::Result<()> {
-        self.table.get_mut(&this)?.update(&data);
+        self.table.get_mut(&this)?.update(data);
         Ok(())
     }
 
     fn sum(&mut self, this: Resource<HashState>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.table.get(&this)?.sum())
+        Ok(self.table.get(&this)?.ask(Hash::sum))
     }
 
     fn export_state(&mut self, this: Resource<HashState>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.table.get(&this)?.export())
+        Ok(self.table.get(&this)?.ask(Hash::export))
     }
 
     fn drop(&mut self, this: Resource<HashState>) -> wasmtime::Result<()> {

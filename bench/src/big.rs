@@ -1,0 +1,170 @@
+//! Large blobs: ingest and read back a random file, kist against the
+//! native limit, `cat` and containerd.
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::measure::{Contender, interleave, time};
+use crate::native;
+use crate::report::{Report, Unit};
+use crate::tools::{Tools, timed};
+
+/// Writes `size` pseudo-random bytes to `path` (kept between runs).
+pub fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
+    if path.metadata().is_ok_and(|m| m.len() == size) {
+        return Ok(());
+    }
+    let mut out = std::io::BufWriter::new(File::create(path)?);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ size;
+    let mut chunk = vec![0u8; native::CHUNK];
+    for _ in 0..size.div_ceil(native::CHUNK as u64) {
+        for word in chunk.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        out.write_all(&chunk)?;
+    }
+    drop(out);
+    File::options().write(true).open(path)?.set_len(size)?;
+    Ok(())
+}
+
+/// Makes the next run's content unique (so no contender can short-cut an
+/// existing blob) without rewriting the file.
+fn stamp(src: &Path, n: &Cell<u64>) -> anyhow::Result<()> {
+    n.set(n.get() + 1);
+    File::options()
+        .write(true)
+        .open(src)?
+        .write_at(&n.get().to_le_bytes(), 0)?;
+    Ok(())
+}
+
+/// Ingest then read back `size` bytes, `reps` times per contender.
+pub fn run(
+    report: &mut Report,
+    tools: &Tools,
+    work: &Path,
+    size: u64,
+    reps: usize,
+) -> anyhow::Result<()> {
+    let label = human(size);
+    let src = work.join(format!("src-{label}"));
+    random_file(&src, size)?;
+    let dir = |name: &str| -> anyhow::Result<PathBuf> {
+        let d = work.join(format!("{name}-{label}"));
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
+    };
+    let (native_dir, cli_dir) = (dir("native")?, dir("cli")?);
+    let store = kist::Store::open(dir("lib")?)?;
+    let counter = Cell::new(0);
+    // The last blob each contender wrote, for the read benchmark.
+    let native_blob = RefCell::new(String::new());
+    let lib_blob = RefCell::new(String::new());
+    let cli_blob = RefCell::new(String::new());
+    let ctr_blob = RefCell::new(String::new());
+
+    let mut contenders = vec![
+        Contender::new(
+            "native Rust (sha2 + write + fsync + rename, 1 thread)",
+            |_| {
+                stamp(&src, &counter)?;
+                time(|| {
+                    *native_blob.borrow_mut() = native::ingest(&src, &native_dir)?;
+                    Ok(())
+                })
+            },
+        ),
+        Contender::new("kist library (Store::writer)", |rep| {
+            stamp(&src, &counter)?;
+            time(|| {
+                let mut w = store.writer(&format!("bench-{rep}"), Some(size), None)?;
+                std::io::copy(
+                    &mut File::open(&src)?,
+                    &mut std::io::BufWriter::with_capacity(native::CHUNK, &mut w),
+                )?;
+                *lib_blob.borrow_mut() = w.commit(None, None, &[])?;
+                Ok(())
+            })
+        }),
+        Contender::new("kist ingest (CLI)", |_| {
+            stamp(&src, &counter)?;
+            let d = timed(tools.kist(&cli_dir).arg("ingest").arg(&src), None)?;
+            *cli_blob.borrow_mut() = native::sha256_file(&src)?;
+            Ok(d)
+        }),
+    ];
+    if tools.ctr().is_some() {
+        contenders.push(Contender::new("containerd (ctr content ingest)", |rep| {
+            stamp(&src, &counter)?;
+            let args = [
+                "content",
+                "ingest",
+                "--expected-size",
+                &size.to_string(),
+                &format!("bench-{label}-{rep}"),
+            ];
+            let d = timed(tools.ctr().expect("containerd runs").args(args), Some(&src))?;
+            *ctr_blob.borrow_mut() = native::sha256_file(&src)?;
+            Ok(d)
+        }));
+    }
+    let samples = interleave(reps, contenders)?;
+    report.section(
+        &format!("Ingest of a {label} random file"),
+        Unit::Bytes(size),
+        &samples,
+    );
+
+    let mut contenders = vec![
+        Contender::new("cat > /dev/null", |_| {
+            timed(
+                std::process::Command::new("cat").arg(native_dir.join(&*native_blob.borrow())),
+                None,
+            )
+        }),
+        Contender::new("kist library (Reader::copy_to)", |_| {
+            time(|| {
+                store
+                    .reader(&lib_blob.borrow())?
+                    .copy_to(&mut std::io::sink())?;
+                Ok(())
+            })
+        }),
+        Contender::new("kist get > /dev/null (CLI)", |_| {
+            timed(tools.kist(&cli_dir).args(["get", &cli_blob.borrow()]), None)
+        }),
+    ];
+    if tools.ctr().is_some() {
+        contenders.push(Contender::new("containerd (ctr content get)", |_| {
+            timed(
+                tools
+                    .ctr()
+                    .expect("containerd runs")
+                    .args(["content", "get", &ctr_blob.borrow()]),
+                None,
+            )
+        }));
+    }
+    let samples = interleave(reps, contenders)?;
+    report.section(
+        &format!("Read of the {label} blob (page cache warm)"),
+        Unit::Bytes(size),
+        &samples,
+    );
+    Ok(())
+}
+
+pub fn human(size: u64) -> String {
+    if size >= 1 << 30 {
+        format!("{} GiB", size >> 30)
+    } else {
+        format!("{} MiB", size >> 20)
+    }
+}

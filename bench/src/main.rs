@@ -1,0 +1,88 @@
+//! kist's benchmark suite: every scenario runs kist (library and CLI), the
+//! native limit and real peers side by side, interleaved, and reports
+//! medians and ratios as a Markdown table. `bench/run.sh` sets up the
+//! peers and calls this.
+
+mod big;
+mod listing;
+mod measure;
+mod native;
+mod report;
+mod rss;
+mod small;
+mod tools;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::report::Report;
+use crate::tools::Tools;
+
+#[derive(Parser)]
+struct Args {
+    /// A tiny run that only checks every scenario works.
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions per contender (default: 5, quick: 1).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// containerd's socket: adds `ctr` contenders.
+    #[arg(long)]
+    ctr_socket: Option<PathBuf>,
+    /// The `kist` binary (default: beside this one).
+    #[arg(long)]
+    kist: Option<PathBuf>,
+    /// Scratch directory (default: a temporary one under /var/tmp).
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// Write the results here as well as to stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let kist = match args.kist {
+        Some(k) => k,
+        None => std::env::current_exe()?.with_file_name("kist"),
+    };
+    anyhow::ensure!(
+        kist.is_file(),
+        "no kist binary at {} (build it with cargo build --release)",
+        kist.display()
+    );
+    let tools = Tools {
+        kist,
+        ctr_socket: args.ctr_socket,
+    };
+    let scratch = match args.work {
+        Some(dir) => tempfile::tempdir_in(dir)?,
+        None => tempfile::tempdir_in("/var/tmp")?,
+    };
+    let work = scratch.path();
+    let reps = args.reps.unwrap_or(if args.quick { 1 } else { 5 });
+    let mut report = Report::default();
+    if args.quick {
+        big::run(&mut report, &tools, work, 4 << 20, reps)?;
+        small::run(&mut report, work, 200, reps)?;
+        listing::run(&mut report, &tools, work, &[100], reps)?;
+        rss::run(&mut report, &tools, work, &[16 << 20])?;
+    } else {
+        big::run(&mut report, &tools, work, 64 << 20, reps)?;
+        big::run(&mut report, &tools, work, 1 << 30, reps.min(3))?;
+        small::run(&mut report, work, 10_000, reps.min(3))?;
+        listing::run(&mut report, &tools, work, &[1_000, 10_000, 100_000], reps)?;
+        rss::run(&mut report, &tools, work, &[256 << 20, 1 << 30, 4 << 30])?;
+    }
+    if tools.ctr_socket.is_none() {
+        report.note(
+            "containerd was not running for this run: no `ctr` rows (bench/run.sh starts it).",
+        );
+    }
+    print!("{}", report.text());
+    if let Some(out) = args.out {
+        std::fs::write(out, report.text())?;
+    }
+    Ok(())
+}

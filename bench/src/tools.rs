@@ -1,0 +1,55 @@
+//! The programs the benchmark runs as whole processes: the `kist` binary
+//! and, when a containerd socket is given, containerd's `ctr`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+pub struct Tools {
+    pub kist: PathBuf,
+    /// containerd's socket, if containerd runs for this benchmark.
+    pub ctr_socket: Option<PathBuf>,
+}
+
+impl Tools {
+    /// `kist --store <store>`.
+    pub fn kist(&self, store: &Path) -> Command {
+        let mut c = Command::new(&self.kist);
+        c.arg("--store").arg(store);
+        c
+    }
+
+    /// `ctr -a <socket> -n kist-bench`, if containerd runs.
+    pub fn ctr(&self) -> Option<Command> {
+        let socket = self.ctr_socket.as_ref()?;
+        let mut c = Command::new("ctr");
+        c.arg("-a").arg(socket).args(["-n", "kist-bench"]);
+        Some(c)
+    }
+}
+
+/// Runs `cmd` with stdin from `input` (or nothing) and stdout discarded;
+/// returns its wall time, failing if it fails.
+pub fn timed(cmd: &mut Command, input: Option<&Path>) -> anyhow::Result<Duration> {
+    let stdin = match input {
+        Some(p) => Stdio::from(File::open(p).with_context(|| format!("opening {}", p.display()))?),
+        None => Stdio::null(),
+    };
+    let start = Instant::now();
+    let out = cmd
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(elapsed)
+}
