@@ -39,6 +39,21 @@ struct Args {
     /// Write the results here as well as to stdout.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run only these scenarios (default: all).
+    #[arg(long, value_enum)]
+    only: Vec<Scenario>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// Ingest and read of large random files.
+    Big,
+    /// Many 4 KiB blobs: write, then read and verify.
+    Small,
+    /// `kist info` / `kist ls` start-up and listing.
+    Listing,
+    /// Peak RSS of `kist ingest` as files grow.
+    Rss,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,17 +78,25 @@ fn main() -> anyhow::Result<()> {
     let work = scratch.path();
     let reps = args.reps.unwrap_or(if args.quick { 1 } else { 5 });
     let mut report = Report::default();
-    if args.quick {
-        big::run(&mut report, &tools, work, 4 << 20, reps)?;
-        small::run(&mut report, work, 200, reps)?;
-        listing::run(&mut report, &tools, work, &[100], reps)?;
-        rss::run(&mut report, &tools, work, &[16 << 20])?;
-    } else {
-        big::run(&mut report, &tools, work, 64 << 20, reps)?;
-        big::run(&mut report, &tools, work, 1 << 30, reps.min(3))?;
-        small::run(&mut report, work, 10_000, reps.min(3))?;
-        listing::run(&mut report, &tools, work, &[1_000, 10_000, 100_000], reps)?;
-        rss::run(&mut report, &tools, work, &[256 << 20, 1 << 30, 4 << 30])?;
+    let wanted = |s: Scenario| args.only.is_empty() || args.only.contains(&s);
+    let quick = args.quick;
+    if wanted(Scenario::Big) {
+        for size in if quick { vec![4 << 20] } else { vec![64 << 20, 1 << 30] } {
+            // 1 GiB runs are long: three repetitions are enough for a median.
+            let reps = if size >= 1 << 30 { reps.min(3) } else { reps };
+            big::run(&mut report, &tools, work, size, reps)?;
+        }
+    }
+    if wanted(Scenario::Small) {
+        small::run(&mut report, work, if quick { 200 } else { 10_000 }, reps.min(3))?;
+    }
+    if wanted(Scenario::Listing) {
+        let counts = if quick { vec![100] } else { vec![1_000, 10_000, 100_000] };
+        listing::run(&mut report, &tools, work, &counts, reps)?;
+    }
+    if wanted(Scenario::Rss) {
+        let sizes = if quick { vec![16 << 20] } else { vec![256 << 20, 1 << 30, 4 << 30] };
+        rss::run(&mut report, &tools, work, &sizes)?;
     }
     if tools.ctr_socket.is_none() {
         report.note(

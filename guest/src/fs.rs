@@ -235,21 +235,35 @@ pub fn sync_dir(path: &str) -> Result<()> {
     }
 }
 
-/// Replaces `dir/name` with `bytes` atomically and durably: write a
-/// temporary sibling, sync it, rename it over `name`, sync `dir`.
+/// Whether a write must reach the disk before the call returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced: survives a power cut once the call returns (committed
+    /// state: labels, layout files).
+    Synced,
+    /// Left to the page cache: survives a crash of the process, maybe not
+    /// a power cut (an uncommitted ingest's bookkeeping, which is checked
+    /// when read back).
+    Cached,
+}
+
+/// Replaces `dir/name` with `bytes` atomically: write a temporary sibling,
+/// rename it over `name`, and with [`Durability::Synced`] sync the file
+/// before and the directory after the rename.
 ///
 /// The temporary name is fixed, so the caller must hold a lock that
 /// covers `dir/name`.
-pub fn write_atomic(dir: &str, name: &str, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(dir: &str, name: &str, bytes: &[u8], durability: Durability) -> Result<()> {
     let tmp = format!("{dir}/.{name}.tmp");
-    let fd = open(
-        &tmp,
-        OpenFlags::CREATE | OpenFlags::TRUNCATE,
-        DescriptorFlags::WRITE,
-    )?;
+    let fd = open(&tmp, OpenFlags::CREATE | OpenFlags::TRUNCATE, DescriptorFlags::WRITE)?;
     write_all(&fd, &tmp, bytes, 0)?;
-    fd.sync_data().map_err(|e| fs("sync", &tmp, e))?;
+    if durability == Durability::Synced {
+        fd.sync_data().map_err(|e| fs("sync", &tmp, e))?;
+    }
     drop(fd);
     rename(&tmp, &format!("{dir}/{name}"))?;
-    sync_dir(dir)
+    if durability == Durability::Synced {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }

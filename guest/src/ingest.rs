@@ -5,6 +5,11 @@
 //! The size of `data` is the ingest's offset: the single source of truth.
 //! A `hashstate` is only a shortcut; when it is missing, damaged or ahead
 //! of the data, the data is hashed again.
+//!
+//! Nothing here is synced except the data before a hash state is saved and
+//! at commit: after a crash of the process the page cache still has it
+//! all, and after a power cut an uncommitted ingest may be lost or need
+//! re-hashing, which is allowed. Only a commit must be durable.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +20,8 @@ use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, Open
 use crate::digest::{Digest, key_of};
 use crate::error::{Result, corrupt, fs as fs_error};
 use crate::filters::Fields;
-use crate::{fs, layout};
+use crate::fs::{self, Durability};
+use crate::layout;
 
 /// Directory of the ingest `r`; also the name of the lock that makes its
 /// writer exclusive.
@@ -57,13 +63,10 @@ impl Meta {
             .map_err(|e| corrupt(&path, e))
     }
 
-    /// Replaces `dir/meta` atomically.
+    /// Replaces `dir/meta` atomically (not synced: see the module docs).
     pub fn save(&self, dir: &str) -> Result<()> {
-        fs::write_atomic(
-            dir,
-            "meta",
-            &serde_json::to_vec(self).expect("meta serialises"),
-        )
+        let bytes = serde_json::to_vec(self).expect("meta serialises");
+        fs::write_atomic(dir, "meta", &bytes, Durability::Cached)
     }
 
     /// The ingest's status, given its data file's metadata.
@@ -97,8 +100,7 @@ pub fn create(dir: &str, meta: &Meta) -> Result<()> {
         OpenFlags::CREATE,
         DescriptorFlags::WRITE,
     )?;
-    fs::rename(&tmp, dir)?;
-    fs::sync_dir(layout::INGEST)
+    fs::rename(&tmp, dir)
 }
 
 /// Opens `dir/data` for appending and reading.
@@ -129,7 +131,7 @@ pub fn save_hash_state(dir: &str, offset: u64, hasher: &Hasher) -> Result<()> {
     body.extend_from_slice(&hasher.export_state());
     let mut bytes = crc32fast::hash(&body).to_le_bytes().to_vec();
     bytes.extend_from_slice(&body);
-    fs::write_atomic(dir, "hashstate", &bytes)
+    fs::write_atomic(dir, "hashstate", &bytes, Durability::Cached)
 }
 
 /// The hash of `data` up to `size`: from the saved state when it is valid
@@ -179,8 +181,7 @@ pub fn rehash(dir: &str, data: &Descriptor, algorithm: Algorithm, size: u64) -> 
 
 /// Removes the ingest `dir` (data and state); the caller holds its lock.
 pub fn remove(dir: &str) -> Result<()> {
-    fs::remove_tree(dir)?;
-    fs::sync_dir(layout::INGEST)
+    fs::remove_tree(dir).map(drop)
 }
 
 /// Flushes `data` to disk.

@@ -54,7 +54,7 @@ pub fn save(d: &Digest, labels: &Labels) -> Result<()> {
         updated: (now.seconds, now.nanoseconds),
     };
     let bytes = serde_json::to_vec(&record).expect("labels serialise");
-    fs::write_atomic(&dir, &d.hex, &bytes)
+    fs::write_atomic(&dir, &d.hex, &bytes, fs::Durability::Synced)
 }
 
 /// Removes a blob's labels; the caller holds the blob's lock.

@@ -52,7 +52,7 @@ pub fn ensure() -> Result<()> {
             // makes the fixed temporary name in write_atomic safe.
             let _guard = locks::lock("layout", 10_000).map_err(|e| error::lock("layout", e))?;
             if fs::stat(name)?.is_none() {
-                fs::write_atomic(".", name, content.as_bytes())?;
+                fs::write_atomic(".", name, content.as_bytes(), fs::Durability::Synced)?;
             }
         }
     }

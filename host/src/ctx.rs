@@ -28,6 +28,10 @@ impl KistCtx {
         caps: Arc<CapabilitiesCtx>,
     ) -> std::io::Result<Self> {
         let mut wasi = WasiCtxBuilder::new();
+        // kist calls the component synchronously: file operations run on
+        // the calling thread instead of a round trip through tokio's
+        // blocking pool for each one (which costs tens of microseconds).
+        wasi.allow_blocking_current_thread(true);
         wasi.preopened_dir(root, "/store", FsPerms::ReadWrite)
             .map_err(std::io::Error::other)?;
         Ok(Self {

@@ -16,6 +16,9 @@ use crate::walk::Walk;
 use crate::writer::Writer;
 use crate::{BlobInfo, IngestStatus, Label};
 
+/// Blobs up to this size are read in one call rather than streamed.
+const SMALL_BLOB: u64 = 1 << 20;
+
 /// Idle instances kept for reuse; more are created on demand.
 const MAX_IDLE: usize = 8;
 
@@ -208,6 +211,10 @@ impl Store {
     /// Reads the whole blob `digest` into memory.
     pub fn get(&self, digest: &str) -> Result<Vec<u8>> {
         let mut reader = self.reader(digest)?;
+        // A small blob in one call; a stream only pays off for large ones.
+        if reader.size() <= SMALL_BLOB {
+            return reader.read_at(0, reader.size());
+        }
         let mut out = Vec::with_capacity(reader.size() as usize);
         reader.copy_to(&mut out)?;
         Ok(out)

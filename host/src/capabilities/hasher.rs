@@ -24,7 +24,7 @@ const QUEUE: usize = 2;
 pub struct HashState(State);
 
 enum State {
-    Inline(Hash),
+    Inline(Box<Hash>),
     Background(Worker),
 }
 
@@ -118,7 +118,7 @@ impl HashState {
         match &mut self.0 {
             State::Inline(hash) if data.len() < BACKGROUND_FROM => hash.update(&data),
             State::Inline(hash) => {
-                let worker = Worker::start(hash.clone());
+                let worker = Worker::start((**hash).clone());
                 worker
                     .0
                     .send(Job::Data(data))
@@ -146,7 +146,7 @@ impl HostHasher for CapabilitiesView<'_> {
     fn new(&mut self, algorithm: Algorithm) -> wasmtime::Result<Resource<HashState>> {
         Ok(self
             .table
-            .push(HashState(State::Inline(Hash::new(algorithm))))?)
+            .push(HashState(State::Inline(Box::new(Hash::new(algorithm)))))?)
     }
 
     fn restore(
@@ -154,7 +154,7 @@ impl HostHasher for CapabilitiesView<'_> {
         algorithm: Algorithm,
         state: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<HashState>>> {
-        let restored = Hash::restore(algorithm, &state).map(|h| HashState(State::Inline(h)));
+        let restored = Hash::restore(algorithm, &state).map(|h| HashState(State::Inline(Box::new(h))));
         restored
             .map(|h| self.table.push(h))
             .transpose()
