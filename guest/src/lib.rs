@@ -21,6 +21,7 @@ mod ingest;
 mod ingester;
 mod labels;
 mod layout;
+mod publish;
 mod store;
 mod validate;
 

@@ -16,11 +16,19 @@ use crate::walk::Walk;
 use crate::writer::Writer;
 use crate::{BlobInfo, IngestStatus, Label};
 
+/// Largest `put` done in one call into the component (its WIT limit).
+const MAX_PUT: u64 = 16 << 20;
+
 /// Blobs up to this size are read in one call rather than streamed.
 const SMALL_BLOB: u64 = 1 << 20;
 
 /// Idle instances kept for reuse; more are created on demand.
 const MAX_IDLE: usize = 8;
+
+/// Labels as the WIT list.
+pub(crate) fn to_labels(labels: &[(&str, &str)]) -> Vec<Label> {
+    labels.iter().map(|(k, v)| Label { key: k.to_string(), value: v.to_string() }).collect()
+}
 
 /// Limits for the component; see [`StoreBuilder`].
 #[derive(Clone, Debug)]
@@ -224,20 +232,31 @@ impl Store {
     /// is already there succeeds. An interrupted `put` leaves nothing
     /// behind.
     pub fn put(&self, bytes: &[u8]) -> Result<String> {
+        self.put_with(bytes, None, &[])
+    }
+
+    /// Stores `bytes` with `labels`, checked against `expected` if given
+    /// (whose algorithm is then used). Stored content succeeds and keeps
+    /// its labels. Up to 16 MiB this is one call into the component with no
+    /// ingest; larger data goes through a writer under a one-off ref.
+    pub fn put_with(&self, bytes: &[u8], expected: Option<&str>, labels: &[(&str, &str)]) -> Result<String> {
+        if bytes.len() as u64 <= MAX_PUT {
+            let labels = to_labels(labels);
+            let expected = expected.map(str::to_owned);
+            return self
+                .shared
+                .call(|api, s| api.kist_content_ingester().call_put(s, bytes, expected.as_ref(), &labels));
+        }
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let reference = format!(
-            "put-{}-{nanos}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut writer = self.writer(&reference, Some(bytes.len() as u64), None)?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let reference = format!("put-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let mut writer = match self.writer(&reference, Some(bytes.len() as u64), expected) {
+            Err(Error::AlreadyExists) => return Ok(expected.expect("only an expected digest exists").to_owned()),
+            other => other?,
+        };
         let result = writer.write_all(bytes).and_then(|()| {
             let digest = writer.digest()?;
-            match writer.commit(None, None, &[]) {
+            match writer.commit(None, None, labels) {
                 Ok(_) | Err(Error::AlreadyExists) => Ok(digest),
                 Err(e) => Err(e),
             }

@@ -7,7 +7,7 @@ use wasmtime::component::ResourceAny;
 use crate::error::Result;
 use crate::session::Session;
 use crate::store::Shared;
-use crate::{IngestStatus, Label};
+use crate::IngestStatus;
 
 /// Largest chunk passed to the component in one call; bigger writes are
 /// split so the guest's memory use stays bounded.
@@ -123,13 +123,7 @@ impl Writer {
         expected: Option<&str>,
         labels: &[(&str, &str)],
     ) -> Result<String> {
-        let labels: Vec<Label> = labels
-            .iter()
-            .map(|(k, v)| Label {
-                key: k.to_string(),
-                value: v.to_string(),
-            })
-            .collect();
+        let labels = crate::store::to_labels(labels);
         let handle = self.handle.take().expect("live writer");
         let session = self.session.as_mut().expect("live writer");
         session.call(|api, s| {

@@ -20,7 +20,7 @@ macro_rules! conformance_suite {
             resume_when_data_is_behind_hash_state, declared_values_persist_and_conflict,
             size_mismatch_keeps_ingest, digest_mismatch_keeps_ingest, already_exists,
             one_writer_per_ref, truncate, sha512_ingest, commit_with_other_algorithm,
-            labels_update, label_limits, walk_filters, walk_batches, malformed_filters,
+            put_in_one_call, labels_update, label_limits, walk_filters, walk_batches, malformed_filters,
             delete, abort, list_statuses, bad_digests, bad_refs, hostile_refs_stay_inside);
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
@@ -56,6 +56,29 @@ pub fn round_trip(h: &Harness) {
     assert_eq!(w.digest().unwrap(), sha256(&data));
     assert_eq!(w.commit(None, None, &[]).unwrap(), sha256(&data));
     assert_eq!(store.get(&sha256(&data)).unwrap(), data);
+}
+
+/// `put_with` stores in one call (no ingest), checks the expected digest,
+/// keeps labels of stored content, and takes large data through a writer.
+pub fn put_in_one_call(h: &Harness) {
+    let store = h.store();
+    let data = bytes(10_000, 31);
+    let d = store.put_with(&data, None, &[("via", "put")]).unwrap();
+    assert_eq!(d, sha256(&data));
+    assert!(store.list_statuses(&[]).unwrap().is_empty(), "no ingest left behind");
+    assert_eq!(pairs(&store.info(&d).unwrap().labels), vec![label("via", "put")]);
+    assert_eq!(store.put_with(&data, Some(&d), &[("other", "x")]).unwrap(), d);
+    assert_eq!(pairs(&store.info(&d).unwrap().labels), vec![label("via", "put")], "stored content keeps its labels");
+    let wrong = sha256(b"something else");
+    assert!(matches!(store.put_with(b"new", Some(&wrong), &[]), Err(Error::FailedPrecondition(_))));
+    assert!(matches!(store.info(&sha256(b"new")), Err(Error::NotFound)));
+    assert_eq!(store.put_with(&data, Some(&sha512(&data)), &[]).unwrap(), sha512(&data));
+    assert!(matches!(store.put_with(b"x", None, &[("bad key", "v")]), Err(Error::InvalidArgument(_))));
+    let large = bytes(17 << 20, 32);
+    assert_eq!(store.put(&large).unwrap(), sha256(&large));
+    assert_eq!(store.get(&sha256(&large)).unwrap(), large);
+    let names: Vec<_> = std::fs::read_dir(h.path().join("blobs/sha256")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(names.iter().all(|n| !n.to_string_lossy().starts_with('.')), "no temporary file left: {names:?}");
 }
 
 /// Readers seek, read at offsets and refuse reads past the end.

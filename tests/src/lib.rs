@@ -11,27 +11,29 @@ use sha2::{Digest, Sha256, Sha512};
 /// A store directory that lives as long as the test, and a way to open
 /// store handles on it (each a fresh host with fresh instances).
 pub struct Harness {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
     open: fn(&Path) -> Store,
 }
 
 impl Harness {
-    /// An empty store directory opened with `open`.
+    /// An empty store directory opened with `open`. It lies in a private
+    /// temporary directory, so tests can check nothing lands beside it.
     pub fn new(open: fn(&Path) -> Store) -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-            open,
-        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("store");
+        std::fs::create_dir(&root).expect("store dir");
+        Self { _dir: dir, root, open }
     }
 
     /// Opens a new handle on the store (as a restarted host would).
     pub fn store(&self) -> Store {
-        (self.open)(self.dir.path())
+        (self.open)(&self.root)
     }
 
     /// The store's directory.
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 }
 
