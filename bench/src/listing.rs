@@ -90,7 +90,7 @@ pub fn run(
         );
     }
     if tools.ctr().is_some() {
-        report.note("`ctr content ls` runs only at 1k blobs: filling containerd takes one `ctr content ingest` process per blob.");
+        report.note("`ctr content ls` runs only up to 1k blobs: filling containerd takes one `ctr content ingest` process per blob.");
     }
     Ok(())
 }
