@@ -81,21 +81,38 @@ fn main() -> anyhow::Result<()> {
     let wanted = |s: Scenario| args.only.is_empty() || args.only.contains(&s);
     let quick = args.quick;
     if wanted(Scenario::Big) {
-        for size in if quick { vec![4 << 20] } else { vec![64 << 20, 1 << 30] } {
+        for size in if quick {
+            vec![4 << 20]
+        } else {
+            vec![64 << 20, 1 << 30]
+        } {
             // 1 GiB runs are long: three repetitions are enough for a median.
             let reps = if size >= 1 << 30 { reps.min(3) } else { reps };
             big::run(&mut report, &tools, work, size, reps)?;
         }
     }
     if wanted(Scenario::Small) {
-        small::run(&mut report, work, if quick { 200 } else { 10_000 }, reps.min(3))?;
+        small::run(
+            &mut report,
+            work,
+            if quick { 200 } else { 10_000 },
+            reps.min(3),
+        )?;
     }
     if wanted(Scenario::Listing) {
-        let counts = if quick { vec![100] } else { vec![1_000, 10_000, 100_000] };
+        let counts = if quick {
+            vec![100]
+        } else {
+            vec![1_000, 10_000, 100_000]
+        };
         listing::run(&mut report, &tools, work, &counts, reps)?;
     }
     if wanted(Scenario::Rss) {
-        let sizes = if quick { vec![16 << 20] } else { vec![256 << 20, 1 << 30, 4 << 30] };
+        let sizes = if quick {
+            vec![16 << 20]
+        } else {
+            vec![256 << 20, 1 << 30, 4 << 30]
+        };
         rss::run(&mut report, &tools, work, &sizes)?;
     }
     if tools.ctr_socket.is_none() {

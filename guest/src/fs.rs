@@ -57,10 +57,16 @@ pub fn open_existing(path: &str, flags: DescriptorFlags) -> Result<Option<Descri
 /// Metadata of `path` itself (a symlink is reported as a symlink);
 /// `None` if it does not exist.
 pub fn stat(path: &str) -> Result<Option<DescriptorStat>> {
-    match root()?.stat_at(PathFlags::empty(), path) {
+    stat_in(root()?, path, ".")
+}
+
+/// Metadata of `name` in the open directory `dir` (`dir_path` names it in
+/// errors); `None` if it does not exist. Symlinks are not followed.
+pub fn stat_in(dir: &Descriptor, name: &str, dir_path: &str) -> Result<Option<DescriptorStat>> {
+    match dir.stat_at(PathFlags::empty(), name) {
         Ok(s) => Ok(Some(s)),
         Err(ErrorCode::NoEntry) => Ok(None),
-        Err(e) => Err(fs("stat", path, e)),
+        Err(e) => Err(fs("stat", &format!("{dir_path}/{name}"), e)),
     }
 }
 
@@ -255,7 +261,11 @@ pub enum Durability {
 /// covers `dir/name`.
 pub fn write_atomic(dir: &str, name: &str, bytes: &[u8], durability: Durability) -> Result<()> {
     let tmp = format!("{dir}/.{name}.tmp");
-    let fd = open(&tmp, OpenFlags::CREATE | OpenFlags::TRUNCATE, DescriptorFlags::WRITE)?;
+    let fd = open(
+        &tmp,
+        OpenFlags::CREATE | OpenFlags::TRUNCATE,
+        DescriptorFlags::WRITE,
+    )?;
     write_all(&fd, &tmp, bytes, 0)?;
     if durability == Durability::Synced {
         fd.sync_data().map_err(|e| fs("sync", &tmp, e))?;

@@ -7,7 +7,9 @@ use crate::bindings::exports::kist::content::ingester::{Guest, GuestWriter, Writ
 use crate::bindings::exports::kist::content::types::{IngestStatus as Status, Label};
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
 use crate::bindings::kist::content::locks::{self, Guard};
-use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, NewTimestamp, OpenFlags};
+use crate::bindings::wasi::filesystem::types::{
+    Descriptor, DescriptorFlags, NewTimestamp, OpenFlags,
+};
 use crate::digest::Digest;
 use crate::error::{self, Error, Result, fs as fs_error, precondition};
 use crate::filters::Filters;
@@ -24,7 +26,11 @@ const MAX_PUT: u64 = 16 << 20;
 
 /// Writes `data` to a new file at `path` and syncs it.
 fn write_synced(path: &str, data: &[u8]) -> Result<()> {
-    let fd = fs::open(path, OpenFlags::CREATE | OpenFlags::TRUNCATE, DescriptorFlags::WRITE)?;
+    let fd = fs::open(
+        path,
+        OpenFlags::CREATE | OpenFlags::TRUNCATE,
+        DescriptorFlags::WRITE,
+    )?;
     fs::write_all(&fd, path, data, 0)?;
     fd.sync_data().map_err(|e| fs_error("sync", path, e))
 }
@@ -68,7 +74,9 @@ impl Guest for Component {
 
     fn put(data: Vec<u8>, expected: Option<String>, labels: Vec<Label>) -> Result<String> {
         if data.len() as u64 > MAX_PUT {
-            return Err(error::invalid(format!("put takes at most {MAX_PUT} bytes; use a writer")));
+            return Err(error::invalid(format!(
+                "put takes at most {MAX_PUT} bytes; use a writer"
+            )));
         }
         validate::labels(&labels)?;
         let expected = expected.map(|d| Digest::parse(&d)).transpose()?;
@@ -78,7 +86,9 @@ impl Guest for Component {
         hasher.update(&data);
         let digest = Digest::of(algorithm, &hasher);
         if let Some(e) = expected.filter(|e| *e != digest) {
-            return Err(precondition(format!("digest mismatch: expected {e}, data has {digest}")));
+            return Err(precondition(format!(
+                "digest mismatch: expected {e}, data has {digest}"
+            )));
         }
         if fs::stat(&digest.blob_path())?.is_some() {
             return Ok(digest.to_string());
@@ -87,7 +97,8 @@ impl Guest for Component {
         // name is safe under the blob's lock.
         let lock = store::lock_blob(&digest)?;
         let tmp = format!("{}/.{}.put", layout::blob_dir(algorithm), digest.hex);
-        let written = write_synced(&tmp, &data).and_then(|()| publish(&tmp, &digest, &labels::from_list(labels), &lock));
+        let written = write_synced(&tmp, &data)
+            .and_then(|()| publish(&tmp, &digest, &labels::from_list(labels), &lock));
         match written {
             Ok(()) => Ok(digest.to_string()),
             Err(e) => {

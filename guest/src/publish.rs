@@ -12,7 +12,12 @@ use crate::{fs, labels, layout};
 /// an existing blob and the rename cannot interleave with another publish
 /// or a delete. Fails with `already-exists`, leaving `path` in place, if
 /// the blob is stored.
-pub fn publish(path: &str, digest: &Digest, labels: &labels::Labels, _locked: &Guard) -> Result<()> {
+pub fn publish(
+    path: &str,
+    digest: &Digest,
+    labels: &labels::Labels,
+    _locked: &Guard,
+) -> Result<()> {
     if fs::stat(&digest.blob_path())?.is_some() {
         return Err(Error::AlreadyExists);
     }

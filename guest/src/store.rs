@@ -11,7 +11,9 @@ use crate::bindings::exports::kist::content::store::{
 use crate::bindings::exports::kist::content::types::BlobInfo as Info;
 use crate::bindings::kist::content::hasher::Algorithm;
 use crate::bindings::kist::content::locks::{self, Guard};
-use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, DirectoryEntryStream};
+use crate::bindings::wasi::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorStat, DirectoryEntryStream,
+};
 use crate::bindings::wasi::io::streams::InputStream;
 use crate::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::error::{self, Error, Result, fs as fs_error, invalid};
@@ -37,12 +39,17 @@ pub fn lock_blob(d: &Digest) -> Result<Guard> {
 /// The info of the blob `d` if it is stored. `has_labels` says whether to
 /// look for its label file.
 fn info_of(d: &Digest, has_labels: bool) -> Result<Option<Info>> {
-    let path = d.blob_path();
-    let Some(stat) = fs::stat(&path)? else {
+    info_from(d, fs::stat(&d.blob_path())?, has_labels)
+}
+
+/// The info of the blob `d` from its metadata (`None`: not stored).
+fn info_from(d: &Digest, stat: Option<DescriptorStat>, has_labels: bool) -> Result<Option<Info>> {
+    let Some(stat) = stat else {
         return Ok(None);
     };
     if stat.type_ != FileType::RegularFile {
         // Never followed: a symlink here could point out of the store.
+        let path = d.blob_path();
         return Err(Error::Io(format!(
             "{path}: not a regular file ({:?})",
             stat.type_
@@ -164,7 +171,8 @@ pub struct BlobWalker(RefCell<WalkState>);
 struct WalkState {
     filters: Filters,
     pending: Vec<Algorithm>,
-    current: Option<(Algorithm, DirectoryEntryStream, HashSet<String>)>,
+    /// The directory being listed, its entries, and which have labels.
+    current: Option<(Algorithm, Descriptor, DirectoryEntryStream, HashSet<String>)>,
 }
 
 impl GuestWalker for BlobWalker {
@@ -182,9 +190,9 @@ impl GuestWalker for BlobWalker {
                     continue;
                 };
                 let entries = fd.read_directory().map_err(|e| fs_error("list", &dir, e))?;
-                s.current = Some((alg, entries, labels::labelled(alg)?));
+                s.current = Some((alg, fd, entries, labels::labelled(alg)?));
             }
-            let (alg, entries, labelled) = s.current.as_ref().expect("set above");
+            let (alg, dir, entries, labelled) = s.current.as_ref().expect("set above");
             let alg = *alg;
             let Some(entry) = fs::next_entry(entries, "blobs")? else {
                 s.current = None;
@@ -200,8 +208,10 @@ impl GuestWalker for BlobWalker {
                 hex: entry.name,
             };
             let has_labels = labelled.contains(&d.hex);
-            // A blob deleted since it was listed is skipped.
-            let Some(info) = info_of(&d, has_labels)? else {
+            // Stat relative to the open directory: no path walk from the
+            // root per blob. A blob deleted since it was listed is skipped.
+            let stat = fs::stat_in(dir, &d.hex, "blobs")?;
+            let Some(info) = info_from(&d, stat, has_labels)? else {
                 continue;
             };
             if s.filters.matches(&info) {

@@ -27,7 +27,13 @@ const MAX_IDLE: usize = 8;
 
 /// Labels as the WIT list.
 pub(crate) fn to_labels(labels: &[(&str, &str)]) -> Vec<Label> {
-    labels.iter().map(|(k, v)| Label { key: k.to_string(), value: v.to_string() }).collect()
+    labels
+        .iter()
+        .map(|(k, v)| Label {
+            key: k.to_string(),
+            value: v.to_string(),
+        })
+        .collect()
 }
 
 /// Limits for the component; see [`StoreBuilder`].
@@ -239,19 +245,34 @@ impl Store {
     /// (whose algorithm is then used). Stored content succeeds and keeps
     /// its labels. Up to 16 MiB this is one call into the component with no
     /// ingest; larger data goes through a writer under a one-off ref.
-    pub fn put_with(&self, bytes: &[u8], expected: Option<&str>, labels: &[(&str, &str)]) -> Result<String> {
+    pub fn put_with(
+        &self,
+        bytes: &[u8],
+        expected: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> Result<String> {
         if bytes.len() as u64 <= MAX_PUT {
             let labels = to_labels(labels);
             let expected = expected.map(str::to_owned);
-            return self
-                .shared
-                .call(|api, s| api.kist_content_ingester().call_put(s, bytes, expected.as_ref(), &labels));
+            return self.shared.call(|api, s| {
+                api.kist_content_ingester()
+                    .call_put(s, bytes, expected.as_ref(), &labels)
+            });
         }
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let reference = format!("put-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let reference = format!(
+            "put-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let mut writer = match self.writer(&reference, Some(bytes.len() as u64), expected) {
-            Err(Error::AlreadyExists) => return Ok(expected.expect("only an expected digest exists").to_owned()),
+            Err(Error::AlreadyExists) => {
+                return Ok(expected.expect("only an expected digest exists").to_owned());
+            }
             other => other?,
         };
         let result = writer.write_all(bytes).and_then(|()| {

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceAny;
 
+use crate::IngestStatus;
 use crate::error::Result;
 use crate::session::Session;
 use crate::store::Shared;
-use crate::IngestStatus;
 
 /// Largest chunk passed to the component in one call; bigger writes are
 /// split so the guest's memory use stays bounded.

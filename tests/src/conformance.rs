@@ -65,20 +65,48 @@ pub fn put_in_one_call(h: &Harness) {
     let data = bytes(10_000, 31);
     let d = store.put_with(&data, None, &[("via", "put")]).unwrap();
     assert_eq!(d, sha256(&data));
-    assert!(store.list_statuses(&[]).unwrap().is_empty(), "no ingest left behind");
-    assert_eq!(pairs(&store.info(&d).unwrap().labels), vec![label("via", "put")]);
-    assert_eq!(store.put_with(&data, Some(&d), &[("other", "x")]).unwrap(), d);
-    assert_eq!(pairs(&store.info(&d).unwrap().labels), vec![label("via", "put")], "stored content keeps its labels");
+    assert!(
+        store.list_statuses(&[]).unwrap().is_empty(),
+        "no ingest left behind"
+    );
+    assert_eq!(
+        pairs(&store.info(&d).unwrap().labels),
+        vec![label("via", "put")]
+    );
+    assert_eq!(
+        store.put_with(&data, Some(&d), &[("other", "x")]).unwrap(),
+        d
+    );
+    assert_eq!(
+        pairs(&store.info(&d).unwrap().labels),
+        vec![label("via", "put")],
+        "stored content keeps its labels"
+    );
     let wrong = sha256(b"something else");
-    assert!(matches!(store.put_with(b"new", Some(&wrong), &[]), Err(Error::FailedPrecondition(_))));
+    assert!(matches!(
+        store.put_with(b"new", Some(&wrong), &[]),
+        Err(Error::FailedPrecondition(_))
+    ));
     assert!(matches!(store.info(&sha256(b"new")), Err(Error::NotFound)));
-    assert_eq!(store.put_with(&data, Some(&sha512(&data)), &[]).unwrap(), sha512(&data));
-    assert!(matches!(store.put_with(b"x", None, &[("bad key", "v")]), Err(Error::InvalidArgument(_))));
+    assert_eq!(
+        store.put_with(&data, Some(&sha512(&data)), &[]).unwrap(),
+        sha512(&data)
+    );
+    assert!(matches!(
+        store.put_with(b"x", None, &[("bad key", "v")]),
+        Err(Error::InvalidArgument(_))
+    ));
     let large = bytes(17 << 20, 32);
     assert_eq!(store.put(&large).unwrap(), sha256(&large));
     assert_eq!(store.get(&sha256(&large)).unwrap(), large);
-    let names: Vec<_> = std::fs::read_dir(h.path().join("blobs/sha256")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(names.iter().all(|n| !n.to_string_lossy().starts_with('.')), "no temporary file left: {names:?}");
+    let names: Vec<_> = std::fs::read_dir(h.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.to_string_lossy().starts_with('.')),
+        "no temporary file left: {names:?}"
+    );
 }
 
 /// Readers seek, read at offsets and refuse reads past the end.

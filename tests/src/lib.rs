@@ -23,7 +23,11 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("store");
         std::fs::create_dir(&root).expect("store dir");
-        Self { _dir: dir, root, open }
+        Self {
+            _dir: dir,
+            root,
+            open,
+        }
     }
 
     /// Opens a new handle on the store (as a restarted host would).

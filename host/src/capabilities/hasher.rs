@@ -154,7 +154,8 @@ impl HostHasher for CapabilitiesView<'_> {
         algorithm: Algorithm,
         state: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<HashState>>> {
-        let restored = Hash::restore(algorithm, &state).map(|h| HashState(State::Inline(Box::new(h))));
+        let restored =
+            Hash::restore(algorithm, &state).map(|h| HashState(State::Inline(Box::new(h))));
         restored
             .map(|h| self.table.push(h))
             .transpose()
