@@ -38,12 +38,16 @@ fn ingest_get_info() {
     let data = bytes(3 << 20, 21);
     std::fs::write(&file, &data).unwrap();
     let digest = sha256(&data);
-    kist(h.path())
-        .arg("ingest")
-        .arg(&file)
-        .assert()
-        .success()
-        .stdout(format!("{digest}\n"));
+    let ingest_prints_digest = |extra: &[&str]| {
+        kist(h.path())
+            .arg("ingest")
+            .args(extra)
+            .arg(&file)
+            .assert()
+            .success()
+            .stdout(format!("{digest}\n"));
+    };
+    ingest_prints_digest(&[]);
     kist(h.path())
         .args(["get", &digest])
         .assert()
@@ -79,18 +83,8 @@ fn ingest_get_info() {
         .success()
         .stdout(predicates::str::contains("size     3145728"));
     // Already stored: success, same digest; also when declared up front.
-    kist(h.path())
-        .arg("ingest")
-        .arg(&file)
-        .assert()
-        .success()
-        .stdout(format!("{digest}\n"));
-    kist(h.path())
-        .args(["ingest", "--expected-digest", &digest])
-        .arg(&file)
-        .assert()
-        .success()
-        .stdout(format!("{digest}\n"));
+    ingest_prints_digest(&[]);
+    ingest_prints_digest(&["--expected-digest", &digest]);
     kist(h.path())
         .args(["ingest", "-"])
         .write_stdin(b"from stdin".to_vec())
