@@ -4,6 +4,8 @@
 use std::cell::RefCell;
 use std::path::Path;
 
+use kist::{Durability, PutRequest};
+
 use crate::measure::{Contender, interleave, time};
 use crate::native;
 use crate::report::{Report, Unit};
@@ -21,6 +23,28 @@ fn blobs(count: usize, who: u8, rep: usize) -> Vec<Vec<u8>> {
             b
         })
         .collect()
+}
+
+/// Times one `put_batch` of `data` and checks every blob was stored.
+fn put_batch(
+    store: &kist::Store,
+    data: Vec<Vec<u8>>,
+    durability: Durability,
+) -> anyhow::Result<std::time::Duration> {
+    let requests: Vec<PutRequest> = data
+        .into_iter()
+        .map(|data| PutRequest {
+            data,
+            expected: None,
+            labels: Vec::new(),
+        })
+        .collect();
+    time(|| {
+        for result in store.put_batch(&requests, durability)? {
+            result?;
+        }
+        Ok(())
+    })
 }
 
 pub fn run(report: &mut Report, work: &Path, count: usize, reps: usize) -> anyhow::Result<()> {
@@ -65,12 +89,19 @@ pub fn run(report: &mut Report, work: &Path, count: usize, reps: usize) -> anyho
             keep("kist", names);
             Ok(t)
         }),
+        Contender::new(
+            "kist library, durable batch (Store::put_batch, Synced)",
+            |rep| put_batch(&store, blobs(count, 5, rep), Durability::Synced),
+        ),
         Contender::new("native loop, no fsync (write + rename)", |rep| {
             let data = blobs(count, 3, rep);
             time(|| {
                 data.iter()
                     .try_for_each(|b| native::put(&nosync_dir, b, false).map(drop))
             })
+        }),
+        Contender::new("kist library, no fsync (Store::put_batch, Cached)", |rep| {
+            put_batch(&store, blobs(count, 6, rep), Durability::Cached)
         }),
         Contender::new("cacache (write_hash_sync)", |rep| {
             let data = blobs(count, 4, rep);

@@ -228,9 +228,14 @@ pub fn open_dir(path: &str) -> Result<Option<Descriptor>> {
 
 /// Flushes a directory's entries (a rename into it) to disk.
 pub fn sync_dir(path: &str) -> Result<()> {
-    let Some(dir) = open_dir(path)? else {
-        return Ok(());
-    };
+    match open_dir(path)? {
+        Some(dir) => sync(&dir, path),
+        None => Ok(()),
+    }
+}
+
+/// Syncs the open directory `dir` (`path` names it in errors).
+fn sync(dir: &Descriptor, path: &str) -> Result<()> {
     match dir.sync() {
         // Some filesystems cannot sync directories; the rename itself is
         // still atomic there.
@@ -241,17 +246,82 @@ pub fn sync_dir(path: &str) -> Result<()> {
     }
 }
 
-/// Whether a write must reach the disk before the call returns.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Synced: survives a power cut once the call returns (committed
-    /// state: labels, layout files).
-    Synced,
-    /// Left to the page cache: survives a crash of the process, maybe not
-    /// a power cut (an uncommitted ingest's bookkeeping, which is checked
-    /// when read back).
-    Cached,
+/// A store directory held open: names in it resolve in one step instead
+/// of walking the path from the root on every call (the host checks each
+/// component of a path), which is most of the cost of a small `put`.
+pub struct Dir {
+    fd: Descriptor,
+    path: String,
 }
+
+impl Dir {
+    /// Opens the directory `path`, which must exist.
+    pub fn open(path: &str) -> Result<Self> {
+        let fd = open_dir(path)?
+            .ok_or_else(|| Error::Io(format!("open {path}: the directory is missing")))?;
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The directory's path from the store root.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The path of `name` in this directory, for messages.
+    fn child(&self, name: &str) -> String {
+        format!("{}/{name}", self.path)
+    }
+
+    /// Metadata of `name` (symlinks not followed); `None` if it does not
+    /// exist.
+    pub fn stat(&self, name: &str) -> Result<Option<DescriptorStat>> {
+        stat_in(&self.fd, name, &self.path)
+    }
+
+    /// Creates (or truncates) the file `name` for writing.
+    pub fn create(&self, name: &str) -> Result<Descriptor> {
+        self.fd
+            .open_at(
+                PathFlags::empty(),
+                name,
+                OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                DescriptorFlags::WRITE,
+            )
+            .map_err(|e| fs("open", &self.child(name), e))
+    }
+
+    /// Renames `from` in `source` to `to` in this directory, replacing `to`
+    /// atomically.
+    pub fn rename_from(&self, source: &Dir, from: &str, to: &str) -> Result<()> {
+        source
+            .fd
+            .rename_at(from, &self.fd, to)
+            .map_err(|e| fs("rename", &source.child(from), e))
+    }
+
+    /// Removes the file `name`; returns whether it existed.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        match self.fd.unlink_file_at(name) {
+            Ok(()) => Ok(true),
+            Err(ErrorCode::NoEntry) => Ok(false),
+            Err(e) => Err(fs("remove", &self.child(name), e)),
+        }
+    }
+
+    /// Flushes the directory's entries (renames into it) to disk.
+    pub fn sync(&self) -> Result<()> {
+        sync(&self.fd, &self.path)
+    }
+}
+
+/// Whether a write reaches the disk before the call returns: `synced`
+/// for committed state (blobs, labels, layout files), `cached` for what is
+/// checked when read back (an uncommitted ingest's bookkeeping) or what
+/// the caller chose to leave to the page cache.
+pub use crate::bindings::exports::kist::content::ingester::Durability;
 
 /// Replaces `dir/name` with `bytes` atomically: write a temporary sibling,
 /// rename it over `name`, and with [`Durability::Synced`] sync the file

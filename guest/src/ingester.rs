@@ -3,37 +3,24 @@
 use std::cell::RefCell;
 
 use crate::Component;
-use crate::bindings::exports::kist::content::ingester::{Guest, GuestWriter, Writer};
+use crate::bindings::exports::kist::content::ingester::{
+    Durability, Guest, GuestWriter, PutRequest, Writer,
+};
 use crate::bindings::exports::kist::content::types::{IngestStatus as Status, Label};
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
 use crate::bindings::kist::content::locks::{self, Guard};
-use crate::bindings::wasi::filesystem::types::{
-    Descriptor, DescriptorFlags, NewTimestamp, OpenFlags,
-};
+use crate::bindings::wasi::filesystem::types::{Descriptor, NewTimestamp};
 use crate::digest::Digest;
 use crate::error::{self, Error, Result, fs as fs_error, precondition};
 use crate::filters::Filters;
 use crate::ingest::{self, Meta};
 use crate::publish::publish;
-use crate::{fs, labels, layout, store, validate};
+use crate::{fs, labels, layout, put, store, validate};
 
 /// Bytes written between two saved hash states while a writer is open
 /// (a writer also saves one when dropped), bounding what a resume after a
 /// crash must hash again.
 const CHECKPOINT_EVERY: u64 = 256 << 20;
-/// Largest blob `put` takes in one call.
-const MAX_PUT: u64 = 16 << 20;
-
-/// Writes `data` to a new file at `path` and syncs it.
-fn write_synced(path: &str, data: &[u8]) -> Result<()> {
-    let fd = fs::open(
-        path,
-        OpenFlags::CREATE | OpenFlags::TRUNCATE,
-        DescriptorFlags::WRITE,
-    )?;
-    fs::write_all(&fd, path, data, 0)?;
-    fd.sync_data().map_err(|e| fs_error("sync", path, e))
-}
 
 impl Guest for Component {
     type Writer = IngestWriter;
@@ -73,42 +60,16 @@ impl Guest for Component {
     }
 
     fn put(data: Vec<u8>, expected: Option<String>, labels: Vec<Label>) -> Result<String> {
-        if data.len() as u64 > MAX_PUT {
-            return Err(error::invalid(format!(
-                "put takes at most {MAX_PUT} bytes; use a writer"
-            )));
-        }
-        validate::labels(&labels)?;
-        let expected = expected.map(|d| Digest::parse(&d)).transpose()?;
-        layout::ensure()?;
-        let algorithm = expected.as_ref().map_or(Algorithm::Sha256, |d| d.algorithm);
-        let hasher = Hasher::new(algorithm);
-        hasher.update(&data);
-        let digest = Digest::of(algorithm, &hasher);
-        if let Some(e) = expected.filter(|e| *e != digest) {
-            return Err(precondition(format!(
-                "digest mismatch: expected {e}, data has {digest}"
-            )));
-        }
-        if fs::stat(&digest.blob_path())?.is_some() {
-            return Ok(digest.to_string());
-        }
-        // A temporary file beside the blob (walks skip its name); its fixed
-        // name is safe under the blob's lock.
-        let lock = store::lock_blob(&digest)?;
-        let tmp = format!("{}/.{}.put", layout::blob_dir(algorithm), digest.hex);
-        let written = write_synced(&tmp, &data)
-            .and_then(|()| publish(&tmp, &digest, &labels::from_list(labels), &lock));
-        match written {
-            Ok(()) => Ok(digest.to_string()),
-            Err(e) => {
-                fs::remove_file(&tmp)?;
-                match e {
-                    Error::AlreadyExists => Ok(digest.to_string()),
-                    e => Err(e),
-                }
-            }
-        }
+        let request = PutRequest {
+            data,
+            expected,
+            labels,
+        };
+        put::put(request, Durability::Synced)
+    }
+
+    fn put_batch(requests: Vec<PutRequest>, durability: Durability) -> Result<Vec<Result<String>>> {
+        put::put_batch(requests, durability)
     }
 
     fn status(r: String) -> Result<Status> {
@@ -297,7 +258,9 @@ impl State {
             .set_times(NewTimestamp::NoChange, NewTimestamp::Now)
             .map_err(|e| fs_error("touch", &data_path, e))?;
         let lock = store::lock_blob(digest)?;
-        let published = publish(&data_path, digest, labels, &lock);
+        let dir = fs::Dir::open(&self.dir)?;
+        let published = publish(&dir, "data", digest, labels, &lock, Durability::Synced)
+            .and_then(|()| layout::blobs(digest.algorithm)?.sync());
         if matches!(published, Ok(()) | Err(Error::AlreadyExists)) {
             // Published, or stored already: either way the ingest is spent.
             self.done = true;

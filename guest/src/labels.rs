@@ -42,24 +42,23 @@ pub fn load(d: &Digest) -> Result<(Labels, Option<Datetime>)> {
 }
 
 /// Replaces a blob's labels; the caller holds the blob's lock.
-pub fn save(d: &Digest, labels: &Labels) -> Result<()> {
-    let dir = layout::label_dir(d.algorithm);
+pub fn save(d: &Digest, labels: &Labels, durability: fs::Durability) -> Result<()> {
     if labels.is_empty() {
-        fs::remove_file(&format!("{dir}/{}", d.hex))?;
-        return Ok(());
+        return remove(d);
     }
+    let dir = layout::label_dir(d.algorithm);
     let now = fs::now();
     let record = Record {
         labels: labels.clone(),
         updated: (now.seconds, now.nanoseconds),
     };
     let bytes = serde_json::to_vec(&record).expect("labels serialise");
-    fs::write_atomic(&dir, &d.hex, &bytes, fs::Durability::Synced)
+    fs::write_atomic(&dir, &d.hex, &bytes, durability)
 }
 
 /// Removes a blob's labels; the caller holds the blob's lock.
 pub fn remove(d: &Digest) -> Result<()> {
-    fs::remove_file(&format!("{}/{}", layout::label_dir(d.algorithm), d.hex)).map(drop)
+    layout::labels(d.algorithm)?.remove(&d.hex).map(drop)
 }
 
 /// Hex names of the `alg` blobs that have labels, so a walk reads label

@@ -9,6 +9,9 @@
 //! locks/                        the host's lock files
 //! ```
 
+use std::sync::OnceLock;
+
+use crate::bindings::kist::content::hasher::Algorithm;
 use crate::bindings::kist::content::locks;
 use crate::digest::{self, ALGORITHMS};
 use crate::error::{self, Result};
@@ -23,19 +26,48 @@ const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 const EMPTY_INDEX: &str = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}";
 
 /// Directory holding `alg`'s blobs.
-pub fn blob_dir(alg: crate::bindings::kist::content::hasher::Algorithm) -> String {
+pub fn blob_dir(alg: Algorithm) -> String {
     format!("blobs/{}", digest::name(alg))
 }
 
 /// Directory holding `alg`'s label files.
-pub fn label_dir(alg: crate::bindings::kist::content::hasher::Algorithm) -> String {
+pub fn label_dir(alg: Algorithm) -> String {
     format!("labels/{}", digest::name(alg))
+}
+
+/// The open blob directory of `alg`, opened once per instance (after
+/// [`ensure`]).
+pub fn blobs(alg: Algorithm) -> Result<&'static fs::Dir> {
+    static DIRS: [OnceLock<fs::Dir>; 2] = [OnceLock::new(), OnceLock::new()];
+    held_open(&DIRS, alg, blob_dir)
+}
+
+/// The open label directory of `alg`, opened once per instance (after
+/// [`ensure`]).
+pub fn labels(alg: Algorithm) -> Result<&'static fs::Dir> {
+    static DIRS: [OnceLock<fs::Dir>; 2] = [OnceLock::new(), OnceLock::new()];
+    held_open(&DIRS, alg, label_dir)
+}
+
+/// `alg`'s slot of `dirs`, opening the directory `path(alg)` the first
+/// time.
+fn held_open(
+    dirs: &'static [OnceLock<fs::Dir>; 2],
+    alg: Algorithm,
+    path: fn(Algorithm) -> String,
+) -> Result<&'static fs::Dir> {
+    let slot = &dirs[ALGORITHMS.iter().position(|a| *a == alg).expect("known")];
+    if let Some(dir) = slot.get() {
+        return Ok(dir);
+    }
+    let dir = fs::Dir::open(&path(alg))?;
+    Ok(slot.get_or_init(|| dir))
 }
 
 /// Makes sure the root is a kist store (creating the layout the first
 /// time). Runs once per component instance; cheap when all is in place.
 pub fn ensure() -> Result<()> {
-    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    static DONE: OnceLock<()> = OnceLock::new();
     if DONE.get().is_some() {
         return Ok(());
     }

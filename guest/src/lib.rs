@@ -22,6 +22,7 @@ mod ingester;
 mod labels;
 mod layout;
 mod publish;
+mod put;
 mod store;
 mod validate;
 

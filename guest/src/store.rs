@@ -122,7 +122,7 @@ impl Guest for Component {
                 labels
             }
         };
-        labels::save(&d, &labels)?;
+        labels::save(&d, &labels, fs::Durability::Synced)?;
         info_of(&d, true)?.ok_or(Error::NotFound)
     }
 
@@ -130,11 +130,12 @@ impl Guest for Component {
         let d = Digest::parse(&digest)?;
         layout::ensure()?;
         let _blob = lock_blob(&d)?;
-        if !fs::remove_file(&d.blob_path())? {
+        let blobs = layout::blobs(d.algorithm)?;
+        if !blobs.remove(&d.hex)? {
             return Err(Error::NotFound);
         }
         labels::remove(&d)?;
-        fs::sync_dir(&layout::blob_dir(d.algorithm))
+        blobs.sync()
     }
 
     fn walk(filters: Vec<String>) -> Result<Walker> {

@@ -32,6 +32,7 @@
 
 #![deny(missing_docs)]
 
+mod batch;
 mod bindings;
 pub mod capabilities;
 mod ctx;
@@ -43,6 +44,7 @@ mod store;
 mod walk;
 mod writer;
 
+pub use bindings::exports::kist::content::ingester::{Durability, PutRequest};
 pub use bindings::exports::kist::content::types::{BlobInfo, IngestStatus, Label};
 pub use error::{Error, Result};
 pub use reader::Reader;

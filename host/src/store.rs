@@ -17,7 +17,7 @@ use crate::writer::Writer;
 use crate::{BlobInfo, IngestStatus, Label};
 
 /// Largest `put` done in one call into the component (its WIT limit).
-const MAX_PUT: u64 = 16 << 20;
+pub(crate) const MAX_PUT: u64 = 16 << 20;
 
 /// Blobs up to this size are read in one call rather than streamed.
 const SMALL_BLOB: u64 = 1 << 20;
@@ -148,7 +148,7 @@ impl Shared {
 /// ```
 #[derive(Clone)]
 pub struct Store {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Store {

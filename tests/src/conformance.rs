@@ -20,7 +20,7 @@ macro_rules! conformance_suite {
             resume_when_data_is_behind_hash_state, declared_values_persist_and_conflict,
             size_mismatch_keeps_ingest, digest_mismatch_keeps_ingest, already_exists,
             one_writer_per_ref, truncate, sha512_ingest, commit_with_other_algorithm,
-            put_in_one_call, labels_update, label_limits, walk_filters, walk_batches, malformed_filters,
+            put_in_one_call, put_batch, labels_update, label_limits, walk_filters, walk_batches, malformed_filters,
             delete, abort, list_statuses, bad_digests, bad_refs, hostile_refs_stay_inside);
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
@@ -107,6 +107,61 @@ pub fn put_in_one_call(h: &Harness) {
         names.iter().all(|n| !n.to_string_lossy().starts_with('.')),
         "no temporary file left: {names:?}"
     );
+}
+
+/// `put_batch` answers each request on its own, in order, in both
+/// durabilities, and splits batches over the per-call limits.
+pub fn put_batch(h: &Harness) {
+    let store = h.store();
+    let request =
+        |data: Vec<u8>, expected: Option<String>, labels: &[(&str, &str)]| kist::PutRequest {
+            data,
+            expected,
+            labels: kist_labels(labels),
+        };
+    let stored = store.put(b"stored before").unwrap();
+    let requests = vec![
+        request(bytes(4096, 1), None, &[("n", "1")]),
+        request(b"mismatch".to_vec(), Some(sha256(b"other")), &[]),
+        request(b"stored before".to_vec(), None, &[("ignored", "x")]),
+        request(bytes(100, 2), Some(sha512(&bytes(100, 2))), &[]),
+        request(b"bad label".to_vec(), None, &[("bad key", "v")]),
+        request(vec![0; (16 << 20) + 1], None, &[]),
+        request(Vec::new(), None, &[]),
+    ];
+    for durability in [kist::Durability::Synced, kist::Durability::Cached] {
+        let results = store.put_batch(&requests, durability).unwrap();
+        assert_eq!(results.len(), requests.len());
+        assert_eq!(results[0].as_deref(), Ok(sha256(&bytes(4096, 1)).as_str()));
+        assert!(matches!(results[1], Err(Error::FailedPrecondition(_))));
+        assert_eq!(results[2].as_deref(), Ok(stored.as_str()));
+        assert_eq!(results[3].as_deref(), Ok(sha512(&bytes(100, 2)).as_str()));
+        assert!(matches!(results[4], Err(Error::InvalidArgument(_))));
+        assert!(matches!(results[5], Err(Error::InvalidArgument(_))));
+        assert_eq!(results[6].as_deref(), Ok(sha256(b"").as_str()));
+    }
+    assert_eq!(
+        pairs(&store.info(&sha256(&bytes(4096, 1))).unwrap().labels),
+        vec![label("n", "1")]
+    );
+    assert!(store.info(&stored).unwrap().labels.is_empty());
+    assert!(matches!(
+        store.info(&sha256(b"mismatch")),
+        Err(Error::NotFound)
+    ));
+    // More requests and bytes than one call takes: the library splits them.
+    let many: Vec<_> = (0..5000u64)
+        .map(|i| request(bytes(4096, 1000 + i), None, &[]))
+        .collect();
+    let results = store.put_batch(&many, kist::Durability::Cached).unwrap();
+    for (r, i) in results.iter().zip(1000u64..) {
+        assert_eq!(r.as_deref(), Ok(sha256(&bytes(4096, i)).as_str()));
+    }
+    assert_eq!(
+        store.get(&sha256(&bytes(4096, 5999))).unwrap(),
+        bytes(4096, 5999)
+    );
+    assert_eq!(digests(&store, &[]).len(), 5000 + 4);
 }
 
 /// Readers seek, read at offsets and refuse reads past the end.
@@ -429,6 +484,16 @@ pub fn commit_with_other_algorithm(h: &Harness) {
 
 fn label(k: &str, v: &str) -> (String, String) {
     (k.into(), v.into())
+}
+
+fn kist_labels(labels: &[(&str, &str)]) -> Vec<Label> {
+    labels
+        .iter()
+        .map(|(k, v)| Label {
+            key: (*k).into(),
+            value: (*v).into(),
+        })
+        .collect()
 }
 
 fn pairs(labels: &[Label]) -> Vec<(String, String)> {
