@@ -3,9 +3,16 @@
 //!
 //! `flock` locks belong to an open file description, so two opens in one
 //! process exclude each other just as two processes do, and the kernel
-//! releases a crashed holder's locks. A released lock's file is unlinked
-//! (no files pile up); to stay correct against that, a taker re-checks
-//! after locking that the path still names the file it locked.
+//! releases a crashed holder's locks.
+//!
+//! `try-lock` names (ingest refs, held for a writer's lifetime) get a file
+//! of their own, unlinked on release so no files pile up; to stay correct
+//! against that, a taker re-checks after locking that the path still names
+//! the file it locked. `lock` (the waiting kind, for short operations on
+//! one blob) maps names onto a fixed set of stripe files that are never
+//! removed: creating and unlinking a lock file per blob doubled the
+//! metadata work of a small `put`. Two names sharing a stripe only wait
+//! for each other.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -21,6 +28,8 @@ use crate::bindings::kist::content::locks::{Host, HostGuard, LockError};
 
 /// Longest accepted lock name, in bytes.
 const MAX_NAME: usize = 1024;
+/// Stripe files `lock` maps names onto.
+const STRIPES: usize = 256;
 /// Longest pause between two attempts of a waiting `lock`.
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 
@@ -48,32 +57,31 @@ impl LockDir {
         if name.is_empty() || name.len() > MAX_NAME || name.contains('\0') {
             return Err(LockError::InvalidName);
         }
-        let file: String = Sha256::digest(name.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = Sha256::digest(name.as_bytes());
+        let (file, own_file) = match deadline {
+            None => (hash.iter().map(|b| format!("{b:02x}")).collect(), true),
+            Some(_) => (
+                format!("stripe-{:02x}", usize::from(hash[0]) % STRIPES),
+                false,
+            ),
+        };
         let io = |e: rustix::io::Errno| LockError::Io(format!("lock file {file}: {e}"));
         let mut backoff = Duration::from_millis(1);
         loop {
             let flags = OFlags::CREATE | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let fd = rustix::fs::openat(&self.0, file.as_str(), flags, Mode::from_raw_mode(0o600))
+            let fd = rustix::fs::openat(&*self.0, file.as_str(), flags, Mode::from_raw_mode(0o600))
                 .map_err(io)?;
             match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                // An own file's previous holder may have unlinked it between
+                // our open and our lock: then retry on the new file.
+                Ok(()) if own_file && !self.still_names(&file, &fd) => continue,
                 Ok(()) => {
-                    // The holder before us may have unlinked the file between
-                    // our open and our lock: then retry on the new file.
-                    let ours = rustix::fs::fstat(&fd).map_err(io)?;
-                    match rustix::fs::statat(&self.0, file.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                        Ok(now) if now.st_ino == ours.st_ino && now.st_dev == ours.st_dev => {
-                            return Ok(LockGuard {
-                                name: name.to_owned(),
-                                file,
-                                dir: Arc::clone(&self.0),
-                                _fd: fd,
-                            });
-                        }
-                        _ => continue,
-                    }
+                    let unlink = own_file.then(|| (Arc::clone(&self.0), file.clone()));
+                    return Ok(LockGuard {
+                        name: name.to_owned(),
+                        unlink,
+                        _fd: fd,
+                    });
                 }
                 Err(rustix::io::Errno::WOULDBLOCK) => {
                     if deadline.is_none_or(|d| Instant::now() >= d) {
@@ -86,13 +94,22 @@ impl LockDir {
             }
         }
     }
+
+    /// Whether `file` in the lock directory is still the file `fd` opened.
+    fn still_names(&self, file: &str, fd: &OwnedFd) -> bool {
+        let now = rustix::fs::statat(&*self.0, file, AtFlags::SYMLINK_NOFOLLOW);
+        match (rustix::fs::fstat(fd), now) {
+            (Ok(ours), Ok(now)) => now.st_ino == ours.st_ino && now.st_dev == ours.st_dev,
+            _ => false,
+        }
+    }
 }
 
-/// A held lock; dropping it unlinks the lock file and releases the lock.
+/// A held lock; dropping it releases the lock (and unlinks an own file).
 pub struct LockGuard {
     name: String,
-    file: String,
-    dir: Arc<OwnedFd>,
+    /// The lock directory and the file to unlink on release (own files).
+    unlink: Option<(Arc<OwnedFd>, String)>,
     /// Closed after `drop` has unlinked the file, which releases the lock.
     _fd: OwnedFd,
 }
@@ -101,7 +118,9 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         // Unlink while still holding the lock, then close (which unlocks):
         // a waiter that opened the old file notices and retries.
-        let _ = rustix::fs::unlinkat(&*self.dir, self.file.as_str(), AtFlags::empty());
+        if let Some((dir, file)) = &self.unlink {
+            let _ = rustix::fs::unlinkat(&**dir, file.as_str(), AtFlags::empty());
+        }
     }
 }
 
