@@ -7,6 +7,7 @@
 //! ingest/<sha256(ref)>/         one resumable ingest: ref, meta, data, hashstate
 //! labels/<alg>/<hex>            a blob's labels (absent when it has none)
 //! locks/                        the host's lock files
+//! quarantine/<alg>/              blobs and labels `fsck --repair` found damaged
 //! ```
 
 use std::sync::OnceLock;
@@ -19,6 +20,8 @@ use crate::fs;
 
 /// Directory of resumable ingests.
 pub const INGEST: &str = "ingest";
+/// Where `fsck --repair` moves damaged blobs and labels.
+pub const QUARANTINE: &str = "quarantine";
 
 /// `oci-layout` content (image-spec v1.0.0 and later).
 const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -64,6 +67,27 @@ fn held_open(
     Ok(slot.get_or_init(|| dir))
 }
 
+/// The OCI layout files and the content a new store gets.
+pub const LAYOUT_FILES: [(&str, &str); 2] =
+    [("oci-layout", OCI_LAYOUT), ("index.json", EMPTY_INDEX)];
+
+/// Writes the OCI layout files that are missing; returns their names.
+pub fn write_layout_files() -> Result<Vec<&'static str>> {
+    let mut written = Vec::new();
+    for (name, content) in LAYOUT_FILES {
+        if fs::stat(name)?.is_none() {
+            // Two instances may initialise a new store at once; the lock
+            // makes the fixed temporary name in write_atomic safe.
+            let _guard = locks::lock("layout", 10_000).map_err(|e| error::lock("layout", e))?;
+            if fs::stat(name)?.is_none() {
+                fs::write_atomic(".", name, content.as_bytes(), fs::Durability::Synced)?;
+                written.push(name);
+            }
+        }
+    }
+    Ok(written)
+}
+
 /// Makes sure the root is a kist store (creating the layout the first
 /// time). Runs once per component instance; cheap when all is in place.
 pub fn ensure() -> Result<()> {
@@ -78,16 +102,7 @@ pub fn ensure() -> Result<()> {
         fs::mkdir(&blob_dir(alg))?;
         fs::mkdir(&label_dir(alg))?;
     }
-    for (name, content) in [("oci-layout", OCI_LAYOUT), ("index.json", EMPTY_INDEX)] {
-        if fs::stat(name)?.is_none() {
-            // Two instances may initialise a new store at once; the lock
-            // makes the fixed temporary name in write_atomic safe.
-            let _guard = locks::lock("layout", 10_000).map_err(|e| error::lock("layout", e))?;
-            if fs::stat(name)?.is_none() {
-                fs::write_atomic(".", name, content.as_bytes(), fs::Durability::Synced)?;
-            }
-        }
-    }
+    write_layout_files()?;
     let _ = DONE.set(());
     Ok(())
 }

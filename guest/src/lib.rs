@@ -17,6 +17,7 @@ mod digest;
 mod error;
 mod filters;
 mod fs;
+mod fsck;
 mod ingest;
 mod ingester;
 mod labels;

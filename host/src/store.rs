@@ -217,6 +217,26 @@ impl Store {
         Walk::new(&self.shared, filters)
     }
 
+    /// Checks the whole store: re-hashes every blob against its name and
+    /// checks label files, ingests and the OCI layout files (see
+    /// [`Check`](crate::Check)). With `repair`, fixes what can be fixed
+    /// safely as it goes: damaged blobs and labels are moved to
+    /// `quarantine/`, never deleted; leftovers of interrupted writes are
+    /// removed. Safe to run while the store is in use.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), kist::Error> {
+    /// let store = kist::Store::open("/tmp/kist-demo")?;
+    /// for problem in store.check(false)? {
+    ///     let problem = problem?;
+    ///     println!("{:?} {}: {}", problem.kind, problem.path, problem.detail);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn check(&self, repair: bool) -> Result<crate::Check> {
+        crate::Check::new(&self.shared, repair)
+    }
+
     /// Opens the blob `digest` for reading ([`std::io::Read`] + [`std::io::Seek`]).
     pub fn reader(&self, digest: &str) -> Result<Reader> {
         Reader::open(&self.shared, digest)

@@ -47,6 +47,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
                 )?,
             )
         }
+        Command::Fsck { repair } => fsck(store, repair, out),
         Command::Abort { reference } => {
             store.abort(&reference)?;
             out.done(&reference)
@@ -106,4 +107,21 @@ fn rm(store: &Store, digests: &[String], out: &Output) -> anyhow::Result<()> {
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Runs a check, printing problems as they are found; fails if any.
+fn fsck(store: &Store, repair: bool, out: &Output) -> anyhow::Result<()> {
+    let mut check = store.check(repair)?;
+    let mut problems = Vec::new();
+    for problem in check.by_ref() {
+        let problem = problem?;
+        out.problem(&problem)?;
+        problems.push(problem);
+    }
+    out.problems(&problems)?;
+    let repaired = problems.iter().filter(|p| p.repaired.is_some()).count();
+    match problems.len() {
+        0 => Ok(()),
+        n => anyhow::bail!("fsck found {n} problem(s), repaired {repaired}"),
+    }
 }

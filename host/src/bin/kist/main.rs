@@ -81,6 +81,15 @@ enum Command {
         /// A regular expression refs must match.
         regex: Option<String>,
     },
+    /// Check the store: re-hash every blob, check labels, ingests and the
+    /// OCI layout files. Prints a line per problem; exits 1 if there were
+    /// any (repaired or not).
+    Fsck {
+        /// Fix what can be fixed safely: move damaged blobs and labels to
+        /// `quarantine/`, remove leftovers of interrupted writes.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Remove an ingest in progress and its data.
     Abort {
         /// The ingest's ref.

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use kist::{BlobInfo, Datetime, IngestStatus};
+use kist::{BlobInfo, Datetime, IngestStatus, Problem, ProblemKind};
 use serde_json::{Value, json};
 
 use crate::Format;
@@ -99,6 +99,37 @@ impl Output {
         }
     }
 
+    /// One problem `fsck` found, printed as soon as it is found (tables).
+    pub fn problem(&self, p: &Problem) -> anyhow::Result<()> {
+        if self.format == Format::Json {
+            return Ok(());
+        }
+        let repaired = p
+            .repaired
+            .as_ref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
+        lines([format!(
+            "{} {}: {}{repaired}",
+            kind(p.kind),
+            p.path,
+            p.detail
+        )])
+    }
+
+    /// All problems `fsck` found (JSON, once the check is over).
+    pub fn problems(&self, problems: &[Problem]) -> anyhow::Result<()> {
+        if self.format == Format::Table {
+            return Ok(());
+        }
+        print_json(&Value::Array(
+            problems
+                .iter()
+                .map(|p| json!({"kind": kind(p.kind), "path": p.path, "detail": p.detail, "repaired": p.repaired}))
+                .collect(),
+        ))
+    }
+
     /// A thing a command removed or finished (rm, abort).
     pub fn done(&self, what: &str) -> anyhow::Result<()> {
         match self.format {
@@ -127,6 +158,19 @@ fn status_json(s: &IngestStatus) -> Value {
         "started_at": time(s.started_at),
         "updated_at": time(s.updated_at),
     })
+}
+
+/// The WIT name of a problem kind.
+fn kind(k: ProblemKind) -> &'static str {
+    match k {
+        ProblemKind::CorruptBlob => "corrupt-blob",
+        ProblemKind::StrayEntry => "stray-entry",
+        ProblemKind::TempFile => "temp-file",
+        ProblemKind::OrphanLabels => "orphan-labels",
+        ProblemKind::DamagedLabels => "damaged-labels",
+        ProblemKind::BrokenIngest => "broken-ingest",
+        ProblemKind::BadLayout => "bad-layout",
+    }
 }
 
 /// RFC 3339 in UTC, to the second.
