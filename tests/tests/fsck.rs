@@ -28,7 +28,10 @@ fn summary(problems: &[Problem]) -> Vec<(ProblemKind, String, bool)> {
 /// The store's files, leaving out the host's lock files (a check takes
 /// locks like any writer).
 fn contents(root: &Path) -> Vec<String> {
-    tree(root).into_iter().filter(|p| !p.starts_with("locks/")).collect()
+    tree(root)
+        .into_iter()
+        .filter(|p| !p.starts_with("locks/"))
+        .collect()
 }
 
 fn hex(digest: &str) -> &str {
