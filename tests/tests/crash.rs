@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kist_tests::{Harness, bytes, kist_bin, open_embedded, sha256, tree};
 
