@@ -7,9 +7,10 @@
 //! wasmtime version and configuration), written atomically, and reused
 //! through one `InstancePre` (a new instance costs microseconds).
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
@@ -40,6 +41,27 @@ impl Runtime {
         SHARED
             .get_or_init(|| Runtime::new(EMBEDDED, EMBEDDED_SHA256).map(Arc::new))
             .clone()
+    }
+
+    /// The runtime for another build of the store component, created once
+    /// per process and component.
+    pub(crate) fn for_component(component: &[u8]) -> Result<Arc<Runtime>> {
+        use sha2::Digest;
+        static LOADED: Mutex<BTreeMap<String, Arc<Runtime>>> = Mutex::new(BTreeMap::new());
+        let sha256: String = sha2::Sha256::digest(component)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if sha256 == EMBEDDED_SHA256 {
+            return Self::embedded();
+        }
+        let mut loaded = LOADED.lock().expect("runtime cache lock");
+        if let Some(runtime) = loaded.get(&sha256) {
+            return Ok(Arc::clone(runtime));
+        }
+        let runtime = Arc::new(Runtime::new(component, &sha256)?);
+        loaded.insert(sha256, Arc::clone(&runtime));
+        Ok(runtime)
     }
 
     fn new(component: &[u8], sha256: &str) -> Result<Self> {

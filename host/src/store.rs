@@ -57,6 +57,7 @@ pub(crate) struct Options {
 pub struct StoreBuilder {
     root: PathBuf,
     options: Options,
+    component: Option<Vec<u8>>,
 }
 
 impl StoreBuilder {
@@ -74,15 +75,29 @@ impl StoreBuilder {
         self
     }
 
+    /// Runs `wasm`, another build of a component of the `store-component`
+    /// world (for example a newer kist, or one of your own), in the same
+    /// sandbox instead of the component built into this crate. It is
+    /// compiled once per process (and cached on disk like the built-in
+    /// one); one that does not fit the world fails with
+    /// [`Error::Component`] here.
+    pub fn component(mut self, wasm: impl Into<Vec<u8>>) -> Self {
+        self.component = Some(wasm.into());
+        self
+    }
+
     /// Opens the store, creating its directory if needed (the component
     /// writes the OCI layout files on first use).
     pub fn open(self) -> Result<Store> {
         std::fs::create_dir_all(&self.root)?;
         let root = self.root.canonicalize()?;
         let shared = Arc::new(Shared {
-            caps: Arc::new(CapabilitiesCtx::new(&root)?),
+            caps: Arc::new(CapabilitiesCtx::new(&root)?.max_lock_wait(self.options.call_timeout)),
             root,
-            runtime: Runtime::embedded()?,
+            runtime: match &self.component {
+                Some(wasm) => Runtime::for_component(wasm)?,
+                None => Runtime::embedded()?,
+            },
             options: self.options,
             idle: Mutex::new(Vec::new()),
         });
@@ -165,6 +180,7 @@ impl Store {
                 memory_limit: 512 << 20,
                 call_timeout: Duration::from_secs(120),
             },
+            component: None,
         }
     }
 

@@ -132,3 +132,35 @@ pub fn kist_bin() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// The hostile test component (`tests/hostile`), built (once per test
+/// process) for wasm32-wasip2 in its own target directory. A failed build
+/// fails the calling test.
+pub fn hostile_component() -> Vec<u8> {
+    static WASM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let path = WASM.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ is in the workspace");
+        let target_dir = workspace.join("target/kist-hostile");
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .current_dir(workspace)
+            .args(["build", "--quiet", "--release", "-p", "kist-hostile"])
+            .args(["--target", "wasm32-wasip2", "--target-dir"])
+            .arg(&target_dir);
+        // Flags for the host build must not reach the wasm build.
+        for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+            cargo.env_remove(var);
+        }
+        let status = cargo
+            .status()
+            .expect("running cargo for the hostile component");
+        assert!(
+            status.success(),
+            "building the hostile test component failed"
+        );
+        target_dir.join("wasm32-wasip2/release/kist_hostile.wasm")
+    });
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}

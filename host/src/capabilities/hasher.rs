@@ -6,6 +6,7 @@
 //! hashed on another core. Small inputs (most blobs) are hashed inline,
 //! where a thread would cost more than it saves.
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use sha2::digest::common::hazmat::SerializableState;
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256, Sha512};
 use wasmtime::component::Resource;
 
 use super::CapabilitiesView;
+use super::slots::{Counter, Slot};
 use crate::bindings::kist::content::hasher::{Algorithm, Host, HostHasher};
 
 /// An `update` at least this large moves hashing to a worker thread.
@@ -21,7 +23,11 @@ const BACKGROUND_FROM: usize = 256 << 10;
 const QUEUE: usize = 2;
 
 /// A running hash, held in the resource table for the guest.
-pub struct HashState(State);
+pub struct HashState {
+    state: State,
+    /// The hasher's place among the store's live hashers.
+    _slot: Slot,
+}
 
 enum State {
     Inline(Box<Hash>),
@@ -86,11 +92,13 @@ enum Job {
 struct Worker(SyncSender<Job>);
 
 impl Worker {
-    fn start(mut hash: Hash) -> Self {
+    fn start(mut hash: Hash, slot: Slot) -> Self {
         let (tx, rx): (SyncSender<Job>, Receiver<Job>) = mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("kist-hash".into())
             .spawn(move || {
+                // The thread's place is given back when it ends.
+                let _slot = slot;
                 for job in rx {
                     match job {
                         Job::Data(data) => hash.update(&data),
@@ -114,17 +122,22 @@ impl Worker {
 }
 
 impl HashState {
-    fn update(&mut self, data: Vec<u8>) {
-        match &mut self.0 {
+    /// Hashes `data`; a large chunk moves the hash to a worker thread if
+    /// `threads` has a place left.
+    fn update(&mut self, data: Vec<u8>, threads: &Arc<Counter>) {
+        match &mut self.state {
             State::Inline(hash) if data.len() < BACKGROUND_FROM => hash.update(&data),
-            State::Inline(hash) => {
-                let worker = Worker::start((**hash).clone());
-                worker
-                    .0
-                    .send(Job::Data(data))
-                    .expect("hashing thread alive");
-                self.0 = State::Background(worker);
-            }
+            State::Inline(hash) => match threads.take() {
+                Some(slot) => {
+                    let worker = Worker::start((**hash).clone(), slot);
+                    worker
+                        .0
+                        .send(Job::Data(data))
+                        .expect("hashing thread alive");
+                    self.state = State::Background(worker);
+                }
+                None => hash.update(&data),
+            },
             State::Background(worker) => worker
                 .0
                 .send(Job::Data(data))
@@ -133,7 +146,7 @@ impl HashState {
     }
 
     fn ask(&self, question: fn(&Hash) -> Vec<u8>) -> Vec<u8> {
-        match &self.0 {
+        match &self.state {
             State::Inline(hash) => question(hash),
             State::Background(worker) => worker.ask(question),
         }
@@ -142,11 +155,26 @@ impl HashState {
 
 impl Host for CapabilitiesView<'_> {}
 
+impl CapabilitiesView<'_> {
+    /// Adds a hasher to the table. A guest over the cap traps: `new` has
+    /// no error to return, and only a runaway guest gets there.
+    fn push_hasher(&mut self, hash: Hash) -> wasmtime::Result<Resource<HashState>> {
+        let Some(slot) = self.ctx.hashers.take() else {
+            wasmtime::bail!(
+                "the component holds {} hashers, the most a store allows",
+                self.ctx.hashers.max()
+            );
+        };
+        Ok(self.table.push(HashState {
+            state: State::Inline(Box::new(hash)),
+            _slot: slot,
+        })?)
+    }
+}
+
 impl HostHasher for CapabilitiesView<'_> {
     fn new(&mut self, algorithm: Algorithm) -> wasmtime::Result<Resource<HashState>> {
-        Ok(self
-            .table
-            .push(HashState(State::Inline(Box::new(Hash::new(algorithm)))))?)
+        self.push_hasher(Hash::new(algorithm))
     }
 
     fn restore(
@@ -154,16 +182,14 @@ impl HostHasher for CapabilitiesView<'_> {
         algorithm: Algorithm,
         state: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<HashState>>> {
-        let restored =
-            Hash::restore(algorithm, &state).map(|h| HashState(State::Inline(Box::new(h))));
-        restored
-            .map(|h| self.table.push(h))
+        Hash::restore(algorithm, &state)
+            .map(|h| self.push_hasher(h))
             .transpose()
-            .map_err(Into::into)
     }
 
     fn update(&mut self, this: Resource<HashState>, data: Vec<u8>) -> wasmtime::Result<()> {
-        self.table.get_mut(&this)?.update(data);
+        let threads = &self.ctx.hash_threads;
+        self.table.get_mut(&this)?.update(data, threads);
         Ok(())
     }
 

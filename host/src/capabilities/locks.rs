@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Resource;
 
 use super::CapabilitiesView;
+use super::slots::Slot;
 use crate::bindings::kist::content::locks::{Host, HostGuard, LockError};
 
 /// Longest accepted lock name, in bytes.
@@ -53,7 +54,12 @@ impl LockDir {
     }
 
     /// Takes the lock `name`, retrying until `deadline` (once if `None`).
-    fn acquire(&self, name: &str, deadline: Option<Instant>) -> Result<LockGuard, LockError> {
+    fn acquire(
+        &self,
+        name: &str,
+        deadline: Option<Instant>,
+        slot: Slot,
+    ) -> Result<LockGuard, LockError> {
         if name.is_empty() || name.len() > MAX_NAME || name.contains('\0') {
             return Err(LockError::InvalidName);
         }
@@ -81,6 +87,7 @@ impl LockDir {
                         name: name.to_owned(),
                         unlink,
                         _fd: fd,
+                        _slot: slot,
                     });
                 }
                 Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -112,6 +119,8 @@ pub struct LockGuard {
     unlink: Option<(Arc<OwnedFd>, String)>,
     /// Closed after `drop` has unlinked the file, which releases the lock.
     _fd: OwnedFd,
+    /// The guard's place among the store's live guards.
+    _slot: Slot,
 }
 
 impl Drop for LockGuard {
@@ -128,7 +137,13 @@ type Granted = wasmtime::Result<Result<Resource<LockGuard>, LockError>>;
 
 impl CapabilitiesView<'_> {
     fn grant(&mut self, name: &str, deadline: Option<Instant>) -> Granted {
-        match self.ctx.locks.acquire(name, deadline) {
+        let Some(slot) = self.ctx.guards.take() else {
+            let max = self.ctx.guards.max();
+            return Ok(Err(LockError::Io(format!(
+                "the store's components hold {max} locks, the most allowed"
+            ))));
+        };
+        match self.ctx.locks.acquire(name, deadline, slot) {
             Ok(guard) => Ok(Ok(self.table.push(guard)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -141,10 +156,8 @@ impl Host for CapabilitiesView<'_> {
     }
 
     fn lock(&mut self, name: String, timeout_ms: u32) -> Granted {
-        self.grant(
-            &name,
-            Some(Instant::now() + Duration::from_millis(timeout_ms.into())),
-        )
+        let wait = Duration::from_millis(timeout_ms.into()).min(self.ctx.max_lock_wait);
+        self.grant(&name, Some(Instant::now() + wait))
     }
 }
 

@@ -9,8 +9,11 @@
 
 pub(crate) mod hasher;
 pub(crate) mod locks;
+mod slots;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
@@ -18,9 +21,23 @@ pub use self::hasher::HashState;
 pub use self::locks::LockGuard;
 use crate::bindings::kist::content;
 
-/// State the capabilities need: where lock files live.
+/// Most hashers the guests of one store hold at once.
+const MAX_HASHERS: usize = 4096;
+/// Most lock guards the guests of one store hold at once (each is an open
+/// file descriptor).
+const MAX_GUARDS: usize = 1024;
+/// Most hashing threads for one store; beyond it large updates are hashed
+/// inline.
+const MAX_HASH_THREADS: usize = 16;
+
+/// State the capabilities need: where lock files live, and the caps on
+/// live hashers, guards and hashing threads.
 pub struct CapabilitiesCtx {
     locks: locks::LockDir,
+    hashers: Arc<slots::Counter>,
+    guards: Arc<slots::Counter>,
+    hash_threads: Arc<slots::Counter>,
+    max_lock_wait: Duration,
 }
 
 impl CapabilitiesCtx {
@@ -29,7 +46,19 @@ impl CapabilitiesCtx {
     pub fn new(root: &Path) -> std::io::Result<Self> {
         Ok(Self {
             locks: locks::LockDir::open(root)?,
+            hashers: slots::Counter::new(MAX_HASHERS),
+            guards: slots::Counter::new(MAX_GUARDS),
+            hash_threads: slots::Counter::new(MAX_HASH_THREADS),
+            max_lock_wait: Duration::from_secs(60),
         })
+    }
+
+    /// Caps how long a guest's `lock` call may wait (default 60 s),
+    /// whatever timeout it asks for: host code is not interrupted by
+    /// wasmtime's deadlines, so set this to at most your call deadline.
+    pub fn max_lock_wait(mut self, wait: Duration) -> Self {
+        self.max_lock_wait = wait;
+        self
     }
 }
 

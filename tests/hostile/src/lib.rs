@@ -1,0 +1,247 @@
+//! A hostile component for the sandbox tests: it fits kist's
+//! `store-component` world, so kist's host loads it like the real store,
+//! but `store.info(name)` runs the attack `name` and reports the outcome
+//! as an `io` error: `refused: ...` when the host stopped it, `ESCAPED: ...`
+//! when it got through. Attacks that cannot report (memory, endless loop,
+//! resource floods) end in a trap the host must survive.
+//!
+//! Every other export traps: the tests never call them.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "store-component",
+        generate_all,
+    });
+}
+
+use bindings::exports::kist::content::{fsck, ingester, store, types};
+use bindings::kist::content::hasher::{Algorithm, Hasher};
+use bindings::kist::content::locks;
+use bindings::wasi::filesystem::preopens;
+use bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
+use bindings::wasi::io::streams::InputStream;
+use types::{BlobInfo, Error, IngestStatus, Label};
+
+struct Hostile;
+
+fn root() -> Descriptor {
+    preopens::get_directories()
+        .into_iter()
+        .next()
+        .expect("a preopened store")
+        .0
+}
+
+/// `refused: <what>` if `attempt` failed, `ESCAPED: <what>` if it worked.
+fn outcome<T, E: std::fmt::Debug>(what: &str, attempt: Result<T, E>) -> String {
+    match attempt {
+        Ok(_) => format!("ESCAPED: {what}"),
+        Err(e) => format!("refused: {what}: {e:?}"),
+    }
+}
+
+fn open(path: &str, follow: bool, create: bool) -> String {
+    let flags = if follow {
+        PathFlags::SYMLINK_FOLLOW
+    } else {
+        PathFlags::empty()
+    };
+    let (how, rights) = if create {
+        (OpenFlags::CREATE, DescriptorFlags::WRITE)
+    } else {
+        (OpenFlags::empty(), DescriptorFlags::READ)
+    };
+    outcome(path, root().open_at(flags, path, how, rights))
+}
+
+/// Runs the attack `name`; its report, or a trap.
+fn attack(name: &str) -> String {
+    match name {
+        "read-dotdot" => open("../outside/canary", true, false),
+        "write-dotdot" => open("../outside/planted-by-guest", true, true),
+        "absolute" => open("/etc/passwd", true, false),
+        "follow-planted-symlink" => open("planted/canary", true, false),
+        "write-through-planted-symlink" => open("planted/planted-by-guest", true, true),
+        "make-symlink-out" => {
+            // Making a link that points out is harmless (WASI hosts allow
+            // it); following it is the escape.
+            let made = root().symlink_at("../outside", "up").is_ok();
+            format!("{} (link made: {made})", open("up/canary", true, false))
+        }
+        "rename-out" => outcome(
+            "rename oci-layout out",
+            root().rename_at("oci-layout", &root(), "../outside/stolen"),
+        ),
+        "lock-absurd-names" => {
+            let long = outcome("a 1 MiB lock name", locks::try_lock(&"x".repeat(1 << 20)));
+            let empty = outcome("an empty lock name", locks::try_lock(""));
+            let nul = outcome("a lock name with NUL", locks::lock("a\0b", 10));
+            format!("{long} / {empty} / {nul}")
+        }
+        "lock-wait-forever" => {
+            let _held = locks::lock("same", 0).expect("first lock");
+            // The host caps the wait at the call deadline, not 49 days.
+            outcome(
+                "waiting u32::MAX ms on a held lock",
+                locks::lock("same", u32::MAX),
+            )
+        }
+        "lock-flood" => {
+            let mut held = Vec::new();
+            let refusal = loop {
+                match locks::try_lock(&format!("flood-{}", held.len())) {
+                    Ok(g) => held.push(g),
+                    Err(e) => break e,
+                }
+                if held.len() == 100_000 {
+                    return format!("ESCAPED: held {} locks", held.len());
+                }
+            };
+            format!("refused: after {} locks: {refusal:?}", held.len())
+        }
+        "hasher-garbage-state" => {
+            let restored = Hasher::restore(Algorithm::Sha256, &vec![0xff; 1 << 20]);
+            match restored {
+                Some(_) => "ESCAPED: a garbage hash state was restored".into(),
+                None => "refused: garbage hash state".into(),
+            }
+        }
+        "hasher-flood" => {
+            // Traps once the host's cap is reached.
+            let hashers: Vec<Hasher> = (0..1_000_000)
+                .map(|_| Hasher::new(Algorithm::Sha512))
+                .collect();
+            format!("ESCAPED: {} hashers", hashers.len())
+        }
+        "memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1; 16 << 20]);
+                if hoard.len() > 1024 {
+                    return format!("ESCAPED: {} MiB", hoard.len() * 16);
+                }
+            }
+        }
+        "spin" => loop {
+            std::hint::black_box(());
+        },
+        other => format!("unknown attack {other}"),
+    }
+}
+
+impl store::Guest for Hostile {
+    type Walker = Never;
+    type Reader = Never;
+
+    fn info(name: String) -> Result<BlobInfo, Error> {
+        Err(Error::Io(attack(&name)))
+    }
+    fn update(_: BlobInfo, _: Vec<String>) -> Result<BlobInfo, Error> {
+        unreachable!()
+    }
+    fn delete(_: String) -> Result<(), Error> {
+        unreachable!()
+    }
+    fn walk(_: Vec<String>) -> Result<store::Walker, Error> {
+        unreachable!()
+    }
+    fn open_reader(_: String) -> Result<store::Reader, Error> {
+        unreachable!()
+    }
+}
+
+/// The resources this component never creates.
+pub enum Never {}
+
+impl store::GuestWalker for Never {
+    fn next(&self) -> Result<Vec<BlobInfo>, Error> {
+        match *self {}
+    }
+}
+
+impl store::GuestReader for Never {
+    fn size(&self) -> u64 {
+        match *self {}
+    }
+    fn read_at(&self, _: u64, _: u64) -> Result<Vec<u8>, Error> {
+        match *self {}
+    }
+    fn read_via_stream(&self, _: u64) -> Result<InputStream, Error> {
+        match *self {}
+    }
+}
+
+impl ingester::Guest for Hostile {
+    type Writer = Never;
+
+    fn open_writer(
+        _: String,
+        _: Option<u64>,
+        _: Option<String>,
+    ) -> Result<ingester::Writer, Error> {
+        unreachable!()
+    }
+    fn put(_: Vec<u8>, _: Option<String>, _: Vec<Label>) -> Result<String, Error> {
+        unreachable!()
+    }
+    fn put_batch(
+        _: Vec<ingester::PutRequest>,
+        _: ingester::Durability,
+    ) -> Result<Vec<Result<String, Error>>, Error> {
+        unreachable!()
+    }
+    fn status(_: String) -> Result<IngestStatus, Error> {
+        unreachable!()
+    }
+    fn list_statuses(_: Vec<String>) -> Result<Vec<IngestStatus>, Error> {
+        unreachable!()
+    }
+    fn abort(_: String) -> Result<(), Error> {
+        unreachable!()
+    }
+}
+
+impl ingester::GuestWriter for Never {
+    fn write(&self, _: Vec<u8>) -> Result<(), Error> {
+        match *self {}
+    }
+    fn status(&self) -> Result<IngestStatus, Error> {
+        match *self {}
+    }
+    fn digest(&self) -> String {
+        match *self {}
+    }
+    fn truncate(&self, _: u64) -> Result<(), Error> {
+        match *self {}
+    }
+    fn commit(
+        _: ingester::Writer,
+        _: Option<u64>,
+        _: Option<String>,
+        _: Vec<Label>,
+    ) -> Result<String, Error> {
+        unreachable!()
+    }
+}
+
+impl fsck::Guest for Hostile {
+    type Check = NoCheck;
+}
+
+/// Checks are never run against this component.
+pub struct NoCheck;
+
+impl fsck::GuestCheck for NoCheck {
+    fn new(_: bool) -> Self {
+        unreachable!()
+    }
+    fn next(&self) -> Result<Option<Vec<fsck::Problem>>, Error> {
+        unreachable!()
+    }
+    fn progress(&self) -> (u64, u64) {
+        unreachable!()
+    }
+}
+
+bindings::export!(Hostile with_types_in bindings);

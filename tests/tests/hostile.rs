@@ -1,0 +1,159 @@
+//! A hostile component (`tests/hostile`) in kist's sandbox: every escape
+//! is refused, every runaway is capped or interrupted, and the host keeps
+//! serving the next call, then the real store, on the same directory.
+
+use std::time::{Duration, Instant};
+
+use kist::{Error, Store};
+use kist_tests::{hostile_component, open_embedded, tree};
+
+/// A store directory beside an `outside` directory holding a canary, and
+/// a symlink inside the store that points at `outside`.
+struct Scene {
+    _dir: tempfile::TempDir,
+    store: std::path::PathBuf,
+    outside: std::path::PathBuf,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, outside) = (dir.path().join("store"), dir.path().join("outside"));
+        std::fs::create_dir(&store).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("canary"), b"secret").unwrap();
+        std::os::unix::fs::symlink(&outside, store.join("planted")).unwrap();
+        // The real store lays out the directory, so the attacks meet it.
+        open_embedded(&store).put(b"real data").unwrap();
+        Self {
+            _dir: dir,
+            store,
+            outside,
+        }
+    }
+
+    fn hostile(&self, timeout: Duration) -> Store {
+        Store::builder(&self.store)
+            .component(hostile_component())
+            .memory_limit(64 << 20)
+            .call_timeout(timeout)
+            .open()
+            .expect("kist loads the hostile component")
+    }
+}
+
+/// Runs `attack` and returns its report (`info` carries it as `io`).
+fn report(store: &Store, attack: &str) -> Result<String, Error> {
+    match store.info(attack) {
+        Err(Error::Io(report)) => Ok(report),
+        Err(other) => Err(other),
+        Ok(info) => panic!("{attack}: unexpected answer {info:?}"),
+    }
+}
+
+fn assert_outside_untouched(scene: &Scene) {
+    assert_eq!(tree(&scene.outside), vec!["canary".to_owned()]);
+    assert_eq!(
+        std::fs::read(scene.outside.join("canary")).unwrap(),
+        b"secret"
+    );
+}
+
+/// Proves: paths out of the preopen, absolute paths, planted and
+/// guest-made symlinks and renames out are all refused.
+#[test]
+fn escapes_are_refused() {
+    let scene = Scene::new();
+    let store = scene.hostile(Duration::from_secs(10));
+    for attack in [
+        "read-dotdot",
+        "write-dotdot",
+        "absolute",
+        "follow-planted-symlink",
+        "write-through-planted-symlink",
+        "make-symlink-out",
+        "rename-out",
+    ] {
+        let report = report(&store, attack).unwrap();
+        assert!(!report.contains("ESCAPED"), "{attack}: {report}");
+        assert!(report.starts_with("refused"), "{attack}: {report}");
+    }
+    assert_outside_untouched(&scene);
+    assert!(scene.store.join("oci-layout").is_file());
+}
+
+/// Proves: absurd lock names are refused, a guest cannot hold more than
+/// the host's cap of locks or hashers, and a garbage hash state is
+/// rejected; the host answers the next call each time.
+#[test]
+fn capabilities_refuse_absurd_use() {
+    let scene = Scene::new();
+    let store = scene.hostile(Duration::from_secs(30));
+    let names = report(&store, "lock-absurd-names").unwrap();
+    assert_eq!(names.matches("refused").count(), 3, "{names}");
+    assert!(names.contains("InvalidName"), "{names}");
+    let flood = report(&store, "lock-flood").unwrap();
+    assert!(flood.starts_with("refused: after 1024 locks"), "{flood}");
+    let garbage = report(&store, "hasher-garbage-state").unwrap();
+    assert!(garbage.starts_with("refused"), "{garbage}");
+    let hashers = report(&store, "hasher-flood");
+    assert!(
+        matches!(&hashers, Err(Error::Component(m)) if m.contains("hashers")),
+        "{hashers:?}"
+    );
+    // Every lock and hasher of the trapped instance was released.
+    let flood = report(&store, "lock-flood").unwrap();
+    assert!(flood.starts_with("refused: after 1024 locks"), "{flood}");
+}
+
+/// Proves: memory exhaustion traps at the limit, an endless loop and an
+/// endless lock wait end at the call deadline, and the host serves the
+/// hostile store and the real one afterwards.
+#[test]
+fn runaways_are_stopped() {
+    let scene = Scene::new();
+    let timeout = Duration::from_secs(2);
+    let store = scene.hostile(timeout);
+
+    let memory = report(&store, "memory");
+    assert!(matches!(memory, Err(Error::Component(_))), "{memory:?}");
+
+    let start = Instant::now();
+    let spin = report(&store, "spin");
+    assert!(matches!(spin, Err(Error::Timeout)), "{spin:?}");
+    assert!(start.elapsed() < timeout * 3, "{:?}", start.elapsed());
+
+    let start = Instant::now();
+    let wait = report(&store, "lock-wait-forever");
+    assert!(
+        matches!(&wait, Err(Error::Timeout)) || matches!(&wait, Ok(r) if r.starts_with("refused")),
+        "{wait:?}"
+    );
+    assert!(start.elapsed() < timeout * 3, "{:?}", start.elapsed());
+
+    // The host is still up: the hostile store answers, and so does the
+    // real store on the same directory.
+    assert!(
+        report(&store, "read-dotdot")
+            .unwrap()
+            .starts_with("refused")
+    );
+    let real = open_embedded(&scene.store);
+    let digest = real.put(b"after the attacks").unwrap();
+    assert_eq!(real.get(&digest).unwrap(), b"after the attacks");
+    assert_outside_untouched(&scene);
+}
+
+/// A component that does not fit the store world is refused at open.
+#[test]
+fn foreign_component_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = Store::builder(dir.path())
+        .component(b"\0asm not really".to_vec())
+        .open();
+    assert!(
+        matches!(opened, Err(Error::Component(_))),
+        "{:?}",
+        opened.err()
+    );
+}
