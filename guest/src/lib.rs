@@ -18,6 +18,8 @@ mod error;
 mod filters;
 mod fs;
 mod fsck;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod ingest;
 mod ingester;
 mod labels;
@@ -30,4 +32,8 @@ mod validate;
 /// The component's exports.
 struct Component;
 
+// Only the wasm build exports: export names such as `kist:content/fsck@0.1.0`
+// are not valid native symbol names, and the fuzz targets link this crate
+// natively.
+#[cfg(target_arch = "wasm32")]
 bindings::export!(Component with_types_in bindings);
