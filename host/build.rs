@@ -1,26 +1,53 @@
-//! Builds the store component (the `kist-guest` crate) for wasm32-wasip2
-//! and hands its path and sha256 to the library, as wasmtime's
-//! test-programs artifacts do: `cargo build` of the host is all it takes.
+//! Builds the store component (the `kist-guest` crate) and the pure-wasm
+//! capabilities (`kist-portable`) for wasm32-wasip2, plugs the second into
+//! the first with `wac-graph` (`kist-portable.wasm`), and hands their paths
+//! and the store's sha256 to the library, as wasmtime's test-programs
+//! artifacts do: `cargo build` of the host is all it takes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+#[path = "src/plug.rs"]
+mod plug;
+
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().expect("host/ is inside the workspace");
-    for watched in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
+    for watched in [
+        "host/src/plug.rs",
+        "guest/src",
+        "guest/Cargo.toml",
+        "portable/src",
+        "portable/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()
         );
     }
-    let wasm = build_guest(workspace);
-    let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("reading {}: {e}", wasm.display()));
+    let built = build_guests(workspace);
+    let wasm = built.join("kist_guest.wasm");
+    let capabilities = built.join("kist_portable.wasm");
+    let bytes = read(&wasm);
+    let portable = PathBuf::from(env("OUT_DIR")).join("kist-portable.wasm");
+    // The capabilities' exports satisfy the store's `hasher` and `locks`
+    // imports, leaving only WASI ones.
+    let composed = plug::plug(&bytes, &[&read(&capabilities)])
+        .unwrap_or_else(|e| panic!("composing kist-portable.wasm: {e:#}"));
+    std::fs::write(&portable, composed)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", portable.display()));
     println!("cargo:rustc-env=KIST_COMPONENT_PATH={}", wasm.display());
+    println!(
+        "cargo:rustc-env=KIST_CAPABILITIES_PATH={}",
+        capabilities.display()
+    );
+    println!("cargo:rustc-env=KIST_PORTABLE_PATH={}", portable.display());
     let sha256: String = Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -28,14 +55,18 @@ fn main() {
     println!("cargo:rustc-env=KIST_COMPONENT_SHA256={sha256}");
 }
 
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("cargo sets {name}"))
 }
 
-/// Compiles the guest in release mode into its own target directory (a
+/// Compiles the guests in release mode into their own target directory (a
 /// nested cargo must not share the outer build's lock) and returns the
-/// component's path.
-fn build_guest(workspace: &Path) -> PathBuf {
+/// directory holding the components.
+fn build_guests(workspace: &Path) -> PathBuf {
     ensure_target();
     let target_dir = guest_target_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -47,6 +78,8 @@ fn build_guest(workspace: &Path) -> PathBuf {
             "--locked",
             "-p",
             "kist-guest",
+            "-p",
+            "kist-portable",
             "--target",
             TARGET,
         ])
@@ -66,11 +99,11 @@ fn build_guest(workspace: &Path) -> PathBuf {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("running cargo for the guest");
-    assert!(status.success(), "building the kist-guest component failed");
-    target_dir
-        .join(TARGET)
-        .join("release")
-        .join("kist_guest.wasm")
+    assert!(
+        status.success(),
+        "building the kist-guest and kist-portable components failed"
+    );
+    target_dir.join(TARGET).join("release")
 }
 
 /// The guest's target dir: beside the outer build's, so debug and release

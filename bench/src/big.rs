@@ -63,6 +63,19 @@ pub fn run(
     };
     let (native_dir, cli_dir) = (dir("native")?, dir("cli")?);
     let store = kist::Store::open(dir("lib")?)?;
+    // The same store logic with pure-wasm hashing and lock files: what a
+    // host without kist's native capabilities gets.
+    let portable = kist::Store::builder(dir("portable")?)
+        .component(kist::components::PORTABLE)
+        .open()?;
+    let ingest = |store: &kist::Store, rep: usize| -> anyhow::Result<String> {
+        let mut w = store.writer(&format!("bench-{rep}"), Some(size), None)?;
+        std::io::copy(
+            &mut File::open(&src)?,
+            &mut std::io::BufWriter::with_capacity(native::CHUNK, &mut w),
+        )?;
+        Ok(w.commit(None, None, &[])?)
+    };
     let counter = Cell::new(0);
     // The last blob each contender wrote, for the read benchmark.
     let native_blob = RefCell::new(String::new());
@@ -84,15 +97,17 @@ pub fn run(
         Contender::new("kist library (Store::writer)", |rep| {
             stamp(&src, &counter)?;
             time(|| {
-                let mut w = store.writer(&format!("bench-{rep}"), Some(size), None)?;
-                std::io::copy(
-                    &mut File::open(&src)?,
-                    &mut std::io::BufWriter::with_capacity(native::CHUNK, &mut w),
-                )?;
-                *lib_blob.borrow_mut() = w.commit(None, None, &[])?;
+                *lib_blob.borrow_mut() = ingest(&store, rep)?;
                 Ok(())
             })
         }),
+        Contender::new(
+            "kist library, portable component (wasm sha2, lock files)",
+            |rep| {
+                stamp(&src, &counter)?;
+                time(|| ingest(&portable, rep).map(drop))
+            },
+        ),
         Contender::new("kist ingest (CLI)", |_| {
             stamp(&src, &counter)?;
             let d = timed(tools.kist(&cli_dir).arg("ingest").arg(&src), None)?;

@@ -35,10 +35,12 @@
 mod batch;
 mod bindings;
 pub mod capabilities;
+pub mod components;
 mod ctx;
 mod error;
 mod fsck;
 mod held;
+mod plug;
 mod reader;
 mod runtime;
 mod session;

@@ -21,7 +21,7 @@ use crate::ctx::KistCtx;
 use crate::error::{Error, Result};
 
 /// The store component built from `guest/` with this crate.
-const EMBEDDED: &[u8] = include_bytes!(env!("KIST_COMPONENT_PATH"));
+const EMBEDDED: &[u8] = crate::components::STORE;
 /// sha256 of [`EMBEDDED`], computed by the build script.
 const EMBEDDED_SHA256: &str = env!("KIST_COMPONENT_SHA256");
 

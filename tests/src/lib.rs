@@ -133,34 +133,57 @@ pub fn kist_bin() -> std::path::PathBuf {
     .clone()
 }
 
-/// The hostile test component (`tests/hostile`), built (once per test
-/// process) for wasm32-wasip2 in its own target directory. A failed build
-/// fails the calling test.
+/// The hostile test component (`tests/hostile`), built for wasm32-wasip2.
+/// A failed build fails the calling test.
 pub fn hostile_component() -> Vec<u8> {
     static WASM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let path = WASM.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ is in the workspace");
-        let target_dir = workspace.join("target/kist-hostile");
-        let mut cargo = std::process::Command::new(env!("CARGO"));
-        cargo
-            .current_dir(workspace)
-            .args(["build", "--quiet", "--release", "-p", "kist-hostile"])
-            .args(["--target", "wasm32-wasip2", "--target-dir"])
-            .arg(&target_dir);
-        // Flags for the host build must not reach the wasm build.
-        for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
-            cargo.env_remove(var);
-        }
-        let status = cargo
-            .status()
-            .expect("running cargo for the hostile component");
-        assert!(
-            status.success(),
-            "building the hostile test component failed"
-        );
-        target_dir.join("wasm32-wasip2/release/kist_hostile.wasm")
-    });
+    let path = WASM.get_or_init(|| build_wasm("kist-hostile", "kist_hostile.wasm"));
     std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The `kist-import` client component (`client/`), built for
+/// wasm32-wasip2. A failed build fails the calling test.
+pub fn client_component() -> Vec<u8> {
+    static WASM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let path = WASM.get_or_init(|| build_wasm("kist-import", "kist-import.wasm"));
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Builds `package` for wasm32-wasip2 in release mode in a target dir of
+/// its own (the outer cargo holds the workspace's) and returns `artifact`.
+fn build_wasm(package: &str, artifact: &str) -> std::path::PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace");
+    let target_dir = workspace.join("target/kist-test-components");
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .current_dir(workspace)
+        .args(["build", "--quiet", "--release", "-p", package])
+        .args(["--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target_dir);
+    // Flags for the host build must not reach the wasm build.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        cargo.env_remove(var);
+    }
+    let status = cargo
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo for {package}: {e}"));
+    assert!(status.success(), "building the {package} component failed");
+    target_dir.join("wasm32-wasip2/release").join(artifact)
+}
+
+/// A tool from outside the workspace (`wasmtime`, `node`, ...): on `PATH` or
+/// in `~/.cargo/bin`. Missing, it fails the calling test with `install`.
+pub fn tool(name: &str, install: &str) -> std::path::PathBuf {
+    let cargo_bin = std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin"));
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain(cargo_bin)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed; install it with `{install}` (.ci/run does)")
+        })
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::Context;
 use kist::Store;
 
-use crate::Command;
 use crate::output::Output;
+use crate::{Command, Which};
 
 /// Runs `command` on `store`, printing through `out`.
 pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> {
@@ -52,6 +52,20 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
             store.abort(&reference)?;
             out.done(&reference)
         }
+        Command::Component { which, output } => component(which, output.as_deref()),
+    }
+}
+
+/// Writes one of the built-in components to stdout or `path`.
+pub fn component(which: Which, path: Option<&Path>) -> anyhow::Result<()> {
+    let bytes = match which {
+        Which::Store => kist::components::STORE,
+        Which::Capabilities => kist::components::CAPABILITIES,
+        Which::Portable => kist::components::PORTABLE,
+    };
+    match path {
+        Some(path) => std::fs::write(path, bytes).with_context(|| path.display().to_string()),
+        None => Ok(std::io::stdout().lock().write_all(bytes)?),
     }
 }
 

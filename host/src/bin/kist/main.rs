@@ -95,6 +95,26 @@ enum Command {
         /// The ingest's ref.
         reference: String,
     },
+    /// Write a WebAssembly component kist is built with, to run or compose
+    /// in hosts of your own (see `kist::components`).
+    Component {
+        /// `store` needs kist's hasher and locks from its host;
+        /// `capabilities` provides them in pure wasm; `portable` is the two
+        /// composed, importing only standard WASI 0.2.
+        #[arg(value_enum, default_value = "portable")]
+        which: Which,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// The components `kist component` writes.
+#[derive(Clone, Copy, ValueEnum)]
+enum Which {
+    Store,
+    Capabilities,
+    Portable,
 }
 
 fn main() -> ExitCode {
@@ -104,9 +124,14 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let out = Output::new(cli.format);
-    let result = store_dir(cli.store)
-        .and_then(|dir| kist::Store::open(dir).map_err(Into::into))
-        .and_then(|store| commands::run(&store, cli.command, &out));
+    // The only command that needs no store.
+    let result = if let Command::Component { which, output } = cli.command {
+        commands::component(which, output.as_deref())
+    } else {
+        store_dir(cli.store)
+            .and_then(|dir| kist::Store::open(dir).map_err(Into::into))
+            .and_then(|store| commands::run(&store, cli.command, &out))
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,22 @@
+//! kist's `hasher` and `locks` capabilities in pure wasm (world
+//! `portable-capabilities`), for hosts that do not supply them natively.
+//! Plugged into the store component it yields `kist-portable.wasm`, whose
+//! only imports are standard WASI 0.2.
+//!
+//! Modules are named after the WIT interfaces they export.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "portable-capabilities",
+        generate_all,
+    });
+}
+
+mod hasher;
+mod locks;
+
+/// The component's exports.
+struct Component;
+
+bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,57 @@
+// Drives kist-portable.wasm, transpiled by jco into ./out, on a real store
+// directory through the preview2 shim. Prints one JSON object for
+// tests/tests/hosts.rs to check.
+//   node portable.mjs STORE_DIR
+import { createHash } from 'node:crypto';
+import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
+
+const [storeDir] = process.argv.slice(2);
+_setPreopens({ '/store': storeDir });
+const { store, ingester } = await import('./out/kist.js');
+
+/** The WIT error case a call failed with (jco throws it as `payload`). */
+function errorTag(call) {
+  try {
+    call();
+  } catch (e) {
+    if (e.payload?.tag) return e.payload.tag;
+    throw e;
+  }
+  throw new Error('the call succeeded');
+}
+
+const small = new TextEncoder().encode('hello from node');
+const putDigest = ingester.put(small, undefined, [{ key: 'via', value: 'jco' }]);
+
+// A 32 MiB blob through a writer in 1 MiB chunks, timed.
+const chunk = new Uint8Array(1 << 20).map((_, i) => (i * 31) & 0xff);
+const chunks = 32;
+const native = createHash('sha256');
+const started = process.hrtime.bigint();
+const writer = ingester.openWriter('node-upload', BigInt(chunks * chunk.length), undefined);
+for (let i = 0; i < chunks; i++) {
+  chunk[0] = i;
+  writer.write(chunk);
+  native.update(chunk);
+}
+const bigDigest = ingester.Writer.commit(writer, undefined, undefined, [{ key: 'via', value: 'jco' }]);
+const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+
+const reader = store.openReader(putDigest);
+const readBack = new TextDecoder().decode(reader.readAt(0n, reader.size()));
+const walked = [];
+const walker = store.walk(['labels.via==jco']);
+for (let batch = walker.next(); batch.length > 0; batch = walker.next()) {
+  walked.push(...batch.map((info) => info.digest));
+}
+
+console.log(JSON.stringify({
+  put: putDigest,
+  big: bigDigest,
+  bigExpected: `sha256:${native.digest('hex')}`,
+  readBack,
+  walked: walked.sort(),
+  notFound: errorTag(() => store.info(`sha256:${'0'.repeat(64)}`)),
+  invalid: errorTag(() => store.info('sha256:nothex')),
+  ingestMBps: (chunks * chunk.length) / 1e6 / seconds,
+}));
