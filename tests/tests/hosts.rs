@@ -200,3 +200,46 @@ fn kist_component_writes_the_components() {
         );
     }
 }
+
+/// The `wasmtime` package from PyPI runs `kist-portable.wasm` behind
+/// `tests/python/kist_wasm.py`: puts with labels, info, walk and delete
+/// work, WIT errors become `KistError` with their case, and kist's native
+/// host finds the blobs.
+#[test]
+fn python_runs_the_portable_store() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
+    let python = dir.join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "no Python environment for kist_wasm: run `python3 -m venv tests/python/.venv && \
+         tests/python/.venv/bin/pip install -r tests/python/requirements.txt` (.ci/run does)"
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let wasm = scratch.path().join("kist-portable.wasm");
+    std::fs::write(&wasm, components::PORTABLE).unwrap();
+    let h = Harness::new(open_embedded);
+    let ran = Command::new(&python)
+        .arg(dir.join("check_portable.py"))
+        .arg(&wasm)
+        .arg(h.path())
+        .output()
+        .expect("running python");
+    assert!(ran.status.success(), "{ran:?}");
+    let report: serde_json::Value = serde_json::from_slice(&ran.stdout).unwrap();
+    let put = sha256(b"hello from python");
+    assert_eq!(report["put"], put.as_str());
+    assert_eq!(report["info"]["size"], 17);
+    assert_eq!(report["info"]["labels"]["via"], "python");
+    assert_eq!(report["walked"], serde_json::json!([put]));
+    assert_eq!(report["deleted"], "not-found");
+    assert_eq!(report["invalid"], "invalid-argument");
+    assert_eq!(report["noIngest"], "not-found");
+    assert_eq!(report["badFilter"], "invalid-argument");
+
+    let store = h.store();
+    assert_eq!(store.get(&put).unwrap(), b"hello from python");
+    assert!(matches!(
+        store.info(&sha256(b"deleted from python")),
+        Err(kist::Error::NotFound)
+    ));
+}
