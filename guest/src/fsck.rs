@@ -424,7 +424,10 @@ fn move_if_present(from: &str, to: &str) -> Result<bool> {
 /// The text of an error, for a problem's detail.
 fn message(e: Error) -> String {
     match e {
-        Error::Io(m) | Error::InvalidArgument(m) | Error::FailedPrecondition(m) => m,
+        Error::Io(m)
+        | Error::InvalidArgument(m)
+        | Error::FailedPrecondition(m)
+        | Error::TooLarge(m) => m,
         other => format!("{other:?}"),
     }
 }

@@ -3,7 +3,7 @@
 //! preopens. Hashing and locking are imported from the host.
 //!
 //! Modules named after WIT interfaces implement them (`store`,
-//! `ingester`); the others are the pieces they share.
+//! `ingester`, `fsck`, `storer`); the others are the pieces they share.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -13,8 +13,11 @@ mod bindings {
     });
 }
 
+mod archive;
+mod artifacts;
 mod digest;
 mod error;
+mod extract;
 mod filters;
 mod fs;
 mod fsck;
@@ -24,9 +27,11 @@ mod ingest;
 mod ingester;
 mod labels;
 mod layout;
+mod new_blob;
 mod publish;
 mod put;
 mod store;
+mod storer;
 mod validate;
 
 /// The component's exports.

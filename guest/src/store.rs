@@ -36,6 +36,16 @@ pub fn lock_blob(d: &Digest) -> Result<Guard> {
     locks::lock(&name, BLOB_LOCK_WAIT_MS).map_err(|e| error::lock(&name, e))
 }
 
+/// Removes the blob `d` and its labels; the caller holds its lock.
+pub fn remove_blob(d: &Digest, _locked: &Guard) -> Result<()> {
+    let blobs = layout::blobs(d.algorithm)?;
+    if !blobs.remove(&d.hex)? {
+        return Err(Error::NotFound);
+    }
+    labels::remove(d)?;
+    blobs.sync()
+}
+
 /// The info of the blob `d` if it is stored. `has_labels` says whether to
 /// look for its label file.
 fn info_of(d: &Digest, has_labels: bool) -> Result<Option<Info>> {
@@ -129,13 +139,8 @@ impl Guest for Component {
     fn delete(digest: String) -> Result<()> {
         let d = Digest::parse(&digest)?;
         layout::ensure()?;
-        let _blob = lock_blob(&d)?;
-        let blobs = layout::blobs(d.algorithm)?;
-        if !blobs.remove(&d.hex)? {
-            return Err(Error::NotFound);
-        }
-        labels::remove(&d)?;
-        blobs.sync()
+        let blob = lock_blob(&d)?;
+        remove_blob(&d, &blob)
     }
 
     fn walk(filters: Vec<String>) -> Result<Walker> {

@@ -5,7 +5,7 @@ use crate::bindings::exports::kist::content::types::Error as WitError;
 
 /// Everything a kist operation can fail with.
 ///
-/// The first eight cases are the WIT `error` variant: the component refused
+/// The first nine cases are the WIT `error` variant: the component refused
 /// the operation and nothing stored was changed. The rest are failures of
 /// the sandbox around it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +34,10 @@ pub enum Error {
     /// Another I/O failure, naming the operation and file.
     #[error("I/O error: {0}")]
     Io(String),
+    /// The input exceeds a size limit the caller set (an archive or an
+    /// extraction); nothing was stored.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// The component ran past its deadline and was stopped.
     #[error("the store component ran past its deadline and was interrupted")]
     Timeout,
@@ -57,6 +61,7 @@ impl From<WitError> for Error {
             WitError::OutOfRange => Self::OutOfRange,
             WitError::NoSpace => Self::NoSpace,
             WitError::Io(m) => Self::Io(m),
+            WitError::TooLarge(m) => Self::TooLarge(m),
         }
     }
 }

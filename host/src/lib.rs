@@ -45,16 +45,21 @@ mod reader;
 mod runtime;
 mod session;
 mod store;
+mod storer;
 mod walk;
 mod writer;
 
 pub use bindings::exports::kist::content::fsck::{Problem, ProblemKind};
 pub use bindings::exports::kist::content::ingester::{Durability, PutRequest};
+pub use bindings::exports::kist::content::storer::{
+    ArchiveOptions, Artifact, ExtractOptions, Object, Retention,
+};
 pub use bindings::exports::kist::content::types::{BlobInfo, IngestStatus, Label};
 pub use error::{Error, Result};
 pub use fsck::Check;
 pub use reader::Reader;
 pub use store::{Store, StoreBuilder};
+pub use storer::{ArtifactLock, DEFAULT_MAX_SIZE, Source, Storer};
 pub use walk::Walk;
 pub use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
 pub use writer::Writer;

@@ -15,7 +15,7 @@ mod bindings {
     });
 }
 
-use bindings::exports::kist::content::{fsck, ingester, store, types};
+use bindings::exports::kist::content::{fsck, ingester, store, storer, types};
 use bindings::kist::content::hasher::{Algorithm, Hasher};
 use bindings::kist::content::locks;
 use bindings::wasi::filesystem::preopens;
@@ -243,5 +243,53 @@ impl fsck::GuestCheck for NoCheck {
         unreachable!()
     }
 }
+
+impl storer::Guest for Hostile {
+    type ArtifactLock = Never;
+
+    fn reconcile_artifact(
+        _: storer::Object,
+        _: String,
+        _: String,
+        _: storer::Source<'_>,
+        _: Vec<Label>,
+    ) -> Result<storer::Artifact, Error> {
+        unreachable!()
+    }
+    fn reconcile_storage(
+        _: storer::Object,
+        _: storer::Retention,
+    ) -> Result<Vec<storer::Artifact>, Error> {
+        unreachable!()
+    }
+    fn remove_object(_: storer::Object) -> Result<Vec<storer::Artifact>, Error> {
+        unreachable!()
+    }
+    fn archive(_: &Descriptor, _: storer::ArchiveOptions) -> Result<(String, u64), Error> {
+        unreachable!()
+    }
+    fn get(_: String) -> Result<Option<storer::Artifact>, Error> {
+        unreachable!()
+    }
+    fn verify(_: String) -> Result<storer::Artifact, Error> {
+        unreachable!()
+    }
+    fn list(_: Vec<String>) -> Result<Vec<storer::Artifact>, Error> {
+        unreachable!()
+    }
+    fn extract(
+        _: String,
+        _: String,
+        _: &Descriptor,
+        _: storer::ExtractOptions,
+    ) -> Result<u64, Error> {
+        unreachable!()
+    }
+    fn lock(_: storer::Object, _: u32) -> Result<storer::ArtifactLock, Error> {
+        unreachable!()
+    }
+}
+
+impl storer::GuestArtifactLock for Never {}
 
 bindings::export!(Hostile with_types_in bindings);
