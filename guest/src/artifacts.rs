@@ -232,11 +232,17 @@ fn load_json<T: for<'de> Deserialize<'de>>(path: &str) -> Result<Option<T>> {
         .map_err(|e| corrupt(path, e))
 }
 
-/// The alias of the current artifact `file`: `latest` plus its extension.
+/// The alias of the current artifact `file`: `latest` plus its extension,
+/// the last one (`6.5.0.tgz` → `latest.tgz`) or both of a compressed
+/// tarball (`abc.tar.gz` → `latest.tar.gz`).
 pub fn alias_of(file: &str) -> String {
-    match file.find('.') {
-        Some(dot) => format!("{LATEST}{}", &file[dot..]),
-        None => LATEST.to_owned(),
+    let (stem, ext) = match file.rsplit_once('.') {
+        Some((stem, ext)) => (stem, format!(".{ext}")),
+        None => return LATEST.to_owned(),
+    };
+    match stem.strip_suffix(".tar").filter(|s| !s.is_empty()) {
+        Some(_) => format!("{LATEST}.tar{ext}"),
+        None => format!("{LATEST}{ext}"),
     }
 }
 

@@ -43,6 +43,7 @@ mod held;
 mod plug;
 mod reader;
 mod runtime;
+pub mod server;
 mod session;
 mod store;
 mod storer;

@@ -94,9 +94,9 @@ impl Reader {
         }
     }
 
-    /// The next bytes at `pos` (empty at the end), from the buffer or the
-    /// stream.
-    fn next_chunk(&mut self) -> Result<bytes::Bytes> {
+    /// The next bytes at the current position, up to 1 MiB, without a
+    /// copy; empty at the end of the blob.
+    pub fn next_chunk(&mut self) -> Result<bytes::Bytes> {
         if !self.buf.is_empty() {
             let chunk = std::mem::take(&mut self.buf);
             self.pos += chunk.len() as u64;

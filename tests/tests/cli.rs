@@ -323,3 +323,114 @@ fn killed_file_ingest_resumes() {
         "the resumed ingest was consumed"
     );
 }
+
+/// `kist artifact`: archive, list, get, extract, verify, gc and rm, with
+/// JSON output and exit codes.
+#[test]
+fn artifact_commands() {
+    let h = Harness::new(open_embedded);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/a.txt"), "a").unwrap();
+    std::fs::write(src.join("skip.log"), "x").unwrap();
+    let owner = [
+        "--kind",
+        "GitRepository",
+        "--namespace",
+        "ns",
+        "--name",
+        "repo",
+    ];
+    for revision in ["main@sha1:1", "main@sha1:2", "main@sha1:3"] {
+        std::fs::write(src.join("rev"), revision).unwrap();
+        let out = json(
+            h.path(),
+            &[
+                &[
+                    "artifact",
+                    "archive",
+                    src.to_str().unwrap(),
+                    "--revision",
+                    revision,
+                    "--ignore",
+                    "*.log",
+                    "-m",
+                    "team=a",
+                ][..],
+                &owner[..],
+            ]
+            .concat(),
+        );
+        assert_eq!(out[0]["revision"], revision);
+    }
+    let listed = json(
+        h.path(),
+        &[
+            "artifact",
+            "ls",
+            "--hostname",
+            "sc",
+            "revision==main@sha1:2",
+        ],
+    );
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(
+        listed[0]["url"],
+        "http://sc/gitrepository/ns/repo/main-sha1-2.tar.gz"
+    );
+    assert_eq!(listed[0]["metadata"]["team"], "a");
+
+    let tarball = kist(h.path())
+        .args(["artifact", "get", "gitrepository/ns/repo/latest.tar.gz"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(tarball[..2], [0x1f, 0x8b], "a gzip stream");
+    let dest = work.path().join("dest");
+    kist(h.path())
+        .args(["artifact", "extract", "gitrepository/ns/repo/latest.tar.gz"])
+        .arg(&dest)
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(dest.join("rev")).unwrap(),
+        "main@sha1:3"
+    );
+    assert!(!dest.join("skip.log").exists());
+    kist(h.path())
+        .args(["artifact", "verify"])
+        .assert()
+        .success();
+
+    let removed = json(
+        h.path(),
+        &["artifact", "gc", "--retain", "2", "--ttl", "1h"],
+    );
+    assert_eq!(removed[0]["revision"], "main@sha1:1");
+    assert_eq!(
+        json(h.path(), &["artifact", "ls"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A corrupted blob fails verification with exit 1.
+    let digest = listed[0]["digest"].as_str().unwrap().replace("sha256:", "");
+    std::fs::write(h.path().join("blobs/sha256").join(digest), "junk").unwrap();
+    kist(h.path()).args(["artifact", "verify"]).assert().code(1);
+    kist(h.path())
+        .args(["artifact", "get", "gitrepository/ns/repo/nope.tar.gz"])
+        .assert()
+        .code(2);
+    let gone = json(h.path(), &[&["artifact", "rm"][..], &owner[..]].concat());
+    assert_eq!(gone.as_array().unwrap().len(), 2);
+    assert_eq!(
+        json(h.path(), &["ls"]).as_array().unwrap().len(),
+        0,
+        "blobs freed"
+    );
+}

@@ -53,6 +53,8 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
             out.done(&reference)
         }
         Command::Component { which, output } => component(which, output.as_deref()),
+        Command::Artifact { command } => crate::artifact::run(store, command, out),
+        Command::Serve(args) => crate::serve::run(store, args),
     }
 }
 
@@ -73,7 +75,7 @@ pub fn component(which: Which, path: Option<&Path>) -> anyhow::Result<()> {
 /// is written atomically: a temporary file in the same directory, renamed
 /// over `path` when complete. Anything else (`/dev/null`, a FIFO) is
 /// written in place: renaming over it would replace the device.
-fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> anyhow::Result<()> {
+pub fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> anyhow::Result<()> {
     let mut reader = store.reader(digest)?;
     let Some(path) = path else {
         let mut stdout = std::io::stdout().lock();

@@ -1,8 +1,10 @@
 //! `kist`: the command-line runner for a kist content store.
 
+mod artifact;
 mod commands;
 mod ingest;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +97,15 @@ enum Command {
         /// The ingest's ref.
         reference: String,
     },
+    /// Artifacts: revisioned files owned by objects, with retention.
+    Artifact {
+        #[command(subcommand)]
+        command: artifact::Command,
+    },
+    /// Serve artifacts over HTTP (GET and HEAD of
+    /// /<kind>/<namespace>/<name>/<file>, with Range and ETag) until
+    /// SIGINT or SIGTERM.
+    Serve(serve::Args),
     /// Write a WebAssembly component kist is built with, to run or compose
     /// in hosts of your own (see `kist::components`).
     Component {

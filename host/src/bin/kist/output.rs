@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use kist::{BlobInfo, Datetime, IngestStatus, Problem, ProblemKind};
+use kist::{Artifact, BlobInfo, Datetime, IngestStatus, Label, Problem, ProblemKind};
 use serde_json::{Value, json};
 
 use crate::Format;
@@ -130,6 +130,50 @@ impl Output {
         ))
     }
 
+    /// Artifacts, with their URLs on `hostname`.
+    pub fn artifacts(&self, artifacts: &[Artifact], hostname: &str) -> anyhow::Result<()> {
+        if self.format == Format::Json {
+            return print_json(&Value::Array(
+                artifacts
+                    .iter()
+                    .map(|a| {
+                        json!({
+                            "path": a.path,
+                            "url": a.url(hostname),
+                            "revision": a.revision,
+                            "digest": a.digest,
+                            "size": a.size,
+                            "last_update": time(a.last_update),
+                            "metadata": label_map(&a.metadata),
+                            "object": {
+                                "kind": a.object.kind,
+                                "namespace": a.object.namespace,
+                                "name": a.object.name,
+                                "uid": a.object.uid,
+                            },
+                        })
+                    })
+                    .collect(),
+            ));
+        }
+        table(
+            std::iter::once(
+                ["PATH", "REVISION", "SIZE", "UPDATED", "DIGEST"]
+                    .map(String::from)
+                    .to_vec(),
+            )
+            .chain(artifacts.iter().map(|a| {
+                vec![
+                    a.path.clone(),
+                    a.revision.clone(),
+                    a.size.to_string(),
+                    time(a.last_update),
+                    a.digest.clone(),
+                ]
+            })),
+        )
+    }
+
     /// A thing a command removed or finished (rm, abort).
     pub fn done(&self, what: &str) -> anyhow::Result<()> {
         match self.format {
@@ -145,8 +189,15 @@ fn info_json(i: &BlobInfo) -> Value {
         "size": i.size,
         "created_at": time(i.created_at),
         "updated_at": time(i.updated_at),
-        "labels": i.labels.iter().map(|l| (l.key.clone(), Value::from(l.value.clone()))).collect::<serde_json::Map<_, _>>(),
+        "labels": label_map(&i.labels),
     })
+}
+
+fn label_map(labels: &[Label]) -> serde_json::Map<String, Value> {
+    labels
+        .iter()
+        .map(|l| (l.key.clone(), Value::from(l.value.clone())))
+        .collect()
 }
 
 fn status_json(s: &IngestStatus) -> Value {
