@@ -25,6 +25,8 @@ fn main() {
         "portable/Cargo.toml",
         "wit",
         "Cargo.lock",
+        // Workspace dependencies the guest inherits.
+        "Cargo.toml",
     ] {
         println!(
             "cargo:rerun-if-changed={}",
