@@ -26,6 +26,11 @@ pub const ROOT: &str = "artifacts";
 pub const TMP: &str = "artifacts/.tmp";
 /// Name of the current-artifact alias, before the file's extension.
 const LATEST: &str = "latest";
+/// The lock a build holds on its temporary file `name` in [`TMP`].
+pub fn temp_lock(name: &str) -> String {
+    format!("artifact-tmp/{name}")
+}
+
 /// Longest pause between two tries of a held artifact lock.
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 /// Label marking a blob the storer created, so it frees it when no

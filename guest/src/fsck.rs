@@ -1,5 +1,5 @@
 //! The `fsck` interface: a stepwise check of every blob, label file,
-//! ingest and layout file, with optional repair.
+//! ingest, layout file and artifact temporary file, with optional repair.
 //!
 //! Repairs never delete user data: a blob whose bytes do not match its
 //! name is moved to `quarantine/`, as are unreadable labels. What is
@@ -19,7 +19,7 @@ use crate::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::error::{Error, Result, fs as fs_error};
 use crate::fs::{self, FileType};
 use crate::ingest::Meta;
-use crate::{labels, layout, store};
+use crate::{artifacts, labels, layout, store};
 
 /// Bytes one step hashes at most (a step ends after the chunk that
 /// crosses it), keeping every call far below the host's deadline.
@@ -54,6 +54,8 @@ enum Phase {
     Blobs(Algorithm),
     Labels(Algorithm),
     Ingests,
+    /// `artifacts/.tmp`: archives being built.
+    ArtifactTemps,
 }
 
 /// A blob whose bytes are being hashed.
@@ -73,6 +75,7 @@ impl GuestCheck for Check {
             phases.push(Phase::Labels(alg));
         }
         phases.push(Phase::Ingests);
+        phases.push(Phase::ArtifactTemps);
         phases.reverse();
         Self(RefCell::new(State {
             repair,
@@ -156,6 +159,7 @@ impl State {
             Phase::Blobs(alg) => self.blob_entry(alg, name, kind),
             Phase::Labels(alg) => self.label_entry(alg, name, kind),
             Phase::Ingests => self.ingest_entry(name, kind),
+            Phase::ArtifactTemps => self.artifact_temp(name),
         }
     }
 
@@ -312,6 +316,28 @@ impl State {
         Ok(Some(p))
     }
 
+    /// A file in `artifacts/.tmp`: an archive being built (its builder
+    /// holds its lock; skipped) or one a crash left behind.
+    fn artifact_temp(&mut self, name: &str) -> Result<Option<Problem>> {
+        self.checked += 1;
+        let path = format!("{}/{name}", artifacts::TMP);
+        let Ok(_unused) = locks::try_lock(&artifacts::temp_lock(name)) else {
+            return Ok(None); // being built
+        };
+        if fs::stat(&path)?.is_none() {
+            return Ok(None);
+        }
+        let mut p = problem(
+            ProblemKind::TempFile,
+            &path,
+            "left by an interrupted archive",
+        );
+        if self.repair && fs::remove_file(&path)? {
+            p.repaired = Some("removed".into());
+        }
+        Ok(Some(p))
+    }
+
     /// An entry of `ingest/`: an ingest (skipped while a writer holds it),
     /// an ingest being created, or something stray.
     fn ingest_entry(&mut self, name: &str, kind: FileType) -> Result<Option<Problem>> {
@@ -367,6 +393,7 @@ fn list(phase: Phase) -> Result<Vec<(String, FileType)>> {
         Phase::Blobs(alg) => layout::blob_dir(alg),
         Phase::Labels(alg) => layout::label_dir(alg),
         Phase::Ingests => layout::INGEST.to_owned(),
+        Phase::ArtifactTemps => artifacts::TMP.to_owned(),
     };
     let mut names = fs::list_dir(&dir)?.unwrap_or_default();
     names.sort_unstable_by(|a, b| b.0.cmp(&a.0));

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
-use crate::bindings::kist::content::locks::Guard;
+use crate::bindings::kist::content::locks::{self, Guard};
 use crate::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
 };
@@ -25,6 +25,8 @@ pub struct NewBlob {
     hasher: Hasher,
     size: u64,
     buffer: Vec<u8>,
+    /// The temporary file's lock (see [`artifacts::temp_lock`]).
+    _lock: Guard,
 }
 
 impl NewBlob {
@@ -39,6 +41,11 @@ impl NewBlob {
         for attempt in 0u32.. {
             let name = format!("{}-{}-{attempt}", t.seconds, t.nanoseconds);
             let path = format!("{}/{name}", artifacts::TMP);
+            // Held while the file lives, so `fsck` can tell a live build
+            // from a crashed one; taken before the file exists.
+            let Ok(lock) = locks::try_lock(&artifacts::temp_lock(&name)) else {
+                continue;
+            };
             match root.open_at(
                 PathFlags::empty(),
                 &path,
@@ -53,6 +60,7 @@ impl NewBlob {
                         hasher: Hasher::new(Algorithm::Sha256),
                         size: 0,
                         buffer: Vec::with_capacity(BUFFER),
+                        _lock: lock,
                     });
                 }
                 Err(ErrorCode::Exist) => continue,

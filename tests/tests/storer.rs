@@ -737,3 +737,38 @@ fn concurrent_reconciles_serialise() {
         .unwrap();
     assert!(recorded.iter().any(|a| a.path == current.path));
 }
+
+/// `fsck --repair` running beside archives never removes a live build's
+/// temporary file (builds hold its lock), so every archive succeeds.
+#[test]
+fn fsck_leaves_live_archives_alone() {
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("data"), kist_tests::bytes(2 << 20, 5)).unwrap();
+    store.put(b"lays the store out").unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = {
+        let (store, done) = (h.store(), done.clone());
+        std::thread::spawn(move || {
+            let mut problems = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                problems += store.check(true).unwrap().count();
+            }
+            problems
+        })
+    };
+    for i in 0..8 {
+        std::fs::write(work.path().join("i"), i.to_string()).unwrap();
+        store
+            .storer()
+            .archive(work.path(), &ArchiveOptions::default())
+            .unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        checker.join().unwrap(),
+        0,
+        "fsck saw no problem in a live build"
+    );
+}
