@@ -73,6 +73,18 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Every problem `kist fsck` finds (repairing them when `repair`), sorted
+/// by path.
+pub fn fsck(store: &Store, repair: bool) -> Vec<kist::Problem> {
+    let mut problems: Vec<kist::Problem> = store
+        .check(repair)
+        .expect("starting a check")
+        .collect::<kist::Result<_>>()
+        .expect("check");
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    problems
+}
+
 /// Sorted digests of the blobs matching `filters`.
 pub fn digests(store: &Store, filters: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = store

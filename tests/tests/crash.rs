@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use kist_tests::{Harness, bytes, kist_bin, open_embedded, sha256, tree};
+use kist_tests::{Harness, bytes, fsck, kist_bin, open_embedded, sha256, tree};
 
 /// Size of each ingested file: a few write chunks, so kills land in every
 /// phase of an ingest.
@@ -115,11 +115,7 @@ fn killed_ingests_recover() {
         let info = store.info(&digest).unwrap();
         assert_eq!(info.size, FILE_SIZE as u64, "{context}");
         assert_eq!(info.labels.len(), 1, "{context}: labels {:?}", info.labels);
-        let problems: Vec<_> = store
-            .check(false)
-            .unwrap()
-            .collect::<kist::Result<_>>()
-            .unwrap();
+        let problems = fsck(&store, false);
         assert!(problems.is_empty(), "{context}: fsck found {problems:?}");
         let leftovers: Vec<_> = tree(h.path())
             .into_iter()
@@ -231,11 +227,7 @@ fn killed_archives_recover() {
             std::slice::from_ref(&current.digest),
             "{context}"
         );
-        let problems: Vec<_> = store
-            .check(false)
-            .unwrap()
-            .collect::<kist::Result<_>>()
-            .unwrap();
+        let problems = fsck(&store, false);
         assert!(problems.is_empty(), "{context}: fsck found {problems:?}");
     }
     eprintln!(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kist::Error;
-use kist_tests::{bytes, kist_bin, sha256, tree};
+use kist_tests::{bytes, fsck, kist_bin, sha256, tree};
 
 /// A tmpfs of `size` mounted for the test's lifetime.
 struct SmallDisk {
@@ -112,10 +112,6 @@ fn full_disk_then_resume() {
     writer.write_all(&data[written..]).unwrap();
     assert_eq!(writer.commit(None, None, &[]).unwrap(), sha256(&data));
     assert_eq!(store.get(&sha256(&data)).unwrap(), data);
-    let problems: Vec<_> = store
-        .check(false)
-        .unwrap()
-        .collect::<kist::Result<_>>()
-        .unwrap();
+    let problems = fsck(&store, false);
     assert!(problems.is_empty(), "{problems:?}");
 }

@@ -5,18 +5,8 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use kist::{Problem, ProblemKind, Store};
-use kist_tests::{Harness, bytes, kist_bin, open_embedded, sha256, tree};
-
-fn check(store: &Store, repair: bool) -> Vec<Problem> {
-    let mut problems: Vec<Problem> = store
-        .check(repair)
-        .expect("starting a check")
-        .collect::<kist::Result<_>>()
-        .expect("check");
-    problems.sort_by(|a, b| a.path.cmp(&b.path));
-    problems
-}
+use kist::{Problem, ProblemKind};
+use kist_tests::{Harness, bytes, fsck, kist_bin, open_embedded, sha256, tree};
 
 fn summary(problems: &[Problem]) -> Vec<(ProblemKind, String, bool)> {
     problems
@@ -51,7 +41,7 @@ fn healthy_store_is_clean() {
     let mut w = store.writer("in progress", None, None).unwrap();
     std::io::Write::write_all(&mut w, b"partial").unwrap();
     drop(w);
-    assert_eq!(summary(&check(&store, false)), vec![]);
+    assert_eq!(summary(&fsck(&store, false)), vec![]);
 }
 
 /// Each kind of damage a crash, bit rot or a stray hand can leave is found
@@ -94,7 +84,7 @@ fn finds_and_repairs_damage() {
     std::fs::remove_file(root.join("index.json")).unwrap();
 
     let before = contents(root);
-    let found = check(&store, false);
+    let found = fsck(&store, false);
     let expected = vec![
         (ProblemKind::StrayEntry, "blobs/sha256/README".to_owned()),
         (
@@ -145,7 +135,7 @@ fn finds_and_repairs_damage() {
     );
     assert_eq!(contents(root), before, "a plain check changed the store");
 
-    let repaired = check(&store, true);
+    let repaired = fsck(&store, true);
     for p in &repaired {
         assert_eq!(
             p.repaired.is_some(),
@@ -182,7 +172,7 @@ fn finds_and_repairs_damage() {
     assert!(root.join("index.json").is_file());
     assert!(blobs.join("README").is_file(), "strays are left alone");
 
-    let after: Vec<_> = summary(&check(&store, false))
+    let after: Vec<_> = summary(&fsck(&store, false))
         .into_iter()
         .map(|(k, p, _)| (k, p))
         .collect();
@@ -202,12 +192,12 @@ fn large_blob_checked_across_steps() {
     let store = h.store();
     let data = bytes(300 << 20, 7);
     let digest = store.put(&data).unwrap();
-    assert_eq!(summary(&check(&store, false)), vec![]);
+    assert_eq!(summary(&fsck(&store, false)), vec![]);
     let path = h.path().join("blobs/sha256").join(hex(&digest));
     let mut damaged = data;
     *damaged.last_mut().unwrap() ^= 1;
     std::fs::write(&path, &damaged).unwrap();
-    let found = check(&store, false);
+    let found = fsck(&store, false);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].kind, ProblemKind::CorruptBlob);
     let mut check = store.check(false).unwrap();
@@ -234,10 +224,10 @@ fn live_ingest_is_left_alone() {
         .unwrap()
         .unwrap();
     std::fs::write(dir.path().join("meta"), b"damaged").unwrap();
-    assert_eq!(summary(&check(&store, true)), vec![]);
+    assert_eq!(summary(&fsck(&store, true)), vec![]);
     assert!(dir.path().join("data").is_file());
     drop(w);
-    assert_eq!(check(&store, true)[0].kind, ProblemKind::BrokenIngest);
+    assert_eq!(fsck(&store, true)[0].kind, ProblemKind::BrokenIngest);
 }
 
 fn kist(store: &Path) -> Command {

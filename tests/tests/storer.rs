@@ -6,7 +6,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::time::Duration;
 
-use kist::{ArchiveOptions, Error, ExtractOptions, Object, Retention, Source, Storer};
+use kist::{ArchiveOptions, Artifact, Error, ExtractOptions, Object, Retention, Source, Storer};
 use kist_tests::{Harness, open_embedded, sha256};
 
 fn repo(uid: &str) -> Object {
@@ -317,6 +317,19 @@ fn record(storer: &Storer, store: &kist::Store, n: usize) {
     }
 }
 
+/// Retention GC of `repo("u")`; returns what it removed.
+fn gc(storer: &Storer, max_count: u32, ttl_seconds: Option<u64>) -> Vec<Artifact> {
+    storer
+        .reconcile_storage(
+            &repo("u"),
+            Retention {
+                max_count,
+                ttl_seconds,
+            },
+        )
+        .unwrap()
+}
+
 fn files(storer: &Storer) -> Vec<String> {
     storer
         .list(&[])
@@ -340,15 +353,7 @@ fn gc_by_count_and_ttl_counts_correctly() {
         .as_secs();
     backdate(&h, "1.bin", now - 7200, None);
     backdate(&h, "2.bin", now - 7200, None);
-    let removed = storer
-        .reconcile_storage(
-            &repo("u"),
-            Retention {
-                max_count: 3,
-                ttl_seconds: Some(3600),
-            },
-        )
-        .unwrap();
+    let removed = gc(&storer, 3, Some(3600));
     let mut removed: Vec<_> = removed.into_iter().map(|a| a.path).collect();
     removed.sort();
     assert_eq!(
@@ -360,26 +365,10 @@ fn gc_by_count_and_ttl_counts_correctly() {
     );
     assert_eq!(files(&storer), ["3.bin", "4.bin", "5.bin"]);
     // By count alone: the current one and the newest other.
-    storer
-        .reconcile_storage(
-            &repo("u"),
-            Retention {
-                max_count: 2,
-                ttl_seconds: None,
-            },
-        )
-        .unwrap();
+    gc(&storer, 2, None);
     assert_eq!(files(&storer), ["4.bin", "5.bin"]);
     // max-count 0 still keeps the current artifact.
-    storer
-        .reconcile_storage(
-            &repo("u"),
-            Retention {
-                max_count: 0,
-                ttl_seconds: Some(0),
-            },
-        )
-        .unwrap();
+    gc(&storer, 0, Some(0));
     assert_eq!(files(&storer), ["5.bin"]);
     assert_eq!(
         storer
@@ -402,15 +391,7 @@ fn gc_with_equal_timestamps_uses_recording_order() {
     for (file, seq) in [("1.bin", 0), ("2.bin", 1), ("3.bin", 2)] {
         backdate(&h, file, 1_700_000_000, Some(seq));
     }
-    storer
-        .reconcile_storage(
-            &repo("u"),
-            Retention {
-                max_count: 3,
-                ttl_seconds: None,
-            },
-        )
-        .unwrap();
+    gc(&storer, 3, None);
     assert_eq!(files(&storer), ["2.bin", "3.bin", "4.bin"]);
 }
 
@@ -484,15 +465,7 @@ fn verify_catches_corruption_and_gc_drops_it() {
         storer.verify(&first.path),
         Err(Error::FailedPrecondition(_))
     ));
-    let removed = storer
-        .reconcile_storage(
-            &repo("u"),
-            Retention {
-                max_count: 10,
-                ttl_seconds: None,
-            },
-        )
-        .unwrap();
+    let removed = gc(&storer, 10, None);
     assert_eq!(removed.len(), 1);
     assert_eq!(removed[0].path, first.path);
     assert!(matches!(
@@ -683,15 +656,7 @@ fn gc_handles_more_than_a_thousand_artifacts() {
         .unwrap();
     }
     assert_eq!(storer.list(&[]).unwrap().len(), 1101);
-    let removed = storer
-        .reconcile_storage(
-            &repo("u"),
-            Retention {
-                max_count: 2,
-                ttl_seconds: None,
-            },
-        )
-        .unwrap();
+    let removed = gc(&storer, 2, None);
     assert_eq!(removed.len(), 1099);
     let left = files(&storer);
     assert_eq!(
