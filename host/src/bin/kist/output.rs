@@ -29,7 +29,10 @@ impl Output {
             ("updated", time(info.updated_at)),
             ("labels", labels(info)),
         ];
-        table(rows.iter().map(|(k, v)| vec![k.to_string(), v.clone()]))
+        table(
+            &[],
+            rows.iter().map(|(k, v)| vec![k.to_string(), v.clone()]),
+        )
     }
 
     /// A blob listing.
@@ -43,19 +46,15 @@ impl Output {
             }
             (Format::Table, true) => lines(infos.iter().map(|i| i.digest.clone())),
             (Format::Table, false) => table(
-                std::iter::once(
-                    ["DIGEST", "SIZE", "CREATED", "LABELS"]
-                        .map(String::from)
-                        .to_vec(),
-                )
-                .chain(infos.iter().map(|i| {
+                &["DIGEST", "SIZE", "CREATED", "LABELS"],
+                infos.iter().map(|i| {
                     vec![
                         i.digest.clone(),
                         i.size.to_string(),
                         time(i.created_at),
                         labels(i),
                     ]
-                })),
+                }),
             ),
         }
     }
@@ -66,12 +65,8 @@ impl Output {
             return print_json(&Value::Array(statuses.iter().map(status_json).collect()));
         }
         table(
-            std::iter::once(
-                ["REF", "OFFSET", "TOTAL", "STARTED", "UPDATED"]
-                    .map(String::from)
-                    .to_vec(),
-            )
-            .chain(statuses.iter().map(|s| {
+            &["REF", "OFFSET", "TOTAL", "STARTED", "UPDATED"],
+            statuses.iter().map(|s| {
                 vec![
                     s.ref_.clone(),
                     s.offset.to_string(),
@@ -79,7 +74,7 @@ impl Output {
                     time(s.started_at),
                     time(s.updated_at),
                 ]
-            })),
+            }),
         )
     }
 
@@ -157,12 +152,8 @@ impl Output {
             ));
         }
         table(
-            std::iter::once(
-                ["PATH", "REVISION", "SIZE", "UPDATED", "DIGEST"]
-                    .map(String::from)
-                    .to_vec(),
-            )
-            .chain(artifacts.iter().map(|a| {
+            &["PATH", "REVISION", "SIZE", "UPDATED", "DIGEST"],
+            artifacts.iter().map(|a| {
                 vec![
                     a.path.clone(),
                     a.revision.clone(),
@@ -170,7 +161,7 @@ impl Output {
                     time(a.last_update),
                     a.digest.clone(),
                 ]
-            })),
+            }),
         )
     }
 
@@ -251,8 +242,12 @@ fn lines(items: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table(rows: impl IntoIterator<Item = Vec<String>>) -> anyhow::Result<()> {
+/// `rows` in aligned columns, under `header` unless it is empty.
+fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> anyhow::Result<()> {
     let mut tw = tabwriter::TabWriter::new(std::io::stdout().lock()).padding(2);
+    if !header.is_empty() {
+        writeln!(tw, "{}", header.join("\t"))?;
+    }
     for row in rows {
         writeln!(tw, "{}", row.join("\t"))?;
     }
