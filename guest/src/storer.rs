@@ -54,7 +54,9 @@ impl Guest for Component {
         }
         layout::ensure()?;
         let _lock = place.lock(LOCK_WAIT_MS)?;
-        let mut owner = place.load_owned(&object)?.unwrap_or(ObjectRecord {
+        let loaded = place.load_owned(&object)?;
+        let first = loaded.is_none();
+        let mut owner = loaded.unwrap_or(ObjectRecord {
             kind: object.kind,
             namespace: object.namespace,
             name: object.name,
@@ -79,8 +81,11 @@ impl Guest for Component {
             metadata: labels::from_list(metadata),
         };
         // The file first: a crash before the object names it as current
-        // leaves an older-looking artifact, never a dangling alias.
-        place.save(&owner)?;
+        // leaves an older-looking artifact, never a dangling alias. A new
+        // object's record (its uid, its directories) comes before both.
+        if first {
+            place.save(&owner)?;
+        }
         place.save_file(&filename, &record)?;
         owner.current = Some(filename.clone());
         place.save(&owner)?;
@@ -102,12 +107,12 @@ impl Guest for Component {
         let mut others = Vec::new();
         let mut current_kept = false;
         for (file, record) in place.files()? {
-            if !verifies(&record)? {
-                removed.push((file, record));
-            } else if owner.current.as_ref() == Some(&file) {
+            if owner.current.as_ref() != Some(&file) {
+                others.push((file, record));
+            } else if verifies(&record)? {
                 current_kept = true;
             } else {
-                others.push((file, record));
+                removed.push((file, record));
             }
         }
         // Newest first; the recording order breaks ties between equal
@@ -121,8 +126,10 @@ impl Guest for Component {
             let expired = policy
                 .ttl_seconds
                 .is_some_and(|ttl| age.0 > ttl || (age.0 == ttl && now.1 > record.updated.1));
-            // Expired artifacts are removed without using up the count.
-            if expired || kept == room {
+            // Expired artifacts are removed without using up the count;
+            // only an artifact that would be kept is re-hashed, and one
+            // that no longer verifies leaves its place to the next.
+            if expired || kept == room || !verifies(&record)? {
                 removed.push((file, record));
             } else {
                 kept += 1;
