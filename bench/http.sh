@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-5}
-cargo build --release --locked -q -p kist
+cargo build --release --locked -q -p kist-cli
 kist=$PWD/target/release/kist
 work=$(mktemp -d)
 pids=()

@@ -18,7 +18,7 @@ if [[ "${1:-}" == "--quick" ]]; then
     out=$(mktemp)
 fi
 
-cargo build --release --locked -p kist -p kist-bench
+cargo build --release --locked -p kist-cli -p kist-bench
 
 peers=()
 if [[ $(id -u) == 0 ]]; then

@@ -3,9 +3,9 @@
 //! libFuzzer's coverage sees inside them. Each checks the invariants its
 //! parser promises and panics when one breaks.
 
-use crate::digest::{ALGORITHMS, Digest, is_hex_of};
-use crate::filters::{Fields, Filters};
-use crate::validate;
+use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
+use crate::shared::filters::{Fields, Filters};
+use crate::shared::validate;
 
 /// `Digest::parse`: an accepted digest prints back as its input, names a
 /// known algorithm and has lower-case hex of the right length.

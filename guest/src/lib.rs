@@ -2,8 +2,9 @@
 //! contract on an OCI image layout) over the one directory the host
 //! preopens. Hashing and locking are imported from the host.
 //!
-//! Modules named after WIT interfaces implement them (`store`,
-//! `ingester`, `fsck`, `storer`); the others are the pieces they share.
+//! This file is the map. Each folder is one family of WIT interfaces; a
+//! module named after an interface implements it, the others are its
+//! parts.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -13,26 +14,51 @@ mod bindings {
     });
 }
 
-mod archive;
-mod artifacts;
-mod digest;
-mod error;
-mod extract;
-mod filters;
-mod fs;
-mod fsck;
+/// What every family uses: digests, the one error type, the filter
+/// language, raw `wasi:filesystem` calls, the on-disk layout, input checks.
+mod shared {
+    pub mod digest;
+    pub mod error;
+    pub mod filters;
+    pub mod fs;
+    pub mod layout;
+    pub mod validate;
+}
+
+/// The content store: `store` (read, label, delete, walk) and `ingester`
+/// (resumable writes and small puts), and how a blob gets published.
+mod content {
+    /// One ingest on disk: meta, data and saved hash state.
+    pub mod ingest;
+    pub mod ingester;
+    /// Label files, one per labelled blob.
+    pub mod labels;
+    /// A blob written as a stream (archives, copied files).
+    pub mod new_blob;
+    /// The one step that makes a blob visible.
+    pub mod publish;
+    /// `put` and `put-batch`.
+    pub mod put;
+    pub mod store;
+}
+
+/// Artifacts (`storer`): records owned by objects, deterministic archives,
+/// and extraction.
+mod artifacts {
+    pub mod archive;
+    pub mod extract;
+    /// Object and artifact records on disk.
+    pub mod records;
+    pub mod storer;
+}
+
+/// Checking and repairing a store (`fsck`).
+mod check {
+    pub mod fsck;
+}
+
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-mod ingest;
-mod ingester;
-mod labels;
-mod layout;
-mod new_blob;
-mod publish;
-mod put;
-mod store;
-mod storer;
-mod validate;
 
 /// The component's exports.
 struct Component;

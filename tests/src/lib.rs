@@ -124,7 +124,7 @@ pub fn kist_bin() -> std::path::PathBuf {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         let mut cargo = std::process::Command::new(env!("CARGO"));
-        cargo.args(["build", "--quiet", "-p", "kist", "--bin", "kist"]);
+        cargo.args(["build", "--quiet", "-p", "kist-cli", "--bin", "kist"]);
         if !cfg!(debug_assertions) {
             cargo.arg("--release");
         }
@@ -185,17 +185,27 @@ fn build_wasm(package: &str, artifact: &str) -> std::path::PathBuf {
     target_dir.join("wasm32-wasip2/release").join(artifact)
 }
 
-/// A tool from outside the workspace (`wasmtime`, `node`, ...): on `PATH` or
-/// in `~/.cargo/bin`. Missing, it fails the calling test with `install`.
-pub fn tool(name: &str, install: &str) -> std::path::PathBuf {
-    let cargo_bin = std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin"));
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .chain(cargo_bin)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` is not installed; install it with `{install}` (.ci/run does)")
-        })
+/// A program from outside the workspace that a test drives (`wasmtime`,
+/// `node`, `jco`, `python`, ...): `tests/peers/install.sh` (which
+/// `./test.sh` runs) links each into `$KIST_PEERS/bin`, by default
+/// `target/peers/bin`. A missing one fails the calling test with the
+/// command that installs it: peers are never skipped.
+pub fn peer(name: &str) -> std::path::PathBuf {
+    let peers = std::env::var_os("KIST_PEERS").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("tests/ is in the workspace")
+                .join("target/peers")
+        },
+        std::path::PathBuf::from,
+    );
+    let path = peers.join("bin").join(name);
+    assert!(
+        path.exists(),
+        "`{name}` is not installed in {}: run ./test.sh, or tests/peers/install.sh, \
+         which installs the programs the tests drive",
+        peers.join("bin").display()
+    );
+    path
 }

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use kist::components;
-use kist_tests::{Harness, bytes, client_component, open_embedded, sha256, tool};
-
-const WASMTIME_INSTALL: &str = "cargo install --locked wasmtime-cli@48.0.8";
+use kist_tests::{Harness, bytes, client_component, open_embedded, peer, sha256};
 
 /// `kist-import` plugged with the portable store, written to `dir`.
 fn composed(dir: &Path) -> std::path::PathBuf {
@@ -23,7 +21,7 @@ fn composed(dir: &Path) -> std::path::PathBuf {
 /// `wasmtime run` of the composition with the store preopened first.
 fn wasmtime_run(wasm: &Path, store: &Path, input: &Path, args: &[&str]) -> Output {
     let dirs = |host: &Path, guest: &str| format!("{}::{guest}", host.display());
-    Command::new(tool("wasmtime", WASMTIME_INSTALL))
+    Command::new(peer("wasmtime"))
         .arg("run")
         .args([
             "--dir",
@@ -103,13 +101,9 @@ fn wasmtime_cli_runs_the_composition() {
 /// and WIT errors arrive as their variant cases.
 #[test]
 fn node_runs_the_portable_store_through_jco() {
-    let node = tool("node", "apt-get install nodejs");
+    let node = peer("node");
+    let jco = peer("jco");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("node");
-    let jco = dir.join("node_modules/.bin/jco");
-    assert!(
-        jco.is_file(),
-        "jco is not installed: run `npm --prefix tests/node ci` (.ci/run does)"
-    );
     let scratch = tempfile::tempdir().unwrap();
     let wasm = scratch.path().join("kist-portable.wasm");
     std::fs::write(&wasm, components::PORTABLE).unwrap();
@@ -208,12 +202,7 @@ fn kist_component_writes_the_components() {
 #[test]
 fn python_runs_the_portable_store() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
-    let python = dir.join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "no Python environment for kist_wasm: run `python3 -m venv tests/python/.venv && \
-         tests/python/.venv/bin/pip install -r tests/python/requirements.txt` (.ci/run does)"
-    );
+    let python = peer("python");
     let scratch = tempfile::tempdir().unwrap();
     let wasm = scratch.path().join("kist-portable.wasm");
     std::fs::write(&wasm, components::PORTABLE).unwrap();

@@ -1,0 +1,304 @@
+//! Extracting an artifact's `.tar.gz` into a directory the caller passed
+//! in: checked in full (paths, links, total size) before anything is
+//! written.
+
+use std::io::Read;
+
+use crate::bindings::exports::kist::content::storer::ExtractOptions;
+use crate::bindings::wasi::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
+};
+use crate::content::new_blob::{DescriptorReader, from_io};
+use crate::shared::digest::Digest;
+use crate::shared::error::{Error, Result, fs as fs_error, invalid};
+use crate::shared::fs;
+
+/// OCI whiteout prefix, and the opaque-directory marker.
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+/// One entry to write, already checked.
+enum Item {
+    Dir(String),
+    File(String, u64),
+    Link(String, String),
+    Whiteout(String),
+    Opaque(String),
+}
+
+/// Extracts the archive blob `digest` under `sub_path` into `dest`;
+/// returns the bytes of file data written.
+pub fn extract(
+    digest: &Digest,
+    sub_path: &str,
+    dest: &Descriptor,
+    options: &ExtractOptions,
+) -> Result<u64> {
+    let prefix = clean(sub_path, "sub-path")?;
+    // Pass 1: check every entry and the total; nothing is written.
+    let mut total = 0u64;
+    for_each_entry(digest, |entry| {
+        let Some(item) = plan(entry, &prefix, options)? else {
+            return Ok(());
+        };
+        if let Item::File(_, size) = &item {
+            total += size;
+            if total > options.max_size {
+                return Err(Error::TooLarge(format!(
+                    "the archive holds more than max-size {} bytes",
+                    options.max_size
+                )));
+            }
+        }
+        Ok(())
+    })?;
+    // Pass 2: write, in archive order.
+    for_each_entry(digest, |entry| {
+        let Some(item) = plan(entry, &prefix, options)? else {
+            return Ok(());
+        };
+        write(dest, item, entry)
+    })?;
+    Ok(total)
+}
+
+/// Calls `each` on every entry of the archive blob `digest`.
+fn for_each_entry(
+    digest: &Digest,
+    mut each: impl FnMut(
+        &mut tar::Entry<'_, flate2::read::GzDecoder<DescriptorReader<'_>>>,
+    ) -> Result<()>,
+) -> Result<()> {
+    let path = digest.blob_path();
+    let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
+    let size = fs::fstat(&fd, &path)?.size;
+    let reader = DescriptorReader {
+        fd: &fd,
+        path: path.clone(),
+        at: 0,
+        size,
+    };
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let entries = archive.entries().map_err(|e| from_io(e, &path))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| from_io(e, &path))?;
+        each(&mut entry)?;
+    }
+    Ok(())
+}
+
+/// What to do with `entry`, `None` to skip it (outside the sub-path, or a
+/// kind not extracted such as a PAX header).
+fn plan(
+    entry: &tar::Entry<'_, impl Read>,
+    prefix: &str,
+    options: &ExtractOptions,
+) -> Result<Option<Item>> {
+    let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let path = clean(&raw, "entry")?;
+    let Some(rel) = within(&path, prefix) else {
+        return Ok(None);
+    };
+    if rel.is_empty() {
+        return Ok(None); // the sub-path directory itself
+    }
+    let name = rel.rsplit('/').next().unwrap_or(&rel);
+    if options.whiteouts && name == OPAQUE {
+        return Ok(Some(Item::Opaque(parent(&rel))));
+    }
+    if options.whiteouts && name.starts_with(WHITEOUT) {
+        let target = format!("{}{}", prefixed(&parent(&rel)), &name[WHITEOUT.len()..]);
+        return Ok(Some(Item::Whiteout(target)));
+    }
+    let header = entry.header();
+    Ok(match header.entry_type() {
+        tar::EntryType::Directory => Some(Item::Dir(rel)),
+        tar::EntryType::Regular | tar::EntryType::Continuous => Some(Item::File(
+            rel,
+            header.size().map_err(|e| from_io(e, &raw))?,
+        )),
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
+            if link_escapes(&rel, &target) {
+                return Err(invalid(format!(
+                    "{raw}: symlink to {target:?} points outside the destination"
+                )));
+            }
+            Some(Item::Link(rel, target))
+        }
+        tar::EntryType::Link => {
+            return Err(invalid(format!("{raw}: hard links are not extracted")));
+        }
+        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+            return Err(invalid(format!(
+                "{raw}: device and pipe entries are not extracted"
+            )));
+        }
+        _ => None,
+    })
+}
+
+/// Whether the symlink at `path` (relative to a tree's root) with
+/// `target` resolves outside the tree. Links are never followed, so this
+/// is a question about the text alone.
+pub fn link_escapes(path: &str, target: &str) -> bool {
+    let mut depth = path.matches('/').count() as i64;
+    target.starts_with('/')
+        || target.split('/').any(|part| {
+            match part {
+                "" | "." => {}
+                ".." => depth -= 1,
+                _ => depth += 1,
+            }
+            depth < 0
+        })
+}
+
+/// `path` without `./`, empty parts or a trailing `/`; absolute paths and
+/// `..` are refused.
+fn clean(path: &str, what: &str) -> Result<String> {
+    if path.starts_with('/') {
+        return Err(invalid(format!(
+            "{what} {path:?}: absolute paths are not allowed"
+        )));
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(invalid(format!("{what} {path:?}: `..` is not allowed"))),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// `path` relative to `prefix`, if it is inside it.
+fn within(path: &str, prefix: &str) -> Option<String> {
+    if prefix.is_empty() {
+        return Some(path.to_owned());
+    }
+    match path.strip_prefix(prefix)? {
+        "" => Some(String::new()),
+        rest => rest.strip_prefix('/').map(str::to_owned),
+    }
+}
+
+fn parent(rel: &str) -> String {
+    rel.rsplit_once('/')
+        .map(|(p, _)| p.to_owned())
+        .unwrap_or_default()
+}
+
+fn prefixed(dir: &str) -> String {
+    if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    }
+}
+
+/// Writes one checked item into `dest`.
+fn write(dest: &Descriptor, item: Item, data: &mut impl Read) -> Result<()> {
+    match item {
+        Item::Dir(path) => mkdirs(dest, &path),
+        Item::File(path, size) => {
+            mkdirs(dest, &parent(&path))?;
+            let fd = dest
+                .open_at(
+                    PathFlags::empty(),
+                    &path,
+                    OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                    DescriptorFlags::WRITE,
+                )
+                .map_err(|e| fs_error("create", &path, e))?;
+            let mut at = 0u64;
+            let mut buf = vec![0; fs::CHUNK.min(size.max(1)) as usize];
+            while at < size {
+                let n = data.read(&mut buf).map_err(|e| from_io(e, &path))?;
+                if n == 0 {
+                    return Err(Error::Io(format!(
+                        "{path}: the archive ended inside the file"
+                    )));
+                }
+                fs::write_all(&fd, &path, &buf[..n], at)?;
+                at += n as u64;
+            }
+            Ok(())
+        }
+        Item::Link(path, target) => {
+            mkdirs(dest, &parent(&path))?;
+            remove(dest, &path)?;
+            dest.symlink_at(&target, &path)
+                .map_err(|e| fs_error("symlink", &path, e))
+        }
+        Item::Whiteout(path) => remove(dest, &path),
+        Item::Opaque(dir) => {
+            let Ok(fd) = dest.open_at(
+                PathFlags::empty(),
+                &dir_or_dot(&dir),
+                OpenFlags::DIRECTORY,
+                DescriptorFlags::READ,
+            ) else {
+                return Ok(());
+            };
+            let entries = fd.read_directory().map_err(|e| fs_error("list", &dir, e))?;
+            while let Some(entry) = fs::next_entry(&entries, &dir)? {
+                remove(dest, &format!("{}{}", prefixed(&dir), entry.name))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn dir_or_dot(dir: &str) -> String {
+    if dir.is_empty() {
+        ".".to_owned()
+    } else {
+        dir.to_owned()
+    }
+}
+
+/// Creates `path` and its parents in `dest`.
+fn mkdirs(dest: &Descriptor, path: &str) -> Result<()> {
+    let mut at = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        at = format!("{}{part}", prefixed(&at));
+        match dest.create_directory_at(&at) {
+            Ok(()) | Err(ErrorCode::Exist) => {}
+            Err(e) => return Err(fs_error("mkdir", &at, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes `path` (a file, link or whole directory) from `dest` if present.
+fn remove(dest: &Descriptor, path: &str) -> Result<()> {
+    let stat = match dest.stat_at(PathFlags::empty(), path) {
+        Ok(s) => s,
+        Err(ErrorCode::NoEntry) => return Ok(()),
+        Err(e) => return Err(fs_error("stat", path, e)),
+    };
+    if stat.type_ == DescriptorType::Directory {
+        let fd = dest
+            .open_at(
+                PathFlags::empty(),
+                path,
+                OpenFlags::DIRECTORY,
+                DescriptorFlags::READ,
+            )
+            .map_err(|e| fs_error("open", path, e))?;
+        let entries = fd.read_directory().map_err(|e| fs_error("list", path, e))?;
+        while let Some(entry) = fs::next_entry(&entries, path)? {
+            remove(dest, &format!("{path}/{}", entry.name))?;
+        }
+        dest.remove_directory_at(path)
+            .map_err(|e| fs_error("rmdir", path, e))
+    } else {
+        dest.unlink_file_at(path)
+            .map_err(|e| fs_error("remove", path, e))
+    }
+}

@@ -1,0 +1,463 @@
+//! The `fsck` interface: a stepwise check of every blob, label file,
+//! ingest, layout file and artifact temporary file, with optional repair.
+//!
+//! Repairs never delete user data: a blob whose bytes do not match its
+//! name is moved to `quarantine/`, as are unreadable labels. What is
+//! removed is what kist itself wrote and can no longer use (temporary
+//! files, labels without a blob, ingests that cannot be resumed), and only
+//! under the lock the writer of that file would hold, so a check can run
+//! beside live writers.
+
+use std::cell::RefCell;
+
+use crate::Component;
+use crate::artifacts::records;
+use crate::bindings::exports::kist::content::fsck::{Guest, GuestCheck, Problem, ProblemKind};
+use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
+use crate::bindings::kist::content::locks;
+use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags};
+use crate::content::ingest::Meta;
+use crate::content::labels;
+use crate::content::store;
+use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
+use crate::shared::error::{Error, Result, fs as fs_error};
+use crate::shared::fs::{self, FileType};
+use crate::shared::layout;
+
+/// Bytes one step hashes at most (a step ends after the chunk that
+/// crosses it), keeping every call far below the host's deadline.
+const STEP_BYTES: u64 = 256 << 20;
+/// Directory entries one step looks at most.
+const STEP_ENTRIES: usize = 2048;
+
+impl Guest for Component {
+    type Check = Check;
+}
+
+/// A check in progress (the `check` resource).
+pub struct Check(RefCell<State>);
+
+/// Where a check is.
+struct State {
+    repair: bool,
+    /// Phases still to run, next last.
+    phases: Vec<Phase>,
+    /// The current phase and the directory entries it has left, next last.
+    current: Option<(Phase, Vec<(String, FileType)>)>,
+    /// A blob being hashed across steps.
+    hashing: Option<Hashing>,
+    checked: u64,
+    hashed: u64,
+}
+
+/// A part of the store, checked one directory entry at a time.
+#[derive(Clone, Copy)]
+enum Phase {
+    Layout,
+    Blobs(Algorithm),
+    Labels(Algorithm),
+    Ingests,
+    /// `artifacts/.tmp`: archives being built.
+    ArtifactTemps,
+}
+
+/// A blob whose bytes are being hashed.
+struct Hashing {
+    digest: Digest,
+    fd: Descriptor,
+    hasher: Hasher,
+    at: u64,
+    size: u64,
+}
+
+impl GuestCheck for Check {
+    fn new(repair: bool) -> Self {
+        let mut phases = vec![Phase::Layout];
+        for alg in ALGORITHMS {
+            phases.push(Phase::Blobs(alg));
+            phases.push(Phase::Labels(alg));
+        }
+        phases.push(Phase::Ingests);
+        phases.push(Phase::ArtifactTemps);
+        phases.reverse();
+        Self(RefCell::new(State {
+            repair,
+            phases,
+            current: None,
+            hashing: None,
+            checked: 0,
+            hashed: 0,
+        }))
+    }
+
+    fn next(&self) -> Result<Option<Vec<Problem>>> {
+        self.0.borrow_mut().step()
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        let s = self.0.borrow();
+        (s.checked, s.hashed)
+    }
+}
+
+/// A problem found; `repaired` filled in by the caller if it repairs.
+fn problem(kind: ProblemKind, path: &str, detail: impl Into<String>) -> Problem {
+    Problem {
+        kind,
+        path: path.to_owned(),
+        detail: detail.into(),
+        repaired: None,
+    }
+}
+
+impl State {
+    /// One bounded step: finishes or continues the blob being hashed, then
+    /// takes directory entries until the budget is spent.
+    fn step(&mut self) -> Result<Option<Vec<Problem>>> {
+        let mut found = Vec::new();
+        let (mut bytes, mut entries) = (0u64, 0usize);
+        while bytes < STEP_BYTES && entries < STEP_ENTRIES {
+            if let Some(h) = &mut self.hashing {
+                let (chunk, _) =
+                    h.fd.read(fs::CHUNK.min(h.size - h.at), h.at)
+                        .map_err(|e| fs_error("read", &h.digest.blob_path(), e))?;
+                h.hasher.update(&chunk);
+                h.at += chunk.len() as u64;
+                bytes += chunk.len() as u64;
+                self.hashed += chunk.len() as u64;
+                if chunk.is_empty() || h.at >= h.size {
+                    let h = self.hashing.take().expect("hashing");
+                    found.extend(self.finish_blob(h)?);
+                }
+                continue;
+            }
+            let Some((phase, pending)) = &mut self.current else {
+                let Some(phase) = self.phases.pop() else {
+                    break;
+                };
+                let listing = list(phase)?;
+                self.current = Some((phase, listing));
+                continue;
+            };
+            let phase = *phase;
+            let Some((name, kind)) = pending.pop() else {
+                self.current = None;
+                continue;
+            };
+            entries += 1;
+            found.extend(self.entry(phase, &name, kind)?);
+        }
+        let done = self.hashing.is_none() && self.current.is_none() && self.phases.is_empty();
+        Ok(if done && found.is_empty() {
+            None
+        } else {
+            Some(found)
+        })
+    }
+
+    /// Checks one directory entry of `phase`.
+    fn entry(&mut self, phase: Phase, name: &str, kind: FileType) -> Result<Option<Problem>> {
+        match phase {
+            Phase::Layout => self.layout_file(name),
+            Phase::Blobs(alg) => self.blob_entry(alg, name, kind),
+            Phase::Labels(alg) => self.label_entry(alg, name, kind),
+            Phase::Ingests => self.ingest_entry(name, kind),
+            Phase::ArtifactTemps => self.artifact_temp(name),
+        }
+    }
+
+    /// `oci-layout` or `index.json`: present and valid JSON of the right
+    /// shape; a missing one is recreated by a repair.
+    fn layout_file(&mut self, name: &str) -> Result<Option<Problem>> {
+        self.checked += 1;
+        let Some(bytes) = fs::read_file(name)? else {
+            let mut p = problem(ProblemKind::BadLayout, name, "missing");
+            if self.repair && layout::write_layout_files()?.contains(&name) {
+                p.repaired = Some("recreated".into());
+            }
+            return Ok(Some(p));
+        };
+        let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => return Ok(Some(problem(ProblemKind::BadLayout, name, e.to_string()))),
+        };
+        let key = if name == "index.json" {
+            "manifests"
+        } else {
+            "imageLayoutVersion"
+        };
+        Ok(value
+            .get(key)
+            .is_none()
+            .then(|| problem(ProblemKind::BadLayout, name, format!("no `{key}`"))))
+    }
+
+    /// An entry of `blobs/<alg>`: a blob to hash, a put's temporary file,
+    /// or something stray.
+    fn blob_entry(
+        &mut self,
+        alg: Algorithm,
+        name: &str,
+        kind: FileType,
+    ) -> Result<Option<Problem>> {
+        let dir = layout::blob_dir(alg);
+        let path = format!("{dir}/{name}");
+        if let Some(hex) = temp_name(alg, name, ".put") {
+            return self.temp_file(&digest_of(alg, hex), &path);
+        }
+        if kind != FileType::RegularFile || !is_hex_of(alg, name) {
+            return Ok(Some(stray(&path, kind)));
+        }
+        self.checked += 1;
+        let Some(fd) = fs::open_existing(&path, DescriptorFlags::READ)? else {
+            return Ok(None); // deleted since the listing
+        };
+        let size = fs::fstat(&fd, &path)?.size;
+        let digest = digest_of(alg, name);
+        let h = Hashing {
+            digest,
+            fd,
+            hasher: Hasher::new(alg),
+            at: 0,
+            size,
+        };
+        if size == 0 {
+            return self.finish_blob(h);
+        }
+        self.hashing = Some(h);
+        Ok(None)
+    }
+
+    /// Compares a hashed blob with its name; quarantines it on a repair.
+    fn finish_blob(&mut self, h: Hashing) -> Result<Option<Problem>> {
+        let actual = Digest::of(h.digest.algorithm, &h.hasher);
+        let path = h.digest.blob_path();
+        if h.at < h.size {
+            return Ok(Some(problem(
+                ProblemKind::CorruptBlob,
+                &path,
+                format!("shorter than its size: ended at {} of {}", h.at, h.size),
+            )));
+        }
+        if actual == h.digest {
+            return Ok(None);
+        }
+        let mut p = problem(
+            ProblemKind::CorruptBlob,
+            &path,
+            format!("content hashes to {actual}"),
+        );
+        if self.repair {
+            let _lock = store::lock_blob(&h.digest)?;
+            let to = quarantine(&path)?;
+            if move_if_present(&path, &to)? {
+                p.repaired = Some(format!("moved to {to}"));
+                let labels = format!("{}/{}", layout::label_dir(h.digest.algorithm), h.digest.hex);
+                move_if_present(&labels, &format!("{to}.labels"))?;
+            }
+        }
+        Ok(Some(p))
+    }
+
+    /// An entry of `labels/<alg>`: a blob's labels, a temporary file, or
+    /// something stray.
+    fn label_entry(
+        &mut self,
+        alg: Algorithm,
+        name: &str,
+        kind: FileType,
+    ) -> Result<Option<Problem>> {
+        let path = format!("{}/{name}", layout::label_dir(alg));
+        if let Some(hex) = temp_name(alg, name, ".tmp") {
+            return self.temp_file(&digest_of(alg, hex), &path);
+        }
+        if kind != FileType::RegularFile || !is_hex_of(alg, name) {
+            return Ok(Some(stray(&path, kind)));
+        }
+        self.checked += 1;
+        let digest = digest_of(alg, name);
+        if fs::stat(&digest.blob_path())?.is_none() {
+            // Re-check under the lock: a publish saves labels just before
+            // its rename.
+            let _lock = store::lock_blob(&digest)?;
+            if fs::stat(&digest.blob_path())?.is_some() || fs::stat(&path)?.is_none() {
+                return Ok(None);
+            }
+            let mut p = problem(ProblemKind::OrphanLabels, &path, "no such blob");
+            if self.repair && fs::remove_file(&path)? {
+                p.repaired = Some("removed".into());
+            }
+            return Ok(Some(p));
+        }
+        let Err(e) = labels::load(&digest) else {
+            return Ok(None);
+        };
+        let mut p = problem(ProblemKind::DamagedLabels, &path, message(e));
+        if self.repair {
+            let _lock = store::lock_blob(&digest)?;
+            let to = quarantine(&path)?;
+            if move_if_present(&path, &format!("{to}.labels"))? {
+                p.repaired = Some(format!("moved to {to}.labels"));
+            }
+        }
+        Ok(Some(p))
+    }
+
+    /// A temporary file named after the blob `d`: reported only if it is
+    /// still there once the blob's lock is held (no put or label write of
+    /// that blob is running then).
+    fn temp_file(&mut self, d: &Digest, path: &str) -> Result<Option<Problem>> {
+        self.checked += 1;
+        let _lock = store::lock_blob(d)?;
+        if fs::stat(path)?.is_none() {
+            return Ok(None);
+        }
+        let mut p = problem(ProblemKind::TempFile, path, "left by an interrupted write");
+        if self.repair && fs::remove_file(path)? {
+            p.repaired = Some("removed".into());
+        }
+        Ok(Some(p))
+    }
+
+    /// A file in `artifacts/.tmp`: an archive being built (its builder
+    /// holds its lock; skipped) or one a crash left behind.
+    fn artifact_temp(&mut self, name: &str) -> Result<Option<Problem>> {
+        self.checked += 1;
+        let path = format!("{}/{name}", records::TMP);
+        let Ok(_unused) = locks::try_lock(&records::temp_lock(name)) else {
+            return Ok(None); // being built
+        };
+        if fs::stat(&path)?.is_none() {
+            return Ok(None);
+        }
+        let mut p = problem(
+            ProblemKind::TempFile,
+            &path,
+            "left by an interrupted archive",
+        );
+        if self.repair && fs::remove_file(&path)? {
+            p.repaired = Some("removed".into());
+        }
+        Ok(Some(p))
+    }
+
+    /// An entry of `ingest/`: an ingest (skipped while a writer holds it),
+    /// an ingest being created, or something stray.
+    fn ingest_entry(&mut self, name: &str, kind: FileType) -> Result<Option<Problem>> {
+        let path = format!("{}/{name}", layout::INGEST);
+        let (key, temp) = match name.strip_suffix(".new") {
+            Some(key) => (key, true),
+            None => (name, false),
+        };
+        if kind != FileType::Directory || !is_hex_of(Algorithm::Sha256, key) {
+            return Ok(Some(stray(&path, kind)));
+        }
+        self.checked += 1;
+        let dir = format!("{}/{key}", layout::INGEST);
+        let Ok(_writer) = locks::try_lock(&dir) else {
+            return Ok(None); // a writer is using it
+        };
+        let broken = if temp {
+            Some((
+                ProblemKind::TempFile,
+                "an ingest whose creation was interrupted".to_owned(),
+            ))
+        } else {
+            match Meta::load(&dir) {
+                Err(e) => Some((ProblemKind::BrokenIngest, message(e))),
+                Ok(None) => Some((ProblemKind::BrokenIngest, "no meta file".to_owned())),
+                Ok(Some(_)) if fs::stat(&format!("{dir}/data"))?.is_none() => Some((
+                    ProblemKind::BrokenIngest,
+                    "no data file (committed already)".to_owned(),
+                )),
+                Ok(Some(_)) => None,
+            }
+        };
+        let Some((kind, detail)) = broken else {
+            return Ok(None);
+        };
+        let mut p = problem(kind, &path, detail);
+        if self.repair && fs::remove_tree(&path)? {
+            p.repaired = Some("removed".into());
+        }
+        Ok(Some(p))
+    }
+}
+
+/// The entries `phase` checks, next last.
+fn list(phase: Phase) -> Result<Vec<(String, FileType)>> {
+    let dir = match phase {
+        Phase::Layout => {
+            let files = layout::LAYOUT_FILES.iter().rev();
+            return Ok(files
+                .map(|(name, _)| ((*name).to_owned(), FileType::RegularFile))
+                .collect());
+        }
+        Phase::Blobs(alg) => layout::blob_dir(alg),
+        Phase::Labels(alg) => layout::label_dir(alg),
+        Phase::Ingests => layout::INGEST.to_owned(),
+        Phase::ArtifactTemps => records::TMP.to_owned(),
+    };
+    let mut names = fs::list_dir(&dir)?.unwrap_or_default();
+    names.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    Ok(names)
+}
+
+/// The hex in `.<hex><suffix>`, the temporary name kist gives a blob's
+/// file or labels while writing them.
+fn temp_name<'a>(alg: Algorithm, name: &'a str, suffix: &str) -> Option<&'a str> {
+    let hex = name.strip_prefix('.')?.strip_suffix(suffix)?;
+    is_hex_of(alg, hex).then_some(hex)
+}
+
+/// The digest named by the checked hex `hex`.
+fn digest_of(alg: Algorithm, hex: &str) -> Digest {
+    Digest {
+        algorithm: alg,
+        hex: hex.to_owned(),
+    }
+}
+
+/// A stray entry: reported, never touched.
+fn stray(path: &str, kind: FileType) -> Problem {
+    problem(
+        ProblemKind::StrayEntry,
+        path,
+        format!("not written by kist ({kind:?}); left alone"),
+    )
+}
+
+/// The quarantine path for `path` (`blobs/<alg>/<hex>` or
+/// `labels/<alg>/<hex>`): `quarantine/<alg>/<hex>.<seconds>`, so an
+/// earlier quarantined copy is never replaced. Creates the directory.
+fn quarantine(path: &str) -> Result<String> {
+    let mut parts = path.rsplit('/');
+    let (name, alg) = (
+        parts.next().unwrap_or(path),
+        parts.next().unwrap_or("other"),
+    );
+    let dir = format!("{}/{alg}", layout::QUARANTINE);
+    fs::mkdir(layout::QUARANTINE)?;
+    fs::mkdir(&dir)?;
+    Ok(format!("{dir}/{name}.{}", fs::now().seconds))
+}
+
+/// Renames `from` to `to`; false if `from` is gone.
+fn move_if_present(from: &str, to: &str) -> Result<bool> {
+    if fs::stat(from)?.is_none() {
+        return Ok(false);
+    }
+    fs::rename(from, to)?;
+    Ok(true)
+}
+
+/// The text of an error, for a problem's detail.
+fn message(e: Error) -> String {
+    match e {
+        Error::Io(m)
+        | Error::InvalidArgument(m)
+        | Error::FailedPrecondition(m)
+        | Error::TooLarge(m) => m,
+        other => format!("{other:?}"),
+    }
+}

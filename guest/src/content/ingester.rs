@@ -1,0 +1,349 @@
+//! The `ingester` interface: resumable, exclusive, verified writes.
+
+use std::cell::RefCell;
+
+use crate::Component;
+use crate::bindings::exports::kist::content::ingester::{
+    Durability, Guest, GuestWriter, PutRequest, Writer,
+};
+use crate::bindings::exports::kist::content::types::{IngestStatus as Status, Label};
+use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
+use crate::bindings::kist::content::locks::{self, Guard};
+use crate::bindings::wasi::filesystem::types::{Descriptor, NewTimestamp};
+use crate::content::ingest::{self, Meta};
+use crate::content::labels;
+use crate::content::publish::publish;
+use crate::content::put;
+use crate::content::store;
+use crate::shared::digest::Digest;
+use crate::shared::error::{self, Error, Result, fs as fs_error, precondition};
+use crate::shared::filters::Filters;
+use crate::shared::fs;
+use crate::shared::layout;
+use crate::shared::validate;
+
+/// Bytes written between two saved hash states while a writer is open
+/// (a writer also saves one when dropped), bounding what a resume after a
+/// crash must hash again.
+const CHECKPOINT_EVERY: u64 = 256 << 20;
+
+impl Guest for Component {
+    type Writer = IngestWriter;
+
+    fn open_writer(
+        r: String,
+        expected_size: Option<u64>,
+        expected: Option<String>,
+    ) -> Result<Writer> {
+        validate::reference(&r)?;
+        let expected = expected.map(|d| Digest::parse(&d)).transpose()?;
+        layout::ensure()?;
+        if let Some(d) = &expected
+            && fs::stat(&d.blob_path())?.is_some()
+        {
+            return Err(Error::AlreadyExists);
+        }
+        let dir = ingest::dir_of(&r);
+        let guard = locks::try_lock(&dir).map_err(|e| error::lock(&dir, e))?;
+        let meta = match (Meta::load(&dir)?, ingest::open_data(&dir)?) {
+            (Some(meta), Some(data)) => {
+                let meta = reconcile(&dir, meta, &r, expected_size, expected.as_ref())?;
+                return IngestWriter::resume(r, dir, meta, data, guard).map(Writer::new);
+            }
+            // A dir without data is what a crash right after a commit's
+            // rename leaves: the content is stored, the ingest is spent.
+            (Some(_), None) => {
+                ingest::remove(&dir)?;
+                new_meta(&r, expected_size, expected.as_ref())
+            }
+            (None, _) => new_meta(&r, expected_size, expected.as_ref()),
+        };
+        ingest::create(&dir, &meta)?;
+        let data =
+            ingest::open_data(&dir)?.ok_or_else(|| Error::Io(format!("{dir}/data vanished")))?;
+        IngestWriter::resume(r, dir, meta, data, guard).map(Writer::new)
+    }
+
+    fn put(data: Vec<u8>, expected: Option<String>, labels: Vec<Label>) -> Result<String> {
+        let request = PutRequest {
+            data,
+            expected,
+            labels,
+        };
+        put::put(request, Durability::Synced)
+    }
+
+    fn put_batch(requests: Vec<PutRequest>, durability: Durability) -> Result<Vec<Result<String>>> {
+        put::put_batch(requests, durability)
+    }
+
+    fn status(r: String) -> Result<Status> {
+        validate::reference(&r)?;
+        layout::ensure()?;
+        let dir = ingest::dir_of(&r);
+        let meta = Meta::load(&dir)?.ok_or(Error::NotFound)?;
+        ingest::status_on_disk(&dir, &meta)
+    }
+
+    fn list_statuses(filters: Vec<String>) -> Result<Vec<Status>> {
+        let filters = Filters::parse(&filters)?;
+        layout::ensure()?;
+        let mut out = Vec::new();
+        for (name, _) in fs::list_dir(layout::INGEST)?.unwrap_or_default() {
+            if !crate::shared::digest::is_hex_of(Algorithm::Sha256, &name) {
+                continue; // a `.new` dir being created, or a stray file
+            }
+            let dir = format!("{}/{name}", layout::INGEST);
+            // An ingest aborted or committed while listing is skipped.
+            let Some(meta) = Meta::load(&dir)? else {
+                continue;
+            };
+            let status = ingest::status_on_disk(&dir, &meta)?;
+            if filters.matches(&status) {
+                out.push(status);
+            }
+        }
+        out.sort_by(|a, b| a.ref_.cmp(&b.ref_));
+        Ok(out)
+    }
+
+    fn abort(r: String) -> Result<()> {
+        validate::reference(&r)?;
+        layout::ensure()?;
+        let dir = ingest::dir_of(&r);
+        let _guard = locks::try_lock(&dir).map_err(|e| error::lock(&dir, e))?;
+        // Only the directory must exist: an ingest whose metadata is
+        // damaged can still be aborted.
+        if fs::stat(&dir)?.is_none() {
+            return Err(Error::NotFound);
+        }
+        ingest::remove(&dir)
+    }
+}
+
+fn new_meta(r: &str, total: Option<u64>, expected: Option<&Digest>) -> Meta {
+    let now = fs::now();
+    Meta {
+        reference: r.to_owned(),
+        total,
+        expected: expected.map(Digest::to_string),
+        started: (now.seconds, now.nanoseconds),
+    }
+}
+
+/// Checks what a resuming caller declares against what the ingest
+/// recorded; a newly declared value is recorded, a different one refused.
+fn reconcile(
+    dir: &str,
+    mut meta: Meta,
+    r: &str,
+    total: Option<u64>,
+    expected: Option<&Digest>,
+) -> Result<Meta> {
+    if meta.reference != r {
+        return Err(error::corrupt(
+            dir,
+            format!("holds ref {:?}, not {r:?}", meta.reference),
+        ));
+    }
+    let expected = expected.map(Digest::to_string);
+    let mut changed = false;
+    for (declared, recorded, what) in [
+        (
+            total.map(|t| t.to_string()),
+            meta.total.map(|t| t.to_string()),
+            "size",
+        ),
+        (expected.clone(), meta.expected.clone(), "digest"),
+    ] {
+        match (declared, recorded) {
+            (Some(d), Some(r)) if d != r => {
+                return Err(precondition(format!(
+                    "ingest {:?} was opened with {what} {r}, not {d}; abort it to start over",
+                    meta.reference
+                )));
+            }
+            (Some(_), None) => changed = true,
+            _ => {}
+        }
+    }
+    if changed {
+        meta.total = meta.total.or(total);
+        meta.expected = meta.expected.or(expected);
+        meta.save(dir)?;
+    }
+    Ok(meta)
+}
+
+/// The exclusive writer of one ingest.
+pub struct IngestWriter(RefCell<State>);
+
+struct State {
+    dir: String,
+    meta: Meta,
+    data: Descriptor,
+    algorithm: Algorithm,
+    hasher: Hasher,
+    offset: u64,
+    /// Offset of the last saved hash state.
+    checkpoint: u64,
+    /// Set once committed: nothing is left to save on drop.
+    done: bool,
+    _guard: Guard,
+}
+
+impl IngestWriter {
+    fn resume(r: String, dir: String, meta: Meta, data: Descriptor, guard: Guard) -> Result<Self> {
+        debug_assert_eq!(meta.reference, r);
+        let offset = fs::fstat(&data, &dir)?.size;
+        let algorithm = meta.algorithm();
+        let hasher = ingest::resume_hash(&dir, &data, algorithm, offset)?;
+        Ok(Self(RefCell::new(State {
+            dir,
+            meta,
+            data,
+            algorithm,
+            hasher,
+            offset,
+            checkpoint: offset,
+            done: false,
+            _guard: guard,
+        })))
+    }
+}
+
+impl State {
+    fn checkpoint(&mut self) -> Result<()> {
+        ingest::sync_data(&self.dir, &self.data)?;
+        ingest::save_hash_state(&self.dir, self.offset, &self.hasher)?;
+        self.checkpoint = self.offset;
+        Ok(())
+    }
+
+    /// Checks the data against every declared size and digest; returns the
+    /// digest to publish it under.
+    fn verify(&self, size: Option<u64>, expected: Option<Digest>) -> Result<Digest> {
+        for declared in [size, self.meta.total].into_iter().flatten() {
+            if declared != self.offset {
+                return Err(precondition(format!(
+                    "size mismatch: expected {declared} bytes, ingest has {}",
+                    self.offset
+                )));
+            }
+        }
+        let recorded = self
+            .meta
+            .expected
+            .as_deref()
+            .map(Digest::parse)
+            .transpose()?;
+        let computed = Digest::of(self.algorithm, &self.hasher);
+        let mut publish = computed.clone();
+        for declared in [expected, recorded].into_iter().flatten() {
+            let actual = if declared.algorithm == self.algorithm {
+                computed.clone()
+            } else {
+                ingest::rehash(&self.dir, &self.data, declared.algorithm, self.offset)?
+            };
+            if actual != declared {
+                return Err(precondition(format!(
+                    "digest mismatch: expected {declared}, ingest has {actual}"
+                )));
+            }
+            publish = declared;
+        }
+        Ok(publish)
+    }
+
+    fn publish(&mut self, digest: &Digest, labels: &labels::Labels) -> Result<()> {
+        let data_path = format!("{}/data", self.dir);
+        ingest::sync_data(&self.dir, &self.data)?;
+        // The blob's created-at is its commit time.
+        self.data
+            .set_times(NewTimestamp::NoChange, NewTimestamp::Now)
+            .map_err(|e| fs_error("touch", &data_path, e))?;
+        let lock = store::lock_blob(digest)?;
+        let dir = fs::Dir::open(&self.dir)?;
+        let published = publish(&dir, "data", digest, labels, &lock, Durability::Synced)
+            .and_then(|()| layout::blobs(digest.algorithm)?.sync());
+        if matches!(published, Ok(()) | Err(Error::AlreadyExists)) {
+            // Published, or stored already: either way the ingest is spent.
+            self.done = true;
+            ingest::remove(&self.dir)?;
+        }
+        published
+    }
+}
+
+impl GuestWriter for IngestWriter {
+    fn write(&self, data: Vec<u8>) -> Result<()> {
+        let mut s = self.0.borrow_mut();
+        let path = format!("{}/data", s.dir);
+        if let Err(e) = fs::write_all(&s.data, &path, &data, s.offset) {
+            // All or nothing: drop whatever part landed, so the data file's
+            // size stays the offset the hash state describes.
+            let _ = s.data.set_size(s.offset);
+            return Err(e);
+        }
+        s.hasher.update(&data);
+        s.offset += data.len() as u64;
+        // The bytes are written: a failed checkpoint must not fail the write
+        // (the caller would send them again). It only means a resume after
+        // a crash re-hashes more.
+        if s.offset - s.checkpoint >= CHECKPOINT_EVERY {
+            let _ = s.checkpoint();
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Result<Status> {
+        let s = self.0.borrow();
+        let modified = fs::fstat(&s.data, &s.dir)?.data_modification_timestamp;
+        Ok(s.meta.status(s.offset, modified))
+    }
+
+    fn digest(&self) -> String {
+        let s = self.0.borrow();
+        Digest::of(s.algorithm, &s.hasher).to_string()
+    }
+
+    fn truncate(&self, size: u64) -> Result<()> {
+        if size != 0 {
+            return Err(Error::OutOfRange);
+        }
+        let mut s = self.0.borrow_mut();
+        s.data
+            .set_size(0)
+            .map_err(|e| fs_error("truncate", &s.dir, e))?;
+        fs::remove_file(&format!("{}/hashstate", s.dir))?;
+        s.hasher = Hasher::new(s.algorithm);
+        s.offset = 0;
+        s.checkpoint = 0;
+        Ok(())
+    }
+
+    fn commit(
+        this: Writer,
+        size: Option<u64>,
+        expected: Option<String>,
+        labels: Vec<Label>,
+    ) -> Result<String> {
+        validate::labels(&labels)?;
+        let expected = expected.map(|d| Digest::parse(&d)).transpose()?;
+        let writer: IngestWriter = this.into_inner();
+        let mut s = writer.0.borrow_mut();
+        let digest = s.verify(size, expected)?;
+        s.publish(&digest, &labels::from_list(labels))?;
+        Ok(digest.to_string())
+    }
+}
+
+impl Drop for IngestWriter {
+    fn drop(&mut self) {
+        let s = self.0.get_mut();
+        if !s.done && s.offset != s.checkpoint {
+            // Best effort: without a saved state the next resume re-hashes.
+            let _ = s.checkpoint();
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! kist: a content-addressed store that runs as a sandboxed WebAssembly
+//! component.
+//!
+//! Blobs are stored by digest in an OCI image layout on a directory, with
+//! containerd's content-store contract: resumable ingests that are checked
+//! (size and digest) and published atomically, one writer per ref across
+//! processes, labels, and filters. All of that logic runs in the kist
+//! component, which sees nothing but the store directory; this crate loads
+//! it with wasmtime and supplies native hashing and locking.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), kist::Error> {
+//! let store = kist::Store::open("/tmp/kist-demo")?;
+//!
+//! // Small blobs in one call.
+//! let digest = store.put(b"hello world")?;
+//! assert_eq!(store.get(&digest)?, b"hello world");
+//!
+//! // Large or resumable ones through a writer named by a ref.
+//! let mut writer = store.writer("upload-1", None, None)?;
+//! std::io::copy(&mut std::fs::File::open("/etc/hostname")?, &mut writer)?;
+//! let digest = writer.commit(None, None, &[("source", "hostname")])?;
+//!
+//! for info in store.walk(&["labels.source==hostname"])? {
+//!     println!("{} {}", info?.digest, digest);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Compiled component code is cached in `$KIST_CACHE_DIR` (default
+//! `~/.cache/kist`), so opening a store takes milliseconds.
+//!
+//! This crate is the embedding library only. The `kist` command is the
+//! `kist-cli` crate and `kist serve` the `kist-http` crate, both thin
+//! clients of this one. The `compose` feature adds
+//! `components::plug`, to compose components at run time.
+
+#![deny(missing_docs)]
+
+mod batch;
+mod bindings;
+pub mod capabilities;
+pub mod components;
+mod ctx;
+mod error;
+mod fsck;
+mod held;
+#[cfg(feature = "compose")]
+mod plug;
+mod reader;
+mod runtime;
+mod session;
+mod store;
+mod storer;
+mod walk;
+mod writer;
+
+pub use bindings::exports::kist::content::fsck::{Problem, ProblemKind};
+pub use bindings::exports::kist::content::ingester::{Durability, PutRequest};
+pub use bindings::exports::kist::content::storer::{
+    ArchiveOptions, Artifact, ExtractOptions, Object, Retention,
+};
+pub use bindings::exports::kist::content::types::{BlobInfo, IngestStatus, Label};
+pub use error::{Error, Result};
+pub use fsck::Check;
+pub use reader::Reader;
+pub use store::{Store, StoreBuilder};
+pub use storer::{ArtifactLock, DEFAULT_MAX_SIZE, Source, Storer};
+pub use walk::Walk;
+pub use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
+pub use writer::Writer;
+
+/// Converts a WIT `datetime` to a [`std::time::SystemTime`].
+pub fn system_time(t: Datetime) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::new(t.seconds, t.nanoseconds)
+}
+
+/// Compiles and runs the README's Rust examples as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,19 @@
+//! kist's integration tests, all through the real component in the real
+//! host, as one binary: wasmtime is linked once, not once per suite.
+//!
+//! Each file here is a suite; `cargo test <suite>::` runs one of them
+//! (`./test.sh storer::`), `cargo test <suite>::<test>` one test.
+
+mod cli;
+mod concurrency;
+mod conformance;
+mod crash;
+mod disk_full;
+mod fsck;
+mod hostile;
+mod hosts;
+mod model;
+mod portable;
+mod sandbox;
+mod serve;
+mod storer;
