@@ -118,6 +118,162 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
+/// One entry of a crafted archive (see [`tar_gz`]).
+pub enum Entry<'a> {
+    /// A regular file with its content.
+    File(&'a str, &'a [u8]),
+    /// A directory.
+    Dir(&'a str),
+    /// A symlink and its target.
+    Symlink(&'a str, &'a str),
+}
+
+/// A `.tar.gz` with exactly these entries, names written raw into the
+/// headers (bypassing the tar crate's own checks), for hostile inputs.
+pub fn tar_gz(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut out, flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        for entry in entries {
+            let mut header = tar::Header::new_old();
+            let (name, data, kind): (&str, &[u8], _) = match entry {
+                Entry::File(name, data) => (name, data, tar::EntryType::Regular),
+                Entry::Dir(name) => (name, &[], tar::EntryType::Directory),
+                Entry::Symlink(name, target) => {
+                    let link = &mut header.as_old_mut().linkname;
+                    link[..target.len()].copy_from_slice(target.as_bytes());
+                    (name, &[], tar::EntryType::Symlink)
+                }
+            };
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_entry_type(kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append(&header, data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    out
+}
+
+/// Runs `kist --store STORE ingest ARGS...` and SIGKILLs it once its ingest
+/// holds some bytes but not all `size`; returns the offset it stopped at.
+/// Retries (up to 5 times) when the ingest finished before the kill.
+pub fn interrupted_ingest(store: &Store, root: &Path, args: &[&std::ffi::OsStr], size: u64) -> u64 {
+    let offset = || {
+        store
+            .list_statuses(&[])
+            .unwrap()
+            .iter()
+            .map(|s| s.offset)
+            .max()
+            .unwrap_or(0)
+    };
+    for _attempt in 0..5 {
+        let mut child = std::process::Command::new(kist_bin())
+            .arg("--store")
+            .arg(root)
+            .arg("ingest")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let found = loop {
+            let at = offset();
+            if at > 0 || child.try_wait().unwrap().is_some() {
+                break at;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        child.kill().ok();
+        child.wait().unwrap();
+        let at = offset();
+        if found > 0 && at > 0 && at < size {
+            return at;
+        }
+        // It finished before the kill landed: start over and try again.
+        for info in store.walk(&[]).unwrap() {
+            store.delete(&info.unwrap().digest).unwrap();
+        }
+    }
+    panic!("could not interrupt an ingest in 5 attempts")
+}
+
+/// A `kist serve` process on a free loopback port, stopped by PID on drop.
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The running process, to signal or wait for.
+    pub fn child(&mut self) -> &mut std::process::Child {
+        &mut self.child
+    }
+
+    /// `kist serve --addr 127.0.0.1:0` on `store`.
+    pub fn start(store: &Path) -> Self {
+        Self::start_with(store, &[])
+    }
+
+    /// The same with more arguments for `kist serve`.
+    pub fn start_with(store: &Path, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(kist_bin())
+            .args(["serve", "--addr", "127.0.0.1:0", "--store"])
+            .arg(store)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting kist serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("reading the listening line");
+        let addr = line
+            .split_whitespace()
+            .nth(2)
+            .filter(|a| a.starts_with("http://127.0.0.1:"))
+            .unwrap_or_else(|| panic!("kist serve printed {line:?}"));
+        Self {
+            child,
+            base: addr.to_owned(),
+        }
+    }
+
+    /// The URL of `path` on the server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// Sends SIGTERM to the server (by its PID) and waits for its exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The `kist` binary, built (once per test process) with the profile the
 /// tests use. A failed build fails the calling test.
 pub fn kist_bin() -> std::path::PathBuf {

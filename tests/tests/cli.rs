@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use kist_tests::{Harness, bytes, kist_bin, open_embedded, sha256};
+use kist_tests::{Harness, bytes, interrupted_ingest, kist_bin, open_embedded, sha256};
 use serde_json::Value;
 
 fn kist(store: &Path) -> Command {
@@ -273,42 +273,7 @@ fn killed_file_ingest_resumes() {
     let data = bytes(256 << 20, 23);
     std::fs::write(&file, &data).unwrap();
     let digest = sha256(&data);
-    let mut interrupted_at = None;
-    for _attempt in 0..5 {
-        let mut child = std::process::Command::new(kist_bin())
-            .arg("--store")
-            .arg(h.path())
-            .arg("ingest")
-            .arg(&file)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let found = loop {
-            let offset = store
-                .list_statuses(&[])
-                .unwrap()
-                .first()
-                .map_or(0, |s| s.offset);
-            if offset > 0 || child.try_wait().unwrap().is_some() {
-                break offset;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        child.kill().ok();
-        child.wait().unwrap();
-        let offset = store
-            .list_statuses(&[])
-            .unwrap()
-            .first()
-            .map_or(0, |s| s.offset);
-        if found > 0 && offset > 0 && offset < data.len() as u64 {
-            interrupted_at = Some(offset);
-            break;
-        }
-        // It finished before the kill landed: start over and try again.
-        let _ = store.delete(&digest);
-    }
-    let offset = interrupted_at.expect("could not interrupt an ingest in 5 attempts");
+    let offset = interrupted_ingest(&store, h.path(), &[file.as_os_str()], data.len() as u64);
     let active = json(h.path(), &["active"]);
     assert_eq!(active[0]["offset"].as_u64(), Some(offset));
     assert_eq!(active[0]["total"].as_u64(), Some(data.len() as u64));

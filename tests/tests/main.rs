@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod conformance;
 mod crash;
+mod defects;
 mod disk_full;
 mod fsck;
 mod hostile;

@@ -1,60 +1,9 @@
 //! `kist serve`: the real binary on loopback, spoken to over HTTP.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
 
 use kist::{Object, Source};
-use kist_tests::{Harness, kist_bin, open_embedded, sha256};
-
-/// A `kist serve` process on a free loopback port, stopped by PID on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(store: &std::path::Path) -> Self {
-        let mut child = Command::new(kist_bin())
-            .args(["serve", "--addr", "127.0.0.1:0", "--store"])
-            .arg(store)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting kist serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("reading the listening line");
-        let addr = line
-            .split_whitespace()
-            .nth(2)
-            .filter(|a| a.starts_with("http://127.0.0.1:"))
-            .unwrap_or_else(|| panic!("kist serve printed {line:?}"));
-        Self {
-            child,
-            base: addr.to_owned(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base)
-    }
-
-    /// Sends SIGTERM to the server (by its PID) and waits for its exit.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success(), "kill -TERM {pid}");
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use kist_tests::{Harness, Server, open_embedded, sha256};
 
 /// The status of a request, whatever it is (ureq reports 4xx as errors).
 fn fetch(req: ureq::Request) -> ureq::Response {

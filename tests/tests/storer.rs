@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kist::{ArchiveOptions, Artifact, Error, ExtractOptions, Object, Retention, Source, Storer};
-use kist_tests::{Harness, open_embedded, sha256};
+use kist_tests::{Entry, Harness, open_embedded, sha256, tar_gz};
 
 fn repo(uid: &str) -> Object {
     Object::new("GitRepository", "flux-system", "podinfo", uid)
@@ -498,24 +498,10 @@ fn artifact_lock_contention() {
     two.lock(&repo("u"), Duration::ZERO).unwrap();
 }
 
-/// A crafted archive: each entry's raw name (bypassing the tar crate's
-/// checks) and content.
+/// A crafted archive of files: each entry's raw name and content.
 fn evil_archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    {
-        let gz = flate2::write::GzEncoder::new(&mut out, flate2::Compression::fast());
-        let mut tar = tar::Builder::new(gz);
-        for (name, data) in entries {
-            let mut header = tar::Header::new_old();
-            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            tar.append(&header, *data).unwrap();
-        }
-        tar.into_inner().unwrap().finish().unwrap();
-    }
-    out
+    let entries: Vec<Entry<'_>> = entries.iter().map(|(n, d)| Entry::File(n, d)).collect();
+    tar_gz(&entries)
 }
 
 /// Extraction writes the tree back, honours sub-paths and whiteouts, and
