@@ -69,8 +69,13 @@ fn import(dir: &str) -> Result<ExitCode, String> {
 fn store_file(path: &str, name: &str) -> Result<String, String> {
     let fail = |e: Error| format!("{path}: {e:?}");
     let mut file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let options = ingester::WriterOptions {
+        expected_size: None,
+        expected: None,
+        labels: Vec::new(),
+    };
     let writer: Writer =
-        ingester::open_writer(&format!("kist-import:{name}"), None, None).map_err(fail)?;
+        ingester::open_writer(&format!("kist-import:{name}"), &options).map_err(fail)?;
     let mut buf = vec![0; CHUNK];
     loop {
         let n = file.read(&mut buf).map_err(|e| format!("{path}: {e}"))?;

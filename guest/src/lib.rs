@@ -39,6 +39,8 @@ mod content {
     pub mod publish;
     /// `put` and `put-batch`.
     pub mod put;
+    /// Where damaged blobs and labels go.
+    pub mod quarantine;
     pub mod store;
 }
 
@@ -47,6 +49,8 @@ mod content {
 mod artifacts {
     pub mod archive;
     pub mod extract;
+    /// Resolving symlinks against a tree's own links.
+    pub mod links;
     /// Object and artifact records on disk.
     pub mod records;
     pub mod storer;
@@ -63,7 +67,7 @@ pub mod fuzzing;
 /// The component's exports.
 struct Component;
 
-// Only the wasm build exports: export names such as `kist:content/fsck@0.1.0`
+// Only the wasm build exports: export names such as `kist:content/fsck@0.2.0`
 // are not valid native symbol names, and the fuzz targets link this crate
 // natively.
 #[cfg(target_arch = "wasm32")]

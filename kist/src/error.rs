@@ -5,7 +5,7 @@ use crate::bindings::exports::kist::content::types::Error as WitError;
 
 /// Everything a kist operation can fail with.
 ///
-/// The first nine cases are the WIT `error` variant: the component refused
+/// The first ten cases are the WIT `error` variant: the component refused
 /// the operation and nothing stored was changed. The rest are failures of
 /// the sandbox around it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +38,11 @@ pub enum Error {
     /// extraction); nothing was stored.
     #[error("too large: {0}")]
     TooLarge(String),
+    /// Something stored is damaged (a blob's bytes or file, a record kist
+    /// wrote); the message names it. Storing the content again, or
+    /// `kist fsck --repair`, replaces or quarantines it.
+    #[error("damaged: {0}")]
+    Corrupt(String),
     /// The component ran past its deadline and was stopped.
     #[error("the store component ran past its deadline and was interrupted")]
     Timeout,
@@ -62,6 +67,7 @@ impl From<WitError> for Error {
             WitError::NoSpace => Self::NoSpace,
             WitError::Io(m) => Self::Io(m),
             WitError::TooLarge(m) => Self::TooLarge(m),
+            WitError::Corrupt(m) => Self::Corrupt(m),
         }
     }
 }
@@ -70,7 +76,12 @@ impl From<wasmtime::Error> for Error {
     fn from(e: wasmtime::Error) -> Self {
         match e.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => Self::Timeout,
-            _ => Self::Component(format!("{e:#}")),
+            // One line: a trap's kind, not the wasm backtrace wasmtime adds.
+            Some(trap) => Self::Component(format!("the component trapped: {trap}")),
+            None => {
+                let cause = e.root_cause().to_string();
+                Self::Component(cause.lines().next().unwrap_or_default().to_owned())
+            }
         }
     }
 }

@@ -36,12 +36,15 @@ impl Check {
     /// Blobs, label files and ingests checked so far, and bytes hashed;
     /// `None` once the check has ended.
     pub fn progress(&mut self) -> Option<Result<(u64, u64)>> {
-        self.check.call(|api, s, check| {
-            api.kist_content_fsck()
-                .check()
-                .call_progress(s, check)
-                .map(Ok)
-        })
+        self.check.call(
+            |_| false,
+            |api, s, check| {
+                api.kist_content_fsck()
+                    .check()
+                    .call_progress(s, check)
+                    .map(Ok)
+            },
+        )
     }
 }
 
@@ -50,9 +53,10 @@ impl Iterator for Check {
 
     fn next(&mut self) -> Option<Self::Item> {
         while self.found.is_empty() {
-            let step = self
-                .check
-                .call(|api, s, check| api.kist_content_fsck().check().call_next(s, check));
+            let step = self.check.call(
+                |_| false,
+                |api, s, check| api.kist_content_fsck().check().call_next(s, check),
+            );
             match step? {
                 Ok(Some(problems)) => self.found = problems.into(),
                 Ok(None) => {

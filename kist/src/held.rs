@@ -7,7 +7,7 @@ use wasmtime::component::ResourceAny;
 
 use crate::bindings::StoreComponent;
 use crate::ctx::KistCtx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::session::{GuestResult, Session};
 use crate::store::Shared;
 
@@ -38,15 +38,16 @@ impl Held {
     }
 
     /// Calls a method of the resource; `None` once finished. An error
-    /// finishes it.
+    /// finishes it unless `goes_on` says the resource carries on after it.
     pub(crate) fn call<R>(
         &mut self,
+        goes_on: fn(&Error) -> bool,
         f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>, ResourceAny) -> GuestResult<R>,
     ) -> Option<Result<R>> {
         let (session, handle) = self.live.as_mut()?;
         let handle = *handle;
         let result = session.call(|api, s| f(api, s, handle));
-        if result.is_err() {
+        if result.as_ref().is_err_and(|e| !goes_on(e)) {
             self.finish();
         }
         Some(result)

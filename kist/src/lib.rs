@@ -56,15 +56,15 @@ mod walk;
 mod writer;
 
 pub use bindings::exports::kist::content::fsck::{Problem, ProblemKind};
-pub use bindings::exports::kist::content::ingester::{Durability, PutRequest};
+pub use bindings::exports::kist::content::ingester::{Durability, PutRequest, WriterOptions};
 pub use bindings::exports::kist::content::storer::{
     ArchiveOptions, Artifact, ExtractOptions, Object, Retention,
 };
 pub use bindings::exports::kist::content::types::{BlobInfo, IngestStatus, Label};
 pub use error::{Error, Result};
 pub use fsck::Check;
-pub use reader::Reader;
-pub use store::{Store, StoreBuilder};
+pub use reader::{Reader, Verifier};
+pub use store::{Store, StoreBuilder, labels};
 pub use storer::{ArtifactLock, DEFAULT_MAX_SIZE, Source, Storer};
 pub use walk::Walk;
 pub use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;

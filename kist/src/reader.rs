@@ -21,6 +21,7 @@ const STREAM_CHUNK: usize = 1 << 20;
 /// [`std::io::Read`] and [`std::io::Seek`].
 pub struct Reader {
     shared: Arc<Shared>,
+    digest: String,
     session: Option<Session>,
     handle: ResourceAny,
     size: u64,
@@ -49,6 +50,7 @@ impl Reader {
         match opened {
             Ok((handle, size)) => Ok(Self {
                 shared: Arc::clone(shared),
+                digest: digest.to_owned(),
                 session: Some(session),
                 handle,
                 size,
@@ -81,14 +83,44 @@ impl Reader {
     }
 
     /// Copies the rest of the blob to `out` in large chunks; returns the
-    /// bytes copied.
+    /// bytes copied. The bytes are not checked against the digest: see
+    /// [`copy_verified_to`](Self::copy_verified_to).
     pub fn copy_to(&mut self, out: &mut impl std::io::Write) -> Result<u64> {
+        self.copy(out, |_| {})
+    }
+
+    /// Copies the whole blob (from the start, wherever the reader is) to
+    /// `out`, hashing it on the way; returns the bytes copied, or
+    /// [`Error::Corrupt`] once they are all written if they do not hash to
+    /// the blob's digest (bit rot, a truncated file). Write to a
+    /// temporary place and keep it only on success.
+    pub fn copy_verified_to(&mut self, out: &mut impl std::io::Write) -> Result<u64> {
+        std::io::Seek::seek(self, SeekFrom::Start(0))?;
+        let mut check = Verifier::new(&self.digest);
+        let copied = self.copy(out, |chunk| check.update(chunk))?;
+        check.finish(copied)?;
+        Ok(copied)
+    }
+
+    /// The whole blob, read in one call (for small blobs) and checked
+    /// against its digest.
+    pub(crate) fn read_verified(&mut self) -> Result<Vec<u8>> {
+        let bytes = self.read_at(0, self.size)?;
+        let mut check = Verifier::new(&self.digest);
+        check.update(&bytes);
+        check.finish(bytes.len() as u64)?;
+        Ok(bytes)
+    }
+
+    /// Copies the rest of the blob to `out`, showing each chunk to `seen`.
+    fn copy(&mut self, out: &mut impl std::io::Write, mut seen: impl FnMut(&[u8])) -> Result<u64> {
         let mut copied = 0;
         loop {
             let chunk = self.next_chunk()?;
             if chunk.is_empty() {
                 return Ok(copied);
             }
+            seen(&chunk);
             out.write_all(&chunk)?;
             copied += chunk.len() as u64;
         }
@@ -184,5 +216,82 @@ impl Drop for Reader {
             let _ = session.call(|_, s| handle.resource_drop(s).map(Ok));
             self.shared.recycle(session);
         }
+    }
+}
+
+/// Checks bytes against a digest as they come: feed them with
+/// [`update`](Self::update) (or as a [`std::io::Write`]), then
+/// [`finish`](Self::finish). For bytes read from elsewhere than a
+/// [`Reader`] (which has [`copy_verified_to`](Reader::copy_verified_to)).
+///
+/// ```
+/// let mut v = kist::Verifier::new(
+///     "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+/// );
+/// v.update(b"hello");
+/// assert!(v.finish(5).is_ok());
+/// ```
+pub struct Verifier {
+    digest: String,
+    hash: Hash,
+}
+
+enum Hash {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl Verifier {
+    /// Checks against `digest` (`sha256:` or `sha512:`).
+    pub fn new(digest: &str) -> Self {
+        use sha2::Digest as _;
+        let hash = if digest.starts_with("sha512:") {
+            Hash::Sha512(sha2::Sha512::new())
+        } else {
+            Hash::Sha256(sha2::Sha256::new())
+        };
+        Self {
+            digest: digest.to_owned(),
+            hash,
+        }
+    }
+
+    /// Feeds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        match &mut self.hash {
+            Hash::Sha256(h) => h.update(bytes),
+            Hash::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// [`Error::Corrupt`] unless the bytes fed (`len` of them, for the
+    /// message) hash to the digest.
+    pub fn finish(self, len: u64) -> Result<()> {
+        use sha2::Digest as _;
+        let sum = match self.hash {
+            Hash::Sha256(h) => h.finalize().to_vec(),
+            Hash::Sha512(h) => h.finalize().to_vec(),
+        };
+        let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+        if self.digest.split_once(':').map(|(_, h)| h) == Some(hex.as_str()) {
+            return Ok(());
+        }
+        Err(Error::Corrupt(format!(
+            "blob {}: its {len} bytes hash to {hex}; storing the content again, or \
+             `kist fsck --repair`, replaces or quarantines it",
+            self.digest
+        )))
+    }
+}
+
+impl std::io::Write for Verifier {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -11,6 +11,11 @@ use crate::error::{Error, Result};
 use crate::runtime::TICK;
 use crate::store::Shared;
 
+/// The slowest rate at which a call that moves data is assumed to move
+/// it, in bytes per second, for its deadline: archiving in wasm runs at
+/// ~24 MB/s here, so 4 MiB/s leaves room for a loaded machine.
+pub(crate) const MIN_RATE: u64 = 4 << 20;
+
 /// A live instance of the store component.
 pub(crate) struct Session {
     pub(crate) store: wasmtime::Store<KistCtx>,
@@ -45,10 +50,24 @@ impl Session {
         &mut self,
         f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>) -> GuestResult<R>,
     ) -> Result<R> {
+        self.call_for(0, f)
+    }
+
+    /// [`call`](Self::call) for a call that moves `bytes` bytes of data
+    /// (an archive, an extraction): its deadline grows by the time they
+    /// take at [`MIN_RATE`], so a large tree is not cut short while a
+    /// runaway call is still stopped.
+    pub(crate) fn call_for<R>(
+        &mut self,
+        bytes: u64,
+        f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>) -> GuestResult<R>,
+    ) -> Result<R> {
         if self.poisoned {
             return Err(Error::Component("this instance trapped earlier".into()));
         }
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        let extra = (bytes / MIN_RATE).saturating_mul(1000) / TICK.as_millis() as u64;
+        self.store
+            .set_epoch_deadline(self.deadline_ticks.saturating_add(extra));
         match f(&self.api, &mut self.store) {
             Ok(result) => result.map_err(Error::from),
             Err(trap) => {

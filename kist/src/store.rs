@@ -14,7 +14,7 @@ use crate::runtime::Runtime;
 use crate::session::{GuestResult, Session};
 use crate::walk::Walk;
 use crate::writer::Writer;
-use crate::{BlobInfo, IngestStatus, Label};
+use crate::{BlobInfo, IngestStatus, Label, WriterOptions};
 
 /// Largest `put` done in one call into the component (its WIT limit).
 pub(crate) const MAX_PUT: u64 = 16 << 20;
@@ -25,8 +25,8 @@ const SMALL_BLOB: u64 = 1 << 20;
 /// Idle instances kept for reuse; more are created on demand.
 const MAX_IDLE: usize = 8;
 
-/// Labels as the WIT list.
-pub(crate) fn to_labels(labels: &[(&str, &str)]) -> Vec<Label> {
+/// Labels as the WIT list: `kist::labels(&[("app", "demo")])`.
+pub fn labels(labels: &[(&str, &str)]) -> Vec<Label> {
     labels
         .iter()
         .map(|(k, v)| Label {
@@ -58,6 +58,7 @@ pub struct StoreBuilder {
     root: PathBuf,
     options: Options,
     component: Option<Vec<u8>>,
+    create: bool,
 }
 
 impl StoreBuilder {
@@ -86,11 +87,35 @@ impl StoreBuilder {
         self
     }
 
+    /// With `false`, [`open`](Self::open) fails with [`Error::NotFound`]
+    /// instead of creating a store where there is none: the directory
+    /// must exist and be a store (have `oci-layout`) or be empty. For
+    /// tools that only read, so a mistyped path creates nothing. Default
+    /// `true`.
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
     /// Opens the store, creating its directory if needed (the component
     /// writes the OCI layout files on first use).
     pub fn open(self) -> Result<Store> {
-        std::fs::create_dir_all(&self.root)?;
-        let root = self.root.canonicalize()?;
+        let at = |e: std::io::Error| match Error::from(e) {
+            Error::Io(m) => Error::Io(format!("{}: {m}", self.root.display())),
+            other => other,
+        };
+        if self.root.exists() && !self.root.is_dir() {
+            return Err(Error::Io(format!(
+                "{}: not a directory",
+                self.root.display()
+            )));
+        }
+        if self.create {
+            std::fs::create_dir_all(&self.root).map_err(at)?;
+        } else if !self.root.join("oci-layout").is_file() && !is_empty_dir(&self.root) {
+            return Err(Error::NotFound);
+        }
+        let root = self.root.canonicalize().map_err(at)?;
         let shared = Arc::new(Shared {
             caps: Arc::new(CapabilitiesCtx::new(&root)?.max_lock_wait(self.options.call_timeout)),
             root,
@@ -172,6 +197,12 @@ impl Store {
         Self::builder(root).open()
     }
 
+    /// Opens the store at `root` if there is one: [`Error::NotFound`]
+    /// otherwise, and nothing is created.
+    pub fn open_existing(root: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(root).create(false).open()
+    }
+
     /// A builder for a store at `root` with custom limits.
     pub fn builder(root: impl AsRef<Path>) -> StoreBuilder {
         StoreBuilder {
@@ -181,6 +212,7 @@ impl Store {
                 call_timeout: Duration::from_secs(120),
             },
             component: None,
+            create: true,
         }
     }
 
@@ -205,18 +237,32 @@ impl Store {
     }
 
     /// Sets (`Some`) or removes (`None`) labels of `digest`, leaving others.
+    /// When `changes` names a key twice, the last change wins.
     pub fn label(&self, digest: &str, changes: &[(&str, Option<&str>)]) -> Result<BlobInfo> {
-        let mut info = self.info(digest)?;
-        info.labels = changes
-            .iter()
-            .filter_map(|(k, v)| {
-                v.map(|v| Label {
-                    key: k.to_string(),
-                    value: v.to_string(),
+        let last: std::collections::BTreeMap<&str, Option<&str>> =
+            changes.iter().copied().collect();
+        // `update` reads only the digest and labels of the info; not asking
+        // for the blob's info first lets a damaged label file be rewritten.
+        let zero = crate::Datetime {
+            seconds: 0,
+            nanoseconds: 0,
+        };
+        let info = BlobInfo {
+            digest: digest.to_owned(),
+            size: 0,
+            created_at: zero,
+            updated_at: zero,
+            labels: last
+                .iter()
+                .filter_map(|(k, v)| {
+                    v.map(|v| Label {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                    })
                 })
-            })
-            .collect();
-        let paths: Vec<String> = changes.iter().map(|(k, _)| format!("labels.{k}")).collect();
+                .collect(),
+        };
+        let paths: Vec<String> = last.keys().map(|k| format!("labels.{k}")).collect();
         let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
         self.update(&info, &paths)
     }
@@ -258,15 +304,16 @@ impl Store {
         Reader::open(&self.shared, digest)
     }
 
-    /// Reads the whole blob `digest` into memory.
+    /// Reads the whole blob `digest` into memory, checked against its
+    /// digest: [`Error::Corrupt`] if the stored bytes are damaged.
     pub fn get(&self, digest: &str) -> Result<Vec<u8>> {
         let mut reader = self.reader(digest)?;
         // A small blob in one call; a stream only pays off for large ones.
         if reader.size() <= SMALL_BLOB {
-            return reader.read_at(0, reader.size());
+            return reader.read_verified();
         }
         let mut out = Vec::with_capacity(reader.size() as usize);
-        reader.copy_to(&mut out)?;
+        reader.copy_verified_to(&mut out)?;
         Ok(out)
     }
 
@@ -288,7 +335,7 @@ impl Store {
         labels: &[(&str, &str)],
     ) -> Result<String> {
         if bytes.len() as u64 <= MAX_PUT {
-            let labels = to_labels(labels);
+            let labels = crate::labels(labels);
             let expected = expected.map(str::to_owned);
             return self.shared.call(|api, s| {
                 api.kist_content_ingester()
@@ -332,7 +379,33 @@ impl Store {
         expected_size: Option<u64>,
         expected: Option<&str>,
     ) -> Result<Writer> {
-        Writer::open(&self.shared, reference, expected_size, expected)
+        let options = WriterOptions {
+            expected_size,
+            expected: expected.map(str::to_owned),
+            labels: Vec::new(),
+        };
+        self.writer_with(reference, &options)
+    }
+
+    /// Opens (or resumes) the ingest `reference` with everything an ingest
+    /// records: the size and digest checked at commit and the labels its
+    /// blob gets (checked now, so a bad one fails before any data is sent).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), kist::Error> {
+    /// let store = kist::Store::open("/tmp/my-store")?;
+    /// let options = kist::WriterOptions {
+    ///     expected_size: Some(5),
+    ///     labels: kist::labels(&[("app", "demo")]),
+    ///     ..Default::default()
+    /// };
+    /// let mut w = store.writer_with("upload-2", &options)?;
+    /// w.write_all(b"hello")?;
+    /// w.commit(None, None, &[])?;
+    /// # Ok(()) }
+    /// ```
+    pub fn writer_with(&self, reference: &str, options: &WriterOptions) -> Result<Writer> {
+        Writer::open(&self.shared, reference, options)
     }
 
     /// The state of the ingest `reference`.
@@ -354,4 +427,20 @@ impl Store {
         self.shared
             .call(|api, s| api.kist_content_ingester().call_abort(s, reference))
     }
+}
+
+impl Default for WriterOptions {
+    /// No declared size, digest or labels.
+    fn default() -> Self {
+        Self {
+            expected_size: None,
+            expected: None,
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// Whether `dir` is an existing, empty directory.
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
 }

@@ -5,13 +5,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::BlobInfo;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::held::Held;
 use crate::store::Shared;
 
 /// Blobs matching a walk's filters, from [`Store::walk`](crate::Store::walk).
 ///
-/// Yields `Err` at most once, then ends.
+/// A blob that cannot be described (its labels are damaged) is an
+/// [`Error::Corrupt`](crate::Error::Corrupt) item and the walk goes on;
+/// any other `Err` ends it.
 pub struct Walk {
     walker: Held,
     batch: VecDeque<BlobInfo>,
@@ -35,9 +37,9 @@ impl Iterator for Walk {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.batch.is_empty() {
-            let batch = self
-                .walker
-                .call(|api, s, walker| api.kist_content_store().walker().call_next(s, walker));
+            let batch = self.walker.call(is_corrupt, |api, s, walker| {
+                api.kist_content_store().walker().call_next(s, walker)
+            });
             match batch? {
                 Ok(batch) if !batch.is_empty() => self.batch = batch.into(),
                 Ok(_) => {
@@ -49,4 +51,9 @@ impl Iterator for Walk {
         }
         self.batch.pop_front().map(Ok)
     }
+}
+
+/// The error a walk reports for one blob and goes on after.
+fn is_corrupt(e: &Error) -> bool {
+    matches!(e, Error::Corrupt(_))
 }

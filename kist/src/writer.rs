@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceAny;
 
-use crate::IngestStatus;
 use crate::error::Result;
 use crate::session::Session;
 use crate::store::Shared;
+use crate::{IngestStatus, WriterOptions};
 
 /// Largest chunk passed to the component in one call; bigger writes are
 /// split so the guest's memory use stays bounded.
@@ -39,17 +39,12 @@ impl Writer {
     pub(crate) fn open(
         shared: &Arc<Shared>,
         reference: &str,
-        size: Option<u64>,
-        expected: Option<&str>,
+        options: &WriterOptions,
     ) -> Result<Self> {
         let mut session = shared.session()?;
         let opened = session.call(|api, s| {
-            api.kist_content_ingester().call_open_writer(
-                s,
-                reference,
-                size,
-                expected.map(str::to_owned).as_ref(),
-            )
+            api.kist_content_ingester()
+                .call_open_writer(s, reference, options)
         });
         match opened {
             Ok(handle) => Ok(Self {
@@ -123,7 +118,7 @@ impl Writer {
         expected: Option<&str>,
         labels: &[(&str, &str)],
     ) -> Result<String> {
-        let labels = crate::store::to_labels(labels);
+        let labels = crate::store::labels(labels);
         let handle = self.handle.take().expect("live writer");
         let session = self.session.as_mut().expect("live writer");
         session.call(|api, s| {

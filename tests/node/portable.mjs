@@ -28,7 +28,11 @@ const chunk = new Uint8Array(1 << 20).map((_, i) => (i * 31) & 0xff);
 const chunks = 32;
 const native = createHash('sha256');
 const started = process.hrtime.bigint();
-const writer = ingester.openWriter('node-upload', BigInt(chunks * chunk.length), undefined);
+const writer = ingester.openWriter('node-upload', {
+  expectedSize: BigInt(chunks * chunk.length),
+  expected: undefined,
+  labels: [],
+});
 for (let i = 0; i < chunks; i++) {
   chunk[0] = i;
   writer.write(chunk);

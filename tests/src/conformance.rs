@@ -731,10 +731,10 @@ pub fn abort(h: &Harness) {
     );
     // An ingest whose metadata is damaged reports it, and can be aborted.
     std::fs::write(ingest_dir(h, "aborted").join("meta"), b"{ damaged").unwrap();
-    assert!(matches!(store.status("aborted"), Err(Error::Io(m)) if m.contains("damaged")));
+    assert!(matches!(store.status("aborted"), Err(Error::Corrupt(m)) if m.contains("meta")));
     assert!(matches!(
         store.writer("aborted", None, None),
-        Err(Error::Io(_))
+        Err(Error::Corrupt(_))
     ));
     store.abort("aborted").unwrap();
     assert!(matches!(store.status("aborted"), Err(Error::NotFound)));

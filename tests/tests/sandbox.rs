@@ -18,8 +18,8 @@ fn planted_blob_symlink_is_not_followed() {
     std::fs::write(&secret, b"secret").unwrap();
     let d = sha256(b"secret");
     symlink(&secret, h.path().join("blobs/sha256").join(&d[7..])).unwrap();
-    assert!(matches!(store.info(&d), Err(Error::Io(m)) if m.contains("not a regular file")));
-    assert!(matches!(store.reader(&d), Err(Error::Io(_))));
+    assert!(matches!(store.info(&d), Err(Error::Corrupt(m)) if m.contains("not a regular file")));
+    assert!(matches!(store.reader(&d), Err(Error::Corrupt(_))));
     assert!(
         !digests(&store, &[]).contains(&d),
         "a symlink is not a blob"

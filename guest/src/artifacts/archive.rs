@@ -3,10 +3,10 @@
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use crate::artifacts::extract::link_escapes;
+use crate::artifacts::links::{Links, escapes};
 use crate::bindings::exports::kist::content::storer::ArchiveOptions;
 use crate::bindings::wasi::filesystem::types::{
-    Descriptor, DescriptorFlags, DescriptorType, OpenFlags, PathFlags,
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
 };
 use crate::content::new_blob::{DescriptorReader, NewBlob, from_io};
 use crate::shared::error::{Error, Result, fs as fs_error, invalid};
@@ -27,6 +27,7 @@ pub fn write(dir: &Descriptor, options: &ArchiveOptions, out: &mut NewBlob) -> R
         ignore,
         max_size: options.max_size,
         total: 0,
+        links: DiskLinks(dir),
     };
     walk.dir(dir, "", &mut tar)?;
     let gz = tar.into_inner().map_err(|e| from_io(e, "archive"))?;
@@ -47,15 +48,34 @@ fn matcher(patterns: &[String]) -> Result<Gitignore> {
         .map_err(|e| invalid(format!("ignore patterns: {e}")))
 }
 
-struct Walk {
+struct Walk<'a> {
     ignore: Gitignore,
     max_size: u64,
     total: u64,
+    links: DiskLinks<'a>,
+}
+
+/// The symlinks of the directory being archived, read as they are asked
+/// for.
+struct DiskLinks<'a>(&'a Descriptor);
+
+impl Links for DiskLinks<'_> {
+    fn target(&mut self, path: &str) -> Result<Option<String>> {
+        match self.0.stat_at(PathFlags::empty(), path) {
+            Ok(s) if s.type_ == DescriptorType::SymbolicLink => self
+                .0
+                .readlink_at(path)
+                .map(Some)
+                .map_err(|e| fs_error("readlink", path, e)),
+            Ok(_) | Err(ErrorCode::NoEntry) => Ok(None),
+            Err(e) => Err(fs_error("stat", path, e)),
+        }
+    }
 }
 
 type Tar<'a> = tar::Builder<flate2::write::GzEncoder<&'a mut NewBlob>>;
 
-impl Walk {
+impl Walk<'_> {
     /// Archives the entries of `dir` (at `prefix` in the archive) in name
     /// order.
     fn dir(&mut self, dir: &Descriptor, prefix: &str, tar: &mut Tar<'_>) -> Result<()> {
@@ -87,7 +107,13 @@ impl Walk {
                         )
                         .map_err(|e| fs_error("open", &path, e))?;
                     let mut header = header(tar::EntryType::Directory, 0o755, 0);
-                    append(tar, &mut header, &format!("{path}/"), std::io::empty())?;
+                    append(
+                        tar,
+                        &mut header,
+                        &format!("{path}/"),
+                        None,
+                        std::io::empty(),
+                    )?;
                     self.dir(&child, &format!("{path}/"), tar)?;
                 }
                 DescriptorType::RegularFile => self.file(dir, &name, &path, tar)?,
@@ -95,14 +121,13 @@ impl Walk {
                     let target = dir
                         .readlink_at(&name)
                         .map_err(|e| fs_error("readlink", &path, e))?;
-                    if link_escapes(&path, &target) {
+                    if escapes(&mut self.links, &path, &target)? {
                         return Err(invalid(format!(
                             "{path}: symlink to {target:?} points outside the directory"
                         )));
                     }
                     let mut header = header(tar::EntryType::Symlink, 0o777, 0);
-                    tar.append_link(&mut header, &path, &target)
-                        .map_err(|e| from_io(e, "archive"))?;
+                    append(tar, &mut header, &path, Some(&target), std::io::empty())?;
                 }
                 other => {
                     return Err(invalid(format!(
@@ -138,7 +163,7 @@ impl Walk {
             at: 0,
             size,
         };
-        append(tar, &mut header, path, reader)
+        append(tar, &mut header, path, None, reader)
     }
 }
 
@@ -154,12 +179,64 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     h
 }
 
+/// Longest name a header holds; longer ones go in a GNU long-name entry.
+const NAME: usize = 100;
+
+/// Appends the entry `path` (a link to `target`) with `data`. Names are
+/// written byte for byte, as the tar crate writes them on Unix: on other
+/// targets, wasm32 among them, its own path handling turns `\` into `/`.
+/// A name longer than a header holds goes first in a GNU long-name entry
+/// (`L` for the path, `K` for a link's target), as GNU tar writes it.
 fn append(
     tar: &mut Tar<'_>,
     header: &mut tar::Header,
     path: &str,
+    target: Option<&str>,
     data: impl std::io::Read,
 ) -> Result<()> {
-    tar.append_data(header, path, data)
+    let io = |e| from_io(e, "archive");
+    if path.len() > NAME {
+        long_name(tar, b'L', path)?;
+    }
+    copy_name(&mut header.as_old_mut().name, truncated(path));
+    if let Some(target) = target {
+        if target.len() > NAME {
+            long_name(tar, b'K', target)?;
+        } else {
+            copy_name(&mut header.as_old_mut().linkname, target);
+        }
+    }
+    header.set_cksum();
+    tar.append(header, data).map_err(io)
+}
+
+/// A GNU long-name entry of `kind` holding `name`.
+fn long_name(tar: &mut Tar<'_>, kind: u8, name: &str) -> Result<()> {
+    let mut header = header(tar::EntryType::new(kind), 0o644, name.len() as u64 + 1);
+    copy_name(&mut header.as_old_mut().name, "././@LongLink");
+    header.set_cksum();
+    let data = name
+        .as_bytes()
+        .iter()
+        .copied()
+        .chain([0])
+        .collect::<Vec<u8>>();
+    tar.append(&header, data.as_slice())
         .map_err(|e| from_io(e, "archive"))
+}
+
+/// Copies `name` into a header field, NUL-terminated if it is shorter.
+fn copy_name(field: &mut [u8], name: &str) {
+    for (slot, byte) in field.iter_mut().zip(name.bytes().chain([0])) {
+        *slot = byte;
+    }
+}
+
+/// At most [`NAME`] bytes of `path`, cut at a character boundary.
+fn truncated(path: &str) -> &str {
+    let mut end = path.len().min(NAME);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
 }

@@ -2,8 +2,10 @@
 //! in: checked in full (paths, links, total size) before anything is
 //! written.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
+use crate::artifacts::links::{Links, escapes, resolve};
 use crate::bindings::exports::kist::content::storer::ExtractOptions;
 use crate::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
@@ -26,6 +28,10 @@ enum Item {
     Opaque(String),
 }
 
+/// What each entry costs against `max-size` besides its data: its tar
+/// header. So the size cap bounds how many entries an archive creates.
+const ENTRY_COST: u64 = 512;
+
 /// Extracts the archive blob `digest` under `sub_path` into `dest`;
 /// returns the bytes of file data written.
 pub fn extract(
@@ -36,30 +42,36 @@ pub fn extract(
 ) -> Result<u64> {
     let prefix = clean(sub_path, "sub-path")?;
     // Pass 1: check every entry and the total; nothing is written.
-    let mut total = 0u64;
+    let mut planner = Planner::new(&prefix, options);
+    let (mut total, mut data) = (0u64, 0u64);
     for_each_entry(digest, |entry| {
-        let Some(item) = plan(entry, &prefix, options)? else {
+        let Some(item) = planner.plan(entry)? else {
             return Ok(());
         };
-        if let Item::File(_, size) = &item {
-            total += size;
-            if total > options.max_size {
-                return Err(Error::TooLarge(format!(
-                    "the archive holds more than max-size {} bytes",
-                    options.max_size
-                )));
-            }
+        let size = match &item {
+            Item::File(_, size) => *size,
+            _ => 0,
+        };
+        data += size;
+        total = total.saturating_add(size).saturating_add(ENTRY_COST);
+        if total > options.max_size {
+            return Err(Error::TooLarge(format!(
+                "the archive holds more than max-size {} bytes (files' data plus {ENTRY_COST} \
+                 bytes per entry)",
+                options.max_size
+            )));
         }
         Ok(())
     })?;
     // Pass 2: write, in archive order.
+    let mut planner = Planner::new(&prefix, options);
     for_each_entry(digest, |entry| {
-        let Some(item) = plan(entry, &prefix, options)? else {
+        let Some(item) = planner.plan(entry)? else {
             return Ok(());
         };
         write(dest, item, entry)
     })?;
-    Ok(total)
+    Ok(data)
 }
 
 /// Calls `each` on every entry of the archive blob `digest`.
@@ -87,74 +99,98 @@ fn for_each_entry(
     Ok(())
 }
 
-/// What to do with `entry`, `None` to skip it (outside the sub-path, or a
-/// kind not extracted such as a PAX header).
-fn plan(
-    entry: &tar::Entry<'_, impl Read>,
-    prefix: &str,
-    options: &ExtractOptions,
-) -> Result<Option<Item>> {
-    let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-    let path = clean(&raw, "entry")?;
-    let Some(rel) = within(&path, prefix) else {
-        return Ok(None);
-    };
-    if rel.is_empty() {
-        return Ok(None); // the sub-path directory itself
+/// The symlinks an extraction has created so far, by their resolved path
+/// in the destination: what later entries are resolved through.
+#[derive(Default)]
+struct ArchiveLinks(BTreeMap<String, String>);
+
+impl Links for ArchiveLinks {
+    fn target(&mut self, path: &str) -> Result<Option<String>> {
+        Ok(self.0.get(path).cloned())
     }
-    let name = rel.rsplit('/').next().unwrap_or(&rel);
-    if options.whiteouts && name == OPAQUE {
-        return Ok(Some(Item::Opaque(parent(&rel))));
-    }
-    if options.whiteouts && name.starts_with(WHITEOUT) {
-        let target = format!("{}{}", prefixed(&parent(&rel)), &name[WHITEOUT.len()..]);
-        return Ok(Some(Item::Whiteout(target)));
-    }
-    let header = entry.header();
-    Ok(match header.entry_type() {
-        tar::EntryType::Directory => Some(Item::Dir(rel)),
-        tar::EntryType::Regular | tar::EntryType::Continuous => Some(Item::File(
-            rel,
-            header.size().map_err(|e| from_io(e, &raw))?,
-        )),
-        tar::EntryType::Symlink => {
-            let target = entry
-                .link_name_bytes()
-                .map(|t| String::from_utf8_lossy(&t).into_owned())
-                .unwrap_or_default();
-            if link_escapes(&rel, &target) {
-                return Err(invalid(format!(
-                    "{raw}: symlink to {target:?} points outside the destination"
-                )));
-            }
-            Some(Item::Link(rel, target))
-        }
-        tar::EntryType::Link => {
-            return Err(invalid(format!("{raw}: hard links are not extracted")));
-        }
-        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-            return Err(invalid(format!(
-                "{raw}: device and pipe entries are not extracted"
-            )));
-        }
-        _ => None,
-    })
 }
 
-/// Whether the symlink at `path` (relative to a tree's root) with
-/// `target` resolves outside the tree. Links are never followed, so this
-/// is a question about the text alone.
-pub fn link_escapes(path: &str, target: &str) -> bool {
-    let mut depth = path.matches('/').count() as i64;
-    target.starts_with('/')
-        || target.split('/').any(|part| {
-            match part {
-                "" | "." => {}
-                ".." => depth -= 1,
-                _ => depth += 1,
+/// Decides what each entry becomes, in archive order.
+struct Planner<'a> {
+    prefix: &'a str,
+    options: &'a ExtractOptions,
+    links: ArchiveLinks,
+}
+
+impl<'a> Planner<'a> {
+    fn new(prefix: &'a str, options: &'a ExtractOptions) -> Self {
+        Self {
+            prefix,
+            options,
+            links: ArchiveLinks::default(),
+        }
+    }
+
+    /// What to do with `entry`, `None` to skip it (outside the sub-path,
+    /// or a kind not extracted such as a PAX header).
+    fn plan(&mut self, entry: &tar::Entry<'_, impl Read>) -> Result<Option<Item>> {
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let path = clean(&raw, "entry")?;
+        let Some(rel) = within(&path, self.prefix) else {
+            return Ok(None);
+        };
+        if rel.is_empty() {
+            return Ok(None); // the sub-path directory itself
+        }
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", &rel));
+        let whiteouts = self.options.whiteouts;
+        if whiteouts && dir.split('/').any(|p| p.starts_with(WHITEOUT)) {
+            return Err(invalid(format!("{raw}: entries under a whiteout")));
+        }
+        // The directory an entry lands in, resolved through the links
+        // created before it, must stay in the destination.
+        let Some(dir) = resolve(&mut self.links, dir, true)? else {
+            return Err(invalid(format!(
+                "{raw}: its directory leads outside the destination through a symlink"
+            )));
+        };
+        let here = |n: &str| format!("{}{n}", prefixed(&dir));
+        if whiteouts && name == OPAQUE {
+            return Ok(Some(Item::Opaque(dir)));
+        }
+        if whiteouts && let Some(target) = name.strip_prefix(WHITEOUT) {
+            if matches!(target, "" | "." | "..") {
+                return Err(invalid(format!("{raw}: a whiteout of {target:?}")));
             }
-            depth < 0
+            return Ok(Some(Item::Whiteout(here(target))));
+        }
+        let header = entry.header();
+        Ok(match header.entry_type() {
+            tar::EntryType::Directory => Some(Item::Dir(here(name))),
+            tar::EntryType::Regular | tar::EntryType::Continuous => Some(Item::File(
+                here(name),
+                header.size().map_err(|e| from_io(e, &raw))?,
+            )),
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                let at = here(name);
+                if escapes(&mut self.links, &at, &target)? {
+                    return Err(invalid(format!(
+                        "{raw}: symlink to {target:?} points outside the destination"
+                    )));
+                }
+                self.links.0.insert(at.clone(), target.clone());
+                Some(Item::Link(at, target))
+            }
+            tar::EntryType::Link => {
+                return Err(invalid(format!("{raw}: hard links are not extracted")));
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                return Err(invalid(format!(
+                    "{raw}: device and pipe entries are not extracted"
+                )));
+            }
+            _ => None,
         })
+    }
 }
 
 /// `path` without `./`, empty parts or a trailing `/`; absolute paths and

@@ -68,19 +68,20 @@ pub struct Place {
     pub key: String,
 }
 
-/// A name segment: 1..=253 of `[a-z0-9.-]` (upper case too if
-/// `upper_ok`), not `.` or `..`.
+/// A name segment, as Kubernetes names objects: 1..=253 of `[a-z0-9.-]`
+/// (upper case too if `upper_ok`) starting and ending with a letter or
+/// digit. So never `.`, `..` or hidden: listings skip dot-directories,
+/// and `.tmp` is where archives are built.
 fn segment(what: &str, s: &str, upper_ok: bool) -> Result<()> {
-    let ok_char = |c: char| {
-        c.is_ascii_lowercase()
-            || c.is_ascii_digit()
-            || c == '.'
-            || c == '-'
-            || (upper_ok && c.is_ascii_uppercase())
+    let alnum = |c: char| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || (upper_ok && c.is_ascii_uppercase())
     };
-    if s.is_empty() || s.len() > 253 || s == "." || s == ".." || !s.chars().all(ok_char) {
+    let ok_char = |c: char| alnum(c) || c == '.' || c == '-';
+    let ends_ok = s.starts_with(alnum) && s.ends_with(alnum);
+    if s.len() > 253 || !ends_ok || !s.chars().all(ok_char) {
         return Err(invalid(format!(
-            "{what} {s:?}: must be 1 to 253 characters of [a-z0-9.-], not . or .."
+            "{what} {s:?}: must be 1 to 253 characters of [a-z0-9.-] that start and end \
+             with a letter or digit"
         )));
     }
     Ok(())

@@ -18,6 +18,7 @@ use crate::bindings::kist::content::locks;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags};
 use crate::content::ingest::Meta;
 use crate::content::labels;
+use crate::content::quarantine::quarantine;
 use crate::content::store;
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{Error, Result, fs as fs_error};
@@ -29,6 +30,9 @@ use crate::shared::layout;
 const STEP_BYTES: u64 = 256 << 20;
 /// Directory entries one step looks at most.
 const STEP_ENTRIES: usize = 2048;
+/// An ingest idle this long is reported as stale: a day, containerd's
+/// ingest expiry.
+const STALE_INGEST_SECONDS: u64 = 24 * 3600;
 
 impl Guest for Component {
     type Check = Check;
@@ -43,7 +47,7 @@ struct State {
     /// Phases still to run, next last.
     phases: Vec<Phase>,
     /// The current phase and the directory entries it has left, next last.
-    current: Option<(Phase, Vec<(String, FileType)>)>,
+    current: Option<(Phase, Entries)>,
     /// A blob being hashed across steps.
     hashing: Option<Hashing>,
     checked: u64,
@@ -135,7 +139,8 @@ impl State {
                 let Some(phase) = self.phases.pop() else {
                     break;
                 };
-                let listing = list(phase)?;
+                let (listing, odd) = list(phase)?;
+                found.extend(odd);
                 self.current = Some((phase, listing));
                 continue;
             };
@@ -170,6 +175,12 @@ impl State {
     /// shape; a missing one is recreated by a repair.
     fn layout_file(&mut self, name: &str) -> Result<Option<Problem>> {
         self.checked += 1;
+        if let Some(kind) = fs::stat(name)?.map(|s| s.type_)
+            && kind != FileType::RegularFile
+        {
+            let detail = format!("a {kind:?}, not a regular file; not followed, left alone");
+            return Ok(Some(problem(ProblemKind::BadLayout, name, detail)));
+        }
         let Some(bytes) = fs::read_file(name)? else {
             let mut p = problem(ProblemKind::BadLayout, name, "missing");
             if self.repair && layout::write_layout_files()?.contains(&name) {
@@ -249,11 +260,10 @@ impl State {
         );
         if self.repair {
             let _lock = store::lock_blob(&h.digest)?;
-            let to = quarantine(&path)?;
-            if move_if_present(&path, &to)? {
+            if let Some(to) = quarantine(&path, "")? {
                 p.repaired = Some(format!("moved to {to}"));
                 let labels = format!("{}/{}", layout::label_dir(h.digest.algorithm), h.digest.hex);
-                move_if_present(&labels, &format!("{to}.labels"))?;
+                quarantine(&labels, ".labels")?;
             }
         }
         Ok(Some(p))
@@ -295,9 +305,8 @@ impl State {
         let mut p = problem(ProblemKind::DamagedLabels, &path, message(e));
         if self.repair {
             let _lock = store::lock_blob(&digest)?;
-            let to = quarantine(&path)?;
-            if move_if_present(&path, &format!("{to}.labels"))? {
-                p.repaired = Some(format!("moved to {to}.labels"));
+            if let Some(to) = quarantine(&path, ".labels")? {
+                p.repaired = Some(format!("moved to {to}"));
             }
         }
         Ok(Some(p))
@@ -363,14 +372,30 @@ impl State {
                 "an ingest whose creation was interrupted".to_owned(),
             ))
         } else {
-            match Meta::load(&dir) {
-                Err(e) => Some((ProblemKind::BrokenIngest, message(e))),
-                Ok(None) => Some((ProblemKind::BrokenIngest, "no meta file".to_owned())),
-                Ok(Some(_)) if fs::stat(&format!("{dir}/data"))?.is_none() => Some((
+            match (Meta::load(&dir), fs::stat(&format!("{dir}/data"))?) {
+                (Err(e), _) => Some((ProblemKind::BrokenIngest, message(e))),
+                (Ok(None), _) => Some((ProblemKind::BrokenIngest, "no meta file".to_owned())),
+                (Ok(Some(_)), None) => Some((
                     ProblemKind::BrokenIngest,
                     "no data file (committed already)".to_owned(),
                 )),
-                Ok(Some(_)) => None,
+                (Ok(Some(meta)), Some(data)) => {
+                    let idle = data
+                        .data_modification_timestamp
+                        .map_or(0, |t| fs::now().seconds.saturating_sub(t.seconds));
+                    // Reported only: the data may still be wanted.
+                    return Ok((idle >= STALE_INGEST_SECONDS).then(|| {
+                        problem(
+                            ProblemKind::StaleIngest,
+                            &path,
+                            format!(
+                                "ingest {:?}: nothing written for {} h; abort it if it is not needed",
+                                meta.reference,
+                                idle / 3600
+                            ),
+                        )
+                    }));
+                }
             }
         };
         let Some((kind, detail)) = broken else {
@@ -384,23 +409,31 @@ impl State {
     }
 }
 
-/// The entries `phase` checks, next last.
-fn list(phase: Phase) -> Result<Vec<(String, FileType)>> {
+/// Directory entries still to check: names and types, next last.
+type Entries = Vec<(String, FileType)>;
+
+/// The entries `phase` checks, next last; a phase directory that is not
+/// a directory (a symlink: never followed) is a problem with no entries.
+fn list(phase: Phase) -> Result<(Entries, Option<Problem>)> {
     let dir = match phase {
         Phase::Layout => {
             let files = layout::LAYOUT_FILES.iter().rev();
-            return Ok(files
-                .map(|(name, _)| ((*name).to_owned(), FileType::RegularFile))
-                .collect());
+            let files = files.map(|(name, _)| ((*name).to_owned(), FileType::RegularFile));
+            return Ok((files.collect(), None));
         }
         Phase::Blobs(alg) => layout::blob_dir(alg),
         Phase::Labels(alg) => layout::label_dir(alg),
         Phase::Ingests => layout::INGEST.to_owned(),
         Phase::ArtifactTemps => records::TMP.to_owned(),
     };
+    match fs::stat(&dir)?.map(|s| s.type_) {
+        None => return Ok((Vec::new(), None)),
+        Some(FileType::Directory) => {}
+        Some(kind) => return Ok((Vec::new(), Some(stray(&dir, kind)))),
+    }
     let mut names = fs::list_dir(&dir)?.unwrap_or_default();
     names.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-    Ok(names)
+    Ok((names, None))
 }
 
 /// The hex in `.<hex><suffix>`, the temporary name kist gives a blob's
@@ -425,30 +458,6 @@ fn stray(path: &str, kind: FileType) -> Problem {
         path,
         format!("not written by kist ({kind:?}); left alone"),
     )
-}
-
-/// The quarantine path for `path` (`blobs/<alg>/<hex>` or
-/// `labels/<alg>/<hex>`): `quarantine/<alg>/<hex>.<seconds>`, so an
-/// earlier quarantined copy is never replaced. Creates the directory.
-fn quarantine(path: &str) -> Result<String> {
-    let mut parts = path.rsplit('/');
-    let (name, alg) = (
-        parts.next().unwrap_or(path),
-        parts.next().unwrap_or("other"),
-    );
-    let dir = format!("{}/{alg}", layout::QUARANTINE);
-    fs::mkdir(layout::QUARANTINE)?;
-    fs::mkdir(&dir)?;
-    Ok(format!("{dir}/{name}.{}", fs::now().seconds))
-}
-
-/// Renames `from` to `to`; false if `from` is gone.
-fn move_if_present(from: &str, to: &str) -> Result<bool> {
-    if fs::stat(from)?.is_none() {
-        return Ok(false);
-    }
-    fs::rename(from, to)?;
-    Ok(true)
 }
 
 /// The text of an error, for a problem's detail.

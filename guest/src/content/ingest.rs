@@ -17,6 +17,7 @@ use crate::bindings::exports::kist::content::types::IngestStatus as Status;
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags};
+use crate::content::labels::Labels;
 use crate::shared::digest::{Digest, key_of};
 use crate::shared::error::{Result, corrupt, fs as fs_error};
 use crate::shared::filters::Fields;
@@ -41,6 +42,10 @@ pub struct Meta {
     pub expected: Option<String>,
     /// When the ingest was created: (seconds, nanoseconds).
     pub started: (u64, u32),
+    /// Labels declared at open, which the blob gets at commit (absent in
+    /// ingests a kist before 0.2 created).
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
 }
 
 impl Meta {

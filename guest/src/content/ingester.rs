@@ -4,7 +4,7 @@ use std::cell::RefCell;
 
 use crate::Component;
 use crate::bindings::exports::kist::content::ingester::{
-    Durability, Guest, GuestWriter, PutRequest, Writer,
+    Durability, Guest, GuestWriter, PutRequest, Writer, WriterOptions,
 };
 use crate::bindings::exports::kist::content::types::{IngestStatus as Status, Label};
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
@@ -12,7 +12,8 @@ use crate::bindings::kist::content::locks::{self, Guard};
 use crate::bindings::wasi::filesystem::types::{Descriptor, NewTimestamp};
 use crate::content::ingest::{self, Meta};
 use crate::content::labels;
-use crate::content::publish::publish;
+use crate::content::labels::Labels;
+use crate::content::publish::{Stored, publish, stored};
 use crate::content::put;
 use crate::content::store;
 use crate::shared::digest::Digest;
@@ -30,16 +31,14 @@ const CHECKPOINT_EVERY: u64 = 256 << 20;
 impl Guest for Component {
     type Writer = IngestWriter;
 
-    fn open_writer(
-        r: String,
-        expected_size: Option<u64>,
-        expected: Option<String>,
-    ) -> Result<Writer> {
+    fn open_writer(r: String, options: WriterOptions) -> Result<Writer> {
         validate::reference(&r)?;
-        let expected = expected.map(|d| Digest::parse(&d)).transpose()?;
+        validate::labels(&options.labels)?;
+        let expected = options.expected.as_deref().map(Digest::parse).transpose()?;
+        let (size, labels) = (options.expected_size, labels::from_list(options.labels));
         layout::ensure()?;
         if let Some(d) = &expected
-            && fs::stat(&d.blob_path())?.is_some()
+            && stored(d, size)? == Stored::Intact
         {
             return Err(Error::AlreadyExists);
         }
@@ -47,16 +46,16 @@ impl Guest for Component {
         let guard = locks::try_lock(&dir).map_err(|e| error::lock(&dir, e))?;
         let meta = match (Meta::load(&dir)?, ingest::open_data(&dir)?) {
             (Some(meta), Some(data)) => {
-                let meta = reconcile(&dir, meta, &r, expected_size, expected.as_ref())?;
+                let meta = reconcile(&dir, meta, &r, size, expected.as_ref(), labels)?;
                 return IngestWriter::resume(r, dir, meta, data, guard).map(Writer::new);
             }
             // A dir without data is what a crash right after a commit's
             // rename leaves: the content is stored, the ingest is spent.
             (Some(_), None) => {
                 ingest::remove(&dir)?;
-                new_meta(&r, expected_size, expected.as_ref())
+                new_meta(&r, size, expected.as_ref(), labels)
             }
-            (None, _) => new_meta(&r, expected_size, expected.as_ref()),
+            (None, _) => new_meta(&r, size, expected.as_ref(), labels),
         };
         ingest::create(&dir, &meta)?;
         let data =
@@ -121,24 +120,27 @@ impl Guest for Component {
     }
 }
 
-fn new_meta(r: &str, total: Option<u64>, expected: Option<&Digest>) -> Meta {
+fn new_meta(r: &str, total: Option<u64>, expected: Option<&Digest>, labels: Labels) -> Meta {
     let now = fs::now();
     Meta {
         reference: r.to_owned(),
         total,
         expected: expected.map(Digest::to_string),
         started: (now.seconds, now.nanoseconds),
+        labels,
     }
 }
 
 /// Checks what a resuming caller declares against what the ingest
 /// recorded; a newly declared value is recorded, a different one refused.
+/// Labels are added to the recorded ones.
 fn reconcile(
     dir: &str,
     mut meta: Meta,
     r: &str,
     total: Option<u64>,
     expected: Option<&Digest>,
+    labels: Labels,
 ) -> Result<Meta> {
     if meta.reference != r {
         return Err(error::corrupt(
@@ -165,6 +167,12 @@ fn reconcile(
             }
             (Some(_), None) => changed = true,
             _ => {}
+        }
+    }
+    for (k, v) in labels {
+        if meta.labels.get(&k) != Some(&v) {
+            meta.labels.insert(k, v);
+            changed = true;
         }
     }
     if changed {
@@ -255,7 +263,7 @@ impl State {
         Ok(publish)
     }
 
-    fn publish(&mut self, digest: &Digest, labels: &labels::Labels) -> Result<()> {
+    fn publish(&mut self, digest: &Digest, labels: &Labels) -> Result<()> {
         let data_path = format!("{}/data", self.dir);
         ingest::sync_data(&self.dir, &self.data)?;
         // The blob's created-at is its commit time.
@@ -264,8 +272,16 @@ impl State {
             .map_err(|e| fs_error("touch", &data_path, e))?;
         let lock = store::lock_blob(digest)?;
         let dir = fs::Dir::open(&self.dir)?;
-        let published = publish(&dir, "data", digest, labels, &lock, Durability::Synced)
-            .and_then(|()| layout::blobs(digest.algorithm)?.sync());
+        let published = publish(
+            &dir,
+            "data",
+            digest,
+            self.offset,
+            labels,
+            &lock,
+            Durability::Synced,
+        )
+        .and_then(|()| layout::blobs(digest.algorithm)?.sync());
         if matches!(published, Ok(()) | Err(Error::AlreadyExists)) {
             // Published, or stored already: either way the ingest is spent.
             self.done = true;
@@ -333,7 +349,9 @@ impl GuestWriter for IngestWriter {
         let writer: IngestWriter = this.into_inner();
         let mut s = writer.0.borrow_mut();
         let digest = s.verify(size, expected)?;
-        s.publish(&digest, &labels::from_list(labels))?;
+        let mut all = s.meta.labels.clone();
+        all.extend(labels::from_list(labels));
+        s.publish(&digest, &all)?;
         Ok(digest.to_string())
     }
 }

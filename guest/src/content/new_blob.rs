@@ -39,6 +39,7 @@ impl NewBlob {
         layout::ensure()?;
         records::mkdirs(records::TMP)?;
         let dir = fs::Dir::open(records::TMP)?;
+        sweep(&dir)?;
         let root = fs::root()?;
         let t = fs::now();
         for attempt in 0u32.. {
@@ -105,6 +106,7 @@ impl NewBlob {
             &self.dir,
             &self.name,
             &digest,
+            self.size,
             &marker,
             &lock,
             Durability::Synced,
@@ -115,6 +117,20 @@ impl NewBlob {
         }
         Ok((digest, self.size, lock))
     }
+}
+
+/// Removes the temporary files of builds that died (killed, or timed out
+/// in a trapped instance) before they could remove their own: those whose
+/// lock nobody holds.
+fn sweep(dir: &fs::Dir) -> Result<()> {
+    for (name, kind) in fs::list_dir(dir.path())?.unwrap_or_default() {
+        if kind == fs::FileType::RegularFile
+            && let Ok(_unused) = locks::try_lock(&records::temp_lock(&name))
+        {
+            dir.remove(&name)?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for NewBlob {

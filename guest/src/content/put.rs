@@ -4,7 +4,7 @@
 use crate::bindings::exports::kist::content::ingester::{Durability, PutRequest};
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
 use crate::content::labels;
-use crate::content::publish::publish;
+use crate::content::publish::{Stored, publish, stored};
 use crate::content::store;
 use crate::shared::digest::Digest;
 use crate::shared::error::{self, Error, Result, fs as fs_error, precondition};
@@ -83,7 +83,8 @@ fn store_one(request: PutRequest, durability: Durability) -> Result<Digest> {
         )));
     }
     let blobs = layout::blobs(algorithm)?;
-    if blobs.stat(&digest.hex)?.is_some() {
+    let size = data.len() as u64;
+    if stored(&digest, Some(size))? == Stored::Intact {
         return Ok(digest);
     }
     // A temporary file beside the blob (walks skip its name); its fixed
@@ -92,7 +93,7 @@ fn store_one(request: PutRequest, durability: Durability) -> Result<Digest> {
     let tmp = format!(".{}.put", digest.hex);
     let labels = labels::from_list(labels);
     let written = write_file(blobs, &tmp, &data, durability)
-        .and_then(|()| publish(blobs, &tmp, &digest, &labels, &lock, durability));
+        .and_then(|()| publish(blobs, &tmp, &digest, size, &labels, &lock, durability));
     match written {
         Ok(()) => Ok(digest),
         Err(e) => {

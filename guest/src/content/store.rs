@@ -15,7 +15,7 @@ use crate::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorStat, DirectoryEntryStream,
 };
 use crate::bindings::wasi::io::streams::InputStream;
-use crate::content::labels;
+use crate::content::{labels, quarantine};
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{self, Error, Result, fs as fs_error, invalid};
 use crate::shared::filters::{Fields, Filters, rest_key};
@@ -48,6 +48,28 @@ pub fn remove_blob(d: &Digest, _locked: &Guard) -> Result<()> {
     blobs.sync()
 }
 
+/// What is wrong with something other than a file in a blob's place.
+fn not_a_blob(d: &Digest, kind: FileType) -> Error {
+    error::corrupt(
+        &d.blob_path(),
+        format!("a {kind:?}, not a regular file; storing the content again replaces it"),
+    )
+}
+
+/// A blob's labels for a rewrite: a damaged label file is moved to
+/// `quarantine/` and counts as none, so labels can always be set again.
+/// The caller holds the blob's lock.
+fn labels_to_rewrite(d: &Digest) -> Result<labels::Labels> {
+    match labels::load(d) {
+        Err(Error::Corrupt(_)) => {
+            let path = format!("{}/{}", layout::label_dir(d.algorithm), d.hex);
+            quarantine::quarantine(&path, ".labels")?;
+            Ok(labels::Labels::new())
+        }
+        other => other.map(|(labels, _)| labels),
+    }
+}
+
 /// The info of the blob `d` if it is stored. `has_labels` says whether to
 /// look for its label file.
 fn info_of(d: &Digest, has_labels: bool) -> Result<Option<Info>> {
@@ -61,11 +83,7 @@ fn info_from(d: &Digest, stat: Option<DescriptorStat>, has_labels: bool) -> Resu
     };
     if stat.type_ != FileType::RegularFile {
         // Never followed: a symlink here could point out of the store.
-        let path = d.blob_path();
-        return Err(Error::Io(format!(
-            "{path}: not a regular file ({:?})",
-            stat.type_
-        )));
+        return Err(not_a_blob(d, stat.type_));
     }
     let created_at = stat.data_modification_timestamp.unwrap_or_else(fs::now);
     let (labels, labelled_at) = if has_labels {
@@ -120,11 +138,12 @@ impl Guest for Component {
             keys = None;
         }
         let _blob = lock_blob(&d)?;
-        let current = info_of(&d, true)?.ok_or(Error::NotFound)?;
+        info_of(&d, false)?.ok_or(Error::NotFound)?;
+        let current = labels_to_rewrite(&d)?;
         let labels = match keys {
             None => given,
             Some(keys) => {
-                let mut labels = labels::from_list(current.labels);
+                let mut labels = current;
                 for key in keys {
                     match given.get(&key) {
                         Some(v) => labels.insert(key, v.clone()),
@@ -149,6 +168,7 @@ impl Guest for Component {
         let filters = Filters::parse(&filters)?;
         layout::ensure()?;
         Ok(Walker::new(BlobWalker(RefCell::new(WalkState {
+            damaged: None,
             filters,
             pending: ALGORITHMS.to_vec(),
             current: None,
@@ -159,10 +179,15 @@ impl Guest for Component {
         let d = Digest::parse(&digest)?;
         layout::ensure()?;
         let path = d.blob_path();
+        // A symlink is reported as one, not as the loop error opening it
+        // without following gives.
+        if let Some(s) = fs::stat(&path)?.filter(|s| s.type_ != FileType::RegularFile) {
+            return Err(not_a_blob(&d, s.type_));
+        }
         let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
         let stat = fs::fstat(&fd, &path)?;
         if stat.type_ != FileType::RegularFile {
-            return Err(Error::Io(format!("{path}: not a regular file")));
+            return Err(not_a_blob(&d, stat.type_));
         }
         Ok(Reader::new(BlobReader {
             fd,
@@ -177,6 +202,8 @@ impl Guest for Component {
 pub struct BlobWalker(RefCell<WalkState>);
 
 struct WalkState {
+    /// A blob that could not be described, reported by the next call.
+    damaged: Option<Error>,
     filters: Filters,
     pending: Vec<Algorithm>,
     /// The directory being listed, its entries, and which have labels.
@@ -186,6 +213,9 @@ struct WalkState {
 impl GuestWalker for BlobWalker {
     fn next(&self) -> Result<Vec<Info>> {
         let mut s = self.0.borrow_mut();
+        if let Some(e) = s.damaged.take() {
+            return Err(e);
+        }
         let mut batch = Vec::new();
         while batch.len() < BATCH {
             if s.current.is_none() {
@@ -219,8 +249,17 @@ impl GuestWalker for BlobWalker {
             // Stat relative to the open directory: no path walk from the
             // root per blob. A blob deleted since it was listed is skipped.
             let stat = fs::stat_in(dir, &d.hex, "blobs")?;
-            let Some(info) = info_from(&d, stat, has_labels)? else {
-                continue;
+            let info = match info_from(&d, stat, has_labels) {
+                Ok(Some(info)) => info,
+                Ok(None) => continue,
+                // One blob's damage is its own: reported, and the walk
+                // goes on past it (this call, or the next one, says so).
+                Err(e @ Error::Corrupt(_)) if batch.is_empty() => return Err(e),
+                Err(e @ Error::Corrupt(_)) => {
+                    s.damaged = Some(e);
+                    break;
+                }
+                Err(e) => return Err(e),
             };
             if s.filters.matches(&info) {
                 batch.push(info);

@@ -38,7 +38,7 @@ pub fn precondition(msg: impl Into<String>) -> Error {
     Error::FailedPrecondition(msg.into())
 }
 
-/// Malformed persisted state (a damaged metadata file).
+/// Malformed persisted state (a damaged metadata file or blob file).
 pub fn corrupt(path: &str, why: impl std::fmt::Display) -> Error {
-    Error::Io(format!("{path}: damaged: {why}"))
+    Error::Corrupt(format!("{path}: {why}"))
 }

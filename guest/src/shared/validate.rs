@@ -34,7 +34,7 @@ pub fn label(key: &str, value: &str) -> Result<()> {
     }
     if let Some(c) = key.chars().find(|c| !matches!(c, '!'..='~')) {
         return Err(invalid(format!(
-            "label key {key:?}: character {c:?} is not printable ASCII"
+            "label key {key:?}: {c:?} is not allowed; keys are printable ASCII without spaces"
         )));
     }
     let len = key.len() + value.len();

@@ -41,16 +41,22 @@ pub(crate) struct LockDir(Arc<OwnedFd>);
 impl LockDir {
     pub(crate) fn open(root: &Path) -> std::io::Result<Self> {
         let path = root.join("locks");
+        let named = |e: std::io::Error| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: {e} (kist's lock directory; a symlink is not followed)",
+                    path.display()
+                ),
+            )
+        };
         match std::fs::create_dir(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(named(e)),
             _ => {}
         }
         let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
-        Ok(Self(Arc::new(rustix::fs::open(
-            &path,
-            flags,
-            Mode::empty(),
-        )?)))
+        let dir = rustix::fs::open(&path, flags, Mode::empty()).map_err(|e| named(e.into()))?;
+        Ok(Self(Arc::new(dir)))
     }
 
     /// Takes the lock `name`, retrying until `deadline` (once if `None`).

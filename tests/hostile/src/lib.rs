@@ -175,11 +175,7 @@ impl store::GuestReader for Never {
 impl ingester::Guest for Hostile {
     type Writer = Never;
 
-    fn open_writer(
-        _: String,
-        _: Option<u64>,
-        _: Option<String>,
-    ) -> Result<ingester::Writer, Error> {
+    fn open_writer(_: String, _: ingester::WriterOptions) -> Result<ingester::Writer, Error> {
         unreachable!()
     }
     fn put(_: Vec<u8>, _: Option<String>, _: Vec<Label>) -> Result<String, Error> {
