@@ -9,13 +9,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio_stream::wrappers::ReceiverStream;
 
-use super::range::{Wanted, wanted};
-use kist::{Artifact, Error, Reader, Store};
-
-/// Chunks in flight between a blob reader and a slow client.
-const QUEUED_CHUNKS: usize = 4;
+use crate::body;
+use crate::client::Client;
+use crate::range::{Wanted, wanted};
+use kist::{Artifact, Error, Store};
 
 /// The artifact routes over `store`.
 pub fn routes(store: Store) -> Router {
@@ -30,6 +28,7 @@ async fn serve(
     Path((kind, namespace, name, file)): Path<(String, String, String, String)>,
     method: Method,
     headers: HeaderMap,
+    client: Client,
 ) -> Response {
     let path = format!("{kind}/{namespace}/{name}/{file}");
     let opened = tokio::task::spawn_blocking(move || store.storer().open(&path)).await;
@@ -54,10 +53,15 @@ async fn serve(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, content_type(&file))
         .header(header::LAST_MODIFIED, last_modified(&artifact));
+    // RFC 9110 13.1.2: If-None-Match compares weakly.
+    let matches = |t: &str| {
+        let t = t.trim();
+        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+    };
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        .is_some_and(|v| v.split(',').any(matches))
     {
         return response
             .status(StatusCode::NOT_MODIFIED)
@@ -87,39 +91,15 @@ async fn serve(
         }
     };
     response = response.header(header::CONTENT_LENGTH, end - start);
-    let body = if method == Method::HEAD {
-        Body::empty()
-    } else {
-        stream(reader, start, end)
+    if method == Method::HEAD {
+        return response.body(Body::empty()).expect("valid response");
+    }
+    let Ok(permit) = client.permit() else {
+        return crate::busy();
     };
-    response.body(body).expect("valid response")
-}
-
-/// Bytes `start..end` of `reader`, read on a blocking thread and handed to
-/// the connection as they come.
-fn stream(mut reader: Reader, start: u64, end: u64) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel(QUEUED_CHUNKS);
-    tokio::task::spawn_blocking(move || {
-        let mut at = start;
-        if let Err(e) = std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        while at < end {
-            let chunk = match reader.next_chunk() {
-                Ok(c) if c.is_empty() => Err(std::io::Error::other("blob ended early")),
-                Ok(c) => Ok(c.slice(..c.len().min((end - at) as usize))),
-                Err(e) => Err(std::io::Error::from(e)),
-            };
-            let failed = chunk.is_err();
-            at += chunk.as_ref().map_or(0, |c| c.len() as u64);
-            // A closed channel means the client went away.
-            if tx.blocking_send(chunk).is_err() || failed {
-                return;
-            }
-        }
-    });
-    Body::from_stream(ReceiverStream::new(rx))
+    response
+        .body(body::stream(reader, start, end, permit))
+        .expect("valid response")
 }
 
 /// The media type of an artifact, from its file name.

@@ -6,41 +6,53 @@
 //! Requests run store calls on tokio's blocking pool, each on an instance
 //! from the store's pool, so downloads proceed in parallel.
 //!
+//! Slow and stalled clients cannot hold the server: reads of blob bytes
+//! never wait on a client while holding a thread, a client that stops
+//! reading is disconnected, downloads in flight are capped per client
+//! address, and shutdown has a deadline (see [`Config`]).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let store = kist::Store::open("/var/lib/kist").expect("store");
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
-//! kist_http::serve(listener, kist_http::router(&store), async {
+//! let config = kist_http::Config::default();
+//! let stop = async {
 //!     let _ = tokio::signal::ctrl_c().await;
-//! })
-//! .await
+//! };
+//! kist_http::serve(listener, kist_http::router(&store), &config, stop, std::future::pending())
+//!     .await
 //! # }
 //! ```
 
 #![deny(missing_docs)]
 
 mod artifacts;
+mod body;
+mod client;
+mod connections;
+mod limits;
 mod range;
 
-use std::future::Future;
-
 use axum::Router;
-
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use kist::Store;
 
-/// Every route kist serves for `store`. Unknown paths get 404.
+pub use connections::{Config, serve};
+
+/// Every route kist serves for `store`. Unknown paths get 404; a known
+/// path asked with another method gets 405 with `Allow`.
 pub fn router(store: &Store) -> Router {
     Router::new().merge(artifacts::routes(store.clone()))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops
-/// accepting and lets requests in flight finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+/// `503 Service Unavailable` for a client that has as many downloads in
+/// flight as it may: it can retry in a moment.
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "too many downloads in flight from this address\n",
+    )
+        .into_response()
 }

@@ -1,0 +1,54 @@
+//! Streaming a blob as a response body without tying a thread to the
+//! client: each chunk is read on tokio's blocking pool and handed over, and
+//! no thread waits while the client is slow to take it. Every route that
+//! sends blob bytes (artifacts, and the registry's blobs) streams this way.
+
+use axum::body::Body;
+use kist::Reader;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::limits::Permit;
+
+/// Bytes `start..end` of `reader` as a body; `permit` (its place among the
+/// bodies in flight) is held until the body ends, however it ends.
+pub fn stream(reader: Reader, start: u64, end: u64, permit: Option<Permit>) -> Body {
+    // One chunk queued: a stalled client holds at most that and what the
+    // socket buffers.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut reader = Some(reader);
+        let mut at = start;
+        let mut first = true;
+        while at < end {
+            let mut r = reader.take().expect("reader is back");
+            let read = tokio::task::spawn_blocking(move || {
+                let chunk = if std::mem::take(&mut first) {
+                    std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(start))
+                        .and_then(|_| r.next_chunk().map_err(std::io::Error::from))
+                } else {
+                    r.next_chunk().map_err(std::io::Error::from)
+                };
+                (r, chunk, first)
+            })
+            .await;
+            let Ok((r, chunk, still_first)) = read else {
+                return; // the read panicked; the body ends short
+            };
+            first = still_first;
+            reader = Some(r);
+            let chunk = match chunk {
+                Ok(c) if c.is_empty() => Err(std::io::Error::other("blob ended early")),
+                Ok(c) => Ok(c.slice(..c.len().min((end - at) as usize))),
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            at += chunk.as_ref().map_or(0, |c| c.len() as u64);
+            // A closed channel means the client went away.
+            if tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    Body::from_stream(ReceiverStream::new(rx))
+}
