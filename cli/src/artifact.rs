@@ -175,7 +175,9 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
                 ttl_seconds: ttl.map(|t| t.as_secs()),
             };
             // Filters over the owners' fields; none selects every owner.
-            let selected: Vec<String> = [("kind", kind), ("namespace", namespace), ("name", name)]
+            // Kinds match whatever their case: paths spell them in lower
+            // case, objects as their API does (`GitRepository`).
+            let selected: Vec<String> = [("namespace", namespace), ("name", name)]
                 .into_iter()
                 .filter_map(|(field, value)| value.map(|v| format!("{field}=={v:?}")))
                 .collect();
@@ -184,7 +186,10 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
                 .into_iter()
                 .filter(|f| !f.is_empty())
                 .collect();
-            let objects = owners(&storer.list(&filters)?);
+            let mut objects = owners(&storer.list(&filters)?);
+            if let Some(kind) = kind {
+                objects.retain(|o| o.kind.eq_ignore_ascii_case(&kind));
+            }
             let mut removed = Vec::new();
             for object in objects {
                 removed.extend(storer.reconcile_storage(&object, policy)?);
@@ -197,19 +202,27 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
             } else {
                 paths
             };
-            let mut bad = 0;
+            let (mut good, mut missing, mut bad) = (Vec::new(), 0, 0);
             for path in &paths {
                 match storer.verify(path) {
-                    Ok(_) => out.done(path)?,
+                    Ok(_) => good.push(path.as_str()),
+                    Err(kist::Error::NotFound) => {
+                        missing += 1;
+                        eprintln!("kist: {path}: not found");
+                    }
                     Err(e) => {
                         bad += 1;
                         eprintln!("kist: {path}: {e}");
                     }
                 }
             }
-            match bad {
-                0 => Ok(()),
-                n => anyhow::bail!("{n} of {} artifact(s) failed verification", paths.len()),
+            out.done_all(&good)?;
+            match (bad, missing) {
+                (0, 0) => Ok(()),
+                // Only missing ones: "not found" (exit 2).
+                (0, n) => Err(anyhow::Error::new(kist::Error::NotFound)
+                    .context(format!("{n} of {} artifact(s) not found", paths.len()))),
+                (n, _) => anyhow::bail!("{n} of {} artifact(s) failed verification", paths.len()),
             }
         }
         Command::Extract {
@@ -234,8 +247,24 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
 }
 
 /// `revision` with everything outside `[A-Za-z0-9._-]` replaced, plus
-/// `.tar.gz`, as Flux names archives after their revision.
+/// `.tar.gz`, as Flux names archives after their revision. A name that
+/// would start with `latest` (the alias; OCIRepository revisions such as
+/// `latest@sha256:...`) keeps only what follows the `@`, or gets a `rev-`
+/// prefix.
 fn default_file(revision: &str) -> String {
+    let name = safe_file(revision);
+    if !name.starts_with("latest") {
+        return name;
+    }
+    match revision.split_once('@') {
+        Some((_, rest)) if !rest.is_empty() => safe_file(rest),
+        _ => format!("rev-{name}"),
+    }
+}
+
+/// `text` with everything outside `[A-Za-z0-9._-]` replaced, plus
+/// `.tar.gz`.
+fn safe_file(revision: &str) -> String {
     let safe: String = revision
         .chars()
         .map(|c| {

@@ -1,6 +1,7 @@
 //! Every command but `ingest`: thin calls into the library.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -15,12 +16,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         Command::Ingest(args) => crate::ingest::run(store, args, out),
         Command::Get { digest, output } => get(store, &digest, output.as_deref(), out),
         Command::Info { digest } => out.info(&store.info(&digest)?),
-        Command::Ls { quiet, filters } => {
-            let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
-            let mut infos = store.walk(&filters)?.collect::<kist::Result<Vec<_>>>()?;
-            infos.sort_by(|a, b| a.digest.cmp(&b.digest));
-            out.list(&infos, quiet)
-        }
+        Command::Ls { quiet, filters } => ls(store, &filters, quiet, out),
         Command::Rm { digests } => rm(store, &digests, out),
         Command::Label { digest, labels } => {
             let changes = labels
@@ -58,6 +54,29 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
     }
 }
 
+/// Lists blobs. One that cannot be described (damaged labels) gets a line
+/// on stderr and the rest are still listed; the exit status says so.
+fn ls(store: &Store, filters: &[String], quiet: bool, out: &Output) -> anyhow::Result<()> {
+    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let (mut infos, mut damaged) = (Vec::new(), 0);
+    for info in store.walk(&filters)? {
+        match info {
+            Ok(info) => infos.push(info),
+            Err(e @ kist::Error::Corrupt(_)) => {
+                damaged += 1;
+                eprintln!("kist: {e}; `kist fsck --repair` quarantines it");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    infos.sort_by(|a, b| a.digest.cmp(&b.digest));
+    out.list(&infos, quiet)?;
+    match damaged {
+        0 => Ok(()),
+        n => anyhow::bail!("{n} blob(s) could not be listed"),
+    }
+}
+
 /// Writes one of the built-in components to stdout or `path`.
 pub fn component(which: Which, path: Option<&Path>) -> anyhow::Result<()> {
     let bytes = match which {
@@ -67,37 +86,51 @@ pub fn component(which: Which, path: Option<&Path>) -> anyhow::Result<()> {
     };
     match path {
         Some(path) => std::fs::write(path, bytes).with_context(|| path.display().to_string()),
-        None => Ok(std::io::stdout().lock().write_all(bytes)?),
+        None => Ok(crate::stdout::stdout().write_all(bytes)?),
     }
 }
 
-/// Copies a blob to stdout or to `path`. A regular file (or a new path)
-/// is written atomically: a temporary file in the same directory, renamed
-/// over `path` when complete. Anything else (`/dev/null`, a FIFO) is
-/// written in place: renaming over it would replace the device.
+/// Copies a blob to stdout or to `path`, checked against its digest on
+/// the way: a damaged blob fails, and never replaces `path`. A regular
+/// file (or a new path) is written atomically: a temporary file in the
+/// same directory, created as the umask says (an existing file's mode is
+/// kept), renamed over `path` once complete and verified. Anything else
+/// (`/dev/null`, a FIFO) is written in place: renaming over it would
+/// replace the device.
 pub fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> anyhow::Result<()> {
     let mut reader = store.reader(digest)?;
     let Some(path) = path else {
-        let mut stdout = std::io::stdout().lock();
-        reader.copy_to(&mut stdout)?;
+        let mut stdout = crate::stdout::stdout();
+        reader.copy_verified_to(&mut stdout)?;
         return Ok(stdout.flush()?);
     };
-    let size = match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => {
+    let existing = std::fs::metadata(path).ok();
+    let size = match existing {
+        Some(meta) if !meta.is_file() => {
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
                 .with_context(|| format!("opening {}", path.display()))?;
-            reader.copy_to(&mut file)?
+            reader.copy_verified_to(&mut file)?
         }
         _ => {
             let dir = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            // 0666 less the umask, as a shell redirection creates files.
+            let mode = existing.as_ref().map_or(0o666, |m| m.permissions().mode());
+            let mut tmp = tempfile::Builder::new()
+                .permissions(std::fs::Permissions::from_mode(mode))
+                .tempfile_in(dir)
                 .with_context(|| format!("creating a file in {}", dir.display()))?;
-            let size = reader.copy_to(&mut tmp)?;
+            let size = reader.copy_verified_to(&mut tmp)?;
+            if existing.is_some() {
+                // The umask applied at creation; an existing mode is kept
+                // exactly.
+                tmp.as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
             tmp.persist(path)
                 .with_context(|| format!("writing {}", path.display()))?;
             size
@@ -110,9 +143,10 @@ pub fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> an
 /// last are printed here, the last is returned (and sets the exit code).
 fn rm(store: &Store, digests: &[String], out: &Output) -> anyhow::Result<()> {
     let mut failed: Option<anyhow::Error> = None;
+    let mut removed = Vec::new();
     for digest in digests {
         match store.delete(digest) {
-            Ok(()) => out.done(digest)?,
+            Ok(()) => removed.push(digest.as_str()),
             Err(e) => {
                 if let Some(previous) =
                     failed.replace(anyhow::Error::new(e).context(digest.clone()))
@@ -122,6 +156,7 @@ fn rm(store: &Store, digests: &[String], out: &Output) -> anyhow::Result<()> {
             }
         }
     }
+    out.done_all(&removed)?;
     failed.map_or(Ok(()), Err)
 }
 

@@ -3,25 +3,32 @@
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kist::{Error, Store};
+use kist::{Error, Store, WriterOptions};
+use sha2::Digest as _;
 
 use crate::output::Output;
 
 /// Bytes read from the source per write.
 const CHUNK: usize = 1 << 20;
+/// Longest ref the store accepts.
+const MAX_REF: usize = 1024;
+/// What default refs of files start with.
+const FILE_REF: &str = "file:";
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The file to store; `-` or nothing reads stdin.
     #[arg(default_value = "-")]
     file: PathBuf,
-    /// The ingest's name. Defaults to one derived from the file's path,
-    /// size and mtime, so re-running the same command resumes; stdin gets
-    /// a fresh ref unless one is given.
+    /// The ingest's name. Defaults to one derived from the file (its path,
+    /// device, inode, size and times), so re-running the same command
+    /// resumes; stdin and pipes get a fresh ref unless one is given. A
+    /// resume first checks that the ingest holds the source's first
+    /// bytes, and starts over when it does not.
     #[arg(long = "ref")]
     reference: Option<String>,
     /// The size the content must have (default: the file's size).
@@ -30,7 +37,8 @@ pub struct Args {
     /// The digest the content must have (`sha256:<hex>` or `sha512:<hex>`).
     #[arg(long)]
     expected_digest: Option<String>,
-    /// Labels for the new blob, `key=value`.
+    /// Labels for the blob, `key=value` (also applied when the content is
+    /// stored already).
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
 }
@@ -43,56 +51,68 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 /// Where the bytes come from.
 enum Source {
+    /// A regular file, which can be re-read and sought.
     File(File),
-    Stdin(std::io::Stdin),
+    /// Stdin, a pipe or a device: read once, in order.
+    Stream(Box<dyn Read>),
 }
 
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Source::File(f) => f.read(buf),
-            Source::Stdin(s) => s.read(buf),
+            Source::Stream(s) => s.read(buf),
         }
-    }
-}
-
-impl Source {
-    /// Moves past the `offset` bytes the ingest already has: a seek for a
-    /// file, reading and discarding for a pipe (as containerd's
-    /// `content.Copy` does).
-    fn skip(&mut self, offset: u64) -> anyhow::Result<()> {
-        match self {
-            Source::File(f) => {
-                f.seek(SeekFrom::Start(offset))?;
-            }
-            Source::Stdin(s) => {
-                let skipped = std::io::copy(&mut s.take(offset), &mut std::io::sink())?;
-                anyhow::ensure!(
-                    skipped == offset,
-                    "stdin ended after {skipped} bytes; the ingest already has {offset}"
-                );
-            }
-        }
-        Ok(())
     }
 }
 
 pub fn run(store: &Store, args: Args, out: &Output) -> anyhow::Result<()> {
     let (mut source, size, default_ref) = open_source(&args.file)?;
+    let own_ref = args.reference.is_none();
     let reference = args.reference.unwrap_or(default_ref);
-    let expected_size = args.expected_size.or(size);
-    let expected = args.expected_digest.as_deref();
-    let mut writer = match store.writer(&reference, expected_size, expected) {
-        // Already stored: nothing to do (containerd's WriteBlob does the same).
+    let labels: Vec<(&str, &str)> = args
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let options = WriterOptions {
+        expected_size: args.expected_size.or(size),
+        expected: args.expected_digest.clone(),
+        labels: kist::labels(&labels),
+    };
+    let mut writer = match store.writer_with(&reference, &options) {
+        // Already stored, intact: containerd's WriteBlob does not read
+        // the source either. Say so, and still apply the labels.
         Err(Error::AlreadyExists) => {
-            let digest = expected.expect("already-exists comes only with an expected digest");
-            return out.digest(digest, store.info(digest)?.size);
+            let digest = options.expected.as_deref().expect("comes with a digest");
+            eprintln!(
+                "kist: {digest} is already stored; {} was not read",
+                args.file.display()
+            );
+            let size = label(store, digest, &labels)?;
+            return out.digest(digest, size);
         }
         other => other.with_context(|| format!("opening ingest {reference:?}"))?,
     };
-    let offset = writer.status()?.offset;
-    source.skip(offset)?;
-    let progress = progress_bar(expected_size, offset);
+    let mut offset = writer.status()?.offset;
+    if offset > 0 && !holds_prefix(&mut source, offset, &writer.digest()?)? {
+        // The ingest holds other bytes than the source starts with (the
+        // file was rewritten, another stream was given the same ref).
+        let Source::File(file) = &mut source else {
+            anyhow::bail!(
+                "the input's first {offset} bytes differ from what ingest {reference:?} holds; \
+                 `kist abort {reference}` drops it"
+            );
+        };
+        eprintln!(
+            "kist: ingest {reference:?} holds other bytes than {}; starting over",
+            args.file.display()
+        );
+        writer.truncate(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        offset = 0;
+    }
+    let progress = progress_bar(options.expected_size, offset);
     let mut buf = vec![0; CHUNK];
     loop {
         let n = source.read(&mut buf).context("reading the source")?;
@@ -105,42 +125,128 @@ pub fn run(store: &Store, args: Args, out: &Output) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let size = writer.status()?.offset;
     let digest = writer.digest()?;
-    let labels: Vec<(&str, &str)> = args
-        .labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    match writer.commit(None, None, &labels) {
-        Ok(_) | Err(Error::AlreadyExists) => out.digest(&digest, size),
-        Err(e) => Err(e).with_context(|| format!("committing ingest {reference:?}")),
+    match writer.commit(None, None, &[]) {
+        Ok(_) => {}
+        // Stored meanwhile (or by another ref): apply the labels to it.
+        Err(Error::AlreadyExists) => {
+            label(store, &digest, &labels)?;
+        }
+        // The data is known not to be what was declared: an ingest kist
+        // named itself is dropped, so a plain retry starts clean.
+        Err(Error::FailedPrecondition(m)) if own_ref => {
+            store.abort(&reference)?;
+            anyhow::bail!("committing {}: {m}; nothing was kept", args.file.display());
+        }
+        Err(Error::FailedPrecondition(m)) => anyhow::bail!(
+            "committing ingest {reference:?}: {m}; it is kept: `kist abort {reference}` drops it"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("committing ingest {reference:?}")),
     }
+    if own_ref {
+        drop_stale_ingests(store, &reference)?;
+    }
+    out.digest(&digest, size)
+}
+
+/// Applies `labels` to the stored blob `digest`; returns its size.
+fn label(store: &Store, digest: &str, labels: &[(&str, &str)]) -> anyhow::Result<u64> {
+    if labels.is_empty() {
+        return Ok(store.info(digest)?.size);
+    }
+    let changes: Vec<(&str, Option<&str>)> = labels.iter().map(|(k, v)| (*k, Some(*v))).collect();
+    Ok(store.label(digest, &changes)?.size)
+}
+
+/// Whether the source's first `offset` bytes hash to `digest` (the
+/// ingest's digest so far), leaving the source at `offset` either way when
+/// it is a stream. A file is hashed from the start and left at `offset`;
+/// its cost is reading that prefix once (several hundred MB/s here).
+fn holds_prefix(source: &mut Source, offset: u64, digest: &str) -> anyhow::Result<bool> {
+    let mut verifier = kist::Verifier::new(digest);
+    if let Source::File(file) = source {
+        file.seek(SeekFrom::Start(0))?;
+    }
+    let mut prefix = source.by_ref().take(offset);
+    let read = std::io::copy(&mut prefix, &mut verifier).context("reading the source")?;
+    anyhow::ensure!(
+        read == offset,
+        "the input ended after {read} bytes; the ingest already holds {offset}"
+    );
+    Ok(verifier.finish(read).is_ok())
+}
+
+/// Aborts the other ingests `kist ingest` made of the same path: what an
+/// earlier version of the file left half done. Ones in use are left.
+fn drop_stale_ingests(store: &Store, reference: &str) -> anyhow::Result<()> {
+    let Some((path, _)) = reference.rsplit_once('@') else {
+        return Ok(());
+    };
+    let prefix = format!("{path}@");
+    for status in store.list_statuses(&[])? {
+        if status.ref_ != reference && status.ref_.starts_with(&prefix) {
+            match store.abort(&status.ref_) {
+                Ok(()) | Err(Error::NotFound | Error::Unavailable) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The source, its size if known, and the ref re-running should resume.
-fn open_source(path: &PathBuf) -> anyhow::Result<(Source, Option<u64>, String)> {
-    if path.as_os_str() == "-" {
+fn open_source(path: &Path) -> anyhow::Result<(Source, Option<u64>, String)> {
+    let stream_ref = || -> anyhow::Result<String> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos();
+        Ok(format!("stdin-{}-{nanos}", std::process::id()))
+    };
+    if path.as_os_str() == "-" {
         return Ok((
-            Source::Stdin(std::io::stdin()),
+            Source::Stream(Box::new(std::io::stdin())),
             None,
-            format!("stdin-{}-{nanos}", std::process::id()),
+            stream_ref()?,
         ));
     }
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let meta = file.metadata()?;
-    let path = path.canonicalize()?;
-    // A changed file (size or mtime) gets a new ref, so a resume never
-    // mixes old and new content.
-    let reference = format!(
-        "file:{}@{}:{}.{}",
-        path.display(),
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        // A pipe (`<(cmd)`, `/dev/stdin`) or a device: read it as a stream.
+        return Ok((Source::Stream(Box::new(file)), None, stream_ref()?));
+    }
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))?;
+    Ok((Source::File(file), Some(meta.len()), file_ref(&path, &meta)))
+}
+
+/// The default ref of a regular file: its path and everything that
+/// changes when its content can have changed (device, inode, size, mtime
+/// and ctime to the nanosecond; ctime cannot be set back by `touch -r`),
+/// so a resume never mixes old and new content. A path too long for a ref
+/// is replaced by its sha256.
+fn file_ref(path: &Path, meta: &std::fs::Metadata) -> String {
+    let identity = format!(
+        "@{}:{}:{}:{}.{}:{}.{}",
+        meta.dev(),
+        meta.ino(),
         meta.len(),
         meta.mtime(),
-        meta.mtime_nsec()
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
     );
-    Ok((Source::File(file), Some(meta.len()), reference))
+    let shown = path.display().to_string();
+    if FILE_REF.len() + shown.len() + identity.len() <= MAX_REF {
+        return format!("{FILE_REF}{shown}{identity}");
+    }
+    let hash: String = sha2::Sha256::digest(shown.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{FILE_REF}sha256:{hash}{identity}")
 }
 
 /// A progress bar on stderr when it is a terminal, else a hidden one.

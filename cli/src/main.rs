@@ -5,6 +5,7 @@ mod commands;
 mod ingest;
 mod output;
 mod serve;
+mod stdout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,19 +129,30 @@ enum Which {
     Portable,
 }
 
+/// Exit status of a command line that does not parse (sysexits'
+/// `EX_USAGE`); 2 means "not found".
+const USAGE: u8 = 64;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("KIST_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors.
+            return ExitCode::from(if e.use_stderr() { USAGE } else { 0 });
+        }
+    };
     let out = Output::new(cli.format);
     // The only command that needs no store.
     let result = if let Command::Component { which, output } = cli.command {
         commands::component(which, output.as_deref())
     } else {
         store_dir(cli.store)
-            .and_then(|dir| kist::Store::open(dir).map_err(Into::into))
+            .and_then(|dir| open_store(&dir, cli.command.creates_store()))
             .and_then(|store| commands::run(&store, cli.command, &out))
     };
     match result {
@@ -152,6 +164,32 @@ fn main() -> ExitCode {
                 _ => ExitCode::FAILURE,
             }
         }
+    }
+}
+
+impl Command {
+    /// Whether the command stores something, so that a store is created
+    /// where there is none. The others only read or change what is there:
+    /// on a mistyped `--store` they fail and create nothing.
+    fn creates_store(&self) -> bool {
+        matches!(
+            self,
+            Command::Ingest(_)
+                | Command::Serve(_)
+                | Command::Artifact {
+                    command: artifact::Command::Archive { .. }
+                }
+        )
+    }
+}
+
+/// Opens the store at `dir`, creating it only if `create`.
+fn open_store(dir: &std::path::Path, create: bool) -> anyhow::Result<kist::Store> {
+    let opened = kist::Store::builder(dir).create(create).open();
+    match opened {
+        Err(kist::Error::NotFound) => Err(anyhow::Error::new(kist::Error::NotFound)
+            .context(format!("no kist store at {}", dir.display()))),
+        other => Ok(other?),
     }
 }
 

@@ -165,11 +165,24 @@ impl Output {
         )
     }
 
-    /// A thing a command removed or finished (rm, abort).
+    /// A thing a command removed or finished (abort, extract).
     pub fn done(&self, what: &str) -> anyhow::Result<()> {
         match self.format {
             Format::Json => print_json(&json!({ "done": what })),
             Format::Table => lines([what.to_owned()]),
+        }
+    }
+
+    /// Things a command removed or finished (rm, verify): a line each, or
+    /// one JSON array.
+    pub fn done_all(&self, what: &[&str]) -> anyhow::Result<()> {
+        match self.format {
+            Format::Json => print_json(&json!(
+                what.iter()
+                    .map(|w| json!({ "done": w }))
+                    .collect::<Vec<_>>()
+            )),
+            Format::Table => lines(what.iter().map(|w| w.to_string())),
         }
     }
 }
@@ -212,6 +225,7 @@ fn kind(k: ProblemKind) -> &'static str {
         ProblemKind::DamagedLabels => "damaged-labels",
         ProblemKind::BrokenIngest => "broken-ingest",
         ProblemKind::BadLayout => "bad-layout",
+        ProblemKind::StaleIngest => "stale-ingest",
     }
 }
 
@@ -229,13 +243,13 @@ fn labels(info: &BlobInfo) -> String {
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdout::stdout();
     serde_json::to_writer_pretty(&mut stdout, value)?;
     Ok(writeln!(stdout)?)
 }
 
 fn lines(items: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::stdout::stdout();
     for item in items {
         writeln!(stdout, "{item}")?;
     }
@@ -244,7 +258,7 @@ fn lines(items: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
 
 /// `rows` in aligned columns, under `header` unless it is empty.
 fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> anyhow::Result<()> {
-    let mut tw = tabwriter::TabWriter::new(std::io::stdout().lock()).padding(2);
+    let mut tw = tabwriter::TabWriter::new(crate::stdout::stdout()).padding(2);
     if !header.is_empty() {
         writeln!(tw, "{}", header.join("\t"))?;
     }

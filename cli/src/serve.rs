@@ -1,6 +1,7 @@
 //! `kist serve`: the HTTP server, until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args as ClapArgs;
 use kist::Store;
@@ -13,6 +14,13 @@ pub struct Args {
     /// The host name clients use in artifact URLs (http://<hostname>/<path>).
     #[arg(long)]
     hostname: Option<String>,
+    /// How long a shutdown (SIGINT or SIGTERM) waits for requests in flight
+    /// before it cuts them; a second signal cuts them at once.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+    /// Downloads one client address may have in flight; more get 503.
+    #[arg(long, default_value_t = kist_http::Config::default().bodies_per_client)]
+    downloads_per_client: usize,
 }
 
 /// Serves `store` on `args.addr`; prints the address it listens on.
@@ -20,24 +28,52 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let config = kist_http::Config {
+        shutdown_timeout: args.shutdown_timeout,
+        bodies_per_client: args.downloads_per_client,
+        ..Default::default()
+    };
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr).await?;
         let addr = listener.local_addr()?;
         let hostname = args.hostname.unwrap_or_else(|| addr.to_string());
         // Tests and scripts read this line to find a port picked with :0.
         println!("listening on http://{addr} (artifact URLs: http://{hostname}/<path>)");
-        kist_http::serve(listener, kist_http::router(store), shutdown()).await?;
+        let (first, second) = signals()?;
+        kist_http::serve(listener, kist_http::router(store), &config, first, second).await?;
         eprintln!("kist: shut down");
-        Ok(())
-    })
+        anyhow::Ok(())
+    })?;
+    // Connections cut at the deadline may leave a chunk read in flight.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown() {
+/// Two futures: the first SIGINT or SIGTERM, and the one after it.
+fn signals() -> std::io::Result<(
+    impl std::future::Future<Output = ()>,
+    impl std::future::Future<Output = ()>,
+)> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        for tx in [first_tx, second_tx] {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = tx.send(());
+        }
+    });
+    Ok((
+        async {
+            let _ = first_rx.await;
+        },
+        async {
+            let _ = second_rx.await;
+        },
+    ))
 }

@@ -189,7 +189,7 @@ fn labels_listing_and_removal() {
         .assert()
         .success()
         .stdout(predicates::str::contains("app=web,tier=front"));
-    assert_eq!(json(h.path(), &["rm", &a])["done"], a);
+    assert_eq!(json(h.path(), &["rm", &a])[0]["done"], a);
     kist(h.path())
         .args(["rm", &a, &b])
         .assert()
