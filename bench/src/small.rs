@@ -37,6 +37,7 @@ fn put_batch(
             data,
             expected: None,
             labels: Vec::new(),
+            holder: None,
         })
         .collect();
     time(|| {

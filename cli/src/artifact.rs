@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use kist::{ArchiveOptions, Artifact, ExtractOptions, Object, Retention, Source, Store};
+use kist::{ArchiveOptions, Artifact, ExtractOptions, Object, RetentionPolicy, Source, Store};
 
 use crate::output::Output;
 
@@ -170,7 +170,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
             namespace,
             name,
         } => {
-            let policy = Retention {
+            let policy = RetentionPolicy {
                 max_count: retain,
                 ttl_seconds: ttl.map(|t| t.as_secs()),
             };

@@ -16,8 +16,31 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         Command::Ingest(args) => crate::ingest::run(store, args, out),
         Command::Get { digest, output } => get(store, &digest, output.as_deref(), out),
         Command::Info { digest } => out.info(&store.info(&digest)?),
-        Command::Ls { quiet, filters } => ls(store, &filters, quiet, out),
+        Command::Ls {
+            quiet,
+            cached,
+            filters,
+        } => ls(store, &filters, quiet, cached, out),
         Command::Rm { digests } => rm(store, &digests, out),
+        Command::Hold { digests } => {
+            let infos = digests
+                .iter()
+                .map(|d| store.hold(d))
+                .collect::<kist::Result<Vec<_>>>()?;
+            out.list(&infos, false)
+        }
+        Command::Purge { digests } => {
+            for d in &digests {
+                store.purge(d)?;
+            }
+            let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
+            out.done_all(&digests)
+        }
+        Command::Gc { dry_run } => crate::retention::gc(store, dry_run, out),
+        Command::Lease { command } => crate::lease::run(store, command, out),
+        Command::Quota { command } => crate::retention::quota(store, command, out),
+        Command::Config { command } => crate::retention::config(store, command, out),
+        Command::Df => crate::retention::df(store, out),
         Command::Label { digest, labels } => {
             let changes = labels
                 .iter()
@@ -56,10 +79,21 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
 
 /// Lists blobs. One that cannot be described (damaged labels) gets a line
 /// on stderr and the rest are still listed; the exit status says so.
-fn ls(store: &Store, filters: &[String], quiet: bool, out: &Output) -> anyhow::Result<()> {
+fn ls(
+    store: &Store,
+    filters: &[String],
+    quiet: bool,
+    cached: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
     let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
     let (mut infos, mut damaged) = (Vec::new(), 0);
-    for info in store.walk(&filters)? {
+    let walk = if cached {
+        store.walk_cached(&filters)?
+    } else {
+        store.walk(&filters)?
+    };
+    for info in walk {
         match info {
             Ok(info) => infos.push(info),
             Err(e @ kist::Error::Corrupt(_)) => {
@@ -139,18 +173,35 @@ pub fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> an
     out.written(digest, size, path)
 }
 
-/// Removes each blob. Every failure gets one line on stderr: all but the
-/// last are printed here, the last is returned (and sets the exit code).
+/// Releases each blob, saying who still holds one that others hold.
+/// Every failure gets one line on stderr: all but the last are printed
+/// here, the last is returned (and sets the exit code).
 fn rm(store: &Store, digests: &[String], out: &Output) -> anyhow::Result<()> {
     let mut failed: Option<anyhow::Error> = None;
     let mut removed = Vec::new();
     for digest in digests {
         match store.delete(digest) {
-            Ok(()) => removed.push(digest.as_str()),
+            Ok(others) => {
+                if !others.is_empty() {
+                    eprintln!(
+                        "kist: {digest}: released by {}; still held by {}",
+                        store.holder(),
+                        others.join(", ")
+                    );
+                }
+                removed.push(digest.as_str());
+            }
             Err(e) => {
-                if let Some(previous) =
-                    failed.replace(anyhow::Error::new(e).context(digest.clone()))
-                {
+                let e = match (e, store.info(digest)) {
+                    // Held, but not by this holder: say by whom.
+                    (kist::Error::NotFound, Ok(info)) => anyhow::anyhow!(
+                        "not held by {}; held by {} (give --holder to release theirs)",
+                        store.holder(),
+                        info.holders.join(", ")
+                    ),
+                    (e, _) => anyhow::Error::new(e),
+                };
+                if let Some(previous) = failed.replace(e.context(digest.clone())) {
                     eprintln!("kist: {previous:#}");
                 }
             }

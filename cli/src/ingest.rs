@@ -39,14 +39,12 @@ pub struct Args {
     expected_digest: Option<String>,
     /// Labels for the blob, `key=value` (also applied when the content is
     /// stored already).
-    #[arg(long = "label", value_parser = parse_label)]
+    #[arg(long = "label", value_parser = crate::parse_label)]
     labels: Vec<(String, String)>,
-}
-
-fn parse_label(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("{s:?} is not key=value"))
+    /// Hold the ingest and the blob by this lease only (see `kist lease`):
+    /// the same as `--holder lease/ID`.
+    #[arg(long)]
+    lease: Option<String>,
 }
 
 /// Where the bytes come from.
@@ -67,6 +65,14 @@ impl Read for Source {
 }
 
 pub fn run(store: &Store, args: Args, out: &Output) -> anyhow::Result<()> {
+    let leased;
+    let store = match &args.lease {
+        Some(id) => {
+            leased = store.with_lease(id);
+            &leased
+        }
+        None => store,
+    };
     let (mut source, size, default_ref) = open_source(&args.file)?;
     let own_ref = args.reference.is_none();
     let reference = args.reference.unwrap_or(default_ref);
@@ -79,6 +85,7 @@ pub fn run(store: &Store, args: Args, out: &Output) -> anyhow::Result<()> {
         expected_size: args.expected_size.or(size),
         expected: args.expected_digest.clone(),
         labels: kist::labels(&labels),
+        holder: None,
     };
     let mut writer = match store.writer_with(&reference, &options) {
         // Already stored, intact: containerd's WriteBlob does not read

@@ -3,7 +3,9 @@
 mod artifact;
 mod commands;
 mod ingest;
+mod lease;
 mod output;
+mod retention;
 mod serve;
 mod stdout;
 
@@ -25,6 +27,10 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Who holds what this command stores, and whose hold `rm` releases
+    /// [default: default].
+    #[arg(long, global = true, env = "KIST_HOLDER")]
+    holder: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,26 +57,71 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Describe a blob.
+    /// Describe a blob, with who holds it.
     Info {
         /// The blob's digest.
         digest: String,
     },
     /// List blobs matching any of the filters (containerd syntax, e.g.
-    /// `labels.app==web,size!=0`).
+    /// `labels.app==web,size!=0`, `holders.containerd`).
     Ls {
         /// Print digests only.
         #[arg(short, long)]
         quiet: bool,
+        /// List cached blobs (released by every holder, still stored)
+        /// instead of held ones.
+        #[arg(long)]
+        cached: bool,
         /// Filters; a blob is listed if any matches.
         filters: Vec<String>,
     },
-    /// Remove blobs.
+    /// Release blobs: the holder (`--holder`, else `default`) stops holding
+    /// them. One nothing holds any more is cached, then removed by the
+    /// next collection (`kist gc`) after the cache TTL.
     Rm {
+        /// Digests of the blobs to release.
+        #[arg(required = true)]
+        digests: Vec<String>,
+    },
+    /// Hold stored blobs (`--holder`, else `default`); a cached one is live
+    /// again.
+    Hold {
+        /// Digests of the blobs to hold.
+        #[arg(required = true)]
+        digests: Vec<String>,
+    },
+    /// Remove blobs now, whoever holds them: for takedowns. Prefer `rm`.
+    Purge {
         /// Digests of the blobs to remove.
         #[arg(required = true)]
         digests: Vec<String>,
     },
+    /// Collect: remove expired leases, cached blobs past the cache TTL that
+    /// nothing held references (more while a quota is exceeded), and
+    /// ingests idle past the ingest TTL. Prints what it removed.
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Leases: holders a client takes before it writes.
+    Lease {
+        #[command(subcommand)]
+        command: lease::Command,
+    },
+    /// Quotas on the store or on holders.
+    Quota {
+        #[command(subcommand)]
+        command: retention::Quota,
+    },
+    /// The store's cache and ingest TTLs.
+    Config {
+        #[command(subcommand)]
+        command: retention::Config,
+    },
+    /// How the store's space is used: held, cached, in ingests, per holder
+    /// and against the quotas.
+    Df,
     /// Set (`k=v`) or remove (`k=`) labels of a blob.
     Label {
         /// The blob's digest.
@@ -151,8 +202,13 @@ fn main() -> ExitCode {
     let result = if let Command::Component { which, output } = cli.command {
         commands::component(which, output.as_deref())
     } else {
+        let holder = cli.holder;
         store_dir(cli.store)
             .and_then(|dir| open_store(&dir, cli.command.creates_store()))
+            .map(|store| match &holder {
+                Some(h) => store.as_holder(h),
+                None => store,
+            })
             .and_then(|store| commands::run(&store, cli.command, &out))
     };
     match result {
@@ -181,6 +237,13 @@ impl Command {
                 }
         )
     }
+}
+
+/// Parses `key=value`.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
 /// Opens the store at `dir`, creating it only if `create`.

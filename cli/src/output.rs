@@ -2,7 +2,10 @@
 
 use std::io::Write;
 
-use kist::{Artifact, BlobInfo, Datetime, IngestStatus, Label, Problem, ProblemKind};
+use kist::{
+    Artifact, BlobInfo, Datetime, IngestStatus, Label, Lease, Limit, Problem, ProblemKind, Quota,
+    QuotaUsage, Removed, RemovedKind, Settings, SpaceUsage,
+};
 use serde_json::{Value, json};
 
 use crate::Format;
@@ -27,6 +30,7 @@ impl Output {
             ("size", info.size.to_string()),
             ("created", time(info.created_at)),
             ("updated", time(info.updated_at)),
+            ("holders", info.holders.join(",")),
             ("labels", labels(info)),
         ];
         table(
@@ -46,12 +50,13 @@ impl Output {
             }
             (Format::Table, true) => lines(infos.iter().map(|i| i.digest.clone())),
             (Format::Table, false) => table(
-                &["DIGEST", "SIZE", "CREATED", "LABELS"],
+                &["DIGEST", "SIZE", "CREATED", "HOLDERS", "LABELS"],
                 infos.iter().map(|i| {
                     vec![
                         i.digest.clone(),
                         i.size.to_string(),
                         time(i.created_at),
+                        i.holders.join(","),
                         labels(i),
                     ]
                 }),
@@ -193,6 +198,7 @@ fn info_json(i: &BlobInfo) -> Value {
         "size": i.size,
         "created_at": time(i.created_at),
         "updated_at": time(i.updated_at),
+        "holders": i.holders,
         "labels": label_map(&i.labels),
     })
 }
@@ -215,6 +221,181 @@ fn status_json(s: &IngestStatus) -> Value {
     })
 }
 
+impl Output {
+    /// Leases; only their ids when `ids_only` (what `lease create` prints).
+    pub fn leases(&self, leases: &[Lease], ids_only: bool) -> anyhow::Result<()> {
+        if self.format == Format::Json {
+            return print_json(&Value::Array(
+                leases
+                    .iter()
+                    .map(|l| {
+                        json!({
+                            "id": l.id,
+                            "labels": label_map(&l.labels),
+                            "created_at": time(l.created_at),
+                            "expires_at": l.expires_at.map(time),
+                            "flat": l.flat,
+                        })
+                    })
+                    .collect(),
+            ));
+        }
+        if ids_only {
+            return lines(leases.iter().map(|l| l.id.clone()));
+        }
+        table(
+            &["ID", "CREATED", "EXPIRES", "LABELS"],
+            leases.iter().map(|l| {
+                vec![
+                    l.id.clone(),
+                    time(l.created_at),
+                    l.expires_at.map_or("never".into(), time),
+                    l.labels
+                        .iter()
+                        .map(|x| format!("{}={}", x.key, x.value))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ]
+            }),
+        )
+    }
+
+    /// What a collection removed (or would, in a dry run), and in all.
+    pub fn removed(&self, removed: &[Removed], dry_run: bool) -> anyhow::Result<()> {
+        let freed: u64 = removed.iter().map(|r| r.bytes).sum();
+        let kind = |k: RemovedKind| match k {
+            RemovedKind::Blob => "blob",
+            RemovedKind::Ingest => "ingest",
+            RemovedKind::Lease => "lease",
+        };
+        if self.format == Format::Json {
+            return print_json(&json!({
+                "dry_run": dry_run,
+                "removed": removed
+                    .iter()
+                    .map(|r| json!({"kind": kind(r.kind), "name": r.name, "bytes": r.bytes}))
+                    .collect::<Vec<_>>(),
+                "bytes_freed": freed,
+            }));
+        }
+        table(
+            &["KIND", "NAME", "BYTES"],
+            removed
+                .iter()
+                .map(|r| vec![kind(r.kind).to_owned(), r.name.clone(), r.bytes.to_string()]),
+        )?;
+        let verb = if dry_run { "would free" } else { "freed" };
+        lines([format!("{} removed, {verb} {freed} bytes", removed.len())])
+    }
+
+    /// Quotas with what counts against them.
+    pub fn quotas(&self, quotas: &[QuotaUsage]) -> anyhow::Result<()> {
+        if self.format == Format::Json {
+            return print_json(&Value::Array(quotas.iter().map(quota_json).collect()));
+        }
+        table(
+            &["HOLDERS", "LIMIT", "LIMIT BYTES", "USED"],
+            quotas.iter().map(|q| {
+                vec![
+                    holders_of(&q.quota),
+                    limit_text(&q.quota),
+                    q.limit_bytes.map_or("?".into(), |b| b.to_string()),
+                    q.used.to_string(),
+                ]
+            }),
+        )
+    }
+
+    /// The store's settings.
+    pub fn settings(&self, s: &Settings) -> anyhow::Result<()> {
+        let cache = humantime::format_duration(std::time::Duration::from_secs(s.cache_ttl_seconds));
+        let ingest =
+            humantime::format_duration(std::time::Duration::from_secs(s.ingest_ttl_seconds));
+        if self.format == Format::Json {
+            return print_json(&json!({
+                "cache-ttl": cache.to_string(),
+                "ingest-ttl": ingest.to_string(),
+                "cache_ttl_seconds": s.cache_ttl_seconds,
+                "ingest_ttl_seconds": s.ingest_ttl_seconds,
+            }));
+        }
+        table(
+            &["SETTING", "VALUE"],
+            [
+                vec!["cache-ttl".to_owned(), cache.to_string()],
+                vec!["ingest-ttl".to_owned(), ingest.to_string()],
+            ],
+        )
+    }
+
+    /// `kist df`.
+    pub fn usage(&self, u: &SpaceUsage) -> anyhow::Result<()> {
+        if self.format == Format::Json {
+            return print_json(&json!({
+                "held": {"bytes": u.held, "blobs": u.held_blobs},
+                "cached": {"bytes": u.cached, "blobs": u.cached_blobs},
+                "ingests": {"bytes": u.ingests, "count": u.ingest_count},
+                "holders": u.holders.iter()
+                    .map(|h| json!({"holder": h.holder, "blobs": h.blobs, "bytes": h.bytes}))
+                    .collect::<Vec<_>>(),
+                "quotas": u.quotas.iter().map(quota_json).collect::<Vec<_>>(),
+                "filesystem": u.filesystem.map(|(total, free)| json!({"total": total, "available": free})),
+            }));
+        }
+        let mut rows = vec![
+            vec!["held".into(), u.held_blobs.to_string(), u.held.to_string()],
+            vec![
+                "cached".into(),
+                u.cached_blobs.to_string(),
+                u.cached.to_string(),
+            ],
+            vec![
+                "ingests".into(),
+                u.ingest_count.to_string(),
+                u.ingests.to_string(),
+            ],
+        ];
+        rows.extend(u.holders.iter().map(|h| {
+            vec![
+                format!("  {}", h.holder),
+                h.blobs.to_string(),
+                h.bytes.to_string(),
+            ]
+        }));
+        table(&["", "COUNT", "BYTES"], rows)?;
+        if !u.quotas.is_empty() {
+            lines([String::new()])?;
+            self.quotas(&u.quotas)?;
+        }
+        if let Some((total, free)) = u.filesystem {
+            lines([format!("filesystem: {total} bytes, {free} available")])?;
+        }
+        Ok(())
+    }
+}
+
+fn holders_of(q: &Quota) -> String {
+    q.holder_prefix
+        .as_ref()
+        .map_or("(all)".into(), |p| format!("{p}*"))
+}
+
+fn limit_text(q: &Quota) -> String {
+    match q.limit {
+        Limit::Bytes(b) => b.to_string(),
+        Limit::Percent(p) => format!("{p}%"),
+    }
+}
+
+fn quota_json(q: &QuotaUsage) -> Value {
+    json!({
+        "holder_prefix": q.quota.holder_prefix,
+        "limit": limit_text(&q.quota),
+        "limit_bytes": q.limit_bytes,
+        "used": q.used,
+    })
+}
+
 /// The WIT name of a problem kind.
 fn kind(k: ProblemKind) -> &'static str {
     match k {
@@ -222,6 +403,7 @@ fn kind(k: ProblemKind) -> &'static str {
         ProblemKind::StrayEntry => "stray-entry",
         ProblemKind::TempFile => "temp-file",
         ProblemKind::OrphanLabels => "orphan-labels",
+        ProblemKind::OrphanHolds => "orphan-holds",
         ProblemKind::DamagedLabels => "damaged-labels",
         ProblemKind::BrokenIngest => "broken-ingest",
         ProblemKind::BadLayout => "bad-layout",

@@ -73,6 +73,7 @@ fn store_file(path: &str, name: &str) -> Result<String, String> {
         expected_size: None,
         expected: None,
         labels: Vec::new(),
+        holder: None,
     };
     let writer: Writer =
         ingester::open_writer(&format!("kist-import:{name}"), &options).map_err(fail)?;

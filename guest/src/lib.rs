@@ -56,6 +56,25 @@ mod artifacts {
     pub mod storer;
 }
 
+/// What the store keeps and for how long: holds on blobs, leases
+/// (`leases`), settings, quotas and the collector (`retention`).
+mod retention {
+    /// The collection resource and eviction.
+    pub mod collector;
+    /// Who holds each blob.
+    pub mod holds;
+    pub mod interface;
+    pub mod leases;
+    /// Holds for stores laid out before holds existed.
+    pub mod migrate;
+    /// Quotas checked at write time.
+    pub mod quota;
+    /// One pass over the store: what is live, what everything weighs.
+    pub mod scan;
+    /// `retention.json`: TTLs and quotas.
+    pub mod settings;
+}
+
 /// Checking and repairing a store (`fsck`).
 mod check {
     pub mod fsck;

@@ -10,7 +10,7 @@ const MAX_BATCH: usize = 4096;
 impl Store {
     /// Stores every request as [`Store::put_with`] would and returns one
     /// result per request, in order; a failed request does not stop the
-    /// others.
+    /// others. A request without a holder is held by this handle's.
     ///
     /// With [`Durability::Synced`] every blob is on disk when this returns,
     /// for one directory sync per call instead of one per blob. With
@@ -25,7 +25,12 @@ impl Store {
     /// use kist::{Durability, PutRequest};
     /// let store = kist::Store::open("/tmp/kist-batch")?;
     /// let requests: Vec<PutRequest> = (0..1000u32)
-    ///     .map(|i| PutRequest { data: i.to_le_bytes().to_vec(), expected: None, labels: vec![] })
+    ///     .map(|i| PutRequest {
+    ///         data: i.to_le_bytes().to_vec(),
+    ///         expected: None,
+    ///         labels: vec![],
+    ///         holder: None,
+    ///     })
     ///     .collect();
     /// for digest in store.put_batch(&requests, Durability::Cached)? {
     ///     println!("{}", digest?);
@@ -50,6 +55,20 @@ impl Store {
                 ))));
                 continue;
             }
+            let owned;
+            let chunk = match &self.holder {
+                Some(holder) if chunk.iter().any(|r| r.holder.is_none()) => {
+                    owned = chunk
+                        .iter()
+                        .map(|r| PutRequest {
+                            holder: r.holder.clone().or_else(|| Some(holder.clone())),
+                            ..r.clone()
+                        })
+                        .collect::<Vec<_>>();
+                    &owned[..]
+                }
+                _ => chunk,
+            };
             let answers = self.shared.call(|api, s| {
                 api.kist_content_ingester()
                     .call_put_batch(s, chunk, durability)

@@ -10,6 +10,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::capabilities::{CapabilitiesCtx, CapabilitiesHost, CapabilitiesView};
+use crate::store::Clock;
 
 /// Store data for one component instance.
 pub(crate) struct KistCtx {
@@ -25,9 +26,13 @@ impl KistCtx {
     pub(crate) fn new(
         root: &Path,
         memory_limit: usize,
+        clock: Option<Clock>,
         caps: Arc<CapabilitiesCtx>,
     ) -> std::io::Result<Self> {
         let mut wasi = WasiCtxBuilder::new();
+        if let Some(clock) = clock {
+            wasi.wall_clock(FixedClock(clock));
+        }
         // kist calls the component synchronously: file operations run on
         // the calling thread instead of a round trip through tokio's
         // blocking pool for each one (which costs tens of microseconds).
@@ -61,5 +66,20 @@ impl CapabilitiesHost for KistCtx {
             ctx: &self.caps,
             table: &mut self.table,
         }
+    }
+}
+
+/// A [`Clock`] as WASI's wall clock.
+struct FixedClock(Clock);
+
+impl wasmtime_wasi::HostWallClock for FixedClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        (self.0)()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
     }
 }

@@ -28,9 +28,10 @@ pub enum Error {
     /// A read or truncate past the end.
     #[error("out of range")]
     OutOfRange,
-    /// The store's filesystem is full; resume after freeing space.
-    #[error("no space left on the store's filesystem")]
-    NoSpace,
+    /// No room: the store's filesystem is full, or a quota would be
+    /// crossed (the message says which); resume after freeing space.
+    #[error("no space: {0}")]
+    NoSpace(String),
     /// Another I/O failure, naming the operation and file.
     #[error("I/O error: {0}")]
     Io(String),
@@ -64,7 +65,7 @@ impl From<WitError> for Error {
             WitError::InvalidArgument(m) => Self::InvalidArgument(m),
             WitError::FailedPrecondition(m) => Self::FailedPrecondition(m),
             WitError::OutOfRange => Self::OutOfRange,
-            WitError::NoSpace => Self::NoSpace,
+            WitError::NoSpace(m) => Self::NoSpace(m),
             WitError::Io(m) => Self::Io(m),
             WitError::TooLarge(m) => Self::TooLarge(m),
             WitError::Corrupt(m) => Self::Corrupt(m),
@@ -89,7 +90,9 @@ impl From<wasmtime::Error> for Error {
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         match e.raw_os_error() {
-            Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() => Self::NoSpace,
+            Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() => {
+                Self::NoSpace(e.to_string())
+            }
             _ => Self::Io(e.to_string()),
         }
     }
@@ -101,7 +104,7 @@ impl From<Error> for std::io::Error {
             Error::NotFound => std::io::ErrorKind::NotFound,
             Error::AlreadyExists => std::io::ErrorKind::AlreadyExists,
             Error::InvalidArgument(_) => std::io::ErrorKind::InvalidInput,
-            Error::NoSpace => std::io::ErrorKind::StorageFull,
+            Error::NoSpace(_) => std::io::ErrorKind::StorageFull,
             Error::Timeout => std::io::ErrorKind::TimedOut,
             _ => std::io::ErrorKind::Other,
         };

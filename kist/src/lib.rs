@@ -45,9 +45,11 @@ mod ctx;
 mod error;
 mod fsck;
 mod held;
+mod leases;
 #[cfg(feature = "compose")]
 mod plug;
 mod reader;
+mod retention;
 mod runtime;
 mod session;
 mod store;
@@ -57,14 +59,20 @@ mod writer;
 
 pub use bindings::exports::kist::content::fsck::{Problem, ProblemKind};
 pub use bindings::exports::kist::content::ingester::{Durability, PutRequest, WriterOptions};
+pub use bindings::exports::kist::content::leases::{Lease, LeaseResource};
+pub use bindings::exports::kist::content::retention::{
+    HolderUsage, Limit, Quota, QuotaUsage, Removed, RemovedKind, Settings, SpaceUsage,
+};
 pub use bindings::exports::kist::content::storer::{
-    ArchiveOptions, Artifact, ExtractOptions, Object, Retention,
+    ArchiveOptions, Artifact, ExtractOptions, Object, RetentionPolicy,
 };
 pub use bindings::exports::kist::content::types::{BlobInfo, IngestStatus, Label};
 pub use error::{Error, Result};
 pub use fsck::Check;
+pub use leases::Leases;
 pub use reader::{Reader, Verifier};
-pub use store::{Store, StoreBuilder, labels};
+pub use retention::{Collection, Retention};
+pub use store::{Clock, Store, StoreBuilder, labels};
 pub use storer::{ArtifactLock, DEFAULT_MAX_SIZE, Source, Storer};
 pub use walk::Walk;
 pub use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;

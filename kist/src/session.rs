@@ -31,7 +31,12 @@ impl Session {
     /// Instantiates the component for the store `shared` describes.
     pub(crate) fn new(shared: &Arc<Shared>) -> Result<Self> {
         let options = &shared.options;
-        let ctx = KistCtx::new(&shared.root, options.memory_limit, Arc::clone(&shared.caps))?;
+        let ctx = KistCtx::new(
+            &shared.root,
+            options.memory_limit,
+            options.clock.clone(),
+            Arc::clone(&shared.caps),
+        )?;
         let mut store = wasmtime::Store::new(&shared.runtime.engine, ctx);
         store.limiter(|ctx| &mut ctx.limits);
         let deadline_ticks = (options.call_timeout.as_millis() / TICK.as_millis()).max(1) as u64;

@@ -14,7 +14,7 @@ use crate::runtime::Runtime;
 use crate::session::{GuestResult, Session};
 use crate::walk::Walk;
 use crate::writer::Writer;
-use crate::{BlobInfo, IngestStatus, Label, WriterOptions};
+use crate::{BlobInfo, IngestStatus, Label, PutRequest, WriterOptions};
 
 /// Largest `put` done in one call into the component (its WIT limit).
 pub(crate) const MAX_PUT: u64 = 16 << 20;
@@ -36,11 +36,15 @@ pub fn labels(labels: &[(&str, &str)]) -> Vec<Label> {
         .collect()
 }
 
+/// The time the component sees, for [`StoreBuilder::clock`].
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
 /// Limits for the component; see [`StoreBuilder`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Options {
     pub(crate) memory_limit: usize,
     pub(crate) call_timeout: Duration,
+    pub(crate) clock: Option<Clock>,
 }
 
 /// Configures and opens a [`Store`].
@@ -87,6 +91,15 @@ impl StoreBuilder {
         self
     }
 
+    /// Makes the component see `clock`'s time instead of the system's:
+    /// what TTLs, lease expiries and record times are measured by. For
+    /// tests and simulations (advance the clock to expire things); every
+    /// handle and process on one store should agree on the time.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.options.clock = Some(clock);
+        self
+    }
+
     /// With `false`, [`open`](Self::open) fails with [`Error::NotFound`]
     /// instead of creating a store where there is none: the directory
     /// must exist and be a store (have `oci-layout`) or be empty. For
@@ -127,7 +140,10 @@ impl StoreBuilder {
             idle: Mutex::new(Vec::new()),
         });
         // The component lays out a new store on its first call.
-        Ok(Store { shared })
+        Ok(Store {
+            shared,
+            holder: None,
+        })
     }
 }
 
@@ -178,6 +194,11 @@ impl Shared {
 /// store directory. A `Store` is cheap to clone and can be used from many
 /// threads; writers are exclusive per ref across threads and processes.
 ///
+/// What a `Store` writes is held by its holder (`default`, unless
+/// [`as_holder`](Store::as_holder) names another) and kept until that
+/// holder releases it ([`delete`](Store::delete)) and a collection finds
+/// nothing else needs it (see [`Retention`](crate::Retention)).
+///
 /// ```no_run
 /// # fn main() -> Result<(), kist::Error> {
 /// let store = kist::Store::open("/tmp/my-store")?;
@@ -189,6 +210,8 @@ impl Shared {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) shared: Arc<Shared>,
+    /// Who holds what this handle writes; `None`: `default`.
+    pub(crate) holder: Option<String>,
 }
 
 impl Store {
@@ -210,6 +233,7 @@ impl Store {
             options: Options {
                 memory_limit: 512 << 20,
                 call_timeout: Duration::from_secs(120),
+                clock: None,
             },
             component: None,
             create: true,
@@ -219,6 +243,39 @@ impl Store {
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.shared.root
+    }
+
+    /// A handle on the same store that writes and releases for `holder`
+    /// (`containerd`, `registry/library/alpine`, `lease/<id>`, ...): what
+    /// it stores is held by `holder`, and [`delete`](Store::delete)
+    /// releases `holder`'s hold. Names are checked when first used.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), kist::Error> {
+    /// let store = kist::Store::open("/tmp/my-store")?;
+    /// let layers = store.as_holder("layers");
+    /// let d = layers.put(b"a layer")?;
+    /// assert!(store.info(&d)?.holders.contains(&"layers".to_owned()));
+    /// layers.delete(&d)?; // released: cached until a collection
+    /// # Ok(()) }
+    /// ```
+    pub fn as_holder(&self, holder: &str) -> Store {
+        Store {
+            shared: Arc::clone(&self.shared),
+            holder: Some(holder.to_owned()),
+        }
+    }
+
+    /// A handle that holds what it writes by the lease `id` (see
+    /// [`Store::leases`]).
+    pub fn with_lease(&self, id: &str) -> Store {
+        self.as_holder(&format!("lease/{id}"))
+    }
+
+    /// This handle's holder: `default` unless [`as_holder`](Store::as_holder)
+    /// named another.
+    pub fn holder(&self) -> &str {
+        self.holder.as_deref().unwrap_or("default")
     }
 
     /// Describes the blob `digest`.
@@ -252,6 +309,7 @@ impl Store {
             size: 0,
             created_at: zero,
             updated_at: zero,
+            holders: Vec::new(),
             labels: last
                 .iter()
                 .filter_map(|(k, v)| {
@@ -267,16 +325,46 @@ impl Store {
         self.update(&info, &paths)
     }
 
-    /// Removes the blob `digest`.
-    pub fn delete(&self, digest: &str) -> Result<()> {
-        self.shared
-            .call(|api, s| api.kist_content_store().call_delete(s, &digest.to_owned()))
+    /// Releases this handle's holder's hold on `digest`; returns who still
+    /// holds it. When nobody does, the blob is no longer shown, loses its
+    /// labels and stays cached until a collection removes it (after the
+    /// cache TTL). [`Error::NotFound`] if the holder did not hold it.
+    pub fn delete(&self, digest: &str) -> Result<Vec<String>> {
+        let holder = self.holder.clone();
+        self.shared.call(|api, s| {
+            api.kist_content_store()
+                .call_delete(s, &digest.to_owned(), holder.as_ref())
+        })
     }
 
-    /// Iterates over the blobs matching any of `filters` (containerd's
-    /// syntax, e.g. `labels.app==web,size!=0`); no filters lists all.
+    /// Makes this handle's holder hold the stored blob `digest`; a cached
+    /// one is shown again, without sending its bytes.
+    pub fn hold(&self, digest: &str) -> Result<BlobInfo> {
+        let holder = self.holder().to_owned();
+        self.shared.call(|api, s| {
+            api.kist_content_store()
+                .call_hold(s, &digest.to_owned(), &holder)
+        })
+    }
+
+    /// Removes the blob `digest` now, whoever holds it (for takedowns);
+    /// returns the bytes freed. Never what [`delete`](Store::delete) does.
+    pub fn purge(&self, digest: &str) -> Result<u64> {
+        self.shared
+            .call(|api, s| api.kist_content_store().call_purge(s, &digest.to_owned()))
+    }
+
+    /// Iterates over the held blobs matching any of `filters` (containerd's
+    /// syntax, e.g. `labels.app==web,size!=0`, `holders.containerd`); no
+    /// filters lists all.
     pub fn walk(&self, filters: &[&str]) -> Result<Walk> {
-        Walk::new(&self.shared, filters)
+        Walk::new(&self.shared, filters, false)
+    }
+
+    /// Iterates over the cached blobs (released by every holder, still
+    /// stored) matching any of `filters`.
+    pub fn walk_cached(&self, filters: &[&str]) -> Result<Walk> {
+        Walk::new(&self.shared, filters, true)
     }
 
     /// Checks the whole store: re-hashes every blob against its name and
@@ -335,12 +423,15 @@ impl Store {
         labels: &[(&str, &str)],
     ) -> Result<String> {
         if bytes.len() as u64 <= MAX_PUT {
-            let labels = crate::labels(labels);
-            let expected = expected.map(str::to_owned);
-            return self.shared.call(|api, s| {
-                api.kist_content_ingester()
-                    .call_put(s, bytes, expected.as_ref(), &labels)
-            });
+            let request = PutRequest {
+                data: bytes.to_vec(),
+                expected: expected.map(str::to_owned),
+                labels: crate::labels(labels),
+                holder: self.holder.clone(),
+            };
+            return self
+                .shared
+                .call(|api, s| api.kist_content_ingester().call_put(s, &request));
         }
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
@@ -382,7 +473,7 @@ impl Store {
         let options = WriterOptions {
             expected_size,
             expected: expected.map(str::to_owned),
-            labels: Vec::new(),
+            ..Default::default()
         };
         self.writer_with(reference, &options)
     }
@@ -405,6 +496,13 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub fn writer_with(&self, reference: &str, options: &WriterOptions) -> Result<Writer> {
+        if options.holder.is_none() && self.holder.is_some() {
+            let options = WriterOptions {
+                holder: self.holder.clone(),
+                ..options.clone()
+            };
+            return Writer::open(&self.shared, reference, &options);
+        }
         Writer::open(&self.shared, reference, options)
     }
 
@@ -430,17 +528,20 @@ impl Store {
 }
 
 impl Default for WriterOptions {
-    /// No declared size, digest or labels.
+    /// No declared size, digest or labels; the handle's holder.
     fn default() -> Self {
         Self {
             expected_size: None,
             expected: None,
             labels: Vec::new(),
+            holder: None,
         }
     }
 }
 
-/// Whether `dir` is an existing, empty directory.
+/// Whether `dir` is an existing directory with nothing in it but what
+/// opening a store makes (`locks/`).
 fn is_empty_dir(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+    std::fs::read_dir(dir)
+        .is_ok_and(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == "locks")))
 }

@@ -16,7 +16,7 @@ use crate::bindings::exports::kist::content::storer::Source as WitSource;
 use crate::error::{Error, Result};
 use crate::held::Held;
 use crate::store::{Shared, labels};
-use crate::{ArchiveOptions, Artifact, ExtractOptions, Object, Reader, Retention, Store};
+use crate::{ArchiveOptions, Artifact, ExtractOptions, Object, Reader, RetentionPolicy, Store};
 
 /// Default cap on the files archived or extracted in one call: 1 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
@@ -73,7 +73,7 @@ pub enum Source<'a> {
 ///
 /// ```no_run
 /// # fn main() -> Result<(), kist::Error> {
-/// use kist::{ArchiveOptions, Object, Retention, Source};
+/// use kist::{ArchiveOptions, Object, RetentionPolicy, Source};
 /// let storer = kist::Store::open("/tmp/kist-demo")?.storer();
 /// let repo = Object::new("GitRepository", "flux-system", "podinfo", "6f1c...");
 /// let artifact = storer.reconcile_artifact(
@@ -84,7 +84,7 @@ pub enum Source<'a> {
 ///     &[],
 /// )?;
 /// println!("{} {}", artifact.url("source-controller"), artifact.digest);
-/// storer.reconcile_storage(&repo, Retention { max_count: 2, ttl_seconds: Some(3600) })?;
+/// storer.reconcile_storage(&repo, RetentionPolicy { max_count: 2, ttl_seconds: Some(3600) })?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -233,7 +233,11 @@ impl Storer {
 
     /// Removes `object`'s artifacts that `policy` does not keep and those
     /// that no longer verify; returns them.
-    pub fn reconcile_storage(&self, object: &Object, policy: Retention) -> Result<Vec<Artifact>> {
+    pub fn reconcile_storage(
+        &self,
+        object: &Object,
+        policy: RetentionPolicy,
+    ) -> Result<Vec<Artifact>> {
         self.shared.call(|api, s| {
             api.kist_content_storer()
                 .call_reconcile_storage(s, object, policy)

@@ -20,10 +20,15 @@ pub struct Walk {
 }
 
 impl Walk {
-    pub(crate) fn new(shared: &Arc<Shared>, filters: &[&str]) -> Result<Self> {
+    pub(crate) fn new(shared: &Arc<Shared>, filters: &[&str], cached: bool) -> Result<Self> {
         let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
         let walker = Held::create(shared, |api, s| {
-            api.kist_content_store().call_walk(s, &filters)
+            let store = api.kist_content_store();
+            if cached {
+                store.call_walk_cached(s, &filters)
+            } else {
+                store.call_walk(s, &filters)
+            }
         })?;
         Ok(Self {
             walker,

@@ -1,4 +1,4 @@
-//! kist's `hasher` and `locks` capabilities in pure wasm (world
+//! kist's `hasher`, `locks` and `space` capabilities in pure wasm (world
 //! `portable-capabilities`), for hosts that do not supply them natively.
 //! Plugged into the store component it yields `kist-portable.wasm`, whose
 //! only imports are standard WASI 0.2.
@@ -15,6 +15,7 @@ mod bindings {
 
 mod hasher;
 mod locks;
+mod space;
 
 /// The component's exports.
 struct Component;

@@ -21,7 +21,12 @@ function errorTag(call) {
 }
 
 const small = new TextEncoder().encode('hello from node');
-const putDigest = ingester.put(small, undefined, [{ key: 'via', value: 'jco' }]);
+const putDigest = ingester.put({
+  data: small,
+  expected: undefined,
+  labels: [{ key: 'via', value: 'jco' }],
+  holder: undefined,
+});
 
 // A 32 MiB blob through a writer in 1 MiB chunks, timed.
 const chunk = new Uint8Array(1 << 20).map((_, i) => (i * 31) & 0xff);

@@ -53,9 +53,14 @@ class Store:
             raise KistError(result.tag, result.payload)
         return result
 
-    def put(self, data, expected=None, labels=None):
+    def put(self, data, expected=None, labels=None, holder=None):
         """Stores `data` in one call and returns its digest."""
-        return self._call("ingester", "put", bytes(data), expected, _labels(labels))
+        request = wc.Record()
+        request.data = bytes(data)
+        request.expected = expected
+        request.labels = _labels(labels)
+        request.holder = holder
+        return self._call("ingester", "put", request)
 
     def info(self, digest):
         """The blob's size and labels, as a dict."""
@@ -66,9 +71,10 @@ class Store:
             "labels": {label.key: label.value for label in info.labels},
         }
 
-    def delete(self, digest):
-        """Removes the blob (and its labels)."""
-        self._call("store", "delete", digest)
+    def delete(self, digest, holder=None):
+        """Releases the blob (`default`'s hold, or `holder`'s); returns who
+        still holds it."""
+        return self._call("store", "delete", digest, holder)
 
     def walk(self, filters=()):
         """Digests of the blobs matching any of `filters` (containerd syntax)."""

@@ -118,6 +118,7 @@ pub fn put_batch(h: &Harness) {
             data,
             expected,
             labels: kist_labels(labels),
+            holder: None,
         };
     let stored = store.put(b"stored before").unwrap();
     let requests = vec![

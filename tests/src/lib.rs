@@ -85,6 +85,17 @@ pub fn fsck(store: &Store, repair: bool) -> Vec<kist::Problem> {
     problems
 }
 
+/// Runs a whole collection: what was released goes (with the default cache
+/// TTL of 0). Returns the bytes freed.
+pub fn collect(store: &Store) -> u64 {
+    store
+        .retention()
+        .collect(false)
+        .expect("starting a collection")
+        .map(|r| r.expect("collection step").bytes)
+        .sum()
+}
+
 /// Sorted digests of the blobs matching `filters`.
 pub fn digests(store: &Store, filters: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = store

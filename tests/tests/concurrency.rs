@@ -226,7 +226,7 @@ fn readers_survive_deletes() {
             }
             std::thread::sleep(Duration::from_millis(5));
             match store.delete(&d) {
-                Ok(()) | Err(Error::NotFound) => {}
+                Ok(_) | Err(Error::NotFound) => {}
                 Err(e) => panic!("{e}"),
             }
         }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use kist_tests::{Harness, bytes, fsck, kist_bin, open_embedded, sha256, tree};
+use kist_tests::{Harness, bytes, collect, fsck, kist_bin, open_embedded, sha256, tree};
 
 /// Size of each ingested file: a few write chunks, so kills land in every
 /// phase of an ingest.
@@ -123,6 +123,9 @@ fn killed_ingests_recover() {
             .collect();
         assert!(leftovers.is_empty(), "{context}: leftovers {leftovers:?}");
         store.delete(&digest).unwrap();
+        // Released bytes go at the next collection; later checks re-hash
+        // every blob, so make it now.
+        collect(&store);
         std::fs::remove_file(&file).unwrap();
     }
     eprintln!("crash test: kills landed {landed:?}");
@@ -225,11 +228,12 @@ fn killed_archives_recover() {
         assert_eq!(current.revision, format!("r{i}"), "{context}");
         storer.verify(&current.path).unwrap();
         let object = kist::Object::new("Bucket", "ns", "b", "default");
-        let policy = kist::Retention {
+        let policy = kist::RetentionPolicy {
             max_count: 1,
             ttl_seconds: None,
         };
         storer.reconcile_storage(&object, policy).unwrap();
+        collect(&store);
         assert_eq!(
             kist_tests::digests(&store, &[]),
             std::slice::from_ref(&current.digest),
@@ -246,4 +250,95 @@ fn killed_archives_recover() {
         temps_repaired > 0,
         "no kill landed mid-archive: the test proved nothing"
     );
+}
+
+/// Proves: `kist gc` killed at any moment loses nothing held, and the
+/// next collection finishes the job: what was due is gone and `fsck` is
+/// clean. `KIST_CRASH_GCS` sets the number of kills (default 20).
+#[test]
+fn killed_collections_recover() {
+    let iterations = env_number("KIST_CRASH_GCS", 20);
+    let mut seed = env_number("KIST_CRASH_SEED", 0x6c6c);
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    let kist = |args: &[&str]| {
+        let mut c = Command::new(kist_bin());
+        c.arg("--store")
+            .arg(h.path())
+            .env_remove("KIST_STORE")
+            .args(args)
+            .stdout(Stdio::null());
+        c
+    };
+    // Idle ingests expire at once, so collections abort them too.
+    assert!(
+        kist(&["config", "set", "ingest-ttl", "0s"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Held blobs, each referencing a released one the collections must keep.
+    let mut held = Vec::new();
+    for i in 0..50u64 {
+        let child = store.put(&bytes(3000, 10_000 + i)).unwrap();
+        let parent = store
+            .put_with(
+                &bytes(2000, 20_000 + i),
+                None,
+                &[("containerd.io/gc.ref.content", child.as_str())],
+            )
+            .unwrap();
+        store.delete(&child).unwrap();
+        held.push((parent, child));
+    }
+    let garbage = |round: u64| {
+        for i in 0..300 {
+            let d = store.put(&bytes(1000, round * 1000 + i)).unwrap();
+            store.delete(&d).unwrap();
+        }
+        for i in 0..5 {
+            let mut w = store.writer(&format!("r{round}-{i}"), None, None).unwrap();
+            w.write_all(&bytes(5000, i)).unwrap();
+        }
+    };
+    garbage(1);
+    let start = Instant::now();
+    assert!(kist(&["gc"]).status().unwrap().success());
+    let span = start.elapsed().mul_f64(1.2);
+    let mut killed = 0;
+    for round in 2..iterations + 2 {
+        garbage(round);
+        let mut child = kist(&["gc"]).spawn().unwrap();
+        std::thread::sleep(next_delay(&mut seed, span));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        for (parent, child) in &held {
+            assert_eq!(
+                sha256(&store.get(parent).unwrap()),
+                *parent,
+                "round {round}"
+            );
+            assert!(
+                h.path().join("blobs/sha256").join(&child[7..]).exists(),
+                "round {round}: a referenced blob went"
+            );
+        }
+    }
+    eprintln!("killed {killed} of {iterations} collections mid-way");
+    assert!(killed > 0, "no collection was killed mid-way");
+    assert!(kist(&["gc"]).status().unwrap().success());
+    assert!(fsck(&store, false).is_empty(), "{:?}", fsck(&store, false));
+    let blobs = std::fs::read_dir(h.path().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        blobs,
+        2 * held.len(),
+        "only the held blobs and what they reference"
+    );
+    assert!(store.list_statuses(&[]).unwrap().is_empty());
+    assert_eq!(tree(&h.path().join("ingest")), Vec::<String>::new());
 }

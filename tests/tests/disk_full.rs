@@ -76,7 +76,7 @@ fn full_disk_then_resume() {
         }
         assert!(written < data.len(), "the disk never filled up");
     };
-    assert!(matches!(failure, Error::NoSpace), "{failure:?}");
+    assert!(matches!(failure, Error::NoSpace(_)), "{failure:?}");
     assert_eq!(
         writer.status().unwrap().offset,
         written as u64,
@@ -86,7 +86,7 @@ fn full_disk_then_resume() {
     // While full: a put fails with no-space and leaves nothing behind;
     // committed blobs are intact.
     let put = store.put(&bytes(2 << 20, 3));
-    assert!(matches!(put, Err(Error::NoSpace)), "{put:?}");
+    assert!(matches!(put, Err(Error::NoSpace(_))), "{put:?}");
     assert!(dot_files(&root).is_empty(), "{:?}", dot_files(&root));
     assert_eq!(store.get(&kept_digest).unwrap(), kept);
     assert_eq!(store.info(&kept_digest).unwrap().labels.len(), 1);

@@ -6,7 +6,9 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::time::Duration;
 
-use kist::{ArchiveOptions, Artifact, Error, ExtractOptions, Object, Retention, Source, Storer};
+use kist::{
+    ArchiveOptions, Artifact, Error, ExtractOptions, Object, RetentionPolicy, Source, Storer,
+};
 use kist_tests::{Entry, Harness, open_embedded, sha256, tar_gz};
 
 fn repo(uid: &str) -> Object {
@@ -270,7 +272,7 @@ fn uids_keep_objects_apart() {
     assert!(matches!(
         storer.reconcile_storage(
             &repo("new-uid"),
-            Retention {
+            RetentionPolicy {
                 max_count: 1,
                 ttl_seconds: None
             }
@@ -317,12 +319,12 @@ fn record(storer: &Storer, store: &kist::Store, n: usize) {
     }
 }
 
-/// Retention GC of `repo("u")`; returns what it removed.
+/// RetentionPolicy GC of `repo("u")`; returns what it removed.
 fn gc(storer: &Storer, max_count: u32, ttl_seconds: Option<u64>) -> Vec<Artifact> {
     storer
         .reconcile_storage(
             &repo("u"),
-            Retention {
+            RetentionPolicy {
                 max_count,
                 ttl_seconds,
             },

@@ -17,6 +17,7 @@ use crate::bindings::exports::kist::content::storer::{Artifact, Object};
 use crate::bindings::kist::content::locks::{self, Guard, LockError};
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::content::labels;
+use crate::retention::holds;
 use crate::shared::error::{self, Result, corrupt, invalid, precondition};
 use crate::shared::fs::{self, FileType};
 
@@ -33,9 +34,26 @@ pub fn temp_lock(name: &str) -> String {
 
 /// Longest pause between two tries of a held artifact lock.
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
-/// Label marking a blob the storer created, so it frees it when no
-/// artifact points at it any more (and never frees anyone else's).
-pub const MANAGED: &str = "kist.storer/managed";
+
+/// The holder by which the artifact `file` of the object at `place` holds
+/// its blob: `artifact/<kind>/<namespace>/<name>/<file>`.
+pub fn holder(place: &Place, file: &str) -> String {
+    format!("{}{}/{file}", holds::ARTIFACT, place.key)
+}
+
+/// Whether the artifact a holder `artifact/<path>` names is recorded and
+/// points at `digest`: an artifact holds its blob only while its record
+/// does (a crash between taking the hold and writing the record leaves a
+/// hold that holds nothing).
+pub fn holds_blob(path: &str, digest: &str) -> Result<bool> {
+    let Some((key, file)) = path.rsplit_once('/') else {
+        return Ok(false);
+    };
+    let place = Place {
+        key: key.to_owned(),
+    };
+    Ok(filename(file).is_ok() && place.file(file)?.is_some_and(|r| r.digest == digest))
+}
 
 /// What `object` holds.
 #[derive(Serialize, Deserialize)]

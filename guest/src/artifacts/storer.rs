@@ -2,15 +2,13 @@
 //! archives and extraction. Records are in `artifacts.rs`; bytes are
 //! blobs.
 
-use std::collections::BTreeSet;
-
 use crate::Component;
 use crate::artifacts::archive;
 use crate::artifacts::extract;
 use crate::artifacts::records::{self, FileRecord, ObjectRecord, Place, to_artifact};
 use crate::bindings::exports::kist::content::storer::{
     ArchiveOptions, Artifact, ArtifactLock, ExtractOptions, Guest, GuestArtifactLock, Object,
-    Retention, Source,
+    RetentionPolicy, Source,
 };
 use crate::bindings::exports::kist::content::types::Label;
 use crate::bindings::kist::content::hasher::Hasher;
@@ -21,6 +19,7 @@ use crate::bindings::wasi::filesystem::types::{
 use crate::content::labels;
 use crate::content::new_blob::{DescriptorReader, NewBlob, from_io};
 use crate::content::store;
+use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition};
 use crate::shared::filters::{Fields, Filters, rest_key};
@@ -77,7 +76,8 @@ impl Guest for Component {
         {
             return Ok(to_artifact(&place, &owner, &filename, record.clone()));
         }
-        let (digest, size, blob_lock) = build(source)?;
+        let holder = records::holder(&place, &filename);
+        let (digest, size) = build(source, &holder)?;
         let record = FileRecord {
             revision,
             digest: digest.to_string(),
@@ -95,14 +95,13 @@ impl Guest for Component {
         place.save_file(&filename, &record)?;
         owner.current = Some(filename.clone());
         place.save(&owner)?;
-        drop(blob_lock);
         if let Some(old) = files.get(&filename).filter(|o| o.digest != record.digest) {
-            free_if_unreferenced(&old.digest)?;
+            release(&old.digest, &holder)?;
         }
         Ok(to_artifact(&place, &owner, &filename, record))
     }
 
-    fn reconcile_storage(object: Object, policy: Retention) -> Result<Vec<Artifact>> {
+    fn reconcile_storage(object: Object, policy: RetentionPolicy) -> Result<Vec<Artifact>> {
         let place = Place::of(&object)?;
         layout::ensure()?;
         let _lock = place.lock(LOCK_WAIT_MS)?;
@@ -161,7 +160,7 @@ impl Guest for Component {
     fn archive(dir: &Descriptor, options: ArchiveOptions) -> Result<(String, u64)> {
         let mut out = NewBlob::create()?;
         archive::write(dir, &options, &mut out)?;
-        let (digest, size, _lock) = out.publish()?;
+        let (digest, size) = out.publish(holds::DEFAULT)?;
         Ok((digest.to_string(), size))
     }
 
@@ -223,14 +222,14 @@ impl Guest for Component {
     }
 }
 
-/// Stores the bytes of `source` as a blob; returns its digest and size
-/// with the blob's lock held.
-fn build(source: Source<'_>) -> Result<(Digest, u64, Guard)> {
+/// Stores the bytes of `source` as a blob that `holder` holds; returns
+/// its digest and size.
+fn build(source: Source<'_>, holder: &str) -> Result<(Digest, u64)> {
     match source {
         Source::Directory((dir, options)) => {
             let mut out = NewBlob::create()?;
             archive::write(dir, &options, &mut out)?;
-            out.publish()
+            out.publish(holder)
         }
         Source::File((dir, name)) => {
             let fd = dir
@@ -253,35 +252,43 @@ fn build(source: Source<'_>) -> Result<(Digest, u64, Guard)> {
                 size: stat.size,
             };
             std::io::copy(&mut reader, &mut out).map_err(|e| from_io(e, &name))?;
-            out.publish()
+            out.publish(holder)
         }
         Source::Blob(digest) => {
             let d = Digest::parse(&digest)?;
             let lock = store::lock_blob(&d)?;
             let size = fs::stat(&d.blob_path())?.ok_or(Error::NotFound)?.size;
-            Ok((d, size, lock))
+            holds::add(&d, holder, &lock)?;
+            Ok((d, size))
         }
     }
 }
 
 /// Forgets the artifacts `files` of an object (their records are removed
-/// here if still present) and frees blobs nothing references any more.
+/// here if still present) and releases their blobs: what nothing else
+/// holds goes at the next collection.
 fn forget(
     place: &Place,
     owner: &ObjectRecord,
     files: Vec<(String, FileRecord)>,
 ) -> Result<Vec<Artifact>> {
-    let mut digests = BTreeSet::new();
     let mut out = Vec::new();
     for (file, record) in files {
         place.remove_file(&file)?;
-        digests.insert(record.digest.clone());
+        release(&record.digest, &records::holder(place, &file))?;
         out.push(to_artifact(place, owner, &file, record));
     }
-    for d in digests {
-        free_if_unreferenced(&d)?;
-    }
     Ok(out)
+}
+
+/// Drops `holder`'s hold on the blob `digest`, if it has one.
+fn release(digest: &str, holder: &str) -> Result<()> {
+    let d = Digest::parse(digest)?;
+    let lock = store::lock_blob(&d)?;
+    match store::release(&d, holder, &lock) {
+        Ok(_) | Err(Error::NotFound) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether the blob of `record` is there and hashes to its digest.
@@ -300,27 +307,6 @@ fn digest_of_blob(d: &Digest) -> Result<Option<Digest>> {
     let hasher = Hasher::new(d.algorithm);
     fs::for_each_chunk(&fd, &path, 0, size, |chunk| hasher.update(chunk))?;
     Ok(Some(Digest::of(d.algorithm, &hasher)))
-}
-
-/// Deletes the blob `digest` if the storer created it and no artifact
-/// points at it. Runs under the blob's lock, which recording an artifact
-/// also holds, so a blob is never freed under a new reference.
-fn free_if_unreferenced(digest: &str) -> Result<()> {
-    let d = Digest::parse(digest)?;
-    let lock = store::lock_blob(&d)?;
-    let (labels, _) = labels::load(&d)?;
-    if !labels.contains_key(records::MANAGED) {
-        return Ok(());
-    }
-    for (place, _) in records::objects()? {
-        if place.files()?.values().any(|r| r.digest == digest) {
-            return Ok(());
-        }
-    }
-    match store::remove_blob(&d, &lock) {
-        Ok(()) | Err(Error::NotFound) => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 impl Fields for Artifact {

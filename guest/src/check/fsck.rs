@@ -16,10 +16,11 @@ use crate::bindings::exports::kist::content::fsck::{Guest, GuestCheck, Problem, 
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
 use crate::bindings::kist::content::locks;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags};
-use crate::content::ingest::Meta;
+use crate::content::ingest::{GONE, Meta};
 use crate::content::labels;
 use crate::content::quarantine::quarantine;
 use crate::content::store;
+use crate::retention::holds;
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{Error, Result, fs as fs_error};
 use crate::shared::fs::{self, FileType};
@@ -60,6 +61,7 @@ enum Phase {
     Layout,
     Blobs(Algorithm),
     Labels(Algorithm),
+    Holds(Algorithm),
     Ingests,
     /// `artifacts/.tmp`: archives being built.
     ArtifactTemps,
@@ -80,6 +82,7 @@ impl GuestCheck for Check {
         for alg in ALGORITHMS {
             phases.push(Phase::Blobs(alg));
             phases.push(Phase::Labels(alg));
+            phases.push(Phase::Holds(alg));
         }
         phases.push(Phase::Ingests);
         phases.push(Phase::ArtifactTemps);
@@ -166,6 +169,7 @@ impl State {
             Phase::Layout => self.layout_file(name),
             Phase::Blobs(alg) => self.blob_entry(alg, name, kind),
             Phase::Labels(alg) => self.label_entry(alg, name, kind),
+            Phase::Holds(alg) => self.hold_entry(alg, name, kind),
             Phase::Ingests => self.ingest_entry(name, kind),
             Phase::ArtifactTemps => self.artifact_temp(name),
         }
@@ -312,6 +316,48 @@ impl State {
         Ok(Some(p))
     }
 
+    /// An entry of `holds/<alg>`: a blob's hold record, a temporary file, or
+    /// something stray.
+    fn hold_entry(
+        &mut self,
+        alg: Algorithm,
+        name: &str,
+        kind: FileType,
+    ) -> Result<Option<Problem>> {
+        let path = format!("{}/{name}", layout::hold_dir(alg));
+        if let Some(hex) = temp_name(alg, name, ".tmp") {
+            return self.temp_file(&digest_of(alg, hex), &path);
+        }
+        if kind != FileType::RegularFile || !is_hex_of(alg, name) {
+            return Ok(Some(stray(&path, kind)));
+        }
+        self.checked += 1;
+        let digest = digest_of(alg, name);
+        if fs::stat(&digest.blob_path())?.is_some() {
+            return Ok(match holds::stored(&digest) {
+                Err(e) => Some(problem(ProblemKind::DamagedLabels, &path, message(e))),
+                Ok(_) => None,
+            });
+        }
+        // Re-check under the lock: a publish saves holds just before its
+        // rename.
+        let _lock = store::lock_blob(&digest)?;
+        if fs::stat(&digest.blob_path())?.is_some() || fs::stat(&path)?.is_none() {
+            return Ok(None);
+        }
+        // A released record left by a collection interrupted between a
+        // blob and its record means what no record means; the next
+        // collection removes it.
+        if holds::stored(&digest).is_ok_and(|r| r.is_some_and(|r| r.holders.is_empty())) {
+            return Ok(None);
+        }
+        let mut p = problem(ProblemKind::OrphanHolds, &path, "no such blob");
+        if self.repair && fs::remove_file(&path)? {
+            p.repaired = Some("removed".into());
+        }
+        Ok(Some(p))
+    }
+
     /// A temporary file named after the blob `d`: reported only if it is
     /// still there once the blob's lock is held (no put or label write of
     /// that blob is running then).
@@ -354,9 +400,10 @@ impl State {
     /// an ingest being created, or something stray.
     fn ingest_entry(&mut self, name: &str, kind: FileType) -> Result<Option<Problem>> {
         let path = format!("{}/{name}", layout::INGEST);
-        let (key, temp) = match name.strip_suffix(".new") {
-            Some(key) => (key, true),
-            None => (name, false),
+        let (key, temp) = match (name.strip_suffix(".new"), name.strip_suffix(GONE)) {
+            (Some(key), _) => (key, Some("an ingest whose creation was interrupted")),
+            (_, Some(key)) => (key, Some("an ingest whose removal was interrupted")),
+            _ => (name, None),
         };
         if kind != FileType::Directory || !is_hex_of(Algorithm::Sha256, key) {
             return Ok(Some(stray(&path, kind)));
@@ -366,11 +413,8 @@ impl State {
         let Ok(_writer) = locks::try_lock(&dir) else {
             return Ok(None); // a writer is using it
         };
-        let broken = if temp {
-            Some((
-                ProblemKind::TempFile,
-                "an ingest whose creation was interrupted".to_owned(),
-            ))
+        let broken = if let Some(why) = temp {
+            Some((ProblemKind::TempFile, why.to_owned()))
         } else {
             match (Meta::load(&dir), fs::stat(&format!("{dir}/data"))?) {
                 (Err(e), _) => Some((ProblemKind::BrokenIngest, message(e))),
@@ -423,6 +467,7 @@ fn list(phase: Phase) -> Result<(Entries, Option<Problem>)> {
         }
         Phase::Blobs(alg) => layout::blob_dir(alg),
         Phase::Labels(alg) => layout::label_dir(alg),
+        Phase::Holds(alg) => layout::hold_dir(alg),
         Phase::Ingests => layout::INGEST.to_owned(),
         Phase::ArtifactTemps => records::TMP.to_owned(),
     };

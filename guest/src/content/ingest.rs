@@ -11,6 +11,8 @@
 //! all, and after a power cut an uncommitted ingest may be lost or need
 //! re-hashing, which is allowed. Only a commit must be durable.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::exports::kist::content::types::IngestStatus as Status;
@@ -46,9 +48,22 @@ pub struct Meta {
     /// ingests a kist before 0.2 created).
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub labels: Labels,
+    /// Who holds the blob it becomes (`default` when empty: ingests a
+    /// kist before 0.2 created); a lease among them holds the ingest too.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub holders: BTreeSet<String>,
 }
 
 impl Meta {
+    /// Who holds the blob it becomes.
+    pub fn holders(&self) -> BTreeSet<String> {
+        if self.holders.is_empty() {
+            BTreeSet::from([crate::retention::holds::DEFAULT.to_owned()])
+        } else {
+            self.holders.clone()
+        }
+    }
+
     /// The hash algorithm the ingest computes while writing.
     pub fn algorithm(&self) -> Algorithm {
         self.expected
@@ -185,8 +200,33 @@ pub fn rehash(dir: &str, data: &Descriptor, algorithm: Algorithm, size: u64) -> 
 }
 
 /// Removes the ingest `dir` (data and state); the caller holds its lock.
+///
+/// It is renamed to `<dir>.gone` first, so a crash midway never leaves half
+/// an ingest under its name; what it leaves is removed by the next
+/// collection (or `fsck --repair`).
 pub fn remove(dir: &str) -> Result<()> {
-    fs::remove_tree(dir).map(drop)
+    let gone = format!("{dir}{GONE}");
+    match fs::stat(dir)? {
+        None => return Ok(()),
+        Some(_) => {
+            fs::remove_tree(&gone)?;
+            fs::rename(dir, &gone)?;
+        }
+    }
+    fs::remove_tree(&gone).map(drop)
+}
+
+/// The suffix of an ingest directory being removed.
+pub const GONE: &str = ".gone";
+
+/// Removes what interrupted removals left (`<dir>.gone` directories).
+pub fn sweep_removed() -> Result<()> {
+    for (name, kind) in fs::list_dir(layout::INGEST)?.unwrap_or_default() {
+        if kind == fs::FileType::Directory && name.ends_with(GONE) {
+            fs::remove_tree(&format!("{}/{name}", layout::INGEST))?;
+        }
+    }
+    Ok(())
 }
 
 /// Flushes `data` to disk.

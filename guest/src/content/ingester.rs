@@ -1,6 +1,7 @@
 //! The `ingester` interface: resumable, exclusive, verified writes.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 
 use crate::Component;
 use crate::bindings::exports::kist::content::ingester::{
@@ -13,9 +14,10 @@ use crate::bindings::wasi::filesystem::types::{Descriptor, NewTimestamp};
 use crate::content::ingest::{self, Meta};
 use crate::content::labels;
 use crate::content::labels::Labels;
-use crate::content::publish::{Stored, publish, stored};
+use crate::content::publish::{self, Stored, publish, stored};
 use crate::content::put;
 use crate::content::store;
+use crate::retention::{holds, leases, quota};
 use crate::shared::digest::Digest;
 use crate::shared::error::{self, Error, Result, fs as fs_error, precondition};
 use crate::shared::filters::Filters;
@@ -34,41 +36,57 @@ impl Guest for Component {
     fn open_writer(r: String, options: WriterOptions) -> Result<Writer> {
         validate::reference(&r)?;
         validate::labels(&options.labels)?;
-        let expected = options.expected.as_deref().map(Digest::parse).transpose()?;
-        let (size, labels) = (options.expected_size, labels::from_list(options.labels));
+        let declared = Declared {
+            total: options.expected_size,
+            expected: options.expected.as_deref().map(Digest::parse).transpose()?,
+            labels: labels::from_list(options.labels),
+            holder: holds::given(options.holder)?,
+        };
         layout::ensure()?;
-        if let Some(d) = &expected
-            && stored(d, size)? == Stored::Intact
+        if let Some(d) = &declared.expected
+            && stored(d, declared.total)? == Stored::Intact
         {
+            // Stored already, perhaps cached: held for this writer's
+            // holder, and nothing needs sending.
+            let lock = store::lock_blob(d)?;
+            let holders = BTreeSet::from([declared.holder.clone()]);
+            let meta = publish::Meta {
+                labels: &declared.labels,
+                holders: &holders,
+            };
+            publish::hold(d, &meta, &lock)?;
+            drop(lock);
+            leases::note_content(&declared.holder, d)?;
             return Err(Error::AlreadyExists);
         }
         let dir = ingest::dir_of(&r);
         let guard = locks::try_lock(&dir).map_err(|e| error::lock(&dir, e))?;
-        let meta = match (Meta::load(&dir)?, ingest::open_data(&dir)?) {
-            (Some(meta), Some(data)) => {
-                let meta = reconcile(&dir, meta, &r, size, expected.as_ref(), labels)?;
-                return IngestWriter::resume(r, dir, meta, data, guard).map(Writer::new);
-            }
+        let (meta, data) = match (Meta::load(&dir)?, ingest::open_data(&dir)?) {
+            (Some(meta), Some(data)) => (reconcile(&dir, meta, &r, &declared)?, data),
             // A dir without data is what a crash right after a commit's
             // rename leaves: the content is stored, the ingest is spent.
-            (Some(_), None) => {
-                ingest::remove(&dir)?;
-                new_meta(&r, size, expected.as_ref(), labels)
+            (spent, _) => {
+                if spent.is_some() {
+                    ingest::remove(&dir)?;
+                }
+                let meta = new_meta(&r, &declared);
+                // A declared size is reserved before anything is created.
+                quota::charge(&declared.holder, meta.total.unwrap_or(0))?;
+                ingest::create(&dir, &meta)?;
+                let data = ingest::open_data(&dir)?
+                    .ok_or_else(|| Error::Io(format!("{dir}/data vanished")))?;
+                (meta, data)
             }
-            (None, _) => new_meta(&r, size, expected.as_ref(), labels),
         };
-        ingest::create(&dir, &meta)?;
-        let data =
-            ingest::open_data(&dir)?.ok_or_else(|| Error::Io(format!("{dir}/data vanished")))?;
-        IngestWriter::resume(r, dir, meta, data, guard).map(Writer::new)
+        for id in leases::ingest_leases(&meta) {
+            leases::hold_ingest(id, &r)?;
+        }
+        let writer = IngestWriter::resume(r, dir, meta, data, guard)?;
+        writer.reserve()?;
+        Ok(Writer::new(writer))
     }
 
-    fn put(data: Vec<u8>, expected: Option<String>, labels: Vec<Label>) -> Result<String> {
-        let request = PutRequest {
-            data,
-            expected,
-            labels,
-        };
+    fn put(request: PutRequest) -> Result<String> {
         put::put(request, Durability::Synced)
     }
 
@@ -120,28 +138,31 @@ impl Guest for Component {
     }
 }
 
-fn new_meta(r: &str, total: Option<u64>, expected: Option<&Digest>, labels: Labels) -> Meta {
+/// What a caller declares when it opens an ingest.
+struct Declared {
+    total: Option<u64>,
+    expected: Option<Digest>,
+    labels: Labels,
+    holder: String,
+}
+
+fn new_meta(r: &str, declared: &Declared) -> Meta {
     let now = fs::now();
     Meta {
         reference: r.to_owned(),
-        total,
-        expected: expected.map(Digest::to_string),
+        total: declared.total,
+        expected: declared.expected.as_ref().map(Digest::to_string),
         started: (now.seconds, now.nanoseconds),
-        labels,
+        labels: declared.labels.clone(),
+        holders: BTreeSet::from([declared.holder.clone()]),
     }
 }
 
 /// Checks what a resuming caller declares against what the ingest
 /// recorded; a newly declared value is recorded, a different one refused.
-/// Labels are added to the recorded ones.
-fn reconcile(
-    dir: &str,
-    mut meta: Meta,
-    r: &str,
-    total: Option<u64>,
-    expected: Option<&Digest>,
-    labels: Labels,
-) -> Result<Meta> {
+/// Labels and the holder are added to the recorded ones.
+fn reconcile(dir: &str, mut meta: Meta, r: &str, declared: &Declared) -> Result<Meta> {
+    let (total, expected) = (declared.total, declared.expected.as_ref());
     if meta.reference != r {
         return Err(error::corrupt(
             dir,
@@ -169,11 +190,16 @@ fn reconcile(
             _ => {}
         }
     }
-    for (k, v) in labels {
-        if meta.labels.get(&k) != Some(&v) {
-            meta.labels.insert(k, v);
+    for (k, v) in &declared.labels {
+        if meta.labels.get(k) != Some(v) {
+            meta.labels.insert(k.clone(), v.clone());
             changed = true;
         }
+    }
+    let mut holders = meta.holders();
+    if holders.insert(declared.holder.clone()) {
+        meta.holders = holders;
+        changed = true;
     }
     if changed {
         meta.total = meta.total.or(total);
@@ -197,6 +223,9 @@ struct State {
     checkpoint: u64,
     /// Set once committed: nothing is left to save on drop.
     done: bool,
+    /// Whether the declared size was charged against the quotas at open,
+    /// so writes need not be.
+    reserved: bool,
     _guard: Guard,
 }
 
@@ -215,12 +244,35 @@ impl IngestWriter {
             offset,
             checkpoint: offset,
             done: false,
+            reserved: false,
             _guard: guard,
         })))
+    }
+
+    /// Charges what is left of a declared size against the quotas (for a
+    /// new ingest it was charged before it was created).
+    fn reserve(&self) -> Result<()> {
+        let mut s = self.0.borrow_mut();
+        let Some(total) = s.meta.total else {
+            return Ok(());
+        };
+        if s.offset > 0 {
+            quota::charge(&s.holder(), total.saturating_sub(s.offset))?;
+        }
+        s.reserved = true;
+        Ok(())
     }
 }
 
 impl State {
+    /// The holder writes are charged to.
+    fn holder(&self) -> String {
+        self.meta
+            .holders()
+            .pop_first()
+            .expect("one holder at least")
+    }
+
     fn checkpoint(&mut self) -> Result<()> {
         ingest::sync_data(&self.dir, &self.data)?;
         ingest::save_hash_state(&self.dir, self.offset, &self.hasher)?;
@@ -264,6 +316,7 @@ impl State {
     }
 
     fn publish(&mut self, digest: &Digest, labels: &Labels) -> Result<()> {
+        holds::touch_references(labels, digest)?;
         let data_path = format!("{}/data", self.dir);
         ingest::sync_data(&self.dir, &self.data)?;
         // The blob's created-at is its commit time.
@@ -272,19 +325,32 @@ impl State {
             .map_err(|e| fs_error("touch", &data_path, e))?;
         let lock = store::lock_blob(digest)?;
         let dir = fs::Dir::open(&self.dir)?;
+        let holders = self.meta.holders();
+        let meta = publish::Meta {
+            labels,
+            holders: &holders,
+        };
         let published = publish(
             &dir,
             "data",
             digest,
             self.offset,
-            labels,
+            &meta,
             &lock,
             Durability::Synced,
         )
-        .and_then(|()| layout::blobs(digest.algorithm)?.sync());
+        .and_then(|new| match new {
+            true => layout::blobs(digest.algorithm)?.sync(),
+            false => Ok(()),
+        });
         if matches!(published, Ok(()) | Err(Error::AlreadyExists)) {
-            // Published, or stored already: either way the ingest is spent.
+            // Published, or stored already: either way the ingest is spent,
+            // and a lease that held it holds the blob now.
             self.done = true;
+            drop(lock);
+            for id in leases::ingest_leases(&self.meta) {
+                leases::committed(id, &self.meta.reference, digest)?;
+            }
             ingest::remove(&self.dir)?;
         }
         published
@@ -294,6 +360,9 @@ impl State {
 impl GuestWriter for IngestWriter {
     fn write(&self, data: Vec<u8>) -> Result<()> {
         let mut s = self.0.borrow_mut();
+        if !s.reserved {
+            quota::charge(&s.holder(), data.len() as u64)?;
+        }
         let path = format!("{}/data", s.dir);
         if let Err(e) = fs::write_all(&s.data, &path, &data, s.offset) {
             // All or nothing: drop whatever part landed, so the data file's

@@ -1,6 +1,7 @@
 //! [`NewBlob`]: a blob written as a stream (an archive being built, a file
 //! being copied) into a temporary file, hashed as it goes, then published.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use crate::artifacts::records;
@@ -10,7 +11,7 @@ use crate::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
 };
 use crate::content::labels;
-use crate::content::publish::publish;
+use crate::content::publish::{Meta, publish};
 use crate::content::store;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error};
@@ -89,33 +90,36 @@ impl NewBlob {
         Ok(())
     }
 
-    /// Publishes the bytes as a blob (marked as the storer's if it is new)
-    /// and returns its digest and size with the blob's lock, which the
-    /// caller holds while recording a reference to it so that no
-    /// concurrent collection frees it in between.
-    pub fn publish(mut self) -> Result<(Digest, u64, Guard)> {
+    /// Publishes the bytes as a blob that `holder` holds from the moment
+    /// it is visible (content stored already gets the holder too), and
+    /// returns its digest and size.
+    pub fn publish(mut self, holder: &str) -> Result<(Digest, u64)> {
         self.drain()?;
         self.fd
             .sync_data()
             .map_err(|e| fs_error("sync", &self.path(), e))?;
         let digest = Digest::of(Algorithm::Sha256, &self.hasher);
         let lock = store::lock_blob(&digest)?;
-        let mut marker = labels::Labels::new();
-        marker.insert(records::MANAGED.to_owned(), "true".to_owned());
+        let holders = BTreeSet::from([holder.to_owned()]);
+        let meta = Meta {
+            labels: &labels::Labels::new(),
+            holders: &holders,
+        };
         match publish(
             &self.dir,
             &self.name,
             &digest,
             self.size,
-            &marker,
+            &meta,
             &lock,
             Durability::Synced,
         ) {
-            Ok(()) => layout::blobs(digest.algorithm)?.sync()?,
-            Err(Error::AlreadyExists) => {}
+            Ok(true) => layout::blobs(digest.algorithm)?.sync()?,
+            // Stored already: the temporary file goes with `self`.
+            Ok(false) | Err(Error::AlreadyExists) => {}
             Err(e) => return Err(e),
         }
-        Ok((digest, self.size, lock))
+        Ok((digest, self.size))
     }
 }
 

@@ -3,7 +3,10 @@
 
 use crate::bindings::exports::kist::content::ingester::Durability;
 use crate::bindings::kist::content::locks::Guard;
+use std::collections::BTreeSet;
+
 use crate::content::{labels, quarantine};
+use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
 use crate::shared::fs::{self, FileType};
@@ -32,39 +35,77 @@ pub fn stored(digest: &Digest, size: Option<u64>) -> Result<Stored> {
     })
 }
 
+/// What a publish stores besides the bytes.
+pub struct Meta<'a> {
+    /// The blob's labels.
+    pub labels: &'a labels::Labels,
+    /// Who holds it from the moment it is visible.
+    pub holders: &'a BTreeSet<String>,
+}
+
 /// Renames the file `name` in `dir` (synced already if `durability` asks
-/// for it, `size` bytes long) to the blob `digest`, with `labels`.
+/// for it, `size` bytes long) to the blob `digest`, with `meta`'s labels
+/// and holders.
 ///
 /// The caller holds the blob's lock (`store::lock_blob`), so the check for
 /// an existing blob and the rename cannot interleave with another publish
-/// or a delete, and syncs the blob directory afterwards for a durable
-/// publish (a batch syncs it once for all its blobs). Fails with
-/// `already-exists`, leaving the file in place, if the blob is stored
-/// intact. A damaged copy is moved to `quarantine/` and replaced; the
-/// labels it had are kept under the new ones.
+/// or a removal, and syncs the blob directory afterwards for a durable
+/// publish (a batch syncs it once for all its blobs). If the blob is
+/// stored intact and held, its holders are added and this fails with
+/// `already-exists`, leaving the file in place. If it is stored but cached
+/// (released by all, so not shown), it is taken back instead of the file,
+/// stored anew as far as anyone can tell: these holders and labels only,
+/// and this returns `false`: the file is left for the caller to remove. A damaged copy is moved to
+/// `quarantine/` and replaced, keeping its labels and holders under the
+/// new ones. Returns `true` when the file became the blob.
 pub fn publish(
     dir: &fs::Dir,
     name: &str,
     digest: &Digest,
     size: u64,
-    labels: &labels::Labels,
-    _locked: &Guard,
+    meta: &Meta<'_>,
+    lock: &Guard,
     durability: Durability,
-) -> Result<()> {
-    let mut labels = labels.clone();
+) -> Result<bool> {
+    let mut labels = meta.labels.clone();
     match stored(digest, Some(size))? {
-        Stored::Intact => return Err(Error::AlreadyExists),
+        Stored::Intact => {
+            return if hold(digest, meta, lock)? {
+                Ok(false)
+            } else {
+                Err(Error::AlreadyExists)
+            };
+        }
         Stored::Damaged => {
             quarantine::quarantine(&digest.blob_path(), "")?;
             let (kept, _) = labels::load(digest).unwrap_or_default();
             for (k, v) in kept {
                 labels.entry(k).or_insert(v);
             }
+            for h in meta.holders {
+                holds::add(digest, h, lock)?;
+            }
         }
-        Stored::Absent => {}
+        Stored::Absent => holds::publish(digest, meta.holders, durability, lock)?,
     }
-    // Labels first: a crash before the rename leaves only an orphan label
-    // file, never a blob that lost its labels.
+    // Holds and labels first: a crash before the rename leaves only a
+    // record and a label file without a blob, never a blob that lost them.
     labels::save(digest, &labels, durability)?;
-    layout::blobs(digest.algorithm)?.rename_from(dir, name, &digest.hex)
+    layout::blobs(digest.algorithm)?.rename_from(dir, name, &digest.hex)?;
+    Ok(true)
+}
+
+/// Adds `meta.holders` to the stored blob `digest`; returns whether it was
+/// cached (nobody held it): then, stored again as far as anyone can tell,
+/// its labels become `meta.labels`. The caller holds the blob's lock.
+pub fn hold(digest: &Digest, meta: &Meta<'_>, lock: &Guard) -> Result<bool> {
+    let (labels, _) = labels::load(digest).unwrap_or_default();
+    let was_cached = holds::load(digest)?.live(digest, &labels)?.is_empty();
+    for h in meta.holders {
+        holds::add(digest, h, lock)?;
+    }
+    if was_cached {
+        labels::save(digest, meta.labels, Durability::Synced)?;
+    }
+    Ok(was_cached)
 }

@@ -1,11 +1,14 @@
 //! `ingester.put` and `ingester.put-batch`: small blobs stored in one call,
 //! with no ingest to resume or abort.
 
+use std::collections::BTreeSet;
+
 use crate::bindings::exports::kist::content::ingester::{Durability, PutRequest};
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
 use crate::content::labels;
-use crate::content::publish::{Stored, publish, stored};
+use crate::content::publish::{self, Meta, Stored, publish, stored};
 use crate::content::store;
+use crate::retention::{holds, leases, quota};
 use crate::shared::digest::Digest;
 use crate::shared::error::{self, Error, Result, fs as fs_error, precondition};
 use crate::shared::fs;
@@ -64,12 +67,23 @@ pub fn put_batch(requests: Vec<PutRequest>, durability: Durability) -> Result<Ve
 }
 
 /// Checks and stores one blob, syncing its data (not its directory) when
-/// `durability` asks for it. Content already stored succeeds unchanged.
+/// `durability` asks for it. Content already stored succeeds, its labels
+/// unchanged, and is held by the request's holder too.
 fn store_one(request: PutRequest, durability: Durability) -> Result<Digest> {
+    let holder = holds::given(request.holder.clone())?;
+    let digest = store_for(request, &holder, durability)?;
+    // Once the blob's lock is released: a lease lists what it holds.
+    leases::note_content(&holder, &digest)?;
+    Ok(digest)
+}
+
+/// [`store_one`] for the checked `holder`.
+fn store_for(request: PutRequest, holder: &str, durability: Durability) -> Result<Digest> {
     let PutRequest {
         data,
         expected,
         labels,
+        holder: _,
     } = request;
     validate::labels(&labels)?;
     let expected = expected.map(|d| Digest::parse(&d)).transpose()?;
@@ -84,18 +98,36 @@ fn store_one(request: PutRequest, durability: Durability) -> Result<Digest> {
     }
     let blobs = layout::blobs(algorithm)?;
     let size = data.len() as u64;
+    let labels = labels::from_list(labels);
+    let holders = BTreeSet::from([holder.to_owned()]);
+    let meta = Meta {
+        labels: &labels,
+        holders: &holders,
+    };
     if stored(&digest, Some(size))? == Stored::Intact {
+        // The common case, stored by `default` and held by it alone (no
+        // record), is settled by that one look.
+        if holds::stored(&digest)?.is_some() || !holders.contains(holds::DEFAULT) {
+            let lock = store::lock_blob(&digest)?;
+            publish::hold(&digest, &meta, &lock)?;
+        }
         return Ok(digest);
     }
+    quota::charge(holder, size)?;
+    holds::touch_references(&labels, &digest)?;
     // A temporary file beside the blob (walks skip its name); its fixed
     // name is safe under the blob's lock.
     let lock = store::lock_blob(&digest)?;
     let tmp = format!(".{}.put", digest.hex);
-    let labels = labels::from_list(labels);
     let written = write_file(blobs, &tmp, &data, durability)
-        .and_then(|()| publish(blobs, &tmp, &digest, size, &labels, &lock, durability));
+        .and_then(|()| publish(blobs, &tmp, &digest, size, &meta, &lock, durability));
     match written {
-        Ok(()) => Ok(digest),
+        Ok(true) => Ok(digest),
+        // A cached copy was taken back instead.
+        Ok(false) => {
+            blobs.remove(&tmp)?;
+            Ok(digest)
+        }
         Err(e) => {
             blobs.remove(&tmp)?;
             match e {

@@ -2,7 +2,7 @@
 //! committed blobs.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use crate::Component;
 use crate::bindings::exports::kist::content::store::{
@@ -16,6 +16,7 @@ use crate::bindings::wasi::filesystem::types::{
 };
 use crate::bindings::wasi::io::streams::InputStream;
 use crate::content::{labels, quarantine};
+use crate::retention::{holds, leases};
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{self, Error, Result, fs as fs_error, invalid};
 use crate::shared::filters::{Fields, Filters, rest_key};
@@ -29,7 +30,7 @@ const BATCH: usize = 256;
 const MAX_READ: u64 = 16 << 20;
 /// How long blob operations wait for each other (commit, delete, label
 /// update of the same blob), in milliseconds.
-const BLOB_LOCK_WAIT_MS: u32 = 10_000;
+pub const BLOB_LOCK_WAIT_MS: u32 = 10_000;
 
 /// Serialises changes to one blob (publish, delete, label update) across
 /// instances and processes.
@@ -38,14 +39,30 @@ pub fn lock_blob(d: &Digest) -> Result<Guard> {
     locks::lock(&name, BLOB_LOCK_WAIT_MS).map_err(|e| error::lock(&name, e))
 }
 
-/// Removes the blob `d` and its labels; the caller holds its lock.
-pub fn remove_blob(d: &Digest, _locked: &Guard) -> Result<()> {
-    let blobs = layout::blobs(d.algorithm)?;
-    if !blobs.remove(&d.hex)? {
+/// Releases `holder`'s hold on the stored blob `d`; returns who still
+/// holds it. A blob nobody holds any more is cached until a collection;
+/// it keeps its labels meanwhile, so what it references stays reachable
+/// through it while something held references it. `not-found` if
+/// `holder` did not hold it. The caller holds the blob's lock.
+pub fn release(d: &Digest, holder: &str, lock: &Guard) -> Result<Vec<String>> {
+    if fs::stat(&d.blob_path())?.is_none() {
         return Err(Error::NotFound);
     }
-    labels::remove(d)?;
-    blobs.sync()
+    let record = holds::release(d, holder, lock)?;
+    let (labels, _) = labels::load(d).unwrap_or_default();
+    record.live(d, &labels)
+}
+
+/// Which blobs a view of the store shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// Those something holds: what `store` is about.
+    Held,
+    /// Those every holder released, still stored.
+    Cached,
+    /// Every stored blob (what a label update that removed the last hold,
+    /// `containerd.io/gc.root`, returns).
+    Any,
 }
 
 /// What is wrong with something other than a file in a blob's place.
@@ -70,14 +87,21 @@ fn labels_to_rewrite(d: &Digest) -> Result<labels::Labels> {
     }
 }
 
-/// The info of the blob `d` if it is stored. `has_labels` says whether to
-/// look for its label file.
-fn info_of(d: &Digest, has_labels: bool) -> Result<Option<Info>> {
-    info_from(d, fs::stat(&d.blob_path())?, has_labels)
+/// The info of the held blob `d`; `None` if it is not stored or not held.
+fn info_of(d: &Digest) -> Result<Option<Info>> {
+    info_from(d, fs::stat(&d.blob_path())?, true, true, View::Held)
 }
 
-/// The info of the blob `d` from its metadata (`None`: not stored).
-fn info_from(d: &Digest, stat: Option<DescriptorStat>, has_labels: bool) -> Result<Option<Info>> {
+/// The info of the blob `d` from its metadata, if `view` shows it.
+/// `has_labels` and `has_record` say whether to look for its label file
+/// and its hold record.
+fn info_from(
+    d: &Digest,
+    stat: Option<DescriptorStat>,
+    has_labels: bool,
+    has_record: bool,
+    view: View,
+) -> Result<Option<Info>> {
     let Some(stat) = stat else {
         return Ok(None);
     };
@@ -85,12 +109,26 @@ fn info_from(d: &Digest, stat: Option<DescriptorStat>, has_labels: bool) -> Resu
         // Never followed: a symlink here could point out of the store.
         return Err(not_a_blob(d, stat.type_));
     }
-    let created_at = stat.data_modification_timestamp.unwrap_or_else(fs::now);
+    let record = if has_record {
+        holds::load(d)?
+    } else {
+        holds::Record::implicit()
+    };
     let (labels, labelled_at) = if has_labels {
         labels::load(d)?
     } else {
         Default::default()
     };
+    let holders = record.live(d, &labels)?;
+    let shown = match view {
+        View::Held => !holders.is_empty(),
+        View::Cached => holders.is_empty(),
+        View::Any => true,
+    };
+    if !shown {
+        return Ok(None);
+    }
+    let created_at = stat.data_modification_timestamp.unwrap_or_else(fs::now);
     Ok(Some(Info {
         digest: d.to_string(),
         size: stat.size,
@@ -99,6 +137,7 @@ fn info_from(d: &Digest, stat: Option<DescriptorStat>, has_labels: bool) -> Resu
             .filter(|t| (t.seconds, t.nanoseconds) > (created_at.seconds, created_at.nanoseconds))
             .unwrap_or(created_at),
         labels: labels::to_list(labels),
+        holders,
     }))
 }
 
@@ -109,7 +148,7 @@ impl Guest for Component {
     fn info(digest: String) -> Result<Info> {
         let d = Digest::parse(&digest)?;
         layout::ensure()?;
-        info_of(&d, true)?.ok_or(Error::NotFound)
+        info_of(&d)?.ok_or(Error::NotFound)
     }
 
     fn update(info: Info, fieldpaths: Vec<String>) -> Result<Info> {
@@ -137,9 +176,17 @@ impl Guest for Component {
         if fieldpaths.is_empty() {
             keys = None;
         }
+        // Blobs the new labels reference are touched first (one lock at a
+        // time), so a collection running now keeps them.
+        holds::touch_references(&given, &d)?;
         let _blob = lock_blob(&d)?;
-        info_of(&d, false)?.ok_or(Error::NotFound)?;
+        if fs::stat(&d.blob_path())?.is_none() {
+            return Err(Error::NotFound);
+        }
         let current = labels_to_rewrite(&d)?;
+        if holds::load(&d)?.live(&d, &current)?.is_empty() {
+            return Err(Error::NotFound);
+        }
         let labels = match keys {
             None => given,
             Some(keys) => {
@@ -154,25 +201,52 @@ impl Guest for Component {
             }
         };
         labels::save(&d, &labels, fs::Durability::Synced)?;
-        info_of(&d, true)?.ok_or(Error::NotFound)
+        let stat = fs::stat(&d.blob_path())?;
+        info_from(&d, stat, true, true, View::Any)?.ok_or(Error::NotFound)
     }
 
-    fn delete(digest: String) -> Result<()> {
+    fn delete(digest: String, holder: Option<String>) -> Result<Vec<String>> {
         let d = Digest::parse(&digest)?;
+        let holder = holder.unwrap_or_else(|| holds::DEFAULT.to_owned());
         layout::ensure()?;
         let blob = lock_blob(&d)?;
-        remove_blob(&d, &blob)
+        release(&d, &holder, &blob)
+    }
+
+    fn hold(digest: String, holder: String) -> Result<Info> {
+        let d = Digest::parse(&digest)?;
+        holds::check(&holder)?;
+        layout::ensure()?;
+        let blob = lock_blob(&d)?;
+        if fs::stat(&d.blob_path())?.is_none() {
+            return Err(Error::NotFound);
+        }
+        holds::add(&d, &holder, &blob)?;
+        drop(blob);
+        leases::note_content(&holder, &d)?;
+        info_of(&d)?.ok_or(Error::NotFound)
+    }
+
+    fn purge(digest: String) -> Result<u64> {
+        let d = Digest::parse(&digest)?;
+        layout::ensure()?;
+        let _blob = lock_blob(&d)?;
+        let blobs = layout::blobs(d.algorithm)?;
+        let size = blobs.stat(&d.hex)?.ok_or(Error::NotFound)?.size;
+        // The blob first, its record last, as a collection removes one.
+        blobs.remove(&d.hex)?;
+        labels::remove(&d)?;
+        holds::remove(&d)?;
+        blobs.sync()?;
+        Ok(size)
     }
 
     fn walk(filters: Vec<String>) -> Result<Walker> {
-        let filters = Filters::parse(&filters)?;
-        layout::ensure()?;
-        Ok(Walker::new(BlobWalker(RefCell::new(WalkState {
-            damaged: None,
-            filters,
-            pending: ALGORITHMS.to_vec(),
-            current: None,
-        }))))
+        BlobWalker::start(filters, View::Held)
+    }
+
+    fn walk_cached(filters: Vec<String>) -> Result<Walker> {
+        BlobWalker::start(filters, View::Cached)
     }
 
     fn open_reader(digest: String) -> Result<Reader> {
@@ -180,9 +254,9 @@ impl Guest for Component {
         layout::ensure()?;
         let path = d.blob_path();
         // A symlink is reported as one, not as the loop error opening it
-        // without following gives.
-        if let Some(s) = fs::stat(&path)?.filter(|s| s.type_ != FileType::RegularFile) {
-            return Err(not_a_blob(&d, s.type_));
+        // without following gives; a cached blob is not shown.
+        if info_from(&d, fs::stat(&path)?, true, true, View::Held)?.is_none() {
+            return Err(Error::NotFound);
         }
         let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
         let stat = fs::fstat(&fd, &path)?;
@@ -202,12 +276,39 @@ impl Guest for Component {
 pub struct BlobWalker(RefCell<WalkState>);
 
 struct WalkState {
+    /// Which blobs it lists.
+    view: View,
     /// A blob that could not be described, reported by the next call.
     damaged: Option<Error>,
     filters: Filters,
     pending: Vec<Algorithm>,
-    /// The directory being listed, its entries, and which have labels.
-    current: Option<(Algorithm, Descriptor, DirectoryEntryStream, HashSet<String>)>,
+    /// The directory being listed, its entries.
+    current: Option<Listing>,
+}
+
+/// One blob directory being listed.
+struct Listing {
+    alg: Algorithm,
+    dir: Descriptor,
+    entries: DirectoryEntryStream,
+    /// Which of its blobs have labels, and hold records: their files are
+    /// read only where there are some.
+    labelled: HashSet<String>,
+    recorded: BTreeSet<String>,
+}
+
+impl BlobWalker {
+    fn start(filters: Vec<String>, view: View) -> Result<Walker> {
+        let filters = Filters::parse(&filters)?;
+        layout::ensure()?;
+        Ok(Walker::new(BlobWalker(RefCell::new(WalkState {
+            view,
+            damaged: None,
+            filters,
+            pending: ALGORITHMS.to_vec(),
+            current: None,
+        }))))
+    }
 }
 
 impl GuestWalker for BlobWalker {
@@ -228,11 +329,18 @@ impl GuestWalker for BlobWalker {
                     continue;
                 };
                 let entries = fd.read_directory().map_err(|e| fs_error("list", &dir, e))?;
-                s.current = Some((alg, fd, entries, labels::labelled(alg)?));
+                s.current = Some(Listing {
+                    alg,
+                    dir: fd,
+                    entries,
+                    labelled: labels::labelled(alg)?,
+                    recorded: holds::recorded(alg)?,
+                });
             }
-            let (alg, dir, entries, labelled) = s.current.as_ref().expect("set above");
-            let alg = *alg;
-            let Some(entry) = fs::next_entry(entries, "blobs")? else {
+            let view = s.view;
+            let listing = s.current.as_ref().expect("set above");
+            let alg = listing.alg;
+            let Some(entry) = fs::next_entry(&listing.entries, "blobs")? else {
                 s.current = None;
                 continue;
             };
@@ -245,11 +353,12 @@ impl GuestWalker for BlobWalker {
                 algorithm: alg,
                 hex: entry.name,
             };
-            let has_labels = labelled.contains(&d.hex);
+            let has_labels = listing.labelled.contains(&d.hex);
+            let has_record = listing.recorded.contains(&d.hex);
             // Stat relative to the open directory: no path walk from the
             // root per blob. A blob deleted since it was listed is skipped.
-            let stat = fs::stat_in(dir, &d.hex, "blobs")?;
-            let info = match info_from(&d, stat, has_labels) {
+            let stat = fs::stat_in(&listing.dir, &d.hex, "blobs")?;
+            let info = match info_from(&d, stat, has_labels, has_record, view) {
                 Ok(Some(info)) => info,
                 Ok(None) => continue,
                 // One blob's damage is its own: reported, and the walk
@@ -280,6 +389,11 @@ impl Fields for Info {
                     .iter()
                     .find(|l| l.key == key)
                     .map(|l| l.value.clone())
+            }
+            // Present (empty) when that holder holds the blob.
+            "holders" => {
+                let holder = rest_key(path)?;
+                self.holders.contains(&holder).then(String::new)
             }
             _ => None,
         }

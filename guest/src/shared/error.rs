@@ -14,7 +14,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// resume; everything else is `io` with enough context to find the file.
 pub fn fs(op: &str, path: &str, code: ErrorCode) -> Error {
     match code {
-        ErrorCode::InsufficientSpace | ErrorCode::Quota => Error::NoSpace,
+        ErrorCode::InsufficientSpace | ErrorCode::Quota => {
+            Error::NoSpace(format!("the filesystem is full ({op} {path})"))
+        }
         other => Error::Io(format!("{op} {path}: {}", other.message())),
     }
 }

@@ -6,6 +6,10 @@
 //! blobs/<alg>/<hex>             committed blobs
 //! ingest/<sha256(ref)>/         one resumable ingest: ref, meta, data, hashstate
 //! labels/<alg>/<hex>            a blob's labels (absent when it has none)
+//! holds/<alg>/<hex>             who holds a blob (absent: `default` alone)
+//! leases/<sha256(id)>           a lease and what it holds
+//! retention.json                cache and ingest TTLs, quotas
+//! retention-usage.json          what counts against each quota
 //! locks/                        the host's lock files
 //! quarantine/<alg>/              blobs and labels `fsck --repair` found damaged
 //! ```
@@ -20,6 +24,10 @@ use crate::shared::fs;
 
 /// Directory of resumable ingests.
 pub const INGEST: &str = "ingest";
+/// Directory of hold records.
+pub const HOLDS: &str = "holds";
+/// Directory of lease records.
+pub const LEASES: &str = "leases";
 /// Where `fsck --repair` moves damaged blobs and labels.
 pub const QUARANTINE: &str = "quarantine";
 
@@ -38,6 +46,11 @@ pub fn label_dir(alg: Algorithm) -> String {
     format!("labels/{}", digest::name(alg))
 }
 
+/// Directory holding `alg`'s hold records.
+pub fn hold_dir(alg: Algorithm) -> String {
+    format!("{HOLDS}/{}", digest::name(alg))
+}
+
 /// The open blob directory of `alg`, opened once per instance (after
 /// [`ensure`]).
 pub fn blobs(alg: Algorithm) -> Result<&'static fs::Dir> {
@@ -50,6 +63,13 @@ pub fn blobs(alg: Algorithm) -> Result<&'static fs::Dir> {
 pub fn labels(alg: Algorithm) -> Result<&'static fs::Dir> {
     static DIRS: [OnceLock<fs::Dir>; 2] = [OnceLock::new(), OnceLock::new()];
     held_open(&DIRS, alg, label_dir)
+}
+
+/// The open hold-record directory of `alg`, opened once per instance
+/// (after [`ensure`]).
+pub fn holds(alg: Algorithm) -> Result<&'static fs::Dir> {
+    static DIRS: [OnceLock<fs::Dir>; 2] = [OnceLock::new(), OnceLock::new()];
+    held_open(&DIRS, alg, hold_dir)
 }
 
 /// `alg`'s slot of `dirs`, opening the directory `path(alg)` the first
@@ -95,7 +115,7 @@ pub fn ensure() -> Result<()> {
     if DONE.get().is_some() {
         return Ok(());
     }
-    for dir in ["blobs", "labels", INGEST] {
+    for dir in ["blobs", "labels", INGEST, LEASES] {
         fs::mkdir(dir)?;
     }
     for alg in ALGORITHMS {
@@ -103,6 +123,15 @@ pub fn ensure() -> Result<()> {
         fs::mkdir(&label_dir(alg))?;
     }
     write_layout_files()?;
+    // Holds came with kist 0.2: a store without them gets them now.
+    if fs::stat(HOLDS)?.is_none() {
+        let guard = locks::lock("layout", 60_000).map_err(|e| error::lock("layout", e))?;
+        if fs::stat(HOLDS)?.is_none() {
+            let managed = crate::retention::migrate::holds()?;
+            drop(guard);
+            crate::retention::migrate::unmark(managed)?;
+        }
+    }
     let _ = DONE.set(());
     Ok(())
 }

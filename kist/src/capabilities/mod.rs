@@ -1,6 +1,7 @@
 //! The native capabilities the store component imports: `hasher` (SHA-NI
-//! hashing, several times faster than in wasm) and `locks` (`flock`, which
-//! WASI 0.2 lacks).
+//! hashing, several times faster than in wasm), `locks` (`flock`, which
+//! WASI 0.2 lacks) and `space` (the store filesystem's size, which WASI
+//! 0.2 cannot tell).
 //!
 //! Another wasmtime embedding supplies them the way wasmtime's WASI crates
 //! do: keep a [`CapabilitiesCtx`] in the store data, implement
@@ -10,6 +11,7 @@
 pub(crate) mod hasher;
 pub(crate) mod locks;
 mod slots;
+mod space;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ const MAX_HASH_THREADS: usize = 16;
 /// State the capabilities need: where lock files live, and the caps on
 /// live hashers, guards and hashing threads.
 pub struct CapabilitiesCtx {
+    root: std::path::PathBuf,
     locks: locks::LockDir,
     hashers: Arc<slots::Counter>,
     guards: Arc<slots::Counter>,
@@ -45,6 +48,7 @@ impl CapabilitiesCtx {
     /// `root/locks`, which is created if missing.
     pub fn new(root: &Path) -> std::io::Result<Self> {
         Ok(Self {
+            root: root.to_path_buf(),
             locks: locks::LockDir::open(root)?,
             hashers: slots::Counter::new(MAX_HASHERS),
             guards: slots::Counter::new(MAX_GUARDS),
@@ -83,11 +87,13 @@ impl HasData for HasCapabilities {
     type Data<'a> = CapabilitiesView<'a>;
 }
 
-/// Adds `kist:content/hasher` and `kist:content/locks` to `linker`.
+/// Adds `kist:content/hasher`, `kist:content/locks` and
+/// `kist:content/space` to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
     content::hasher::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::locks::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::space::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())
 }

@@ -15,7 +15,7 @@ mod bindings {
     });
 }
 
-use bindings::exports::kist::content::{fsck, ingester, store, storer, types};
+use bindings::exports::kist::content::{fsck, ingester, leases, retention, store, storer, types};
 use bindings::kist::content::hasher::{Algorithm, Hasher};
 use bindings::kist::content::locks;
 use bindings::wasi::filesystem::preopens;
@@ -140,10 +140,19 @@ impl store::Guest for Hostile {
     fn update(_: BlobInfo, _: Vec<String>) -> Result<BlobInfo, Error> {
         unreachable!()
     }
-    fn delete(_: String) -> Result<(), Error> {
+    fn delete(_: String, _: Option<String>) -> Result<Vec<String>, Error> {
+        unreachable!()
+    }
+    fn hold(_: String, _: String) -> Result<BlobInfo, Error> {
+        unreachable!()
+    }
+    fn purge(_: String) -> Result<u64, Error> {
         unreachable!()
     }
     fn walk(_: Vec<String>) -> Result<store::Walker, Error> {
+        unreachable!()
+    }
+    fn walk_cached(_: Vec<String>) -> Result<store::Walker, Error> {
         unreachable!()
     }
     fn open_reader(_: String) -> Result<store::Reader, Error> {
@@ -178,7 +187,7 @@ impl ingester::Guest for Hostile {
     fn open_writer(_: String, _: ingester::WriterOptions) -> Result<ingester::Writer, Error> {
         unreachable!()
     }
-    fn put(_: Vec<u8>, _: Option<String>, _: Vec<Label>) -> Result<String, Error> {
+    fn put(_: ingester::PutRequest) -> Result<String, Error> {
         unreachable!()
     }
     fn put_batch(
@@ -254,7 +263,7 @@ impl storer::Guest for Hostile {
     }
     fn reconcile_storage(
         _: storer::Object,
-        _: storer::Retention,
+        _: storer::RetentionPolicy,
     ) -> Result<Vec<storer::Artifact>, Error> {
         unreachable!()
     }
@@ -287,5 +296,61 @@ impl storer::Guest for Hostile {
 }
 
 impl storer::GuestArtifactLock for Never {}
+
+impl leases::Guest for Hostile {
+    fn create(_: Option<String>, _: Option<u64>, _: Vec<Label>) -> Result<leases::Lease, Error> {
+        unreachable!()
+    }
+    fn get(_: String) -> Result<leases::Lease, Error> {
+        unreachable!()
+    }
+    fn list(_: Vec<String>) -> Result<Vec<leases::Lease>, Error> {
+        unreachable!()
+    }
+    fn delete(_: String) -> Result<(), Error> {
+        unreachable!()
+    }
+    fn add_resource(_: String, _: leases::LeaseResource) -> Result<(), Error> {
+        unreachable!()
+    }
+    fn delete_resource(_: String, _: leases::LeaseResource) -> Result<(), Error> {
+        unreachable!()
+    }
+    fn resources(_: String) -> Result<Vec<leases::LeaseResource>, Error> {
+        unreachable!()
+    }
+}
+
+impl retention::Guest for Hostile {
+    type Collection = Never;
+
+    fn get_settings() -> Result<retention::Settings, Error> {
+        unreachable!()
+    }
+    fn set_settings(_: retention::Settings) -> Result<(), Error> {
+        unreachable!()
+    }
+    fn set_quota(_: retention::Quota) -> Result<(), Error> {
+        unreachable!()
+    }
+    fn remove_quota(_: Option<String>) -> Result<(), Error> {
+        unreachable!()
+    }
+    fn quotas() -> Result<Vec<retention::Quota>, Error> {
+        unreachable!()
+    }
+    fn usage() -> Result<retention::SpaceUsage, Error> {
+        unreachable!()
+    }
+}
+
+impl retention::GuestCollection for Never {
+    fn new(_: bool) -> Self {
+        unreachable!()
+    }
+    fn next(&self) -> Result<Option<Vec<retention::Removed>>, Error> {
+        match *self {}
+    }
+}
 
 bindings::export!(Hostile with_types_in bindings);

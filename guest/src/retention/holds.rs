@@ -1,0 +1,299 @@
+//! Who holds each blob: `holds/<alg>/<hex>`, one small JSON record for a
+//! blob that anything but `default` alone holds or held.
+//!
+//! No record means held by `default` only: what kist's CLI and library
+//! store, and every blob of a store from before holds existed. So the
+//! common case — a `put` by the default holder — writes nothing more.
+//!
+//! Records change under the blob's lock. A record is written before the
+//! blob it describes is published (a crash in between leaves a record
+//! without a blob, which the next publish replaces and fsck removes), and
+//! removed after the blob is (so a blob never loses its holds).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifacts::records;
+use crate::bindings::kist::content::locks::Guard;
+use crate::content::labels::Labels;
+use crate::retention::leases;
+use crate::shared::digest::{self, Digest};
+use crate::shared::error::{Error, Result, corrupt, invalid};
+use crate::shared::fs::{self, Durability};
+use crate::shared::layout;
+
+/// The holder of what the CLI and library store when none is given.
+pub const DEFAULT: &str = "default";
+/// Holders that are leases: `lease/<id>`.
+pub const LEASE: &str = "lease/";
+/// Holders that are artifacts of the storer: `artifact/<path>`.
+pub const ARTIFACT: &str = "artifact/";
+/// The label that makes a blob a root, and the holder it shows as.
+pub const ROOT_LABEL: &str = "containerd.io/gc.root";
+const ROOT_HOLDER: &str = "label/containerd.io/gc.root";
+/// Longest holder name, in bytes.
+const MAX_HOLDER: usize = 1024;
+
+/// A time as records keep it: (seconds, nanoseconds) since the epoch.
+pub type Stamp = (u64, u32);
+
+/// The current time as a [`Stamp`].
+pub fn now() -> Stamp {
+    let t = fs::now();
+    (t.seconds, t.nanoseconds)
+}
+
+/// What `holds/<alg>/<hex>` holds.
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The holders, sorted.
+    pub holders: BTreeSet<String>,
+    /// When the last holder released the blob; `None` while held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<Stamp>,
+    /// Who held it last, kept while it is cached: whose quota it counts
+    /// against.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub released_by: BTreeSet<String>,
+    /// Blobs written since it was released that reference it (a
+    /// `gc.ref` label), by digest, and when: a collection keeps it while
+    /// one of them is live, or may still be being published (see
+    /// [`GRACE`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub touched: BTreeMap<String, Stamp>,
+}
+
+/// How long after a write touched a cached blob a collection keeps it if
+/// the referencing blob is not there: the write touches before it
+/// publishes, in the same call, and a call ends within its deadline
+/// (120 s by default).
+pub const GRACE_SECONDS: u64 = 300;
+
+impl Record {
+    /// The record of a blob without one: held by `default`.
+    pub fn implicit() -> Self {
+        Self {
+            holders: BTreeSet::from([DEFAULT.to_owned()]),
+            ..Self::default()
+        }
+    }
+
+    /// The holders that hold the blob `d` now: leases that expired or were
+    /// deleted do not, nor artifacts whose record no longer names it; a
+    /// `containerd.io/gc.root` label does.
+    pub fn live(&self, d: &Digest, labels: &Labels) -> Result<Vec<String>> {
+        let mut live = Vec::new();
+        for h in &self.holders {
+            let holds = if let Some(id) = h.strip_prefix(LEASE) {
+                leases::holds(id)?
+            } else if let Some(path) = h.strip_prefix(ARTIFACT) {
+                records::holds_blob(path, &d.to_string())?
+            } else {
+                true
+            };
+            if holds {
+                live.push(h.clone());
+            }
+        }
+        if labels.contains_key(ROOT_LABEL) {
+            live.push(ROOT_HOLDER.to_owned());
+            live.sort();
+        }
+        Ok(live)
+    }
+
+    /// When the blob was last released or referenced: what eviction orders
+    /// by.
+    pub fn last_use(&self) -> Stamp {
+        let touched = self.touched.values().max().copied();
+        self.released.max(touched).unwrap_or_default()
+    }
+}
+
+/// Checks a holder name given by a caller: printable ASCII without
+/// spaces, 1 to 1024 bytes, a lease that exists. `label/` holders are
+/// shown, never given.
+pub fn check(holder: &str) -> Result<()> {
+    if holder.is_empty()
+        || holder.len() > MAX_HOLDER
+        || !holder.bytes().all(|b| matches!(b, b'!'..=b'~'))
+    {
+        return Err(invalid(format!(
+            "holder {holder:?}: 1 to {MAX_HOLDER} printable ASCII characters without spaces"
+        )));
+    }
+    if holder.starts_with("label/") {
+        return Err(invalid(format!(
+            "holder {holder:?}: label holders are set by labels, not given"
+        )));
+    }
+    if let Some(id) = holder.strip_prefix(LEASE)
+        && !leases::holds(id)?
+    {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+/// The holder a caller names, `default` if none, checked.
+pub fn given(holder: Option<String>) -> Result<String> {
+    let holder = holder.unwrap_or_else(|| DEFAULT.to_owned());
+    check(&holder)?;
+    Ok(holder)
+}
+
+fn path(d: &Digest) -> String {
+    format!("{}/{}", layout::hold_dir(d.algorithm), d.hex)
+}
+
+/// The record of `d`, or the implicit one when it has none.
+pub fn load(d: &Digest) -> Result<Record> {
+    Ok(stored(d)?.unwrap_or_else(Record::implicit))
+}
+
+/// The record of `d` if it has one.
+pub fn stored(d: &Digest) -> Result<Option<Record>> {
+    let path = path(d);
+    let Some(bytes) = fs::read_file(&path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| corrupt(&path, e))
+}
+
+/// Replaces the record of `d`; the implicit record is stored as none. The
+/// caller holds the blob's lock.
+pub fn save(d: &Digest, record: &Record, durability: Durability, _locked: &Guard) -> Result<()> {
+    if *record == Record::implicit() {
+        return remove(d);
+    }
+    let bytes = serde_json::to_vec(record).expect("records serialise");
+    fs::write_atomic(&layout::hold_dir(d.algorithm), &d.hex, &bytes, durability)
+}
+
+/// Removes the record of `d` (the blob is gone, or held by `default`
+/// only). The caller holds the blob's lock.
+pub fn remove(d: &Digest) -> Result<()> {
+    layout::holds(d.algorithm)?.remove(&d.hex).map(drop)
+}
+
+/// The record a blob published now for `holders` starts with, replacing
+/// whatever a crash may have left. The caller holds the blob's lock.
+pub fn publish(
+    d: &Digest,
+    holders: &BTreeSet<String>,
+    durability: Durability,
+    lock: &Guard,
+) -> Result<()> {
+    let record = Record {
+        holders: holders.clone(),
+        ..Record::default()
+    };
+    save(d, &record, durability, lock)
+}
+
+/// Makes `holder` hold the stored blob `d` (a cached one is live again);
+/// returns whether anything changed. The caller holds the blob's lock.
+pub fn add(d: &Digest, holder: &str, lock: &Guard) -> Result<bool> {
+    let mut record = load(d)?;
+    if record.holders.contains(holder) && record.released.is_none() {
+        return Ok(false);
+    }
+    record.holders.insert(holder.to_owned());
+    record.released = None;
+    record.released_by.clear();
+    record.touched.clear();
+    save(d, &record, Durability::Synced, lock)?;
+    Ok(true)
+}
+
+/// Releases `holder`'s hold on `d`; returns the record after. `not-found`
+/// if it did not hold it. The caller holds the blob's lock.
+pub fn release(d: &Digest, holder: &str, lock: &Guard) -> Result<Record> {
+    let mut record = load(d)?;
+    if !record.holders.remove(holder) {
+        return Err(Error::NotFound);
+    }
+    if record.holders.is_empty() {
+        record.released = Some(now());
+        record.released_by = BTreeSet::from([holder.to_owned()]);
+    }
+    save(d, &record, Durability::Synced, lock)?;
+    Ok(record)
+}
+
+/// Notes that `source`, about to be written, references `d`, so that a
+/// collection running now does not remove `d` from under it. Only a blob
+/// nobody holds can be collected, so a held one needs nothing. Takes
+/// `d`'s lock itself: call it before taking any other.
+pub fn touch(d: &Digest, source: &Digest) -> Result<()> {
+    let Some(record) = stored(d)? else {
+        return Ok(());
+    };
+    if !record.live(d, &Labels::new())?.is_empty() {
+        return Ok(());
+    }
+    let lock = crate::content::store::lock_blob(d)?;
+    if let Some(mut record) = stored(d)? {
+        record.touched.insert(source.to_string(), now());
+        save(d, &record, Durability::Synced, &lock)?;
+    }
+    Ok(())
+}
+
+/// The digests the `containerd.io/gc.ref.content` labels of `labels`
+/// name: `…content`, `…content.<x>` and `…content/<x>`. Values that are
+/// not digests are no references.
+pub fn references(labels: &Labels) -> Vec<Digest> {
+    const KEY: &str = "containerd.io/gc.ref.content";
+    labels
+        .iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(KEY)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '/']))
+        })
+        .filter_map(|(_, v)| Digest::parse(v).ok())
+        .collect()
+}
+
+/// Touches every blob `labels` reference for `source` (see [`touch`]).
+pub fn touch_references(labels: &Labels, source: &Digest) -> Result<()> {
+    references(labels).iter().try_for_each(|d| touch(d, source))
+}
+
+/// Removes the released records whose blob is gone: what a collection
+/// interrupted between removing a blob and its record leaves.
+pub fn sweep_orphans() -> Result<()> {
+    for alg in crate::shared::digest::ALGORITHMS {
+        for hex in recorded(alg)? {
+            let d = Digest {
+                algorithm: alg,
+                hex,
+            };
+            if fs::stat(&d.blob_path())?.is_some() {
+                continue;
+            }
+            let lock = crate::content::store::lock_blob(&d)?;
+            let released = stored(&d)?.is_some_and(|r| r.holders.is_empty());
+            if released && fs::stat(&d.blob_path())?.is_none() {
+                remove(&d)?;
+            }
+            drop(lock);
+        }
+    }
+    Ok(())
+}
+
+/// Hex names of the `alg` blobs that have a record.
+pub fn recorded(
+    alg: crate::bindings::kist::content::hasher::Algorithm,
+) -> Result<BTreeSet<String>> {
+    let names = fs::list_dir(&layout::hold_dir(alg))?.unwrap_or_default();
+    Ok(names
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| digest::is_hex_of(alg, n))
+        .collect())
+}

@@ -1,0 +1,349 @@
+//! [`Scan`]: one pass over the store that finds what is live — held
+//! blobs, what they reference, what live ingests expect — and what every
+//! blob and ingest weighs. A collection, an eviction and a usage count all
+//! start from one. It runs in bounded steps so a call never runs long.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::artifacts::records;
+use crate::bindings::kist::content::hasher::Algorithm;
+use crate::bindings::wasi::filesystem::types::{Descriptor, DirectoryEntryStream};
+use crate::content::ingest::Meta;
+use crate::content::labels::{self, Labels};
+use crate::retention::holds::{self, LEASE, Record, Stamp};
+use crate::retention::leases;
+use crate::retention::settings::Config;
+use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
+use crate::shared::error::{Error, Result, fs as fs_error};
+use crate::shared::fs::{self, FileType};
+use crate::shared::layout;
+
+/// Directory entries one step looks at, at most.
+const STEP: usize = 1024;
+
+/// What a scan learned about one stored blob.
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    /// Its record (the implicit one if it has none).
+    pub record: Record,
+    /// Who holds it now.
+    pub live: Vec<String>,
+}
+
+impl Blob {
+    /// Whether the holders matching `counts` hold it, or held it last
+    /// before it was released: whose quota it counts against.
+    pub fn counted_by(&self, counts: impl Fn(&str) -> bool) -> bool {
+        if self.live.is_empty() {
+            self.record.released_by.iter().any(|h| counts(h))
+        } else {
+            self.live.iter().any(|h| counts(h))
+        }
+    }
+}
+
+/// What a scan learned about one ingest.
+pub struct Ingest {
+    pub dir: String,
+    pub meta: Meta,
+    pub size: u64,
+    /// When data was last written to it.
+    pub updated: Stamp,
+    /// Whether a live lease holds it.
+    pub leased: bool,
+}
+
+/// Where a scan is.
+enum Phase {
+    /// Listing `blobs/<alg>` (and knowing which have records and labels).
+    Blobs {
+        alg: Algorithm,
+        dir: Descriptor,
+        entries: DirectoryEntryStream,
+        recorded: BTreeSet<String>,
+        labelled: HashSet<String>,
+    },
+    /// Reading ingests, the names still to read.
+    Ingests(Vec<String>),
+    /// Following references from what is live.
+    Edges,
+    Done,
+}
+
+/// A scan in progress, then its results.
+pub struct Scan {
+    /// When it started.
+    pub started: Stamp,
+    pub config: Config,
+    /// Every lease record, live or not.
+    pub leases: BTreeMap<String, leases::Record>,
+    /// Every stored blob, by digest.
+    pub blobs: BTreeMap<String, Blob>,
+    pub ingests: Vec<Ingest>,
+    /// Blobs reached from something live.
+    pub marked: BTreeSet<String>,
+    /// References still to follow.
+    queue: Vec<Digest>,
+    /// Algorithms still to list.
+    pending: Vec<Algorithm>,
+    phase: Phase,
+}
+
+impl Scan {
+    /// Starts a scan with the store's settings and leases as they are now.
+    pub fn new(config: Config) -> Result<Self> {
+        let leases = leases::all()?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut scan = Self {
+            started: holds::now(),
+            config,
+            leases,
+            blobs: BTreeMap::new(),
+            ingests: Vec::new(),
+            marked: BTreeSet::new(),
+            queue: Vec::new(),
+            pending: ALGORITHMS.iter().rev().copied().collect(),
+            phase: Phase::Done,
+        };
+        scan.phase = scan.next_phase()?;
+        Ok(scan)
+    }
+
+    /// Whether the scan is complete.
+    pub fn done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// Runs the scan to its end.
+    pub fn finish(&mut self) -> Result<()> {
+        while !self.done() {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// The phase after the blob listings: the next algorithm's, then the
+    /// ingests.
+    fn next_phase(&mut self) -> Result<Phase> {
+        while let Some(alg) = self.pending.pop() {
+            let path = layout::blob_dir(alg);
+            let Some(dir) = fs::open_dir(&path)? else {
+                continue;
+            };
+            let entries = dir
+                .read_directory()
+                .map_err(|e| fs_error("list", &path, e))?;
+            return Ok(Phase::Blobs {
+                alg,
+                dir,
+                entries,
+                recorded: holds::recorded(alg)?,
+                labelled: labels::labelled(alg)?,
+            });
+        }
+        let names = fs::list_dir(layout::INGEST)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(n, k)| *k == FileType::Directory && is_hex_of(Algorithm::Sha256, n))
+            .map(|(n, _)| n)
+            .collect();
+        Ok(Phase::Ingests(names))
+    }
+
+    /// Does a bounded amount of the scan.
+    pub fn step(&mut self) -> Result<()> {
+        let mut budget = STEP;
+        while budget > 0 {
+            budget -= 1;
+            match &mut self.phase {
+                Phase::Blobs {
+                    alg,
+                    dir,
+                    entries,
+                    recorded,
+                    labelled,
+                } => {
+                    let Some(entry) = fs::next_entry(entries, "blobs")? else {
+                        self.phase = self.next_phase()?;
+                        continue;
+                    };
+                    let alg = *alg;
+                    if entry.type_ != FileType::RegularFile || !is_hex_of(alg, &entry.name) {
+                        continue;
+                    }
+                    let has_record = recorded.contains(&entry.name);
+                    let has_labels = labelled.contains(&entry.name);
+                    let Some(stat) = fs::stat_in(dir, &entry.name, "blobs")? else {
+                        continue; // removed since the listing
+                    };
+                    let digest = Digest {
+                        algorithm: alg,
+                        hex: entry.name,
+                    };
+                    self.blob(digest, stat.size, has_record, has_labels)?;
+                }
+                Phase::Ingests(names) => {
+                    let Some(name) = names.pop() else {
+                        self.phase = Phase::Edges;
+                        continue;
+                    };
+                    self.ingest(&format!("{}/{name}", layout::INGEST))?;
+                }
+                Phase::Edges => {
+                    let Some(d) = self.queue.pop() else {
+                        self.phase = Phase::Done;
+                        continue;
+                    };
+                    self.reach(&d)?;
+                }
+                Phase::Done => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes one stored blob: live if anyone holds it, and then what it
+    /// references is live too.
+    fn blob(
+        &mut self,
+        digest: Digest,
+        size: u64,
+        has_record: bool,
+        has_labels: bool,
+    ) -> Result<()> {
+        let record = if has_record {
+            holds::stored(&digest)?.unwrap_or_else(Record::implicit)
+        } else {
+            Record::implicit()
+        };
+        let labels = if has_labels {
+            // A damaged label file (fsck's business) references nothing.
+            labels::load(&digest).map(|(l, _)| l).unwrap_or_default()
+        } else {
+            Labels::new()
+        };
+        let live = self.live(&digest, &record, &labels)?;
+        if !live.is_empty() {
+            self.marked.insert(digest.to_string());
+            // A blob that only flat leases hold keeps just itself.
+            if live.iter().any(|h| !self.flat_lease(h)) {
+                self.queue.extend(holds::references(&labels));
+            }
+        }
+        self.blobs.insert(
+            digest.to_string(),
+            Blob {
+                digest,
+                size,
+                record,
+                live,
+            },
+        );
+        Ok(())
+    }
+
+    /// The holders of `d`'s `record` that hold now (leases judged by the
+    /// records read at the start).
+    fn live(&self, d: &Digest, record: &Record, labels: &Labels) -> Result<Vec<String>> {
+        let mut live = Vec::new();
+        for h in &record.holders {
+            let holds = if let Some(id) = h.strip_prefix(LEASE) {
+                self.leases.get(id).is_some_and(|l| l.live(self.started))
+            } else if let Some(path) = h.strip_prefix(holds::ARTIFACT) {
+                records::holds_blob(path, &d.to_string())?
+            } else {
+                true
+            };
+            if holds {
+                live.push(h.clone());
+            }
+        }
+        if labels.contains_key(holds::ROOT_LABEL) {
+            live.push(format!("label/{}", holds::ROOT_LABEL));
+        }
+        Ok(live)
+    }
+
+    fn flat_lease(&self, holder: &str) -> bool {
+        holder
+            .strip_prefix(LEASE)
+            .and_then(|id| self.leases.get(id))
+            .is_some_and(leases::Record::flat)
+    }
+
+    /// Notes one ingest; a live one keeps the blob it expects.
+    fn ingest(&mut self, dir: &str) -> Result<()> {
+        let Some(meta) = Meta::load(dir).or_else(|e| match e {
+            // A broken ingest is fsck's to report; it holds nothing.
+            Error::Corrupt(_) => Ok(None),
+            e => Err(e),
+        })?
+        else {
+            return Ok(());
+        };
+        let data = fs::stat(&format!("{dir}/data"))?;
+        let (size, updated) = data.map_or((0, meta.started), |s| {
+            (
+                s.size,
+                s.data_modification_timestamp
+                    .map_or(meta.started, |t| (t.seconds, t.nanoseconds)),
+            )
+        });
+        let leased = leases::ingest_leases(&meta)
+            .any(|id| self.leases.get(id).is_some_and(|l| l.live(self.started)))
+            || self
+                .leases
+                .values()
+                .any(|l| l.live(self.started) && l.ingests.contains(&meta.reference));
+        if let Some(d) = meta.expected.as_deref().and_then(|d| Digest::parse(d).ok()) {
+            self.queue.push(d);
+        }
+        self.ingests.push(Ingest {
+            dir: dir.to_owned(),
+            meta,
+            size,
+            updated,
+            leased,
+        });
+        Ok(())
+    }
+
+    /// Marks a referenced blob live, and what it references in turn.
+    fn reach(&mut self, d: &Digest) -> Result<()> {
+        let key = d.to_string();
+        if self.marked.contains(&key) || !self.blobs.contains_key(&key) {
+            return Ok(());
+        }
+        self.marked.insert(key);
+        let (labels, _) = labels::load(d).unwrap_or_default();
+        self.queue.extend(holds::references(&labels));
+        Ok(())
+    }
+
+    /// Whether an ingest is past the ingest TTL with no lease holding it.
+    pub fn expired(&self, ingest: &Ingest) -> bool {
+        !ingest.leased && self.started.0.saturating_sub(ingest.updated.0) >= self.config.ingest_ttl
+    }
+
+    /// Bytes counted against a quota that counts holders `counts` (all
+    /// blobs and ingests for the store-wide one).
+    pub fn used(&self, prefix: Option<&str>) -> u64 {
+        let counts = |h: &str| prefix.is_none_or(|p| h.starts_with(p));
+        let blobs: u64 = self
+            .blobs
+            .values()
+            .filter(|b| prefix.is_none() || b.counted_by(counts))
+            .map(|b| b.size)
+            .sum();
+        let ingests: u64 = self
+            .ingests
+            .iter()
+            .filter(|i| prefix.is_none() || i.meta.holders().iter().any(|h| counts(h)))
+            .map(|i| i.size)
+            .sum();
+        blobs + ingests
+    }
+}

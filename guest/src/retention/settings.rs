@@ -1,0 +1,151 @@
+//! The store's retention settings and quotas: `retention.json`, read once
+//! per change (its modification time is checked, a `stat` per write).
+
+use std::cell::RefCell;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bindings::exports::kist::content::retention::{Limit, Quota, Settings};
+use crate::bindings::kist::content::locks::{self, Guard};
+use crate::shared::error::{self, Result, corrupt, invalid};
+use crate::shared::fs::{self, Durability};
+
+/// Where the settings live.
+const FILE: &str = "retention.json";
+/// A day: containerd's ingest expiry.
+const DEFAULT_INGEST_TTL: u64 = 86_400;
+
+/// What `retention.json` holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub cache_ttl: u64,
+    pub ingest_ttl: u64,
+    #[serde(default)]
+    pub quotas: Vec<QuotaRecord>,
+}
+
+/// One quota as stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct QuotaRecord {
+    /// `None`: the whole store.
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cache_ttl: 0,
+            ingest_ttl: DEFAULT_INGEST_TTL,
+            quotas: Vec::new(),
+        }
+    }
+}
+
+impl QuotaRecord {
+    /// The quota as the WIT has it.
+    pub fn to_wit(&self) -> Quota {
+        Quota {
+            holder_prefix: self.prefix.clone(),
+            limit: match (self.bytes, self.percent) {
+                (_, Some(p)) => Limit::Percent(p),
+                (b, None) => Limit::Bytes(b.unwrap_or(0)),
+            },
+        }
+    }
+
+    /// From the WIT, checked.
+    pub fn from_wit(q: Quota) -> Result<Self> {
+        if let Some(p) = &q.holder_prefix {
+            crate::retention::holds::check(p)?;
+        }
+        let (bytes, percent) = match q.limit {
+            Limit::Bytes(b) => (Some(b), None),
+            Limit::Percent(p) if (1..=100).contains(&p) => (None, Some(p)),
+            Limit::Percent(p) => return Err(invalid(format!("quota of {p}%: 1 to 100"))),
+        };
+        Ok(Self {
+            prefix: q.holder_prefix,
+            bytes,
+            percent,
+        })
+    }
+
+    /// Whether the quota counts what `holder` holds.
+    pub fn counts(&self, holder: &str) -> bool {
+        self.prefix.as_deref().is_none_or(|p| holder.starts_with(p))
+    }
+
+    /// Its limit in bytes, given the filesystem's size.
+    pub fn limit(&self, filesystem: Option<(u64, u64)>) -> Option<u64> {
+        match (self.bytes, self.percent) {
+            (_, Some(p)) => filesystem.map(|(total, _)| total / 100 * u64::from(p)),
+            (b, None) => b,
+        }
+    }
+
+    /// How people read it: `the store's quota` or `the quota of holders
+    /// layers*`, with its limit.
+    pub fn describe(&self, filesystem: Option<(u64, u64)>) -> String {
+        let whose = match &self.prefix {
+            None => "the store's quota".to_owned(),
+            Some(p) => format!("the quota of holders {p}*"),
+        };
+        match (self.percent, self.limit(filesystem)) {
+            (Some(p), Some(l)) => format!("{whose} ({p}% of the filesystem: {l} bytes)"),
+            (Some(p), None) => format!("{whose} ({p}% of the filesystem)"),
+            (None, l) => format!("{whose} ({} bytes)", l.unwrap_or(0)),
+        }
+    }
+}
+
+impl Config {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            cache_ttl_seconds: self.cache_ttl,
+            ingest_ttl_seconds: self.ingest_ttl,
+        }
+    }
+}
+
+/// The settings in force, re-read when the file changes.
+pub fn current() -> Result<Config> {
+    /// The file's modification time and size, and what it held then.
+    type Cached = Option<((u64, u32), u64, Config)>;
+    thread_local! {
+        static CACHED: RefCell<Cached> = const { RefCell::new(None) };
+    }
+    let Some(stat) = fs::stat(FILE)? else {
+        return Ok(Config::default());
+    };
+    let version = (
+        stat.data_modification_timestamp
+            .map_or((0, 0), |t| (t.seconds, t.nanoseconds)),
+        stat.size,
+    );
+    if let Some(config) = CACHED.with_borrow(|c| {
+        c.as_ref()
+            .filter(|(t, size, _)| (*t, *size) == version)
+            .map(|(_, _, config)| config.clone())
+    }) {
+        return Ok(config);
+    }
+    let bytes = fs::read_file(FILE)?.unwrap_or_default();
+    let config: Config = serde_json::from_slice(&bytes).map_err(|e| corrupt(FILE, e))?;
+    CACHED.with_borrow_mut(|c| *c = Some((version.0, version.1, config.clone())));
+    Ok(config)
+}
+
+/// Serialises changes to the settings.
+pub fn lock() -> Result<Guard> {
+    locks::lock("retention-settings", 10_000).map_err(|e| error::lock("retention-settings", e))
+}
+
+/// Replaces the settings; the caller holds [`lock`].
+pub fn save(config: &Config, _locked: &Guard) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(config).expect("settings serialise");
+    fs::write_atomic(".", FILE, &bytes, Durability::Synced)
+}
