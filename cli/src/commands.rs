@@ -195,7 +195,7 @@ fn rm(store: &Store, digests: &[String], out: &Output) -> anyhow::Result<()> {
                 let e = match (e, store.info(digest)) {
                     // Held, but not by this holder: say by whom.
                     (kist::Error::NotFound, Ok(info)) => anyhow::anyhow!(
-                        "not held by {}; held by {} (give --holder to release theirs)",
+                        "not held by {}; held by {} (`--as HOLDER rm` releases theirs)",
                         store.holder(),
                         info.holders.join(", ")
                     ),

@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long = "label", value_parser = crate::parse_label)]
     labels: Vec<(String, String)>,
     /// Hold the ingest and the blob by this lease only (see `kist lease`):
-    /// the same as `--holder lease/ID`.
+    /// the same as `kist --as lease/ID ingest`.
     #[arg(long)]
     lease: Option<String>,
 }

@@ -10,7 +10,7 @@ use crate::output::Output;
 #[derive(Subcommand)]
 pub enum Command {
     /// Create a lease and print its id. Write through it with
-    /// `kist ingest --lease ID` (or `--holder lease/ID`).
+    /// `kist ingest --lease ID` (or `kist --as lease/ID ...`).
     Create {
         /// Its id [default: one made up].
         #[arg(long)]

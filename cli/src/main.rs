@@ -27,9 +27,9 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Who holds what this command stores, and whose hold `rm` releases
-    /// [default: default].
-    #[arg(long, global = true, env = "KIST_HOLDER")]
+    /// The holder this command acts as: who holds what it stores, whose
+    /// hold `rm` releases [default: default].
+    #[arg(long = "as", value_name = "HOLDER", global = true, env = "KIST_HOLDER")]
     holder: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -75,7 +75,7 @@ enum Command {
         /// Filters; a blob is listed if any matches.
         filters: Vec<String>,
     },
-    /// Release blobs: the holder (`--holder`, else `default`) stops holding
+    /// Release blobs: the holder (`--as`, else `default`) stops holding
     /// them. One nothing holds any more is cached, then removed by the
     /// next collection (`kist gc`) after the cache TTL.
     Rm {
@@ -83,7 +83,7 @@ enum Command {
         #[arg(required = true)]
         digests: Vec<String>,
     },
-    /// Hold stored blobs (`--holder`, else `default`); a cached one is live
+    /// Hold stored blobs (`--as`, else `default`); a cached one is live
     /// again.
     Hold {
         /// Digests of the blobs to hold.

@@ -21,6 +21,9 @@ pub struct Args {
     /// Downloads one client address may have in flight; more get 503.
     #[arg(long, default_value_t = kist_http::Config::default().bodies_per_client)]
     downloads_per_client: usize,
+    /// Run a collection (what `kist gc` does) this often; `0s` turns it off.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    gc_interval: Duration,
 }
 
 /// Serves `store` on `args.addr`; prints the address it listens on.
@@ -40,13 +43,44 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         // Tests and scripts read this line to find a port picked with :0.
         println!("listening on http://{addr} (artifact URLs: http://{hostname}/<path>)");
         let (first, second) = signals()?;
+        let collector = collect_every(store, args.gc_interval);
         kist_http::serve(listener, kist_http::router(store), &config, first, second).await?;
+        if let Some(c) = collector {
+            c.abort();
+        }
         eprintln!("kist: shut down");
         anyhow::Ok(())
     })?;
     // Connections cut at the deadline may leave a chunk read in flight.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Runs a collection every `interval` (none if it is zero) on the blocking
+/// pool; each is stepwise, so writers are never held up for long.
+fn collect_every(store: &Store, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    if interval.is_zero() {
+        return None;
+    }
+    let store = store.clone();
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.tick().await; // the first tick is now: wait one interval
+        loop {
+            ticks.tick().await;
+            let store = store.clone();
+            let ran = tokio::task::spawn_blocking(move || {
+                let removed = store.retention().collect(false)?;
+                removed.map(|r| r.map(|r| r.bytes)).sum::<kist::Result<u64>>()
+            })
+            .await;
+            match ran {
+                Ok(Ok(freed)) => tracing::info!("collection freed {freed} bytes"),
+                Ok(Err(e)) => tracing::warn!("collection failed: {e}"),
+                Err(e) => tracing::warn!("collection panicked: {e}"),
+            }
+        }
+    }))
 }
 
 /// Two futures: the first SIGINT or SIGTERM, and the one after it.

@@ -85,6 +85,43 @@ pub fn fsck(store: &Store, repair: bool) -> Vec<kist::Problem> {
     problems
 }
 
+/// A clock the test moves: every handle opened from one shares it.
+#[derive(Clone)]
+pub struct FakeClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Default for FakeClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeClock {
+    /// A clock at the system's time, to the second.
+    pub fn new() -> Self {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now.as_secs())))
+    }
+
+    /// Moves the clock on by `by` (whole seconds).
+    pub fn advance(&self, by: std::time::Duration) {
+        self.0.fetch_add(by.as_secs(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Opens the store at `dir` on this clock.
+    pub fn open(&self, dir: &Path) -> Store {
+        let seconds = std::sync::Arc::clone(&self.0);
+        Store::builder(dir)
+            .clock(std::sync::Arc::new(move || {
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(
+                        seconds.load(std::sync::atomic::Ordering::SeqCst),
+                    )
+            }))
+            .open()
+            .unwrap()
+    }
+}
+
 /// Runs a whole collection: what was released goes (with the default cache
 /// TTL of 0). Returns the bytes freed.
 pub fn collect(store: &Store) -> u64 {

@@ -1,16 +1,25 @@
-//! A proptest state machine: random sequences of puts, writes, drops,
-//! resumes, commits, aborts, deletes, label changes and host restarts,
-//! each answer compared with a plain in-memory model of the store.
+//! A proptest state machine: random sequences of puts (by two holders and
+//! a lease), writes, drops, resumes, commits, aborts, releases, holds,
+//! label changes, references, collections, clock moves (the lease
+//! expires) and host restarts, each answer compared with a plain
+//! in-memory model of the store: which blobs are held, which cached, what
+//! a collection removes.
 
 // The model is checked before it is updated, so lookups and inserts are
 // apart on purpose.
 #![allow(clippy::map_entry)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use kist::{Error, Store, Writer};
-use kist_tests::{Harness, bytes, digests, open_embedded, sha256};
+use kist_tests::{FakeClock, Harness, bytes, collect, digests, sha256};
 use proptest::prelude::*;
+
+/// The holders puts and releases act for: `default`, another, the lease.
+const HOLDERS: [&str; 3] = ["default", "other", "lease/l"];
+/// How long the lease lives from the start of a case, in seconds.
+const LEASE_SECONDS: u64 = 100;
 
 /// One step the test takes.
 #[derive(Debug, Clone)]
@@ -33,6 +42,19 @@ enum Op {
     Label(u8, Option<u8>),
     /// Drop every writer and the store handle; open a new one.
     Restart,
+    /// `put` of one of a few contents for one of the holders.
+    PutAs(u8, u8),
+    /// One of the holders releases the n-th known blob.
+    Release(u8, u8),
+    /// One of the holders holds the n-th known blob.
+    Hold(u8, u8),
+    /// The n-th held blob references the m-th known blob (a
+    /// `containerd.io/gc.ref.content` label).
+    Reference(u8, u8),
+    /// A whole collection.
+    Collect,
+    /// The clock moves on by so many seconds.
+    Advance(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -46,38 +68,121 @@ fn op() -> impl Strategy<Value = Op> {
         any::<u8>().prop_map(Op::Delete),
         (any::<u8>(), proptest::option::of(0..3u8)).prop_map(|(n, v)| Op::Label(n, v)),
         Just(Op::Restart),
+        (0..4u8, 0..3u8).prop_map(|(c, h)| Op::PutAs(c, h)),
+        (any::<u8>(), 0..3u8).prop_map(|(n, h)| Op::Release(n, h)),
+        (any::<u8>(), 0..3u8).prop_map(|(n, h)| Op::Hold(n, h)),
+        (any::<u8>(), any::<u8>()).prop_map(|(n, m)| Op::Reference(n, m)),
+        Just(Op::Collect),
+        (0..80u8).prop_map(Op::Advance),
     ]
+}
+
+/// One stored blob as the model sees it.
+#[derive(Default, Clone)]
+struct Blob {
+    holders: BTreeSet<String>,
+    labels: BTreeMap<String, String>,
 }
 
 /// What the store should hold.
 #[derive(Default)]
 struct Model {
-    /// Digest → labels.
-    blobs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Every stored blob (held or cached), by digest.
+    blobs: BTreeMap<String, Blob>,
     /// Ref → bytes written so far.
     ingests: BTreeMap<u8, Vec<u8>>,
+    /// Seconds since the case started; the lease expires at LEASE_SECONDS.
+    clock: u64,
+}
+
+const REF_LABEL: &str = "containerd.io/gc.ref.content";
+
+impl Model {
+    fn lease_live(&self) -> bool {
+        self.clock < LEASE_SECONDS
+    }
+
+    /// Who holds `b` now.
+    fn live(&self, b: &Blob) -> BTreeSet<String> {
+        b.holders
+            .iter()
+            .filter(|h| h.as_str() != "lease/l" || self.lease_live())
+            .cloned()
+            .collect()
+    }
+
+    /// The held blobs: what `walk` lists.
+    fn held(&self) -> Vec<String> {
+        self.blobs
+            .iter()
+            .filter(|(_, b)| !self.live(b).is_empty())
+            .map(|(d, _)| d.clone())
+            .collect()
+    }
+
+    /// Stores `digest` for `holder`: a new or cached blob gets `labels`, a
+    /// held one keeps its own.
+    fn store(&mut self, digest: &str, holder: &str, labels: BTreeMap<String, String>) {
+        let live = self.blobs.get(digest).is_some_and(|b| !self.live(b).is_empty());
+        let blob = self.blobs.entry(digest.to_owned()).or_default();
+        if !live {
+            *blob = Blob::default();
+            blob.labels = labels;
+        }
+        blob.holders.insert(holder.to_owned());
+    }
+
+    /// What a collection keeps: held blobs and what they reference,
+    /// transitively.
+    fn collect(&mut self) {
+        let mut keep: BTreeSet<String> = self.held().into_iter().collect();
+        let mut queue: Vec<String> = keep.iter().cloned().collect();
+        while let Some(d) = queue.pop() {
+            if let Some(target) = self.blobs.get(&d).and_then(|b| b.labels.get(REF_LABEL)) {
+                if self.blobs.contains_key(target) && keep.insert(target.clone()) {
+                    queue.push(target.clone());
+                }
+            }
+        }
+        self.blobs.retain(|d, _| keep.contains(d));
+    }
 }
 
 fn reference(r: u8) -> String {
     format!("ref-{r}")
 }
 
+/// The n-th held blob, or one never stored.
 fn nth(model: &Model, n: u8) -> String {
-    if model.blobs.is_empty() {
+    pick(&model.held(), n)
+}
+
+/// The n-th stored (held or cached) blob, or one never stored.
+fn nth_stored(model: &Model, n: u8) -> String {
+    pick(&model.blobs.keys().cloned().collect::<Vec<_>>(), n)
+}
+
+fn pick(from: &[String], n: u8) -> String {
+    if from.is_empty() {
         return sha256(b"never stored");
     }
-    model
-        .blobs
-        .keys()
-        .nth(usize::from(n) % model.blobs.len())
-        .expect("in range")
-        .clone()
+    from[usize::from(n) % from.len()].clone()
+}
+
+/// The store seen as `holder`.
+fn as_holder(store: &Store, h: u8) -> Store {
+    store.as_holder(HOLDERS[usize::from(h)])
 }
 
 /// Runs `ops` against a fresh store and the model.
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let h = Harness::new(open_embedded);
-    let mut store: Store = h.store();
+    let h = Harness::new(kist_tests::open_embedded);
+    let clock = FakeClock::new();
+    let mut store: Store = clock.open(h.path());
+    store
+        .leases()
+        .create(Some("l"), Some(Duration::from_secs(LEASE_SECONDS)), &[])
+        .unwrap();
     let mut writers: BTreeMap<u8, Writer> = BTreeMap::new();
     let mut model = Model::default();
     for (step, op) in ops.iter().enumerate() {
@@ -91,7 +196,64 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     "{}",
                     at
                 );
-                model.blobs.entry(sha256(&data)).or_default();
+                model.store(&sha256(&data), "default", BTreeMap::new());
+            }
+            Op::PutAs(c, holder) => {
+                let data = bytes(1 + usize::from(c) * 700, u64::from(c));
+                let put = as_holder(&store, holder).put(&data);
+                if holder == 2 && !model.lease_live() {
+                    prop_assert!(matches!(put, Err(Error::NotFound)), "{}: {:?}", at, put);
+                } else {
+                    prop_assert_eq!(put.map_err(|e| e.to_string()), Ok(sha256(&data)), "{}", at);
+                    model.store(&sha256(&data), HOLDERS[usize::from(holder)], BTreeMap::new());
+                }
+            }
+            Op::Release(n, holder) => {
+                let digest = nth_stored(&model, n);
+                let name = HOLDERS[usize::from(holder)];
+                let released = as_holder(&store, holder).delete(&digest);
+                let held = model
+                    .blobs
+                    .get_mut(&digest)
+                    .is_some_and(|b| b.holders.remove(name));
+                if held {
+                    prop_assert!(released.is_ok(), "{}: {:?}", at, released);
+                } else {
+                    prop_assert!(
+                        matches!(released, Err(Error::NotFound)),
+                        "{}: {:?}",
+                        at,
+                        released
+                    );
+                }
+            }
+            Op::Hold(n, holder) => {
+                let digest = nth_stored(&model, n);
+                let held = as_holder(&store, holder).hold(&digest);
+                if holder == 2 && !model.lease_live() {
+                    prop_assert!(matches!(held, Err(Error::NotFound)), "{}: {:?}", at, held);
+                } else if let Some(b) = model.blobs.get_mut(&digest) {
+                    prop_assert!(held.is_ok(), "{}: {:?}", at, held.err());
+                    b.holders.insert(HOLDERS[usize::from(holder)].to_owned());
+                } else {
+                    prop_assert!(matches!(held, Err(Error::NotFound)), "{}: {:?}", at, held);
+                }
+            }
+            Op::Reference(n, m) => {
+                let (from, to) = (nth(&model, n), nth_stored(&model, m));
+                if let Some(b) = model.blobs.get_mut(&from) {
+                    let labelled = store.label(&from, &[(REF_LABEL, Some(to.as_str()))]);
+                    prop_assert!(labelled.is_ok(), "{}: {:?}", at, labelled.err());
+                    b.labels.insert(REF_LABEL.to_owned(), to);
+                }
+            }
+            Op::Collect => {
+                collect(&store);
+                model.collect();
+            }
+            Op::Advance(seconds) => {
+                clock.advance(Duration::from_secs(u64::from(seconds)));
+                model.clock += u64::from(seconds);
             }
             Op::Open(r) => {
                 let opened = store.writer(&reference(r), None, None);
@@ -130,13 +292,14 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     let labels: Vec<(&str, &str)> =
                         value.iter().map(|v| ("k", v.as_str())).collect();
                     let committed = w.commit(None, None, &labels);
-                    if model.blobs.contains_key(&digest) {
+                    if model.held().contains(&digest) {
                         prop_assert!(
                             matches!(committed, Err(Error::AlreadyExists)),
                             "{}: {:?}",
                             at,
                             committed
                         );
+                        model.store(&digest, "default", BTreeMap::new());
                     } else {
                         prop_assert_eq!(
                             committed.map_err(|e| e.to_string()),
@@ -145,7 +308,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                             at
                         );
                         let labels = value.map(|v| ("k".to_owned(), v)).into_iter().collect();
-                        model.blobs.insert(digest, labels);
+                        model.store(&digest, "default", labels);
                     }
                 }
             }
@@ -172,7 +335,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Delete(n) => {
                 let digest = nth(&model, n);
                 let deleted = store.delete(&digest);
-                if model.blobs.remove(&digest).is_some() {
+                if model
+                    .blobs
+                    .get_mut(&digest)
+                    .is_some_and(|b| b.holders.remove("default"))
+                {
                     prop_assert!(deleted.is_ok(), "{}: {:?}", at, deleted);
                 } else {
                     prop_assert!(
@@ -188,7 +355,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let value = value.map(|v| v.to_string());
                 let labelled = store.label(&digest, &[("k", value.as_deref())]);
                 match model.blobs.get_mut(&digest) {
-                    Some(labels) => {
+                    Some(Blob { labels, .. }) => {
                         match value {
                             Some(v) => labels.insert("k".into(), v),
                             None => labels.remove("k"),
@@ -200,18 +367,34 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Restart => {
                 writers.clear();
-                store = h.store();
+                store = clock.open(h.path());
             }
         }
-        // After every step the store lists exactly what the model holds.
-        let stored: Vec<String> = model.blobs.keys().cloned().collect();
-        prop_assert_eq!(digests(&store, &[]), stored, "{}", at);
-        for (digest, labels) in &model.blobs {
-            let info = store.info(digest).unwrap();
+        // After every step the store shows exactly what the model holds,
+        // caches what it caches, and keeps on disk what it stores.
+        prop_assert_eq!(digests(&store, &[]), model.held(), "{}", at);
+        for digest in model.held() {
+            let blob = &model.blobs[&digest];
+            let info = store.info(&digest).unwrap();
+            let holders: BTreeSet<String> = info.holders.into_iter().collect();
+            prop_assert_eq!(&holders, &model.live(blob), "{}: holders of {}", at, digest);
             let got: BTreeMap<String, String> =
                 info.labels.into_iter().map(|l| (l.key, l.value)).collect();
-            prop_assert_eq!(&got, labels, "{}: labels of {}", at, digest);
+            prop_assert_eq!(&got, &blob.labels, "{}: labels of {}", at, digest);
         }
+        let mut cached: Vec<String> = store
+            .walk_cached(&[])
+            .unwrap()
+            .map(|i| i.unwrap().digest)
+            .collect();
+        cached.sort();
+        let expected: Vec<String> = model
+            .blobs
+            .iter()
+            .filter(|(_, b)| model.live(b).is_empty())
+            .map(|(d, _)| d.clone())
+            .collect();
+        prop_assert_eq!(cached, expected, "{}: cached", at);
         let mut refs: Vec<String> = store
             .list_statuses(&[])
             .unwrap()

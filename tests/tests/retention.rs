@@ -3,38 +3,12 @@
 //! before holds existed — through the real component.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kist::{Error, LeaseResource, Limit, RemovedKind, Settings, Store};
-use kist_tests::{Harness, bytes, digests, open_embedded, sha256};
-
-/// A clock the test moves: every handle opened from one shares it.
-#[derive(Clone)]
-struct FakeClock(Arc<AtomicU64>);
-
-impl FakeClock {
-    fn new() -> Self {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        Self(Arc::new(AtomicU64::new(now.as_secs())))
-    }
-
-    fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
-    }
-
-    fn open(&self, dir: &Path) -> Store {
-        let seconds = Arc::clone(&self.0);
-        Store::builder(dir)
-            .clock(Arc::new(move || {
-                UNIX_EPOCH + Duration::from_secs(seconds.load(Ordering::SeqCst))
-            }))
-            .open()
-            .unwrap()
-    }
-}
+use kist_tests::{FakeClock, Harness, bytes, digests, open_embedded, sha256};
 
 /// Runs a whole collection; returns what it removed, by kind.
 fn gc(store: &Store) -> Vec<(RemovedKind, String)> {
@@ -523,4 +497,178 @@ fn collections_beside_writers_lose_nothing_held() {
         .collect();
     assert!(left.is_empty(), "left after the last collection: {left:?}");
     assert!(kist_tests::fsck(&store, false).is_empty());
+}
+
+/// `kist` processes for four holders store and release shared files while
+/// another process collects in a loop: what a holder holds is always there.
+#[test]
+fn collections_beside_kist_processes_lose_nothing_held() {
+    let h = Harness::new(open_embedded);
+    let files = tempfile::tempdir().unwrap();
+    let contents: Vec<(std::path::PathBuf, String)> = (0..6u64)
+        .map(|i| {
+            let path = files.path().join(format!("f{i}"));
+            let data = bytes(50_000 + i as usize, i);
+            std::fs::write(&path, &data).unwrap();
+            (path, sha256(&data))
+        })
+        .collect();
+    let kist = |holder: &str| {
+        let mut c = std::process::Command::new(kist_tests::kist_bin());
+        c.arg("--store")
+            .arg(h.path())
+            .args(["--as", holder])
+            .env_remove("KIST_STORE")
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    assert!(kist("default").arg("df").status().unwrap().success());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let collector = s.spawn(|| {
+            let mut runs = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let out = kist("default").arg("gc").output().unwrap();
+                assert!(out.status.success(), "{out:?}");
+                runs += 1;
+            }
+            runs
+        });
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (contents, kist) = (&contents, &kist);
+                s.spawn(move || {
+                    let holder = format!("p{w}");
+                    let mut held = BTreeSet::new();
+                    for step in 0..24usize {
+                        let (path, digest) = &contents[(w * 7 + step * 5) % contents.len()];
+                        if step % 3 == 2 && held.remove(digest) {
+                            let out = kist(&holder).args(["rm", digest]).output().unwrap();
+                            assert!(out.status.success(), "{out:?}");
+                        } else {
+                            let out = kist(&holder).arg("ingest").arg(path).output().unwrap();
+                            assert!(out.status.success(), "{out:?}");
+                            held.insert(digest.clone());
+                        }
+                        for d in &held {
+                            let out = kist(&holder).args(["get", d, "-o", "/dev/null"]).output();
+                            assert!(out.unwrap().status.success(), "{holder} lost {d}");
+                        }
+                    }
+                    for d in &held {
+                        assert!(kist(&holder).args(["rm", d]).status().unwrap().success());
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        stop.store(true, Ordering::SeqCst);
+        assert!(collector.join().unwrap() > 1);
+    });
+    assert!(kist("default").arg("gc").status().unwrap().success());
+    let store = h.store();
+    assert!(digests(&store, &[]).is_empty());
+    assert_eq!(
+        std::fs::read_dir(h.path().join("blobs/sha256")).unwrap().count(),
+        0
+    );
+}
+
+/// The retention commands: leases, `ingest --lease`, holders in `info`
+/// and `ls`, `rm` saying who still holds, `ls --cached`, `gc --dry-run`,
+/// quotas, settings and `df`, with JSON.
+#[test]
+fn retention_commands() {
+    let h = Harness::new(open_embedded);
+    let kist = || {
+        let mut c = assert_cmd::Command::new(kist_tests::kist_bin());
+        c.arg("--store").arg(h.path()).env_remove("KIST_STORE");
+        c
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = kist()
+            .args(["--format", "json"])
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    };
+    let d = sha256(b"shared");
+    kist().args(["ingest", "-"]).write_stdin(b"shared".to_vec()).assert().success();
+    kist()
+        .args(["--as", "registry/x", "ingest", "-"])
+        .write_stdin(b"shared".to_vec())
+        .assert()
+        .success();
+    assert_eq!(json(&["info", &d])["holders"], serde_json::json!(["default", "registry/x"]));
+    kist()
+        .args(["rm", &d])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("still held by registry/x"));
+    kist()
+        .args(["rm", &d])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("held by registry/x"));
+    kist().args(["--as", "registry/x", "rm", &d]).assert().success();
+    assert_eq!(json(&["ls", "--cached", "-q"]), serde_json::json!([d]));
+    let dry = json(&["gc", "--dry-run"]);
+    assert_eq!(dry["bytes_freed"], 6);
+    assert!(h.path().join("blobs/sha256").join(&d[7..]).exists(), "a dry run removes nothing");
+
+    let lease = json(&["lease", "create", "--id", "pull", "--expire", "1h", "--label", "a=b"]);
+    assert_eq!(lease[0]["id"], "pull");
+    let leased = sha256(b"leased");
+    kist()
+        .args(["ingest", "--lease", "pull", "-"])
+        .write_stdin(b"leased".to_vec())
+        .assert()
+        .success();
+    assert_eq!(json(&["info", &leased])["holders"], serde_json::json!(["lease/pull"]));
+    assert_eq!(json(&["lease", "ls"])[0]["labels"]["a"], "b");
+    kist().args(["lease", "rm", "pull"]).assert().success();
+    assert!(json(&["lease", "ls"]).as_array().unwrap().is_empty());
+    let removed = json(&["gc"]);
+    assert_eq!(removed["bytes_freed"], 6 + 6, "{removed}");
+
+    kist().args(["quota", "set", "10M"]).assert().success();
+    kist().args(["quota", "set", "--holder", "layers", "40%"]).assert().success();
+    let quotas = json(&["quota", "ls"]);
+    assert_eq!(quotas[0]["limit"], (10u64 << 20).to_string());
+    assert_eq!(quotas[1]["limit"], "40%");
+    kist()
+        .args(["--as", "layers", "ingest", "-"])
+        .write_stdin(bytes(11 << 20, 1))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("the store's quota"));
+    kist().args(["quota", "rm"]).assert().success();
+    kist().args(["config", "set", "cache-ttl", "90m"]).assert().success();
+    assert_eq!(json(&["config", "ls"])["cache_ttl_seconds"], 5400);
+    kist().args(["config", "set", "bogus", "1s"]).assert().failure();
+    let df = json(&["df"]);
+    assert_eq!(df["quotas"].as_array().unwrap().len(), 1);
+    assert!(df["filesystem"]["total"].as_u64().unwrap() > 0);
+}
+
+/// `kist serve` collects on its own, every `--gc-interval`.
+#[test]
+fn serve_collects_on_an_interval() {
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    let d = store.put(b"soon gone").unwrap();
+    store.delete(&d).unwrap();
+    let _server = kist_tests::Server::start_with(h.path(), &["--gc-interval", "1s"]);
+    let blob = h.path().join("blobs/sha256").join(&d[7..]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while blob.exists() {
+        assert!(std::time::Instant::now() < deadline, "not collected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
