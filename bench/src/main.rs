@@ -8,6 +8,7 @@ mod listing;
 mod measure;
 mod native;
 mod report;
+mod retention;
 mod rss;
 mod small;
 mod tools;
@@ -54,6 +55,8 @@ enum Scenario {
     Listing,
     /// Peak RSS of `kist ingest` as files grow.
     Rss,
+    /// `kist gc` on a large store; `put` latency during collections.
+    Retention,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,6 +117,14 @@ fn main() -> anyhow::Result<()> {
             vec![256 << 20, 1 << 30, 4 << 30]
         };
         rss::run(&mut report, &tools, work, &sizes)?;
+    }
+    if wanted(Scenario::Retention) {
+        let (total, released) = if quick {
+            (1_000, 100)
+        } else {
+            (100_000, 10_000)
+        };
+        retention::run(&mut report, &tools, work, total, released, reps.min(3))?;
     }
     if tools.ctr_socket.is_none() {
         report.note(

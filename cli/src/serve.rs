@@ -71,7 +71,9 @@ fn collect_every(store: &Store, interval: Duration) -> Option<tokio::task::JoinH
             let store = store.clone();
             let ran = tokio::task::spawn_blocking(move || {
                 let removed = store.retention().collect(false)?;
-                removed.map(|r| r.map(|r| r.bytes)).sum::<kist::Result<u64>>()
+                removed
+                    .map(|r| r.map(|r| r.bytes))
+                    .sum::<kist::Result<u64>>()
             })
             .await;
             match ran {

@@ -21,7 +21,8 @@ macro_rules! conformance_suite {
             size_mismatch_keeps_ingest, digest_mismatch_keeps_ingest, already_exists,
             one_writer_per_ref, truncate, sha512_ingest, commit_with_other_algorithm,
             put_in_one_call, put_batch, labels_update, label_limits, walk_filters, walk_batches, malformed_filters,
-            delete, abort, list_statuses, bad_digests, bad_refs, hostile_refs_stay_inside);
+            delete, abort, list_statuses, bad_digests, bad_refs, hostile_refs_stay_inside,
+            holders_release_and_collect, leases_hold_and_release);
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
         $(
@@ -863,4 +864,53 @@ pub fn hostile_refs_stay_inside(h: &Harness) {
         6
     );
     assert!(!h.path().join("escape").exists() && !h.path().join("b").exists());
+}
+
+/// Holders: what each stores it holds; a blob stays while any holds it or
+/// a held blob references it, and a collection removes it after.
+pub fn holders_release_and_collect(h: &Harness) {
+    let store = h.store();
+    let other = store.as_holder("other");
+    let shared = store.put(b"shared").unwrap();
+    other.put(b"shared").unwrap();
+    let child = store.put(b"child").unwrap();
+    let parent = other
+        .put_with(b"parent", None, &[("containerd.io/gc.ref.content", &child)])
+        .unwrap();
+    assert_eq!(store.info(&shared).unwrap().holders, ["default", "other"]);
+    assert_eq!(store.delete(&shared).unwrap(), ["other"]);
+    assert!(store.delete(&child).unwrap().is_empty());
+    assert!(matches!(store.info(&child), Err(Error::NotFound)));
+    let cached: Vec<String> = store
+        .walk_cached(&[])
+        .unwrap()
+        .map(|i| i.unwrap().digest)
+        .collect();
+    assert_eq!(cached, std::slice::from_ref(&child));
+    assert_eq!(crate::collect(&store), 0, "the parent keeps the child");
+    other.delete(&parent).unwrap();
+    other.delete(&shared).unwrap();
+    assert!(crate::collect(&store) > 0);
+    assert_eq!(tree(&h.path().join("blobs/sha256")), Vec::<String>::new());
+    assert_eq!(digests(&store, &["holders.other"]), Vec::<String>::new());
+}
+
+/// A lease holds what is written through it until it is deleted.
+pub fn leases_hold_and_release(h: &Harness) {
+    let store = h.store();
+    let lease = store.leases().create(None, None, &[("a", "b")]).unwrap();
+    let leased = store.with_lease(&lease.id);
+    let d = leased.put(b"leased").unwrap();
+    assert_eq!(
+        store.info(&d).unwrap().holders,
+        [format!("lease/{}", lease.id)]
+    );
+    assert_eq!(crate::collect(&store), 0);
+    store.leases().delete(&lease.id).unwrap();
+    assert!(matches!(store.info(&d), Err(Error::NotFound)));
+    assert_eq!(crate::collect(&store), 6);
+    assert!(matches!(
+        store.as_holder("lease/gone").put(b"x"),
+        Err(Error::NotFound)
+    ));
 }

@@ -98,13 +98,18 @@ impl Default for FakeClock {
 impl FakeClock {
     /// A clock at the system's time, to the second.
     pub fn new() -> Self {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-        Self(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now.as_secs())))
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+            now.as_secs(),
+        )))
     }
 
     /// Moves the clock on by `by` (whole seconds).
     pub fn advance(&self, by: std::time::Duration) {
-        self.0.fetch_add(by.as_secs(), std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .fetch_add(by.as_secs(), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Opens the store at `dir` on this clock.

@@ -123,7 +123,10 @@ impl Model {
     /// Stores `digest` for `holder`: a new or cached blob gets `labels`, a
     /// held one keeps its own.
     fn store(&mut self, digest: &str, holder: &str, labels: BTreeMap<String, String>) {
-        let live = self.blobs.get(digest).is_some_and(|b| !self.live(b).is_empty());
+        let live = self
+            .blobs
+            .get(digest)
+            .is_some_and(|b| !self.live(b).is_empty());
         let blob = self.blobs.entry(digest.to_owned()).or_default();
         if !live {
             *blob = Blob::default();
@@ -205,7 +208,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     prop_assert!(matches!(put, Err(Error::NotFound)), "{}: {:?}", at, put);
                 } else {
                     prop_assert_eq!(put.map_err(|e| e.to_string()), Ok(sha256(&data)), "{}", at);
-                    model.store(&sha256(&data), HOLDERS[usize::from(holder)], BTreeMap::new());
+                    model.store(
+                        &sha256(&data),
+                        HOLDERS[usize::from(holder)],
+                        BTreeMap::new(),
+                    );
                 }
             }
             Op::Release(n, holder) => {

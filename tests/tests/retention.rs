@@ -571,7 +571,9 @@ fn collections_beside_kist_processes_lose_nothing_held() {
     let store = h.store();
     assert!(digests(&store, &[]).is_empty());
     assert_eq!(
-        std::fs::read_dir(h.path().join("blobs/sha256")).unwrap().count(),
+        std::fs::read_dir(h.path().join("blobs/sha256"))
+            .unwrap()
+            .count(),
         0
     );
 }
@@ -599,13 +601,20 @@ fn retention_commands() {
         serde_json::from_slice(&out).unwrap()
     };
     let d = sha256(b"shared");
-    kist().args(["ingest", "-"]).write_stdin(b"shared".to_vec()).assert().success();
+    kist()
+        .args(["ingest", "-"])
+        .write_stdin(b"shared".to_vec())
+        .assert()
+        .success();
     kist()
         .args(["--as", "registry/x", "ingest", "-"])
         .write_stdin(b"shared".to_vec())
         .assert()
         .success();
-    assert_eq!(json(&["info", &d])["holders"], serde_json::json!(["default", "registry/x"]));
+    assert_eq!(
+        json(&["info", &d])["holders"],
+        serde_json::json!(["default", "registry/x"])
+    );
     kist()
         .args(["rm", &d])
         .assert()
@@ -616,13 +625,21 @@ fn retention_commands() {
         .assert()
         .failure()
         .stderr(predicates::str::contains("held by registry/x"));
-    kist().args(["--as", "registry/x", "rm", &d]).assert().success();
+    kist()
+        .args(["--as", "registry/x", "rm", &d])
+        .assert()
+        .success();
     assert_eq!(json(&["ls", "--cached", "-q"]), serde_json::json!([d]));
     let dry = json(&["gc", "--dry-run"]);
     assert_eq!(dry["bytes_freed"], 6);
-    assert!(h.path().join("blobs/sha256").join(&d[7..]).exists(), "a dry run removes nothing");
+    assert!(
+        h.path().join("blobs/sha256").join(&d[7..]).exists(),
+        "a dry run removes nothing"
+    );
 
-    let lease = json(&["lease", "create", "--id", "pull", "--expire", "1h", "--label", "a=b"]);
+    let lease = json(&[
+        "lease", "create", "--id", "pull", "--expire", "1h", "--label", "a=b",
+    ]);
     assert_eq!(lease[0]["id"], "pull");
     let leased = sha256(b"leased");
     kist()
@@ -630,7 +647,10 @@ fn retention_commands() {
         .write_stdin(b"leased".to_vec())
         .assert()
         .success();
-    assert_eq!(json(&["info", &leased])["holders"], serde_json::json!(["lease/pull"]));
+    assert_eq!(
+        json(&["info", &leased])["holders"],
+        serde_json::json!(["lease/pull"])
+    );
     assert_eq!(json(&["lease", "ls"])[0]["labels"]["a"], "b");
     kist().args(["lease", "rm", "pull"]).assert().success();
     assert!(json(&["lease", "ls"]).as_array().unwrap().is_empty());
@@ -638,7 +658,10 @@ fn retention_commands() {
     assert_eq!(removed["bytes_freed"], 6 + 6, "{removed}");
 
     kist().args(["quota", "set", "10M"]).assert().success();
-    kist().args(["quota", "set", "--holder", "layers", "40%"]).assert().success();
+    kist()
+        .args(["quota", "set", "--holder", "layers", "40%"])
+        .assert()
+        .success();
     let quotas = json(&["quota", "ls"]);
     assert_eq!(quotas[0]["limit"], (10u64 << 20).to_string());
     assert_eq!(quotas[1]["limit"], "40%");
@@ -649,9 +672,15 @@ fn retention_commands() {
         .failure()
         .stderr(predicates::str::contains("the store's quota"));
     kist().args(["quota", "rm"]).assert().success();
-    kist().args(["config", "set", "cache-ttl", "90m"]).assert().success();
+    kist()
+        .args(["config", "set", "cache-ttl", "90m"])
+        .assert()
+        .success();
     assert_eq!(json(&["config", "ls"])["cache_ttl_seconds"], 5400);
-    kist().args(["config", "set", "bogus", "1s"]).assert().failure();
+    kist()
+        .args(["config", "set", "bogus", "1s"])
+        .assert()
+        .failure();
     let df = json(&["df"]);
     assert_eq!(df["quotas"].as_array().unwrap().len(), 1);
     assert!(df["filesystem"]["total"].as_u64().unwrap() > 0);

@@ -31,9 +31,6 @@ use crate::shared::layout;
 const STEP_BYTES: u64 = 256 << 20;
 /// Directory entries one step looks at most.
 const STEP_ENTRIES: usize = 2048;
-/// An ingest idle this long is reported as stale: a day, containerd's
-/// ingest expiry.
-const STALE_INGEST_SECONDS: u64 = 24 * 3600;
 
 impl Guest for Component {
     type Check = Check;
@@ -427,8 +424,10 @@ impl State {
                     let idle = data
                         .data_modification_timestamp
                         .map_or(0, |t| fs::now().seconds.saturating_sub(t.seconds));
-                    // Reported only: the data may still be wanted.
-                    return Ok((idle >= STALE_INGEST_SECONDS).then(|| {
+                    // Reported only: the data may still be wanted (a
+                    // collection aborts it unless a lease holds it).
+                    let ttl = crate::retention::settings::current()?.ingest_ttl;
+                    return Ok((idle >= ttl).then(|| {
                         problem(
                             ProblemKind::StaleIngest,
                             &path,

@@ -1,7 +1,11 @@
 //! The store's retention settings and quotas: `retention.json`, read once
-//! per change (its modification time is checked, a `stat` per write).
+//! per change. Its modification time is looked at most once a second per
+//! instance (writes consult the settings for quotas, and a `stat` per put
+//! would cost more than the bookkeeping is allowed to), so a change made
+//! by another process applies within a second.
 
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -111,14 +115,32 @@ impl Config {
     }
 }
 
-/// The settings in force, re-read when the file changes.
+/// The file's modification time and size, and what it held then.
+type Cached = Option<((u64, u32), u64, Config)>;
+
+thread_local! {
+    /// The settings last read.
+    static CACHED: RefCell<Cached> = const { RefCell::new(None) };
+    /// When the file was last looked at (the monotonic clock: the wall
+    /// clock may be a test's, standing still).
+    static LOOKED: RefCell<Option<Instant>> = const { RefCell::new(None) };
+}
+
+/// How long the settings read are used before the file is looked at
+/// again.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The settings in force: re-read when the file changed, looked at no
+/// more than once a second.
 pub fn current() -> Result<Config> {
-    /// The file's modification time and size, and what it held then.
-    type Cached = Option<((u64, u32), u64, Config)>;
-    thread_local! {
-        static CACHED: RefCell<Cached> = const { RefCell::new(None) };
+    let now = Instant::now();
+    let fresh = LOOKED.with_borrow(|l| l.is_some_and(|l| now.duration_since(l) < RECHECK));
+    if fresh && let Some(config) = CACHED.with_borrow(|c| c.as_ref().map(|c| c.2.clone())) {
+        return Ok(config);
     }
+    LOOKED.with_borrow_mut(|l| *l = Some(now));
     let Some(stat) = fs::stat(FILE)? else {
+        CACHED.with_borrow_mut(|c| *c = Some(((0, 0), 0, Config::default())));
         return Ok(Config::default());
     };
     let version = (
@@ -139,13 +161,21 @@ pub fn current() -> Result<Config> {
     Ok(config)
 }
 
+/// Makes the next [`current`] look at the file.
+fn forget() {
+    LOOKED.with_borrow_mut(|l| *l = None);
+}
+
 /// Serialises changes to the settings.
 pub fn lock() -> Result<Guard> {
     locks::lock("retention-settings", 10_000).map_err(|e| error::lock("retention-settings", e))
 }
 
-/// Replaces the settings; the caller holds [`lock`].
+/// Replaces the settings; the caller holds [`lock`]. This instance sees
+/// them at once.
 pub fn save(config: &Config, _locked: &Guard) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(config).expect("settings serialise");
-    fs::write_atomic(".", FILE, &bytes, Durability::Synced)
+    fs::write_atomic(".", FILE, &bytes, Durability::Synced)?;
+    forget();
+    Ok(())
 }
