@@ -22,7 +22,7 @@ use crate::content::store;
 use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition};
-use crate::shared::filters::{Fields, Filters, rest_key};
+use crate::shared::filters::{Fields, Filters, label_field};
 use crate::shared::fs;
 use crate::shared::layout;
 use crate::shared::validate;
@@ -321,13 +321,7 @@ impl Fields for Artifact {
             "revision" => one(&self.revision),
             "digest" => one(&self.digest),
             "size" => one(&self.size.to_string()),
-            "metadata" => {
-                let key = rest_key(path)?;
-                self.metadata
-                    .iter()
-                    .find(|l| l.key == key)
-                    .map(|l| l.value.clone())
-            }
+            "metadata" => label_field(&self.metadata, path),
             _ => None,
         }
     }

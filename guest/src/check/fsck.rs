@@ -52,6 +52,14 @@ struct State {
     hashed: u64,
 }
 
+/// What [`State::sidecar`] made of a directory entry.
+enum Sidecar {
+    /// A temporary or stray file, dealt with.
+    Checked(Option<Problem>),
+    /// The file of the blob this digest names, at this path.
+    Of(Digest, String),
+}
+
 /// A part of the store, checked one directory entry at a time.
 #[derive(Clone, Copy)]
 enum Phase {
@@ -278,27 +286,12 @@ impl State {
         name: &str,
         kind: FileType,
     ) -> Result<Option<Problem>> {
-        let path = format!("{}/{name}", layout::label_dir(alg));
-        if let Some(hex) = temp_name(alg, name, ".tmp") {
-            return self.temp_file(&digest_of(alg, hex), &path);
-        }
-        if kind != FileType::RegularFile || !is_hex_of(alg, name) {
-            return Ok(Some(stray(&path, kind)));
-        }
-        self.checked += 1;
-        let digest = digest_of(alg, name);
+        let (digest, path) = match self.sidecar(&layout::label_dir(alg), alg, name, kind)? {
+            Sidecar::Checked(p) => return Ok(p),
+            Sidecar::Of(digest, path) => (digest, path),
+        };
         if fs::stat(&digest.blob_path())?.is_none() {
-            // Re-check under the lock: a publish saves labels just before
-            // its rename.
-            let _lock = store::lock_blob(&digest)?;
-            if fs::stat(&digest.blob_path())?.is_some() || fs::stat(&path)?.is_none() {
-                return Ok(None);
-            }
-            let mut p = problem(ProblemKind::OrphanLabels, &path, "no such blob");
-            if self.repair && fs::remove_file(&path)? {
-                p.repaired = Some("removed".into());
-            }
-            return Ok(Some(p));
+            return self.orphan(&digest, &path, ProblemKind::OrphanLabels, |_| false);
         }
         let Err(e) = labels::load(&digest) else {
             return Ok(None);
@@ -321,35 +314,64 @@ impl State {
         name: &str,
         kind: FileType,
     ) -> Result<Option<Problem>> {
-        let path = format!("{}/{name}", layout::hold_dir(alg));
-        if let Some(hex) = temp_name(alg, name, ".tmp") {
-            return self.temp_file(&digest_of(alg, hex), &path);
-        }
-        if kind != FileType::RegularFile || !is_hex_of(alg, name) {
-            return Ok(Some(stray(&path, kind)));
-        }
-        self.checked += 1;
-        let digest = digest_of(alg, name);
+        let (digest, path) = match self.sidecar(&layout::hold_dir(alg), alg, name, kind)? {
+            Sidecar::Checked(p) => return Ok(p),
+            Sidecar::Of(digest, path) => (digest, path),
+        };
         if fs::stat(&digest.blob_path())?.is_some() {
             return Ok(match holds::stored(&digest) {
                 Err(e) => Some(problem(ProblemKind::DamagedLabels, &path, message(e))),
                 Ok(_) => None,
             });
         }
-        // Re-check under the lock: a publish saves holds just before its
-        // rename.
-        let _lock = store::lock_blob(&digest)?;
-        if fs::stat(&digest.blob_path())?.is_some() || fs::stat(&path)?.is_none() {
-            return Ok(None);
-        }
         // A released record left by a collection interrupted between a
         // blob and its record means what no record means; the next
         // collection removes it.
-        if holds::stored(&digest).is_ok_and(|r| r.is_some_and(|r| r.holders.is_empty())) {
+        self.orphan(&digest, &path, ProblemKind::OrphanHolds, |d| {
+            holds::stored(d).is_ok_and(|r| r.is_some_and(|r| r.holders.is_empty()))
+        })
+    }
+
+    /// A file in a directory beside `blobs/<alg>` named after a blob
+    /// (labels, holds): settled if it is a temporary or stray file,
+    /// otherwise the blob it belongs to and its path.
+    fn sidecar(
+        &mut self,
+        dir: &str,
+        alg: Algorithm,
+        name: &str,
+        kind: FileType,
+    ) -> Result<Sidecar> {
+        let path = format!("{dir}/{name}");
+        if let Some(hex) = temp_name(alg, name, ".tmp") {
+            return self
+                .temp_file(&digest_of(alg, hex), &path)
+                .map(Sidecar::Checked);
+        }
+        if kind != FileType::RegularFile || !is_hex_of(alg, name) {
+            return Ok(Sidecar::Checked(Some(stray(&path, kind))));
+        }
+        self.checked += 1;
+        Ok(Sidecar::Of(digest_of(alg, name), path))
+    }
+
+    /// The file `path` belongs to the blob `d`, which is not stored: a
+    /// problem of `kind` (removed by a repair) once re-checked under the
+    /// blob's lock — a publish writes such files just before its rename —
+    /// unless `harmless` says it means nothing.
+    fn orphan(
+        &mut self,
+        d: &Digest,
+        path: &str,
+        kind: ProblemKind,
+        harmless: impl Fn(&Digest) -> bool,
+    ) -> Result<Option<Problem>> {
+        let _lock = store::lock_blob(d)?;
+        if fs::stat(&d.blob_path())?.is_some() || fs::stat(path)?.is_none() || harmless(d) {
             return Ok(None);
         }
-        let mut p = problem(ProblemKind::OrphanHolds, &path, "no such blob");
-        if self.repair && fs::remove_file(&path)? {
+        let mut p = problem(kind, path, "no such blob");
+        if self.repair && fs::remove_file(path)? {
             p.repaired = Some("removed".into());
         }
         Ok(Some(p))

@@ -19,7 +19,7 @@ use crate::content::{labels, quarantine};
 use crate::retention::{holds, leases};
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{self, Error, Result, fs as fs_error, invalid};
-use crate::shared::filters::{Fields, Filters, rest_key};
+use crate::shared::filters::{Fields, Filters, label_field, rest_key};
 use crate::shared::fs::{self, FileType};
 use crate::shared::layout;
 use crate::shared::validate;
@@ -383,13 +383,7 @@ impl Fields for Info {
         match path.first().map(String::as_str)? {
             "digest" if path.len() == 1 => Some(self.digest.clone()),
             "size" if path.len() == 1 => Some(self.size.to_string()),
-            "labels" => {
-                let key = rest_key(path)?;
-                self.labels
-                    .iter()
-                    .find(|l| l.key == key)
-                    .map(|l| l.value.clone())
-            }
+            "labels" => label_field(&self.labels, path),
             // Present (empty) when that holder holds the blob.
             "holders" => {
                 let holder = rest_key(path)?;

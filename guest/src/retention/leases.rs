@@ -18,7 +18,7 @@ use crate::content::{ingest, labels, store};
 use crate::retention::holds::{self, LEASE, Stamp};
 use crate::shared::digest::{Digest, key_of};
 use crate::shared::error::{self, Error, Result, corrupt, invalid};
-use crate::shared::filters::{Fields, Filters, rest_key};
+use crate::shared::filters::{Fields, Filters, label_field};
 use crate::shared::fs::{self, Durability};
 use crate::shared::{layout, validate};
 
@@ -388,13 +388,7 @@ impl Fields for Lease {
     fn field(&self, path: &[String]) -> Option<String> {
         match path.first().map(String::as_str)? {
             "id" if path.len() == 1 => Some(self.id.clone()),
-            "labels" => {
-                let key = rest_key(path)?;
-                self.labels
-                    .iter()
-                    .find(|l| l.key == key)
-                    .map(|l| l.value.clone())
-            }
+            "labels" => label_field(&self.labels, path),
             _ => None,
         }
     }

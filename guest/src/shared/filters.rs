@@ -14,6 +14,7 @@
 
 use regex_lite::Regex;
 
+use crate::bindings::exports::kist::content::types::Label;
 use crate::shared::error::{Result, invalid};
 
 /// Something filters can look at: returns a field's value if present.
@@ -74,6 +75,16 @@ impl Selector {
 /// containerd.
 pub fn rest_key(path: &[String]) -> Option<String> {
     (path.len() > 1).then(|| path[1..].join("."))
+}
+
+/// The value of the label `path` names (`labels.<key>`, `metadata.<key>`)
+/// among `labels`.
+pub fn label_field(labels: &[Label], path: &[String]) -> Option<String> {
+    let key = rest_key(path)?;
+    labels
+        .iter()
+        .find(|l| l.key == key)
+        .map(|l| l.value.clone())
 }
 
 struct Parser<'a> {
