@@ -257,6 +257,12 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Collect => {
                 collect(&store);
                 model.collect();
+                // An expired lease is removed, and its holds with it.
+                if !model.lease_live() {
+                    for b in model.blobs.values_mut() {
+                        b.holders.remove("lease/l");
+                    }
+                }
             }
             Op::Advance(seconds) => {
                 clock.advance(Duration::from_secs(u64::from(seconds)));

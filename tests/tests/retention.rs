@@ -518,8 +518,7 @@ fn collections_beside_kist_processes_lose_nothing_held() {
         c.arg("--store")
             .arg(h.path())
             .args(["--as", holder])
-            .env_remove("KIST_STORE")
-            .stderr(std::process::Stdio::null());
+            .env_remove("KIST_STORE");
         c
     };
     assert!(kist("default").arg("df").status().unwrap().success());
@@ -534,6 +533,14 @@ fn collections_beside_kist_processes_lose_nothing_held() {
             }
             runs
         });
+        // Stops the collector however the workers end (a failed one too).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let stopper = Stop(&stop);
         let workers: Vec<_> = (0..4)
             .map(|w| {
                 let (contents, kist) = (&contents, &kist);
@@ -546,7 +553,13 @@ fn collections_beside_kist_processes_lose_nothing_held() {
                             let out = kist(&holder).args(["rm", digest]).output().unwrap();
                             assert!(out.status.success(), "{out:?}");
                         } else {
-                            let out = kist(&holder).arg("ingest").arg(path).output().unwrap();
+                            // Its own ref: two writers of one file would share
+                            // the default one (and one would wait its turn).
+                            let out = kist(&holder)
+                                .args(["ingest", "--ref", &format!("{holder}-{step}")])
+                                .arg(path)
+                                .output()
+                                .unwrap();
                             assert!(out.status.success(), "{out:?}");
                             held.insert(digest.clone());
                         }
@@ -561,11 +574,12 @@ fn collections_beside_kist_processes_lose_nothing_held() {
                 })
             })
             .collect();
-        for w in workers {
-            w.join().unwrap();
-        }
-        stop.store(true, Ordering::SeqCst);
+        let joined: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        drop(stopper);
         assert!(collector.join().unwrap() > 1);
+        for j in joined {
+            j.unwrap();
+        }
     });
     assert!(kist("default").arg("gc").status().unwrap().success());
     let store = h.store();

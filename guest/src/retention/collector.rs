@@ -20,7 +20,9 @@ use crate::retention::leases;
 use crate::retention::quota;
 use crate::retention::scan::{Blob, Scan};
 use crate::retention::settings::{self, Config, QuotaRecord};
-use crate::shared::digest::Digest;
+use std::collections::BTreeSet;
+
+use crate::shared::digest::{self, Digest};
 use crate::shared::error::Result;
 use crate::shared::fs::{self, Durability};
 use crate::shared::layout;
@@ -37,6 +39,9 @@ struct State {
     /// Blobs and ingests removed so far (digests, ingest dirs), to correct
     /// the scan's counts at the end.
     gone: Vec<String>,
+    /// Blobs unlinked whose labels and records are still to go (see
+    /// [`State::settle`]).
+    unlinked: Vec<Digest>,
 }
 
 enum Stage {
@@ -58,6 +63,7 @@ impl GuestCollection for Collection {
             dry_run,
             stage: Stage::Start,
             gone: Vec::new(),
+            unlinked: Vec::new(),
         }))
     }
 
@@ -117,6 +123,7 @@ impl State {
                         removed.push(blob_removed(blob, bytes));
                     }
                 }
+                self.settle()?;
                 self.stage = if cached.is_empty() {
                     let expired = scan
                         .ingests
@@ -169,12 +176,46 @@ impl State {
                 .is_none_or(|r| r.0.saturating_add(ttl) <= scan.started.0);
             (evict || due).then_some(blob.size)
         } else {
-            remove_cached(&blob.digest, ttl, evict)?
+            let freed = unlink_cached(&blob.digest, ttl, evict)?;
+            if freed.is_some() {
+                self.unlinked.push(blob.digest.clone());
+            }
+            freed
         };
         if freed.is_some() {
             self.gone.push(blob.digest.to_string());
         }
         Ok(freed)
+    }
+
+    /// Finishes the removals of a step: the blob directories are synced
+    /// once, then the unlinked blobs' labels and records go (a crash in
+    /// between leaves released records and labels without blobs, which the
+    /// next collection removes; never a blob without its record, which
+    /// would count as held by `default`).
+    fn settle(&mut self) -> Result<()> {
+        if self.unlinked.is_empty() {
+            return Ok(());
+        }
+        let names: BTreeSet<_> = self
+            .unlinked
+            .iter()
+            .map(|d| digest::name(d.algorithm))
+            .collect();
+        for alg in digest::ALGORITHMS {
+            if names.contains(digest::name(alg)) {
+                layout::blobs(alg)?.sync()?;
+            }
+        }
+        for d in self.unlinked.drain(..) {
+            let _lock = store::lock_blob(&d)?;
+            // Stored again meanwhile: its record is the new one's.
+            if layout::blobs(d.algorithm)?.stat(&d.hex)?.is_none() {
+                labels::remove(&d)?;
+                holds::remove(&d)?;
+            }
+        }
+        Ok(())
     }
 
     /// What counts against `q` now: what the scan counted, less what this
@@ -236,6 +277,7 @@ impl State {
                 }
             }
         }
+        self.settle()?;
         self.save_counters(scan)?;
         Ok(removed)
     }
@@ -290,11 +332,12 @@ fn abort(dir: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Removes the blob `d` if, read again under its lock, nothing holds it,
+/// Unlinks the blob `d` if, read again under its lock, nothing holds it,
 /// it was released `ttl` seconds ago or more (or `evict`), and no blob
-/// written since references it; returns the bytes freed. A blob released
-/// without a stamp (its last lease expired) is stamped now instead.
-pub fn remove_cached(d: &Digest, ttl: u64, evict: bool) -> Result<Option<u64>> {
+/// written since references it; returns the bytes freed. Its labels and
+/// record go in [`State::settle`]. A blob released without a stamp (its
+/// last lease expired) is stamped now instead.
+fn unlink_cached(d: &Digest, ttl: u64, evict: bool) -> Result<Option<u64>> {
     let lock = store::lock_blob(d)?;
     let Some(stat) = layout::blobs(d.algorithm)?.stat(&d.hex)? else {
         return Ok(None);
@@ -317,13 +360,7 @@ pub fn remove_cached(d: &Digest, ttl: u64, evict: bool) -> Result<Option<u64>> {
     if referenced(d, &record, now)? {
         return Ok(None);
     }
-    // The blob first, its record last: a crash in between leaves a record
-    // without a blob (harmless), never a blob without its holds.
-    let blobs = layout::blobs(d.algorithm)?;
-    blobs.remove(&d.hex)?;
-    labels::remove(d)?;
-    holds::remove(d)?;
-    blobs.sync()?;
+    layout::blobs(d.algorithm)?.remove(&d.hex)?;
     drop(lock);
     Ok(Some(stat.size))
 }
@@ -364,6 +401,7 @@ pub fn evict(config: &Config, over: &[&QuotaRecord], bytes: u64) -> Result<()> {
         dry_run: false,
         stage: Stage::Done,
         gone: Vec::new(),
+        unlinked: Vec::new(),
     };
     for key in cached(&scan).into_iter().rev() {
         let blob = &scan.blobs[&key];
@@ -376,5 +414,6 @@ pub fn evict(config: &Config, over: &[&QuotaRecord], bytes: u64) -> Result<()> {
             state.sweep(&scan, blob, true)?;
         }
     }
+    state.settle()?;
     state.save_counters(&scan)
 }

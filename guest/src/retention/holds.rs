@@ -263,22 +263,29 @@ pub fn touch_references(labels: &Labels, source: &Digest) -> Result<()> {
     references(labels).iter().try_for_each(|d| touch(d, source))
 }
 
-/// Removes the released records whose blob is gone: what a collection
-/// interrupted between removing a blob and its record leaves.
+/// Removes what a collection interrupted between unlinking blobs and
+/// removing their labels and records leaves: released records, and labels,
+/// whose blob is gone (labels of a publish that crashed before its rename
+/// too: they belong to nothing). Each under the blob's lock, which a
+/// publish holds from its labels to its rename.
 pub fn sweep_orphans() -> Result<()> {
     for alg in crate::shared::digest::ALGORITHMS {
-        for hex in recorded(alg)? {
+        let labelled = crate::content::labels::labelled(alg)?;
+        let recorded = recorded(alg)?;
+        for hex in labelled.iter().chain(&recorded) {
             let d = Digest {
                 algorithm: alg,
-                hex,
+                hex: hex.clone(),
             };
             if fs::stat(&d.blob_path())?.is_some() {
                 continue;
             }
             let lock = crate::content::store::lock_blob(&d)?;
-            let released = stored(&d)?.is_some_and(|r| r.holders.is_empty());
-            if released && fs::stat(&d.blob_path())?.is_none() {
-                remove(&d)?;
+            if fs::stat(&d.blob_path())?.is_none() {
+                crate::content::labels::remove(&d)?;
+                if stored(&d)?.is_some_and(|r| r.holders.is_empty()) {
+                    remove(&d)?;
+                }
             }
             drop(lock);
         }
