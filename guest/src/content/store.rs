@@ -254,9 +254,20 @@ impl Guest for Component {
         layout::ensure()?;
         let path = d.blob_path();
         // A symlink is reported as one, not as the loop error opening it
-        // without following gives; a cached blob is not shown.
-        if info_from(&d, fs::stat(&path)?, true, true, View::Held)?.is_none() {
-            return Err(Error::NotFound);
+        // without following gives.
+        let blobs = layout::blobs(d.algorithm)?;
+        match blobs.stat(&d.hex)? {
+            None => return Err(Error::NotFound),
+            Some(s) if s.type_ != FileType::RegularFile => return Err(not_a_blob(&d, s.type_)),
+            Some(_) => {}
+        }
+        // A cached blob is not shown. Without a record the blob is held by
+        // `default`: the common case costs one `stat`.
+        if layout::holds(d.algorithm)?.stat(&d.hex)?.is_some() {
+            let (labels, _) = labels::load(&d).unwrap_or_default();
+            if holds::load(&d)?.live(&d, &labels)?.is_empty() {
+                return Err(Error::NotFound);
+            }
         }
         let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
         let stat = fs::fstat(&fd, &path)?;
