@@ -152,8 +152,16 @@ pub fn run(
                 Ok(())
             })
         }),
-        Contender::new("kist get > /dev/null (CLI)", |_| {
+        Contender::new("kist get > /dev/null (CLI, verifies)", |_| {
             timed(tools.kist(&cli_dir).args(["get", &cli_blob.borrow()]), None)
+        }),
+        Contender::new("kist get --no-verify > /dev/null (CLI)", |_| {
+            timed(
+                tools
+                    .kist(&cli_dir)
+                    .args(["get", "--no-verify", &cli_blob.borrow()]),
+                None,
+            )
         }),
     ];
     if tools.ctr().is_some() {

@@ -161,7 +161,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         }
         Command::Get { path, output } => {
             let artifact = storer.get(&path)?.ok_or(kist::Error::NotFound)?;
-            crate::commands::get(store, &artifact.digest, output.as_deref(), out)
+            crate::commands::get(store, &artifact.digest, output.as_deref(), true, out)
         }
         Command::Gc {
             retain,

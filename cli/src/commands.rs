@@ -14,7 +14,11 @@ use crate::{Command, Which};
 pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> {
     match command {
         Command::Ingest(args) => crate::ingest::run(store, args, out),
-        Command::Get { digest, output } => get(store, &digest, output.as_deref(), out),
+        Command::Get {
+            digest,
+            output,
+            no_verify,
+        } => get(store, &digest, output.as_deref(), !no_verify, out),
         Command::Info { digest } => out.info(&store.info(&digest)?),
         Command::Ls {
             quiet,
@@ -131,11 +135,24 @@ pub fn component(which: Which, path: Option<&Path>) -> anyhow::Result<()> {
 /// kept), renamed over `path` once complete and verified. Anything else
 /// (`/dev/null`, a FIFO) is written in place: renaming over it would
 /// replace the device.
-pub fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> anyhow::Result<()> {
+pub fn get(
+    store: &Store,
+    digest: &str,
+    path: Option<&Path>,
+    verify: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
     let mut reader = store.reader(digest)?;
+    let mut copy = |to: &mut dyn Write| -> kist::Result<u64> {
+        if verify {
+            reader.copy_verified_to(to)
+        } else {
+            reader.copy_to(to)
+        }
+    };
     let Some(path) = path else {
         let mut stdout = crate::stdout::stdout();
-        reader.copy_verified_to(&mut stdout)?;
+        copy(&mut stdout)?;
         return Ok(stdout.flush()?);
     };
     let existing = std::fs::metadata(path).ok();
@@ -145,7 +162,7 @@ pub fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> an
                 .write(true)
                 .open(path)
                 .with_context(|| format!("opening {}", path.display()))?;
-            reader.copy_verified_to(&mut file)?
+            copy(&mut file)?
         }
         _ => {
             let dir = path
@@ -158,7 +175,7 @@ pub fn get(store: &Store, digest: &str, path: Option<&Path>, out: &Output) -> an
                 .permissions(std::fs::Permissions::from_mode(mode))
                 .tempfile_in(dir)
                 .with_context(|| format!("creating a file in {}", dir.display()))?;
-            let size = reader.copy_verified_to(&mut tmp)?;
+            let size = copy(&mut tmp)?;
             if existing.is_some() {
                 // The umask applied at creation; an existing mode is kept
                 // exactly.

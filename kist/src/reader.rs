@@ -85,7 +85,7 @@ impl Reader {
     /// Copies the rest of the blob to `out` in large chunks; returns the
     /// bytes copied. The bytes are not checked against the digest: see
     /// [`copy_verified_to`](Self::copy_verified_to).
-    pub fn copy_to(&mut self, out: &mut impl std::io::Write) -> Result<u64> {
+    pub fn copy_to(&mut self, out: &mut (impl std::io::Write + ?Sized)) -> Result<u64> {
         self.copy(out, |_| {})
     }
 
@@ -94,7 +94,7 @@ impl Reader {
     /// [`Error::Corrupt`] once they are all written if they do not hash to
     /// the blob's digest (bit rot, a truncated file). Write to a
     /// temporary place and keep it only on success.
-    pub fn copy_verified_to(&mut self, out: &mut impl std::io::Write) -> Result<u64> {
+    pub fn copy_verified_to(&mut self, out: &mut (impl std::io::Write + ?Sized)) -> Result<u64> {
         std::io::Seek::seek(self, SeekFrom::Start(0))?;
         let mut check = Verifier::new(&self.digest);
         let copied = self.copy(out, |chunk| check.update(chunk))?;
@@ -113,7 +113,11 @@ impl Reader {
     }
 
     /// Copies the rest of the blob to `out`, showing each chunk to `seen`.
-    fn copy(&mut self, out: &mut impl std::io::Write, mut seen: impl FnMut(&[u8])) -> Result<u64> {
+    fn copy(
+        &mut self,
+        out: &mut (impl std::io::Write + ?Sized),
+        mut seen: impl FnMut(&[u8]),
+    ) -> Result<u64> {
         let mut copied = 0;
         loop {
             let chunk = self.next_chunk()?;
