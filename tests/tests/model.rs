@@ -141,10 +141,11 @@ impl Model {
         let mut keep: BTreeSet<String> = self.held().into_iter().collect();
         let mut queue: Vec<String> = keep.iter().cloned().collect();
         while let Some(d) = queue.pop() {
-            if let Some(target) = self.blobs.get(&d).and_then(|b| b.labels.get(REF_LABEL)) {
-                if self.blobs.contains_key(target) && keep.insert(target.clone()) {
-                    queue.push(target.clone());
-                }
+            if let Some(target) = self.blobs.get(&d).and_then(|b| b.labels.get(REF_LABEL))
+                && self.blobs.contains_key(target)
+                && keep.insert(target.clone())
+            {
+                queue.push(target.clone());
             }
         }
         self.blobs.retain(|d, _| keep.contains(d));
