@@ -76,7 +76,7 @@ fn latency(report: &mut Report, dir: &Path, total: usize, released: usize) -> an
         (0..2000u64)
             .map(|i| {
                 let data = (from + i).to_le_bytes().repeat(512);
-                time(|| Ok(drop(store.put(&data)?)))
+                time(|| store.put(&data).map(drop).map_err(Into::into))
             })
             .collect()
     };
