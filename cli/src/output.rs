@@ -308,23 +308,25 @@ impl Output {
 
     /// The store's settings.
     pub fn settings(&self, s: &Settings) -> anyhow::Result<()> {
-        let cache = humantime::format_duration(std::time::Duration::from_secs(s.cache_ttl_seconds));
-        let ingest =
-            humantime::format_duration(std::time::Duration::from_secs(s.ingest_ttl_seconds));
+        let mut s = *s;
+        let rows = crate::retention::setting_fields(&mut s).map(|(name, seconds)| {
+            let text = humantime::format_duration(std::time::Duration::from_secs(*seconds));
+            (name, text.to_string(), *seconds)
+        });
         if self.format == Format::Json {
-            return print_json(&json!({
-                "cache-ttl": cache.to_string(),
-                "ingest-ttl": ingest.to_string(),
-                "cache_ttl_seconds": s.cache_ttl_seconds,
-                "ingest_ttl_seconds": s.ingest_ttl_seconds,
-            }));
+            let mut doc = serde_json::Map::new();
+            for (name, text, seconds) in &rows {
+                doc.insert((*name).to_owned(), json!(text));
+                doc.insert(
+                    format!("{}_seconds", name.replace('-', "_")),
+                    json!(seconds),
+                );
+            }
+            return print_json(&Value::Object(doc));
         }
         table(
             &["SETTING", "VALUE"],
-            [
-                vec!["cache-ttl".to_owned(), cache.to_string()],
-                vec!["ingest-ttl".to_owned(), ingest.to_string()],
-            ],
+            rows.map(|(name, text, _)| vec![name.to_owned(), text]),
         )
     }
 

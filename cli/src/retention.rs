@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
-use kist::{Limit, Store};
+use kist::{Limit, Settings, Store};
 
 use crate::output::Output;
 
@@ -34,11 +34,13 @@ pub enum Quota {
 
 #[derive(Subcommand)]
 pub enum Config {
-    /// Set `cache-ttl` (how long released content stays cached) or
-    /// `ingest-ttl` (how long an idle ingest without a lease lives), as a
-    /// duration: `0s`, `90m`, `30d`.
+    /// Set `cache-ttl` (how long released content stays cached),
+    /// `ingest-ttl` (how long an idle ingest without a lease lives),
+    /// `upload-grace` (how long a registry upload's blob is kept before a
+    /// manifest references it) or `untagged-grace` (how long an untagged
+    /// registry manifest is kept), as a duration: `0s`, `90m`, `30d`.
     Set {
-        /// `cache-ttl` or `ingest-ttl`.
+        /// `cache-ttl`, `ingest-ttl`, `upload-grace` or `untagged-grace`.
         key: String,
         /// The duration.
         #[arg(value_parser = humantime::parse_duration)]
@@ -78,15 +80,27 @@ pub fn config(store: &Store, command: Config, out: &Output) -> anyhow::Result<()
     let retention = store.retention();
     let mut settings = retention.settings()?;
     if let Config::Set { key, value } = command {
-        let seconds = value.as_secs();
-        match key.as_str() {
-            "cache-ttl" => settings.cache_ttl_seconds = seconds,
-            "ingest-ttl" => settings.ingest_ttl_seconds = seconds,
-            other => anyhow::bail!("no setting {other:?}: cache-ttl or ingest-ttl"),
-        }
+        let names = setting_fields(&mut settings).map(|(name, _)| name);
+        let Some((_, field)) = setting_fields(&mut settings)
+            .into_iter()
+            .find(|(name, _)| *name == key)
+        else {
+            anyhow::bail!("no setting {key:?}: {}", names.join(", "));
+        };
+        *field = value.as_secs();
         retention.set_settings(settings)?;
     }
     out.settings(&settings)
+}
+
+/// Every setting by its CLI name, in seconds.
+pub fn setting_fields(s: &mut Settings) -> [(&'static str, &mut u64); 4] {
+    [
+        ("cache-ttl", &mut s.cache_ttl_seconds),
+        ("ingest-ttl", &mut s.ingest_ttl_seconds),
+        ("upload-grace", &mut s.upload_grace_seconds),
+        ("untagged-grace", &mut s.untagged_grace_seconds),
+    ]
 }
 
 /// `kist df`.

@@ -17,6 +17,8 @@ mod bindings {
 /// What every family uses: digests, the one error type, the filter
 /// language, raw `wasi:filesystem` calls, the on-disk layout, input checks.
 mod shared {
+    /// Files parsed once per change.
+    pub mod cached;
     pub mod digest;
     pub mod error;
     pub mod filters;
@@ -29,6 +31,8 @@ mod shared {
 /// (resumable writes and small puts), and how a blob gets published.
 mod content {
     /// One ingest on disk: meta, data and saved hash state.
+    /// The layout's `index.json`: named roots, registry tags.
+    pub mod index;
     pub mod ingest;
     pub mod ingester;
     /// Label files, one per labelled blob.
@@ -73,6 +77,28 @@ mod retention {
     pub mod scan;
     /// `retention.json`: TTLs and quotas.
     pub mod settings;
+}
+
+/// The OCI registry's storage side (`registry`): repositories as holders,
+/// uploads, manifests, tags and referrers.
+mod registry {
+    pub mod interface;
+    /// Parsing manifests and indexes.
+    pub mod manifests;
+    /// Repository membership.
+    pub mod members;
+    /// Names, tags, upload ids.
+    pub mod names;
+    /// Storing a pushed manifest.
+    pub mod push;
+    /// Who refers to what.
+    pub mod referrers;
+    /// The catalog.
+    pub mod repositories;
+    /// Tags in `index.json`.
+    pub mod tags;
+    /// Uploads as ingests.
+    pub mod uploads;
 }
 
 /// Checking and repairing a store (`fsck`).

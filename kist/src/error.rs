@@ -1,6 +1,7 @@
 //! The library's error type, and the one place that maps the component's
 //! WIT `error` and wasmtime failures into it.
 
+use crate::bindings::exports::kist::content::registry::RegistryError;
 use crate::bindings::exports::kist::content::types::Error as WitError;
 
 /// Everything a kist operation can fail with.
@@ -8,7 +9,7 @@ use crate::bindings::exports::kist::content::types::Error as WitError;
 /// The first ten cases are the WIT `error` variant: the component refused
 /// the operation and nothing stored was changed. The rest are failures of
 /// the sandbox around it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The blob, ingest or ref does not exist.
     #[error("not found")]
@@ -44,6 +45,11 @@ pub enum Error {
     /// `kist fsck --repair`, replaces or quarantines it.
     #[error("damaged: {0}")]
     Corrupt(String),
+    /// A registry operation was refused with one of the distribution
+    /// spec's errors (never [`RegistryError::Store`]: store failures are
+    /// the cases above).
+    #[error("registry: {0:?}")]
+    Registry(RegistryError),
     /// The component ran past its deadline and was stopped.
     #[error("the store component ran past its deadline and was interrupted")]
     Timeout,
@@ -52,6 +58,17 @@ pub enum Error {
     #[error("the store component failed: {0}")]
     Component(String),
 }
+
+// By hand: the generated `RegistryError` is not comparable. Every case
+// shows all it holds, so equal cases with equal texts are equal.
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && format!("{self:?}") == format!("{other:?}")
+    }
+}
+
+impl Eq for Error {}
 
 /// Results of kist operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -49,6 +49,7 @@ mod leases;
 #[cfg(feature = "compose")]
 mod plug;
 mod reader;
+mod registry;
 mod retention;
 mod runtime;
 mod session;
@@ -60,6 +61,9 @@ mod writer;
 pub use bindings::exports::kist::content::fsck::{Problem, ProblemKind};
 pub use bindings::exports::kist::content::ingester::{Durability, PutRequest, WriterOptions};
 pub use bindings::exports::kist::content::leases::{Lease, LeaseResource};
+pub use bindings::exports::kist::content::registry::{
+    Descriptor, Manifest, Page, Pushed, RegistryError,
+};
 pub use bindings::exports::kist::content::retention::{
     HolderUsage, Limit, Quota, QuotaUsage, Removed, RemovedKind, Settings, SpaceUsage,
 };
@@ -71,6 +75,7 @@ pub use error::{Error, Result};
 pub use fsck::Check;
 pub use leases::Leases;
 pub use reader::{Reader, Verifier};
+pub use registry::Registry;
 pub use retention::{Collection, Retention};
 pub use store::{Clock, Store, StoreBuilder, labels};
 pub use storer::{ArtifactLock, DEFAULT_MAX_SIZE, Source, Storer};

@@ -41,12 +41,22 @@ impl Writer {
         reference: &str,
         options: &WriterOptions,
     ) -> Result<Self> {
+        Self::open_with(shared, |session| {
+            session.call(|api, s| {
+                api.kist_content_ingester()
+                    .call_open_writer(s, reference, options)
+            })
+        })
+    }
+
+    /// A writer of the ingest `open` opens on a pooled instance (an
+    /// upload, for the registry).
+    pub(crate) fn open_with(
+        shared: &Arc<Shared>,
+        open: impl FnOnce(&mut Session) -> Result<ResourceAny>,
+    ) -> Result<Self> {
         let mut session = shared.session()?;
-        let opened = session.call(|api, s| {
-            api.kist_content_ingester()
-                .call_open_writer(s, reference, options)
-        });
-        match opened {
+        match open(&mut session) {
             Ok(handle) => Ok(Self {
                 shared: Arc::clone(shared),
                 session: Some(session),

@@ -29,11 +29,13 @@ fn on_disk(h: &Harness, d: &str) -> bool {
 }
 
 fn set_ttls(store: &Store, cache: u64, ingest: u64) {
-    store
-        .retention()
+    let retention = store.retention();
+    let settings = retention.settings().unwrap();
+    retention
         .set_settings(Settings {
             cache_ttl_seconds: cache,
             ingest_ttl_seconds: ingest,
+            ..settings
         })
         .unwrap();
 }

@@ -14,13 +14,13 @@ use std::cell::RefCell;
 use crate::bindings::exports::kist::content::retention::{GuestCollection, Removed, RemovedKind};
 use crate::bindings::kist::content::locks;
 use crate::bindings::kist::content::space;
-use crate::content::{labels, store};
+use crate::content::{index, labels, store};
 use crate::retention::holds::{self, GRACE_SECONDS, Record, Stamp};
 use crate::retention::leases;
 use crate::retention::quota;
 use crate::retention::scan::{Blob, Scan};
 use crate::retention::settings::{self, Config, QuotaRecord};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::shared::digest::{self, Digest};
 use crate::shared::error::Result;
@@ -36,9 +36,10 @@ pub struct Collection(RefCell<State>);
 struct State {
     dry_run: bool,
     stage: Stage,
-    /// Blobs and ingests removed so far (digests, ingest dirs), to correct
-    /// the scan's counts at the end.
-    gone: Vec<String>,
+    /// Blobs and ingests removed so far (digests, ingest dirs) and when,
+    /// to correct the scan's counts at the end and to tell stale
+    /// references from new ones.
+    gone: HashMap<String, Stamp>,
     /// Blobs unlinked whose labels and records are still to go (see
     /// [`State::settle`]).
     unlinked: Vec<Digest>,
@@ -62,7 +63,7 @@ impl GuestCollection for Collection {
         Self(RefCell::new(State {
             dry_run,
             stage: Stage::Start,
-            gone: Vec::new(),
+            gone: HashMap::new(),
             unlinked: Vec::new(),
         }))
     }
@@ -82,6 +83,7 @@ impl State {
                 if !self.dry_run {
                     crate::content::ingest::sweep_removed()?;
                     holds::sweep_orphans()?;
+                    crate::registry::referrers::sweep()?;
                 }
                 let now = holds::now();
                 let expired = leases::all()?
@@ -144,7 +146,7 @@ impl State {
                         .find(|i| i.meta.reference == reference)
                         .expect("listed");
                     if self.dry_run || abort(&ingest.dir)? {
-                        self.gone.push(ingest.dir.clone());
+                        self.gone.insert(ingest.dir.clone(), holds::now());
                         removed.push(Removed {
                             kind: RemovedKind::Ingest,
                             name: reference,
@@ -176,14 +178,14 @@ impl State {
                 .is_none_or(|r| r.0.saturating_add(ttl) <= scan.started.0);
             (evict || due).then_some(blob.size)
         } else {
-            let freed = unlink_cached(&blob.digest, ttl, evict)?;
+            let freed = unlink_cached(&blob.digest, ttl, evict, &self.gone)?;
             if freed.is_some() {
                 self.unlinked.push(blob.digest.clone());
             }
             freed
         };
         if freed.is_some() {
-            self.gone.push(blob.digest.to_string());
+            self.gone.insert(blob.digest.to_string(), holds::now());
         }
         Ok(freed)
     }
@@ -223,7 +225,7 @@ impl State {
     fn used(&self, scan: &Scan, q: &QuotaRecord) -> u64 {
         let gone: u64 = self
             .gone
-            .iter()
+            .keys()
             .map(|g| match scan.blobs.get(g) {
                 Some(b) if counts(q, b) => b.size,
                 Some(_) => 0,
@@ -332,32 +334,35 @@ fn abort(dir: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Unlinks the blob `d` if, read again under its lock, nothing holds it,
+/// Unlinks the blob `d` if, read again under its lock, no root holds it,
 /// it was released `ttl` seconds ago or more (or `evict`), and no blob
 /// written since references it; returns the bytes freed. Its labels and
-/// record go in [`State::settle`]. A blob released without a stamp (its
-/// last lease expired) is stamped now instead.
-fn unlink_cached(d: &Digest, ttl: u64, evict: bool) -> Result<Option<u64>> {
+/// record go in [`State::settle`]. Holds that no longer keep it by
+/// themselves (a lease that ended, a registry hold past its grace) are
+/// released now, and its cache TTL counts from now.
+fn unlink_cached(
+    d: &Digest,
+    ttl: u64,
+    evict: bool,
+    gone: &HashMap<String, Stamp>,
+) -> Result<Option<u64>> {
     let lock = store::lock_blob(d)?;
     let Some(stat) = layout::blobs(d.algorithm)?.stat(&d.hex)? else {
         return Ok(None);
     };
     let mut record = holds::load(d)?;
-    let (labels, _) = labels::load(d).unwrap_or_default();
-    if !record.live(d, &labels)?.is_empty() {
+    let now = holds::now();
+    if kept(d, &record, now)? || referenced(d, &record, now, gone)? {
         return Ok(None);
     }
-    let now = holds::now();
-    let Some(released) = record.released else {
+    if !record.holders.is_empty() || record.released.is_none() {
         record.released_by = std::mem::take(&mut record.holders);
+        record.until.clear();
         record.released = Some(now);
         holds::save(d, &record, Durability::Synced, &lock)?;
-        return Ok(None);
-    };
-    if !evict && released.0.saturating_add(ttl) > now.0 {
-        return Ok(None);
     }
-    if referenced(d, &record, now)? {
+    let released = record.released.unwrap_or(now);
+    if !evict && released.0.saturating_add(ttl) > now.0 {
         return Ok(None);
     }
     layout::blobs(d.algorithm)?.remove(&d.hex)?;
@@ -365,14 +370,38 @@ fn unlink_cached(d: &Digest, ttl: u64, evict: bool) -> Result<Option<u64>> {
     Ok(Some(stat.size))
 }
 
+/// Whether `d`, whose record is `record`, is kept by itself at `now`: a
+/// root holds it, or `index.json` names it.
+fn kept(d: &Digest, record: &Record, now: Stamp) -> Result<bool> {
+    let (labels, _) = labels::load(d).unwrap_or_default();
+    if !record.roots(d, &labels, now)?.is_empty() {
+        return Ok(true);
+    }
+    let name = d.to_string();
+    Ok(index::current()?
+        .manifests()
+        .iter()
+        .any(|m| m.digest().as_ref() == name))
+}
+
 /// Whether a blob written since `d` was released references it: one that
-/// is live (and still has the reference), or one not published yet whose
-/// writer touched `d` within the grace period.
-fn referenced(d: &Digest, record: &Record, now: Stamp) -> Result<bool> {
+/// is kept (and still has the reference), or one not published yet whose
+/// writer touched `d` within the grace period. A referrer this
+/// collection removed (in `gone`) after it touched `d` keeps nothing: its
+/// touch is stale (a writer storing it again touches `d` again, later).
+fn referenced(
+    d: &Digest,
+    record: &Record,
+    now: Stamp,
+    gone: &HashMap<String, Stamp>,
+) -> Result<bool> {
     for (source, when) in &record.touched {
         let Ok(source) = Digest::parse(source) else {
             continue;
         };
+        if gone.get(&source.to_string()).is_some_and(|at| when <= at) {
+            continue;
+        }
         if fs::stat(&source.blob_path())?.is_none() {
             if now.0.saturating_sub(when.0) < GRACE_SECONDS {
                 return Ok(true);
@@ -380,9 +409,7 @@ fn referenced(d: &Digest, record: &Record, now: Stamp) -> Result<bool> {
             continue;
         }
         let (labels, _) = labels::load(&source).unwrap_or_default();
-        if holds::references(&labels).contains(d)
-            && !holds::load(&source)?.live(&source, &labels)?.is_empty()
-        {
+        if holds::references(&labels).contains(d) && kept(&source, &holds::load(&source)?, now)? {
             return Ok(true);
         }
     }
@@ -400,7 +427,7 @@ pub fn evict(config: &Config, over: &[&QuotaRecord], bytes: u64) -> Result<()> {
     let mut state = State {
         dry_run: false,
         stage: Stage::Done,
-        gone: Vec::new(),
+        gone: HashMap::new(),
         unlinked: Vec::new(),
     };
     for key in cached(&scan).into_iter().rev() {

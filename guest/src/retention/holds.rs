@@ -29,6 +29,9 @@ pub const DEFAULT: &str = "default";
 pub const LEASE: &str = "lease/";
 /// Holders that are artifacts of the storer: `artifact/<path>`.
 pub const ARTIFACT: &str = "artifact/";
+/// Holders that are registry repositories: `registry/<repository>`. Their
+/// holds are roots only until their `until` (see [`Record::roots`]).
+pub const REGISTRY: &str = "registry/";
 /// The label that makes a blob a root, and the holder it shows as.
 pub const ROOT_LABEL: &str = "containerd.io/gc.root";
 const ROOT_HOLDER: &str = "label/containerd.io/gc.root";
@@ -62,6 +65,12 @@ pub struct Record {
     /// [`GRACE`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub touched: BTreeMap<String, Stamp>,
+    /// Holders whose hold is a root only until a time (registry
+    /// repositories: their grace). Past it the holder still holds the
+    /// blob while something live reaches it; a collection releases it
+    /// from what nothing reaches.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub until: BTreeMap<String, Stamp>,
 }
 
 /// How long after a write touched a cached blob a collection keeps it if
@@ -100,6 +109,17 @@ impl Record {
             live.push(ROOT_HOLDER.to_owned());
             live.sort();
         }
+        Ok(live)
+    }
+
+    /// The holders of `d` that keep it by themselves at `now`: [`live`]
+    /// ones whose grace, if they have one, has not run out. What a
+    /// collection starts from.
+    ///
+    /// [`live`]: Record::live
+    pub fn roots(&self, d: &Digest, labels: &Labels, now: Stamp) -> Result<Vec<String>> {
+        let mut live = self.live(d, labels)?;
+        live.retain(|h| self.until.get(h).is_none_or(|until| *until > now));
         Ok(live)
     }
 
@@ -187,26 +207,71 @@ pub fn publish(
     durability: Durability,
     lock: &Guard,
 ) -> Result<()> {
-    let record = Record {
+    let mut record = Record {
         holders: holders.clone(),
         ..Record::default()
     };
+    for h in holders {
+        if let Some(until) = grace_of(h)? {
+            record.until.insert(h.clone(), until);
+        }
+    }
     save(d, &record, durability, lock)
 }
 
 /// Makes `holder` hold the stored blob `d` (a cached one is live again);
 /// returns whether anything changed. The caller holds the blob's lock.
 pub fn add(d: &Digest, holder: &str, lock: &Guard) -> Result<bool> {
+    add_until(d, holder, grace_of(holder)?, lock)
+}
+
+/// [`add`] with a hold that is a root only until `until` (`None`: for
+/// good); a later `until` than the one recorded extends it.
+pub fn add_until(d: &Digest, holder: &str, until: Option<Stamp>, lock: &Guard) -> Result<bool> {
     let mut record = load(d)?;
-    if record.holders.contains(holder) && record.released.is_none() {
+    let extends = until.is_some_and(|u| record.until.get(holder).is_none_or(|old| u > *old));
+    if record.holders.contains(holder) && record.released.is_none() && !extends {
         return Ok(false);
     }
     record.holders.insert(holder.to_owned());
+    if let Some(until) = until.filter(|_| extends) {
+        record.until.insert(holder.to_owned(), until);
+    }
     record.released = None;
     record.released_by.clear();
-    record.touched.clear();
+    if until.is_none() {
+        // Held for good: nothing needs to remember who references it. A
+        // hold with a grace still does, for when the grace runs out.
+        record.touched.clear();
+    }
     save(d, &record, Durability::Synced, lock)?;
     Ok(true)
+}
+
+/// Sets when `holder`'s hold on `d` stops being a root by itself, later
+/// or sooner than before. The caller holds the blob's lock.
+pub fn set_until(d: &Digest, holder: &str, until: Stamp, lock: &Guard) -> Result<()> {
+    let mut record = load(d)?;
+    if record.holders.contains(holder) && record.until.get(holder) != Some(&until) {
+        record.until.insert(holder.to_owned(), until);
+        save(d, &record, Durability::Synced, lock)?;
+    }
+    Ok(())
+}
+
+/// Until when a hold `holder` takes now is a root by itself: registry
+/// holds for the upload grace, others for good.
+pub fn grace_of(holder: &str) -> Result<Option<Stamp>> {
+    if !holder.starts_with(REGISTRY) {
+        return Ok(None);
+    }
+    let grace = crate::retention::settings::current()?.upload_grace;
+    Ok(Some(later(now(), grace)))
+}
+
+/// `stamp` plus `seconds`.
+pub fn later(stamp: Stamp, seconds: u64) -> Stamp {
+    (stamp.0.saturating_add(seconds), stamp.1)
 }
 
 /// Releases `holder`'s hold on `d`; returns the record after. `not-found`
@@ -216,6 +281,7 @@ pub fn release(d: &Digest, holder: &str, lock: &Guard) -> Result<Record> {
     if !record.holders.remove(holder) {
         return Err(Error::NotFound);
     }
+    record.until.remove(holder);
     if record.holders.is_empty() {
         record.released = Some(now());
         record.released_by = BTreeSet::from([holder.to_owned()]);
@@ -226,21 +292,35 @@ pub fn release(d: &Digest, holder: &str, lock: &Guard) -> Result<Record> {
 
 /// Notes that `source`, about to be written, references `d`, so that a
 /// collection running now does not remove `d` from under it. Only a blob
-/// nobody holds can be collected, so a held one needs nothing. Takes
-/// `d`'s lock itself: call it before taking any other.
+/// no root holds can be collected, so one held for good needs nothing.
+/// Takes `d`'s lock itself: call it before taking any other.
 pub fn touch(d: &Digest, source: &Digest) -> Result<()> {
     let Some(record) = stored(d)? else {
         return Ok(());
     };
-    if !record.live(d, &Labels::new())?.is_empty() {
+    if kept_while_writing(d, &record)? {
         return Ok(());
     }
     let lock = crate::content::store::lock_blob(d)?;
-    if let Some(mut record) = stored(d)? {
-        record.touched.insert(source.to_string(), now());
-        save(d, &record, Durability::Synced, &lock)?;
+    if let Some(record) = stored(d)? {
+        mark_touched(d, record, source, &lock)?;
     }
     Ok(())
+}
+
+/// Whether a root holds `d` (whose record is `record`) for longer than a
+/// write in progress can take: then nothing need note that the write
+/// references it.
+pub fn kept_while_writing(d: &Digest, record: &Record) -> Result<bool> {
+    let soon = later(now(), GRACE_SECONDS);
+    Ok(!record.roots(d, &Labels::new(), soon)?.is_empty())
+}
+
+/// Records in `record`, `d`'s, that `source` references it now. The
+/// caller holds `d`'s lock.
+pub fn mark_touched(d: &Digest, mut record: Record, source: &Digest, lock: &Guard) -> Result<()> {
+    record.touched.insert(source.to_string(), now());
+    save(d, &record, Durability::Synced, lock)
 }
 
 /// The digests the `containerd.io/gc.ref.content` labels of `labels`

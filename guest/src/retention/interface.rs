@@ -29,6 +29,8 @@ impl Guest for Component {
         let mut config = settings::current()?;
         config.cache_ttl = s.cache_ttl_seconds;
         config.ingest_ttl = s.ingest_ttl_seconds;
+        config.upload_grace = s.upload_grace_seconds;
+        config.untagged_grace = s.untagged_grace_seconds;
         settings::save(&config, &lock)
     }
 

@@ -1,5 +1,6 @@
 //! [`Scan`]: one pass over the store that finds what is live — held
-//! blobs, what they reference, what live ingests expect — and what every
+//! blobs, `index.json`'s entries, what they reference and their
+//! referrers, what live ingests expect — and what every
 //! blob and ingest weighs. A collection, an eviction and a usage count all
 //! start from one. It runs in bounded steps so a call never runs long.
 
@@ -8,8 +9,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use crate::artifacts::records;
 use crate::bindings::kist::content::hasher::Algorithm;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DirectoryEntryStream};
+use crate::content::index;
 use crate::content::ingest::Meta;
 use crate::content::labels::{self, Labels};
+use crate::registry::referrers;
 use crate::retention::holds::{self, LEASE, Record, Stamp};
 use crate::retention::leases;
 use crate::retention::settings::Config;
@@ -83,6 +86,10 @@ pub struct Scan {
     pub ingests: Vec<Ingest>,
     /// Blobs reached from something live.
     pub marked: BTreeSet<String>,
+    /// `index.json`'s entries: digest → names.
+    roots: BTreeMap<String, Vec<String>>,
+    /// Subjects that have referrers (see `registry::referrers`).
+    subjects: HashSet<String>,
     /// References still to follow.
     queue: Vec<Digest>,
     /// Algorithms still to list.
@@ -104,6 +111,9 @@ impl Scan {
             blobs: BTreeMap::new(),
             ingests: Vec::new(),
             marked: BTreeSet::new(),
+            // A damaged index fails the collection: its roots are unknown.
+            roots: index::roots()?,
+            subjects: referrers::subjects()?,
             queue: Vec::new(),
             pending: ALGORITHMS.iter().rev().copied().collect(),
             phase: Phase::Done,
@@ -230,7 +240,7 @@ impl Scan {
             self.marked.insert(digest.to_string());
             // A blob that only flat leases hold keeps just itself.
             if live.iter().any(|h| !self.flat_lease(h)) {
-                self.queue.extend(holds::references(&labels));
+                self.follow(&digest, &labels)?;
             }
         }
         self.blobs.insert(
@@ -245,11 +255,15 @@ impl Scan {
         Ok(())
     }
 
-    /// The holders of `d`'s `record` that hold now (leases judged by the
-    /// records read at the start).
+    /// The holders of `d`'s `record` that keep it by themselves now
+    /// (leases judged by the records read at the start; holds with a grace
+    /// only within it), and the `index.json` entries that name it.
     fn live(&self, d: &Digest, record: &Record, labels: &Labels) -> Result<Vec<String>> {
         let mut live = Vec::new();
         for h in &record.holders {
+            if record.until.get(h).is_some_and(|u| *u <= self.started) {
+                continue;
+            }
             let holds = if let Some(id) = h.strip_prefix(LEASE) {
                 self.leases.get(id).is_some_and(|l| l.live(self.started))
             } else if let Some(path) = h.strip_prefix(holds::ARTIFACT) {
@@ -264,7 +278,21 @@ impl Scan {
         if labels.contains_key(holds::ROOT_LABEL) {
             live.push(format!("label/{}", holds::ROOT_LABEL));
         }
+        if let Some(names) = self.roots.get(&d.to_string()) {
+            live.extend(names.iter().map(|n| format!("index/{n}")));
+        }
         Ok(live)
+    }
+
+    /// Queues what the live `d` keeps: what its labels reference, and its
+    /// referrers.
+    fn follow(&mut self, d: &Digest, labels: &Labels) -> Result<()> {
+        self.queue.extend(holds::references(labels));
+        if self.subjects.contains(&d.to_string()) {
+            self.queue
+                .extend(referrers::of(d)?.into_iter().map(|(referrer, _)| referrer));
+        }
+        Ok(())
     }
 
     fn flat_lease(&self, holder: &str) -> bool {
@@ -319,8 +347,7 @@ impl Scan {
         }
         self.marked.insert(key);
         let (labels, _) = labels::load(d).unwrap_or_default();
-        self.queue.extend(holds::references(&labels));
-        Ok(())
+        self.follow(d, &labels)
     }
 
     /// Whether an ingest is past the ingest TTL with no lease holding it.

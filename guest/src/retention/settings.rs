@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::exports::kist::content::retention::{Limit, Quota, Settings};
 use crate::bindings::kist::content::locks::{self, Guard};
+use crate::shared::cached::Cached;
 use crate::shared::error::{self, Result, corrupt, invalid};
 use crate::shared::fs::{self, Durability};
 
@@ -18,14 +19,27 @@ use crate::shared::fs::{self, Durability};
 const FILE: &str = "retention.json";
 /// A day: containerd's ingest expiry.
 const DEFAULT_INGEST_TTL: u64 = 86_400;
+/// An hour: zot's `gcDelay`, for both registry graces.
+const DEFAULT_REGISTRY_GRACE: u64 = 3_600;
 
 /// What `retention.json` holds.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub cache_ttl: u64,
     pub ingest_ttl: u64,
+    /// How long a blob pushed to a registry repository is a root by
+    /// itself (its manifest may be still to come).
+    #[serde(default = "registry_grace")]
+    pub upload_grace: u64,
+    /// How long a registry manifest without a tag is a root by itself.
+    #[serde(default = "registry_grace")]
+    pub untagged_grace: u64,
     #[serde(default)]
     pub quotas: Vec<QuotaRecord>,
+}
+
+fn registry_grace() -> u64 {
+    DEFAULT_REGISTRY_GRACE
 }
 
 /// One quota as stored.
@@ -44,6 +58,8 @@ impl Default for Config {
         Self {
             cache_ttl: 0,
             ingest_ttl: DEFAULT_INGEST_TTL,
+            upload_grace: DEFAULT_REGISTRY_GRACE,
+            untagged_grace: DEFAULT_REGISTRY_GRACE,
             quotas: Vec::new(),
         }
     }
@@ -111,19 +127,19 @@ impl Config {
         Settings {
             cache_ttl_seconds: self.cache_ttl,
             ingest_ttl_seconds: self.ingest_ttl,
+            upload_grace_seconds: self.upload_grace,
+            untagged_grace_seconds: self.untagged_grace,
         }
     }
 }
 
-/// The file's modification time and size, and what it held then.
-type Cached = Option<((u64, u32), u64, Config)>;
-
 thread_local! {
     /// The settings last read.
-    static CACHED: RefCell<Cached> = const { RefCell::new(None) };
-    /// When the file was last looked at (the monotonic clock: the wall
-    /// clock may be a test's, standing still).
-    static LOOKED: RefCell<Option<Instant>> = const { RefCell::new(None) };
+    static CACHED: Cached<Config> = const { Cached::new() };
+    /// The settings last returned, and when the file was last looked at
+    /// (the monotonic clock: the wall clock may be a test's, standing
+    /// still).
+    static LOOKED: RefCell<Option<(Instant, Config)>> = const { RefCell::new(None) };
 }
 
 /// How long the settings read are used before the file is looked at
@@ -134,30 +150,22 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// more than once a second.
 pub fn current() -> Result<Config> {
     let now = Instant::now();
-    let fresh = LOOKED.with_borrow(|l| l.is_some_and(|l| now.duration_since(l) < RECHECK));
-    if fresh && let Some(config) = CACHED.with_borrow(|c| c.as_ref().map(|c| c.2.clone())) {
+    let recent = LOOKED.with_borrow(|l| {
+        l.as_ref()
+            .filter(|(at, _)| now.duration_since(*at) < RECHECK)
+            .map(|(_, config)| config.clone())
+    });
+    if let Some(config) = recent {
         return Ok(config);
     }
-    LOOKED.with_borrow_mut(|l| *l = Some(now));
-    let Some(stat) = fs::stat(FILE)? else {
-        CACHED.with_borrow_mut(|c| *c = Some(((0, 0), 0, Config::default())));
-        return Ok(Config::default());
-    };
-    let version = (
-        stat.data_modification_timestamp
-            .map_or((0, 0), |t| (t.seconds, t.nanoseconds)),
-        stat.size,
-    );
-    if let Some(config) = CACHED.with_borrow(|c| {
-        c.as_ref()
-            .filter(|(t, size, _)| (*t, *size) == version)
-            .map(|(_, _, config)| config.clone())
-    }) {
-        return Ok(config);
-    }
-    let bytes = fs::read_file(FILE)?.unwrap_or_default();
-    let config: Config = serde_json::from_slice(&bytes).map_err(|e| corrupt(FILE, e))?;
-    CACHED.with_borrow_mut(|c| *c = Some((version.0, version.1, config.clone())));
+    let config = CACHED
+        .with(|c| {
+            c.get(FILE, |bytes| {
+                serde_json::from_slice(bytes).map_err(|e| corrupt(FILE, e))
+            })
+        })?
+        .map_or_else(Config::default, |c| (*c).clone());
+    LOOKED.with_borrow_mut(|l| *l = Some((now, config.clone())));
     Ok(config)
 }
 

@@ -44,3 +44,16 @@ pub fn precondition(msg: impl Into<String>) -> Error {
 pub fn corrupt(path: &str, why: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("{path}: {why}"))
 }
+
+/// What `e` says, to quote in another error's message.
+pub fn message(e: &Error) -> String {
+    match e {
+        Error::InvalidArgument(m)
+        | Error::FailedPrecondition(m)
+        | Error::NoSpace(m)
+        | Error::Io(m)
+        | Error::TooLarge(m)
+        | Error::Corrupt(m) => m.clone(),
+        other => format!("{other:?}"),
+    }
+}

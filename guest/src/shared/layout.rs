@@ -10,6 +10,8 @@
 //! leases/<sha256(id)>           a lease and what it holds
 //! retention.json                cache and ingest TTLs, quotas
 //! retention-usage.json          what counts against each quota
+//! registry/repositories/<name>  registry repositories (`/` as `+`)
+//! registry/referrers/<alg>/<hex>/<alg>-<hex>  a subject's referrers
 //! locks/                        the host's lock files
 //! quarantine/<alg>/              blobs and labels `fsck --repair` found damaged
 //! ```

@@ -15,7 +15,9 @@ mod bindings {
     });
 }
 
-use bindings::exports::kist::content::{fsck, ingester, leases, retention, store, storer, types};
+use bindings::exports::kist::content::{
+    fsck, ingester, leases, registry, retention, store, storer, types,
+};
 use bindings::kist::content::hasher::{Algorithm, Hasher};
 use bindings::kist::content::locks;
 use bindings::wasi::filesystem::preopens;
@@ -350,6 +352,68 @@ impl retention::GuestCollection for Never {
     }
     fn next(&self) -> Result<Option<Vec<retention::Removed>>, Error> {
         match *self {}
+    }
+}
+
+impl registry::Guest for Hostile {
+    fn stat_blob(_: String, _: String) -> Result<u64, registry::RegistryError> {
+        unreachable!()
+    }
+    fn mount_blob(_: String, _: String, _: String) -> Result<bool, registry::RegistryError> {
+        unreachable!()
+    }
+    fn delete_blob(_: String, _: String) -> Result<(), registry::RegistryError> {
+        unreachable!()
+    }
+    fn open_upload(
+        _: String,
+        _: String,
+        _: bool,
+    ) -> Result<ingester::Writer, registry::RegistryError> {
+        unreachable!()
+    }
+    fn upload_offset(_: String, _: String) -> Result<u64, registry::RegistryError> {
+        unreachable!()
+    }
+    fn cancel_upload(_: String, _: String) -> Result<(), registry::RegistryError> {
+        unreachable!()
+    }
+    fn put_manifest(
+        _: String,
+        _: String,
+        _: String,
+        _: Vec<u8>,
+    ) -> Result<registry::Pushed, registry::RegistryError> {
+        unreachable!()
+    }
+    fn get_manifest(_: String, _: String) -> Result<registry::Manifest, registry::RegistryError> {
+        unreachable!()
+    }
+    fn delete_manifest(_: String, _: String) -> Result<(), registry::RegistryError> {
+        unreachable!()
+    }
+    fn delete_tag(_: String, _: String) -> Result<(), registry::RegistryError> {
+        unreachable!()
+    }
+    fn tags(
+        _: String,
+        _: Option<String>,
+        _: Option<u32>,
+    ) -> Result<registry::Page, registry::RegistryError> {
+        unreachable!()
+    }
+    fn repositories(
+        _: Option<String>,
+        _: Option<u32>,
+    ) -> Result<registry::Page, registry::RegistryError> {
+        unreachable!()
+    }
+    fn referrers(
+        _: String,
+        _: String,
+        _: Option<String>,
+    ) -> Result<Vec<registry::Descriptor>, registry::RegistryError> {
+        unreachable!()
     }
 }
 

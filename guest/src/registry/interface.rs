@@ -1,0 +1,196 @@
+//! The `registry` interface: the distribution spec's storage side.
+
+use crate::Component;
+use crate::bindings::exports::kist::content::ingester::Writer;
+use crate::bindings::exports::kist::content::registry::{
+    Descriptor, Guest, Manifest, Page, Pushed, RegistryError,
+};
+use crate::content::{index, labels};
+use crate::registry::names::{self, Refused};
+use crate::registry::{members, push, referrers, repositories, tags, uploads};
+use crate::shared::digest::Digest;
+use crate::shared::error::Error;
+use crate::shared::{fs, layout};
+
+impl From<Error> for RegistryError {
+    fn from(e: Error) -> Self {
+        RegistryError::Store(e)
+    }
+}
+
+impl From<Refused> for RegistryError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Name(m) => RegistryError::NameInvalid(m),
+            Refused::Tag(m) => RegistryError::ManifestInvalid(m),
+            Refused::Digest(m) => RegistryError::DigestInvalid(m),
+            Refused::Upload => RegistryError::BlobUploadUnknown,
+        }
+    }
+}
+
+/// The repository name and digest of a blob request, checked.
+fn blob(repository: &str, digest: &str) -> Result<(String, Digest), RegistryError> {
+    names::repository(repository)?;
+    let d = names::digest(digest)?;
+    layout::ensure()?;
+    Ok((names::holder(repository), d))
+}
+
+impl Guest for Component {
+    fn stat_blob(repository: String, digest: String) -> Result<u64, RegistryError> {
+        let (holder, d) = blob(&repository, &digest)?;
+        members::size(&d, &holder)?.ok_or(RegistryError::BlobUnknown)
+    }
+
+    fn mount_blob(repository: String, from: String, digest: String) -> Result<bool, RegistryError> {
+        let (holder, d) = blob(&repository, &digest)?;
+        names::repository(&from)?;
+        repositories::note(&repository)?;
+        Ok(members::mount(&d, &holder, &names::holder(&from))?)
+    }
+
+    fn delete_blob(repository: String, digest: String) -> Result<(), RegistryError> {
+        let (holder, d) = blob(&repository, &digest)?;
+        members::release(&d, &holder)
+    }
+
+    fn open_upload(repository: String, id: String, create: bool) -> Result<Writer, RegistryError> {
+        uploads::open(&repository, &id, create)
+    }
+
+    fn upload_offset(repository: String, id: String) -> Result<u64, RegistryError> {
+        uploads::offset(&repository, &id)
+    }
+
+    fn cancel_upload(repository: String, id: String) -> Result<(), RegistryError> {
+        uploads::cancel(&repository, &id)
+    }
+
+    fn put_manifest(
+        repository: String,
+        reference: String,
+        media_type: String,
+        bytes: Vec<u8>,
+    ) -> Result<Pushed, RegistryError> {
+        push::manifest(&repository, &reference, &media_type, bytes)
+    }
+
+    fn get_manifest(repository: String, reference: String) -> Result<Manifest, RegistryError> {
+        names::repository(&repository)?;
+        layout::ensure()?;
+        let d = if reference.contains(':') {
+            names::digest(&reference)?
+        } else {
+            names::tag(&reference)?;
+            let entry =
+                tags::get(&repository, &reference)?.ok_or(RegistryError::ManifestUnknown)?;
+            Digest::parse(entry.digest().as_ref()).map_err(|_| RegistryError::ManifestUnknown)?
+        };
+        let holder = names::holder(&repository);
+        if members::size(&d, &holder)?.is_none() {
+            return Err(RegistryError::ManifestUnknown);
+        }
+        let (labels, _) = labels::load(&d)?;
+        let Some(media_type) = labels.get(push::MEDIA_TYPE_LABEL) else {
+            // Held by the repository but not pushed as a manifest.
+            return Err(RegistryError::ManifestUnknown);
+        };
+        let bytes = fs::read_file(&d.blob_path())?.ok_or(RegistryError::ManifestUnknown)?;
+        Ok(Manifest {
+            media_type: media_type.clone(),
+            digest: d.to_string(),
+            bytes,
+        })
+    }
+
+    fn delete_manifest(repository: String, digest: String) -> Result<(), RegistryError> {
+        let (holder, d) = blob(&repository, &digest)?;
+        if members::size(&d, &holder)?.is_none() {
+            return Err(RegistryError::ManifestUnknown);
+        }
+        let lock = index::lock()?;
+        let digest = d.to_string();
+        tags::remove(&lock, &repository, |_, m| m.digest().as_ref() == digest)?;
+        members::release(&d, &holder).map_err(|e| match e {
+            RegistryError::BlobUnknown => RegistryError::ManifestUnknown,
+            e => e,
+        })
+    }
+
+    fn delete_tag(repository: String, tag: String) -> Result<(), RegistryError> {
+        names::repository(&repository)?;
+        names::tag(&tag)?;
+        layout::ensure()?;
+        let lock = index::lock()?;
+        let removed = tags::remove(&lock, &repository, |t, _| t == tag)?;
+        if removed.is_empty() {
+            return Err(RegistryError::ManifestUnknown);
+        }
+        let holder = names::holder(&repository);
+        for d in removed {
+            push::untagged_from_now(&d, &holder)?;
+        }
+        Ok(())
+    }
+
+    fn tags(
+        repository: String,
+        last: Option<String>,
+        n: Option<u32>,
+    ) -> Result<Page, RegistryError> {
+        names::repository(&repository)?;
+        layout::ensure()?;
+        let tags = tags::list(&repository)?;
+        if tags.is_empty() && !repositories::exists(&repository)? {
+            return Err(RegistryError::NameUnknown);
+        }
+        Ok(page(tags, last, n))
+    }
+
+    fn repositories(last: Option<String>, n: Option<u32>) -> Result<Page, RegistryError> {
+        layout::ensure()?;
+        Ok(page(repositories::all()?, last, n))
+    }
+
+    fn referrers(
+        repository: String,
+        subject: String,
+        artifact_type: Option<String>,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        let (holder, subject) = blob(&repository, &subject)?;
+        let mut out = Vec::new();
+        for (d, entry) in referrers::of(&subject)? {
+            if members::size(&d, &holder)?.is_none() {
+                continue;
+            }
+            if artifact_type
+                .as_ref()
+                .is_some_and(|t| entry.artifact_type.as_ref() != Some(t))
+            {
+                continue;
+            }
+            out.push(Descriptor {
+                media_type: entry.media_type,
+                digest: d.to_string(),
+                size: entry.size,
+                artifact_type: entry.artifact_type,
+                annotations: entry.annotations,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The names of sorted `all` after `last`, at most `n`.
+fn page(all: Vec<String>, last: Option<String>, n: Option<u32>) -> Page {
+    let after: Vec<String> = match last {
+        Some(last) => all.into_iter().filter(|name| *name > last).collect(),
+        None => all,
+    };
+    let n = n.map_or(after.len(), |n| n as usize);
+    Page {
+        more: after.len() > n,
+        names: after.into_iter().take(n).collect(),
+    }
+}

@@ -1,0 +1,61 @@
+//! What a repository holds: blobs and manifests held by
+//! `registry/<repository>`. Membership is the hold itself, whether or not
+//! its grace has run out; a collection ends it for what nothing reaches.
+
+use crate::bindings::exports::kist::content::registry::RegistryError;
+use crate::content::store;
+use crate::retention::holds;
+use crate::shared::digest::Digest;
+use crate::shared::error::{Error, Result};
+use crate::shared::fs::{self, FileType};
+
+/// The size of `d` if the repository whose holder is `holder` holds it.
+pub fn size(d: &Digest, holder: &str) -> Result<Option<u64>> {
+    let Some(stat) = fs::stat(&d.blob_path())? else {
+        return Ok(None);
+    };
+    let held = holds::stored(d)?.is_some_and(|r| r.holders.contains(holder));
+    Ok((held && stat.type_ == FileType::RegularFile).then_some(stat.size))
+}
+
+/// Makes `holder` hold `d` if `from` does; false if `from` does not.
+pub fn mount(d: &Digest, holder: &str, from: &str) -> Result<bool> {
+    let lock = store::lock_blob(d)?;
+    if size(d, from)?.is_none() {
+        return Ok(false);
+    }
+    holds::add(d, holder, &lock)?;
+    Ok(true)
+}
+
+/// Ends `holder`'s hold on `d`.
+pub fn release(d: &Digest, holder: &str) -> Result<(), RegistryError> {
+    let lock = store::lock_blob(d)?;
+    match store::release(d, holder, &lock) {
+        Ok(_) => Ok(()),
+        Err(Error::NotFound) => Err(RegistryError::BlobUnknown),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks that `holder` holds `d` (of `size` bytes), which the manifest
+/// `source` about to be stored references, and keeps `d` for it: unless a
+/// root holds `d` by itself for longer than a write can take, a
+/// collection from now on sees that `source` references it (see
+/// `holds::touch`). Under `d`'s lock, so a collection either removed `d`
+/// before (and this fails) or keeps it.
+pub fn require(d: &Digest, size: u64, holder: &str, source: &Digest) -> Result<(), RegistryError> {
+    let lock = store::lock_blob(d)?;
+    let unknown = || RegistryError::ManifestBlobUnknown(d.to_string());
+    let stored = self::size(d, holder)?.ok_or_else(unknown)?;
+    if stored != size {
+        return Err(RegistryError::ManifestInvalid(format!(
+            "{d} is {stored} bytes, not {size} as the manifest says"
+        )));
+    }
+    let record = holds::load(d)?;
+    if !holds::kept_while_writing(d, &record)? {
+        holds::mark_touched(d, record, source, &lock)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Uploads: ingests named `registry-upload/<repository>/<id>`, written
+//! by whichever process the client reaches, committed as blobs the
+//! repository holds.
+
+use crate::Component;
+use crate::bindings::exports::kist::content::ingester::{Guest as Ingester, Writer, WriterOptions};
+use crate::bindings::exports::kist::content::registry::RegistryError;
+use crate::registry::{names, repositories};
+use crate::shared::error::Error;
+
+fn unknown(e: Error) -> RegistryError {
+    match e {
+        Error::NotFound => RegistryError::BlobUploadUnknown,
+        e => e.into(),
+    }
+}
+
+/// Opens the upload `id` of `repository`, a new one if `create`.
+pub fn open(repository: &str, id: &str, create: bool) -> Result<Writer, RegistryError> {
+    names::repository(repository)?;
+    names::upload_id(id)?;
+    let reference = names::upload_ref(repository, id);
+    if create {
+        crate::shared::layout::ensure()?;
+        repositories::note(repository)?;
+    } else {
+        <Component as Ingester>::status(reference.clone()).map_err(unknown)?;
+    }
+    let options = WriterOptions {
+        expected_size: None,
+        expected: None,
+        labels: Vec::new(),
+        holder: Some(names::holder(repository)),
+    };
+    <Component as Ingester>::open_writer(reference, options).map_err(RegistryError::from)
+}
+
+/// The offset of the upload `id` of `repository`.
+pub fn offset(repository: &str, id: &str) -> Result<u64, RegistryError> {
+    names::repository(repository)?;
+    names::upload_id(id)?;
+    let status =
+        <Component as Ingester>::status(names::upload_ref(repository, id)).map_err(unknown)?;
+    Ok(status.offset)
+}
+
+/// Cancels the upload `id` of `repository`.
+pub fn cancel(repository: &str, id: &str) -> Result<(), RegistryError> {
+    names::repository(repository)?;
+    names::upload_id(id)?;
+    <Component as Ingester>::abort(names::upload_ref(repository, id)).map_err(unknown)
+}

@@ -1,0 +1,208 @@
+//! [`Registry`]: the storage side of an OCI registry (distribution-spec
+//! v1.1) over a store. The HTTP protocol is `kist serve`'s; what may be
+//! stored, and how it is kept, is decided in the component.
+
+use std::sync::Arc;
+
+use crate::bindings::exports::kist::content::registry::{
+    Descriptor, Manifest, Page, Pushed, RegistryError,
+};
+use crate::error::{Error, Result};
+use crate::session::Session;
+use crate::store::{Shared, Store};
+use crate::writer::Writer;
+
+/// A registry's repositories over a store, from [`Store::registry`]. See
+/// the `registry` interface in `wit/` for the model: repositories hold
+/// what is pushed to them, tags live in `index.json`, uploads are
+/// ingests.
+///
+/// ```no_run
+/// # fn main() -> Result<(), kist::Error> {
+/// let store = kist::Store::open("/tmp/kist-demo")?;
+/// let registry = store.registry();
+/// let mut upload = registry.open_upload("library/hello", "upload-1", true)?;
+/// upload.write_all(b"{}")?;
+/// let config = upload.commit(None, None, &[])?;
+/// let manifest = format!(
+///     r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+///        "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},
+///        "layers":[]}}"#
+/// );
+/// let pushed = registry.put_manifest(
+///     "library/hello",
+///     "latest",
+///     "application/vnd.oci.image.manifest.v1+json",
+///     manifest.as_bytes(),
+/// )?;
+/// assert_eq!(registry.get_manifest("library/hello", "latest")?.digest, pushed.digest);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+}
+
+impl Store {
+    /// The registry over this store.
+    pub fn registry(&self) -> Registry {
+        Registry {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// What a registry call returns: a trap, or the WIT result.
+type RegistryResult<R> = wasmtime::Result<std::result::Result<R, RegistryError>>;
+
+/// Runs a registry call on `session`: a store failure comes back as the
+/// [`Error`] it is, a registry refusal as [`Error::Registry`].
+fn call_on<R>(
+    session: &mut Session,
+    f: impl FnOnce(
+        &crate::bindings::StoreComponent,
+        &mut wasmtime::Store<crate::ctx::KistCtx>,
+    ) -> RegistryResult<R>,
+) -> Result<R> {
+    match session.call(|api, s| f(api, s).map(Ok))? {
+        Ok(r) => Ok(r),
+        Err(RegistryError::Store(e)) => Err(e.into()),
+        Err(e) => Err(Error::Registry(e)),
+    }
+}
+
+impl Registry {
+    fn call<R>(
+        &self,
+        f: impl FnOnce(
+            &crate::bindings::StoreComponent,
+            &mut wasmtime::Store<crate::ctx::KistCtx>,
+        ) -> RegistryResult<R>,
+    ) -> Result<R> {
+        let mut session = self.shared.session()?;
+        let result = call_on(&mut session, f);
+        self.shared.recycle(session);
+        result
+    }
+
+    /// The size of the blob `digest` as `repository` holds it.
+    pub fn stat_blob(&self, repository: &str, digest: &str) -> Result<u64> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_stat_blob(s, repository, &digest.to_owned())
+        })
+    }
+
+    /// Makes `repository` hold `digest` if `from` does; false if not.
+    pub fn mount_blob(&self, repository: &str, from: &str, digest: &str) -> Result<bool> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_mount_blob(s, repository, from, &digest.to_owned())
+        })
+    }
+
+    /// Releases `repository`'s hold on the blob `digest`.
+    pub fn delete_blob(&self, repository: &str, digest: &str) -> Result<()> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_delete_blob(s, repository, &digest.to_owned())
+        })
+    }
+
+    /// Opens the upload `id` into `repository` (a new one if `create`);
+    /// its commit stores a blob `repository` holds.
+    pub fn open_upload(&self, repository: &str, id: &str, create: bool) -> Result<Writer> {
+        Writer::open_with(&self.shared, |session| {
+            call_on(session, |api, s| {
+                api.kist_content_registry()
+                    .call_open_upload(s, repository, id, create)
+            })
+        })
+    }
+
+    /// The offset of the upload `id` of `repository`.
+    pub fn upload_offset(&self, repository: &str, id: &str) -> Result<u64> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_upload_offset(s, repository, id)
+        })
+    }
+
+    /// Cancels the upload `id` of `repository`.
+    pub fn cancel_upload(&self, repository: &str, id: &str) -> Result<()> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_cancel_upload(s, repository, id)
+        })
+    }
+
+    /// Stores a manifest pushed to `repository` as `reference` (a tag or
+    /// its digest) with the request's `media_type`.
+    pub fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Pushed> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_put_manifest(s, repository, reference, media_type, bytes)
+        })
+    }
+
+    /// The manifest `reference` (a tag or a digest) of `repository`.
+    pub fn get_manifest(&self, repository: &str, reference: &str) -> Result<Manifest> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_get_manifest(s, repository, reference)
+        })
+    }
+
+    /// Deletes the manifest `digest` and its tags from `repository`.
+    pub fn delete_manifest(&self, repository: &str, digest: &str) -> Result<()> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_delete_manifest(s, repository, &digest.to_owned())
+        })
+    }
+
+    /// Deletes the tag `tag` of `repository`.
+    pub fn delete_tag(&self, repository: &str, tag: &str) -> Result<()> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_delete_tag(s, repository, tag)
+        })
+    }
+
+    /// The tags of `repository`, sorted, after `last`, at most `n`.
+    pub fn tags(&self, repository: &str, last: Option<&str>, n: Option<u32>) -> Result<Page> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_tags(s, repository, last, n)
+        })
+    }
+
+    /// The repositories, sorted, after `last`, at most `n`.
+    pub fn repositories(&self, last: Option<&str>, n: Option<u32>) -> Result<Page> {
+        self.call(|api, s| api.kist_content_registry().call_repositories(s, last, n))
+    }
+
+    /// The manifests of `repository` that refer to `subject`, of
+    /// `artifact_type` if given.
+    pub fn referrers(
+        &self,
+        repository: &str,
+        subject: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        self.call(|api, s| {
+            api.kist_content_registry().call_referrers(
+                s,
+                repository,
+                &subject.to_owned(),
+                artifact_type,
+            )
+        })
+    }
+}
