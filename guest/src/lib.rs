@@ -112,7 +112,7 @@ pub mod fuzzing;
 /// The component's exports.
 struct Component;
 
-// Only the wasm build exports: export names such as `kist:content/fsck@0.2.0`
+// Only the wasm build exports: export names such as `kist:content/fsck@0.3.0`
 // are not valid native symbol names, and the fuzz targets link this crate
 // natively.
 #[cfg(target_arch = "wasm32")]
