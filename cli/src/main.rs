@@ -160,8 +160,9 @@ enum Command {
         command: artifact::Command,
     },
     /// Serve artifacts over HTTP (GET and HEAD of
-    /// /<kind>/<namespace>/<name>/<file>, with Range and ETag) until
-    /// SIGINT or SIGTERM.
+    /// /<kind>/<namespace>/<name>/<file>, with Range and ETag) and an OCI
+    /// registry under /v2/ (push and pull with skopeo, oras, ctr, docker)
+    /// until SIGINT or SIGTERM.
     Serve(serve::Args),
     /// Write a WebAssembly component kist is built with, to run or compose
     /// in hosts of your own (see `kist::components`).

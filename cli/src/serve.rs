@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args as ClapArgs;
 use kist::Store;
 
@@ -21,6 +22,17 @@ pub struct Args {
     /// Downloads one client address may have in flight; more get 503.
     #[arg(long, default_value_t = kist_http::Config::default().bodies_per_client)]
     downloads_per_client: usize,
+    /// An htpasswd file of bcrypt entries (`htpasswd -B`): the registry
+    /// (`/v2/`) then asks every request for Basic credentials.
+    #[arg(long)]
+    htpasswd: Option<std::path::PathBuf>,
+    /// With `--htpasswd`: pulls (GET, HEAD) need no credentials.
+    #[arg(long, requires = "htpasswd")]
+    anonymous_pull: bool,
+    /// Listen on a non-loopback address without `--htpasswd`: anyone who
+    /// reaches it may push, overwrite tags and delete.
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// Run a collection (what `kist gc` does) this often; `0s` turns it off.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     gc_interval: Duration,
@@ -36,6 +48,31 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         bodies_per_client: args.downloads_per_client,
         ..Default::default()
     };
+    let access = kist_http::Access {
+        htpasswd: match &args.htpasswd {
+            Some(path) => Some(
+                kist_http::Htpasswd::load(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
+            None => None,
+        },
+        anonymous_pull: args.anonymous_pull,
+    };
+    if access.htpasswd.is_none() {
+        if !args.addr.ip().is_loopback() && !args.insecure_no_auth {
+            anyhow::bail!(
+                "{} is not a loopback address and the registry has no authentication: \
+                 give --htpasswd FILE, or --insecure-no-auth to serve it open anyway",
+                args.addr
+            );
+        }
+        eprintln!(
+            "kist: WARNING: the registry (/v2/) has no authentication: whoever reaches {} may push, \
+             retag and delete (give --htpasswd FILE)",
+            args.addr
+        );
+    }
+    let router = kist_http::router_with(store, access);
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr).await?;
         let addr = listener.local_addr()?;
@@ -44,7 +81,7 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         println!("listening on http://{addr} (artifact URLs: http://{hostname}/<path>)");
         let (first, second) = signals()?;
         let collector = collect_every(store, args.gc_interval);
-        kist_http::serve(listener, kist_http::router(store), &config, first, second).await?;
+        kist_http::serve(listener, router, &config, first, second).await?;
         if let Some(c) = collector {
             c.abort();
         }

@@ -12,7 +12,6 @@ use axum::routing::get;
 
 use crate::body;
 use crate::client::Client;
-use crate::range::{Wanted, wanted};
 use kist::{Artifact, Error, Store};
 
 /// The artifact routes over `store`.
@@ -48,9 +47,8 @@ async fn serve(
         }
     };
     let etag = format!("\"{}\"", artifact.digest);
-    let mut response = Response::builder()
+    let response = Response::builder()
         .header(header::ETAG, &etag)
-        .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, content_type(&file))
         .header(header::LAST_MODIFIED, last_modified(&artifact));
     // RFC 9110 13.1.2: If-None-Match compares weakly.
@@ -68,38 +66,8 @@ async fn serve(
             .body(Body::empty())
             .expect("valid response");
     }
-    let size = artifact.size;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (start, end) = match wanted(range, size) {
-        Wanted::All => {
-            response = response.status(StatusCode::OK);
-            (0, size)
-        }
-        Wanted::Part { start, end } => {
-            response = response.status(StatusCode::PARTIAL_CONTENT).header(
-                header::CONTENT_RANGE,
-                format!("bytes {start}-{}/{size}", end - 1),
-            );
-            (start, end)
-        }
-        Wanted::Unsatisfiable => {
-            return response
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .body(Body::empty())
-                .expect("valid response");
-        }
-    };
-    response = response.header(header::CONTENT_LENGTH, end - start);
-    if method == Method::HEAD {
-        return response.body(Body::empty()).expect("valid response");
-    }
-    let Ok(permit) = client.permit() else {
-        return crate::busy();
-    };
-    response
-        .body(body::stream(reader, start, end, permit))
-        .expect("valid response")
+    body::ranged(response, reader, artifact.size, range, &method, &client)
 }
 
 /// The media type of an artifact, from its file name.

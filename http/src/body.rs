@@ -4,10 +4,60 @@
 //! sends blob bytes (artifacts, and the registry's blobs) streams this way.
 
 use axum::body::Body;
+use axum::http::{Method, StatusCode, header, response::Builder};
+use axum::response::{IntoResponse, Response};
 use kist::Reader;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::client::Client;
 use crate::limits::Permit;
+use crate::range::{Wanted, wanted};
+
+/// The response to a `GET` or `HEAD` of `reader`'s `size` bytes with the
+/// request's `range`: 200, 206 with `Content-Range`, or 416 with
+/// `Content-Range: bytes */size` and no body; `response` has the other
+/// headers. A client with too many bodies in flight gets 503.
+pub fn ranged(
+    mut response: Builder,
+    reader: Reader,
+    size: u64,
+    range: Option<&str>,
+    method: &Method,
+    client: &Client,
+) -> Response {
+    response = response.header(header::ACCEPT_RANGES, "bytes");
+    let (start, end) = match wanted(range, size) {
+        Wanted::All => {
+            response = response.status(StatusCode::OK);
+            (0, size)
+        }
+        Wanted::Part { start, end } => {
+            response = response.status(StatusCode::PARTIAL_CONTENT).header(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{}/{size}", end - 1),
+            );
+            (start, end)
+        }
+        Wanted::Unsatisfiable => {
+            return response
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                .body(Body::empty())
+                .expect("valid response");
+        }
+    };
+    response = response.header(header::CONTENT_LENGTH, end - start);
+    if method == Method::HEAD {
+        return response.body(Body::empty()).expect("valid response");
+    }
+    let Ok(permit) = client.permit() else {
+        return crate::busy();
+    };
+    response
+        .body(stream(reader, start, end, permit))
+        .expect("valid response")
+        .into_response()
+}
 
 /// Bytes `start..end` of `reader` as a body; `permit` (its place among the
 /// bodies in flight) is held until the body ends, however it ends.

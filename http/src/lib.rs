@@ -1,5 +1,5 @@
-//! kist's HTTP server (`kist serve`): artifacts today; one router that
-//! further APIs (the OCI distribution API) join as more route sets. All
+//! kist's HTTP server (`kist serve`): artifact downloads and an OCI
+//! registry (distribution-spec v1.1, under `/v2/`) in one router. All
 //! storage logic stays in the store component: this crate only speaks
 //! HTTP over a [`kist::Store`].
 //!
@@ -32,6 +32,7 @@ mod client;
 mod connections;
 mod limits;
 mod range;
+mod registry;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -39,11 +40,22 @@ use axum::response::{IntoResponse, Response};
 use kist::Store;
 
 pub use connections::{Config, serve};
+pub use registry::{Access, Htpasswd};
 
-/// Every route kist serves for `store`. Unknown paths get 404; a known
-/// path asked with another method gets 405 with `Allow`.
+/// Every route kist serves for `store`, the registry open to everyone.
+/// Unknown paths get 404; a known path asked with another method gets 405
+/// with `Allow`.
 pub fn router(store: &Store) -> Router {
-    Router::new().merge(artifacts::routes(store.clone()))
+    router_with(store, Access::default())
+}
+
+/// Every route kist serves for `store`, the registry's `/v2/` behind
+/// `access` (artifact downloads are public, as before).
+pub fn router_with(store: &Store, access: Access) -> Router {
+    let stall = Config::default().header_timeout;
+    Router::new()
+        .merge(artifacts::routes(store.clone()))
+        .merge(registry::routes(store.clone(), access, stall))
 }
 
 /// `503 Service Unavailable` for a client that has as many downloads in

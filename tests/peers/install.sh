@@ -25,11 +25,18 @@ stamp() { cp "$2" "$peers/$1.stamp"; }
 declare -A apt_peers=(
     [node]=nodejs
     [npm]=npm
+    [skopeo]=skopeo
+    [containerd]=containerd
+    [ctr]=containerd
+    [runc]=runc
+    [docker-registry]=docker-registry
 )
 missing=()
 for program in "${!apt_peers[@]}"; do
     command -v "$program" >/dev/null || missing+=("${apt_peers[$program]}")
 done
+# Sorted and once each (containerd brings two programs).
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 if ((${#missing[@]})); then
     [[ $(id -u) == 0 ]] || fail "missing ${missing[*]}: install them with apt-get (needs root)"
     echo "installing ${missing[*]} from Debian" >&2

@@ -2,6 +2,8 @@
 //! implementation runs, and helpers shared by the tests in `tests/`.
 
 pub mod conformance;
+pub mod http;
+pub mod oci;
 
 use std::path::Path;
 

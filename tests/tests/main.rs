@@ -15,6 +15,7 @@ mod hostile;
 mod hosts;
 mod model;
 mod portable;
+mod registry;
 mod retention;
 mod sandbox;
 mod serve;

@@ -1,24 +1,8 @@
 //! `kist serve`: the real binary on loopback, spoken to over HTTP.
 
-use std::io::Read;
-
 use kist::{Object, Source};
+use kist_tests::http::{body, fetch};
 use kist_tests::{Harness, Server, open_embedded, sha256};
-
-/// The status of a request, whatever it is (ureq reports 4xx as errors).
-fn fetch(req: ureq::Request) -> ureq::Response {
-    match req.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("request failed: {e}"),
-    }
-}
-
-fn body(r: ureq::Response) -> Vec<u8> {
-    let mut out = Vec::new();
-    r.into_reader().read_to_end(&mut out).unwrap();
-    out
-}
 
 const PATH: &str = "helmchart/apps/podinfo/6.5.0.tgz";
 

@@ -1,0 +1,45 @@
+//! `GET`, `HEAD` and `DELETE /v2/<name>/blobs/<digest>`: a blob is served
+//! through a repository only if that repository holds it.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+
+use super::errors::Reply;
+use super::{Registry, blocking};
+use crate::body;
+use crate::client::Client;
+
+/// `GET` or `HEAD` of a blob, with `Range`.
+pub async fn get(
+    registry: &Registry,
+    name: String,
+    digest: String,
+    method: &Method,
+    headers: &HeaderMap,
+    client: &Client,
+) -> Reply {
+    let store = registry.store.clone();
+    let wanted = digest.clone();
+    let (size, reader) = blocking::run(move || {
+        let size = store.registry().stat_blob(&name, &wanted)?;
+        Ok((size, store.reader(&wanted)?))
+    })
+    .await?;
+    let response = Response::builder()
+        .header("Docker-Content-Digest", &digest)
+        .header(header::ETAG, format!("\"{digest}\""))
+        .header(header::CONTENT_TYPE, "application/octet-stream");
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    Ok(body::ranged(response, reader, size, range, method, client))
+}
+
+/// `DELETE` of a blob: the repository's hold goes (202).
+pub async fn delete(registry: &Registry, name: String, digest: String) -> Reply {
+    let store = registry.store.clone();
+    blocking::run(move || store.registry().delete_blob(&name, &digest)).await?;
+    Ok(Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .body(Body::empty())
+        .expect("valid response"))
+}

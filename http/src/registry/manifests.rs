@@ -1,0 +1,119 @@
+//! `/v2/<name>/manifests/<reference>`: manifests are parsed and checked in
+//! the component; here they are only carried, up to 4 MiB.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use http_body_util::BodyExt;
+
+use super::errors::{Failure, Reply};
+use super::{Registry, blocking};
+
+/// The largest manifest accepted (the spec's recommended minimum limit).
+pub const MAX_MANIFEST: usize = 4 << 20;
+
+/// `PUT` of a manifest by tag or digest: 201 with `Location`,
+/// `Docker-Content-Digest` and, when it has a subject, `OCI-Subject`.
+pub async fn put(
+    registry: &Registry,
+    name: String,
+    reference: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> Reply {
+    let too_large = || {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SIZE_INVALID",
+            format!("a manifest is at most {MAX_MANIFEST} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_MANIFEST as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, MAX_MANIFEST);
+    let bytes = tokio::time::timeout(registry.stall, limited.collect())
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "MANIFEST_INVALID",
+                "the body stalled",
+            )
+        })?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                Failure::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", e.to_string())
+            }
+        })?
+        .to_bytes();
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let store = registry.store.clone();
+    let repo = name.clone();
+    let pushed = blocking::run(move || {
+        store
+            .registry()
+            .put_manifest(&repo, &reference, &media_type, &bytes)
+    })
+    .await?;
+    let mut response = Response::builder()
+        .status(StatusCode::CREATED)
+        .header(
+            header::LOCATION,
+            format!("/v2/{name}/manifests/{}", pushed.digest),
+        )
+        .header("Docker-Content-Digest", &pushed.digest)
+        .header(header::CONTENT_LENGTH, 0);
+    if let Some(subject) = &pushed.subject {
+        response = response.header("OCI-Subject", subject);
+    }
+    Ok(response.body(Body::empty()).expect("valid response"))
+}
+
+/// `GET` or `HEAD` of a manifest by tag or digest, with the media type it
+/// was pushed with.
+pub async fn get(registry: &Registry, name: String, reference: String, method: &Method) -> Reply {
+    let store = registry.store.clone();
+    let manifest = blocking::run(move || store.registry().get_manifest(&name, &reference)).await?;
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, &manifest.media_type)
+        .header("Docker-Content-Digest", &manifest.digest)
+        .header(header::ETAG, format!("\"{}\"", manifest.digest))
+        .header(header::CONTENT_LENGTH, manifest.bytes.len());
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(manifest.bytes)
+    };
+    Ok(response.body(body).expect("valid response"))
+}
+
+/// `DELETE` by digest (the manifest and its tags here) or by tag (the tag
+/// only): 202.
+pub async fn delete(registry: &Registry, name: String, reference: String) -> Reply {
+    let store = registry.store.clone();
+    blocking::run(move || {
+        let registry = store.registry();
+        if reference.contains(':') {
+            registry.delete_manifest(&name, &reference)
+        } else {
+            registry.delete_tag(&name, &reference)
+        }
+    })
+    .await?;
+    Ok(Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .body(Body::empty())
+        .expect("valid response"))
+}

@@ -1,0 +1,192 @@
+//! The OCI registry (distribution-spec v1.1) under `/v2/`: this module
+//! speaks HTTP; what is stored, and whether it may be, is decided by the
+//! store component's `registry` interface.
+
+mod auth;
+mod blobs;
+mod blocking;
+mod errors;
+mod listings;
+mod manifests;
+mod paths;
+mod upload_body;
+mod uploads;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use kist::Store;
+use tokio::sync::Semaphore;
+
+pub use auth::{Access, Htpasswd};
+use errors::{Failure, Reply};
+use paths::Endpoint;
+
+/// Uploads (requests with blob bodies) in flight at once; more get 429.
+const UPLOADS: usize = 64;
+
+/// What the registry's handlers share.
+#[derive(Clone)]
+struct Registry {
+    store: Store,
+    access: Arc<Access>,
+    /// A request body that sends nothing for this long is cut.
+    stall: Duration,
+    uploads: Arc<Semaphore>,
+}
+
+/// A request's query parameters, decoded.
+struct Query(HashMap<String, String>);
+
+impl Query {
+    fn parse(uri: &Uri) -> Self {
+        let pairs = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes());
+        Self(pairs.into_owned().collect())
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+}
+
+/// The registry routes over `store` with `access`.
+pub fn routes(store: Store, access: Access, stall: Duration) -> Router {
+    let registry = Registry {
+        store,
+        access: Arc::new(access),
+        stall,
+        uploads: Arc::new(Semaphore::new(UPLOADS)),
+    };
+    Router::new()
+        .route("/v2", any(handle))
+        .route("/v2/", any(handle))
+        .route("/v2/{*rest}", any(handle))
+        .with_state(registry)
+}
+
+async fn handle(
+    State(registry): State<Registry>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    client: crate::client::Client,
+    body: Body,
+) -> Response {
+    let read = method == Method::GET || method == Method::HEAD;
+    if let Err(refused) = registry.access.allow(read, &headers).await {
+        return refused.into_response();
+    }
+    let rest = uri.path().strip_prefix("/v2").unwrap_or_default();
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let Some(endpoint) = paths::endpoint(rest) else {
+        return Failure::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such endpoint")
+            .into_response();
+    };
+    let query = Query::parse(&uri);
+    let reply = route(
+        &registry, endpoint, &method, &query, &headers, &client, body,
+    )
+    .await;
+    let mut response = reply.unwrap_or_else(IntoResponse::into_response);
+    response.headers_mut().insert(
+        "Docker-Distribution-API-Version",
+        header::HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}
+
+/// The allowed methods of an endpoint, as a 405.
+fn not_allowed(allow: &'static str) -> Reply {
+    Err(Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        "method not allowed",
+    )
+    .with_header(header::ALLOW, allow.into()))
+}
+
+async fn route(
+    registry: &Registry,
+    endpoint: Endpoint,
+    method: &Method,
+    query: &Query,
+    headers: &HeaderMap,
+    client: &crate::client::Client,
+    body: Body,
+) -> Reply {
+    let m = method.as_str();
+    match endpoint {
+        Endpoint::Base => match m {
+            "GET" | "HEAD" => Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .expect("valid response")),
+            _ => not_allowed("GET, HEAD"),
+        },
+        Endpoint::Catalog => match m {
+            "GET" => listings::catalog(registry, query).await,
+            _ => not_allowed("GET"),
+        },
+        Endpoint::Blob { name, digest } => match m {
+            "GET" | "HEAD" => blobs::get(registry, name, digest, method, headers, client).await,
+            "DELETE" => blobs::delete(registry, name, digest).await,
+            _ => not_allowed("GET, HEAD, DELETE"),
+        },
+        Endpoint::Uploads { name } => match m {
+            "POST" => {
+                let _slot = upload_slot(registry)?;
+                uploads::start(registry, name, query, body).await
+            }
+            _ => not_allowed("POST"),
+        },
+        Endpoint::Upload { name, id } => match m {
+            "GET" => uploads::status(registry, name, id).await,
+            "PATCH" => {
+                let _slot = upload_slot(registry)?;
+                uploads::patch(registry, name, id, headers, body).await
+            }
+            "PUT" => {
+                let _slot = upload_slot(registry)?;
+                uploads::put(registry, name, id, query, body).await
+            }
+            "DELETE" => uploads::cancel(registry, name, id).await,
+            _ => not_allowed("GET, PATCH, PUT, DELETE"),
+        },
+        Endpoint::Manifest { name, reference } => match m {
+            "GET" | "HEAD" => manifests::get(registry, name, reference, method).await,
+            "PUT" => manifests::put(registry, name, reference, headers, body).await,
+            "DELETE" => manifests::delete(registry, name, reference).await,
+            _ => not_allowed("GET, HEAD, PUT, DELETE"),
+        },
+        Endpoint::Tags { name } => match m {
+            "GET" => listings::tags(registry, name, query).await,
+            _ => not_allowed("GET"),
+        },
+        Endpoint::Referrers { name, digest } => match m {
+            "GET" => listings::referrers(registry, name, digest, query).await,
+            _ => not_allowed("GET"),
+        },
+    }
+}
+
+/// A place among the uploads in flight, or 429.
+fn upload_slot(registry: &Registry) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
+    Arc::clone(&registry.uploads)
+        .try_acquire_owned()
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                "too many uploads in flight",
+            )
+            .with_header(header::RETRY_AFTER, "1".into())
+        })
+}

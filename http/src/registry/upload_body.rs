@@ -1,0 +1,68 @@
+//! Request bodies into uploads: the body is read a frame at a time, each
+//! read bounded by a deadline (a client that stops sending is cut), and
+//! written to the upload in 1 MiB pieces on the blocking pool, so no
+//! thread waits on the client and memory per upload stays bounded.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use http_body_util::BodyExt;
+use kist::Writer;
+
+use super::blocking;
+use super::errors::Failure;
+
+/// How much of a body is gathered before it is written.
+const PIECE: usize = 1 << 20;
+
+/// Appends `body` to `writer`; the writer and the bytes appended. A body
+/// that stalls for `stall` fails; what was written before stays in the
+/// upload (it resumes at its offset).
+pub async fn append(
+    mut writer: Writer,
+    mut body: Body,
+    stall: Duration,
+) -> Result<(Writer, u64), Failure> {
+    let mut piece = Vec::with_capacity(PIECE);
+    let mut written = 0u64;
+    loop {
+        let frame = tokio::time::timeout(stall, next_data(&mut body))
+            .await
+            .map_err(|_| {
+                Failure::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "BLOB_UPLOAD_INVALID",
+                    "the body stalled",
+                )
+            })?;
+        let done = match frame {
+            Some(Ok(bytes)) => {
+                piece.extend_from_slice(&bytes);
+                false
+            }
+            Some(Err(e)) => {
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "BLOB_UPLOAD_INVALID",
+                    format!("reading the body: {e}"),
+                ));
+            }
+            None => true,
+        };
+        if piece.len() >= PIECE || (done && !piece.is_empty()) {
+            let data = std::mem::replace(&mut piece, Vec::with_capacity(PIECE));
+            written += data.len() as u64;
+            writer = blocking::run(move || writer.write_all(&data).map(|()| writer)).await?;
+        }
+        if done {
+            return Ok((writer, written));
+        }
+    }
+}
+
+/// The next data of `body` (trailers count as no data).
+async fn next_data(body: &mut Body) -> Option<Result<axum::body::Bytes, axum::Error>> {
+    let frame = body.frame().await?;
+    Some(frame.map(|frame| frame.into_data().unwrap_or_default()))
+}

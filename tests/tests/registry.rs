@@ -1,0 +1,704 @@
+//! The OCI registry of `kist serve` (distribution-spec v1.1) over raw
+//! HTTP: every status path, uploads across restarts and kills, races,
+//! collections during pushes, hostile input and authentication.
+
+use kist_tests::http::{body, fetch, send};
+use kist_tests::oci::{Image, MANIFEST};
+use kist_tests::{Harness, Server, open_embedded, sha256, sha512};
+
+/// A registry client on `server`.
+struct Client<'a> {
+    server: &'a Server,
+    auth: Option<String>,
+}
+
+impl<'a> Client<'a> {
+    fn new(server: &'a Server) -> Self {
+        Self { server, auth: None }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.server.url(path.trim_start_matches('/'))
+    }
+
+    fn req(&self, method: &str, path: &str) -> ureq::Request {
+        let r = ureq::request(method, &self.url(path));
+        match &self.auth {
+            Some(a) => r.set("Authorization", a),
+            None => r,
+        }
+    }
+
+    /// POST a new upload: its Location.
+    fn start(&self, repo: &str) -> String {
+        let r = send(self.req("POST", &format!("/v2/{repo}/blobs/uploads/")), b"");
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.header("range"), Some("0-0"));
+        r.header("location").unwrap().to_owned()
+    }
+
+    /// A monolithic push of `bytes`.
+    fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let d = sha256(bytes);
+        let r = send(
+            self.req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}")),
+            bytes,
+        );
+        assert_eq!(r.status(), 201, "{}", String::from_utf8_lossy(&body(r)));
+        d
+    }
+
+    fn push_image(&self, repo: &str, tag: &str, image: &Image) {
+        for b in image.blobs() {
+            self.push_blob(repo, &b.bytes);
+        }
+        let r = self.put_manifest(repo, tag, &image.manifest);
+        assert_eq!(r.status(), 201, "{}", String::from_utf8_lossy(&body(r)));
+    }
+
+    fn put_manifest(&self, repo: &str, reference: &str, bytes: &[u8]) -> ureq::Response {
+        send(
+            self.req("PUT", &format!("/v2/{repo}/manifests/{reference}"))
+                .set("Content-Type", MANIFEST),
+            bytes,
+        )
+    }
+
+    fn get(&self, path: &str) -> ureq::Response {
+        fetch(self.req("GET", path))
+    }
+}
+
+/// The spec error code of a response.
+fn code(r: ureq::Response) -> String {
+    let doc: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+    doc["errors"][0]["code"].as_str().unwrap().to_owned()
+}
+
+fn image(seed: u64, layers: usize) -> Image {
+    let data: Vec<Vec<u8>> = (0..layers)
+        .map(|i| kist_tests::bytes(10_000 + i * 1000, seed * 100 + i as u64))
+        .collect();
+    Image::new(&data, None)
+}
+
+#[test]
+fn the_base_endpoint_says_its_version() {
+    let h = Harness::new(open_embedded);
+    let server = Server::start(h.path());
+    let r = Client::new(&server).get("/v2/");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
+}
+
+/// Chunked uploads: in order, out of order (416), streamed without
+/// Content-Range, status, a wrong digest, the last chunk with the PUT.
+#[test]
+fn chunked_uploads() {
+    let h = Harness::new(open_embedded);
+    let server = Server::start(h.path());
+    let c = Client::new(&server);
+    let data = kist_tests::bytes(3 << 20, 7);
+    let d = sha256(&data);
+    let upload = c.start("lib/a");
+
+    let r = send(
+        c.req("PATCH", &upload).set("Content-Range", "0-999999"),
+        &data[..1_000_000],
+    );
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.header("range"), Some("0-999999"));
+    let upload = r.header("location").unwrap().to_owned();
+
+    // Out of order, and overlapping: 416 with the current range.
+    for range in ["2000000-2999999", "500000-1499999"] {
+        let r = send(
+            c.req("PATCH", &upload).set("Content-Range", range),
+            &data[..1_000_000],
+        );
+        assert_eq!(r.status(), 416, "{range}");
+        assert_eq!(r.header("range"), Some("0-999999"));
+    }
+
+    // A streamed append: no Content-Range, chunked transfer encoding.
+    let r = c
+        .req("PATCH", &upload)
+        .send(std::io::Cursor::new(data[1_000_000..2_000_000].to_vec()))
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.header("range"), Some("0-1999999"));
+
+    let r = fetch(c.req("GET", &upload));
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.header("range"), Some("0-1999999"));
+
+    // A wrong digest: 400 DIGEST_INVALID, the upload kept.
+    let wrong = sha256(b"other");
+    let r = send(
+        c.req("PUT", &format!("{upload}?digest={wrong}")),
+        &data[2_000_000..],
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(r), "DIGEST_INVALID");
+    let r = fetch(c.req("GET", &upload));
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.header("range"),
+        Some(format!("0-{}", data.len() - 1).as_str())
+    );
+
+    // The last chunk went in with the failed PUT; a PUT without a body
+    // completes it.
+    let r = send(c.req("PUT", &format!("{upload}?digest={d}")), b"");
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v2/lib/a/blobs/{d}").as_str())
+    );
+    assert_eq!(body(c.get(&format!("/v2/lib/a/blobs/{d}"))), data);
+    let r = fetch(c.req("GET", &upload));
+    assert_eq!(r.status(), 404);
+    assert_eq!(code(r), "BLOB_UPLOAD_UNKNOWN");
+
+    // A PUT carrying the last chunk.
+    let upload = c.start("lib/a");
+    let other = kist_tests::bytes(5000, 8);
+    let r = send(c.req("PATCH", &upload), &other[..100]);
+    let upload = r.header("location").unwrap().to_owned();
+    let r = send(
+        c.req("PUT", &format!("{upload}?digest={}", sha256(&other))),
+        &other[100..],
+    );
+    assert_eq!(r.status(), 201);
+
+    // Cancelled: 204, then unknown.
+    let upload = c.start("lib/a");
+    assert_eq!(fetch(c.req("DELETE", &upload)).status(), 204);
+    assert_eq!(fetch(c.req("GET", &upload)).status(), 404);
+}
+
+/// Blobs: GET, HEAD, ranges, 416, per-repository visibility, mounts with
+/// and without a holding source, delete; sha512 too.
+#[test]
+fn blobs_ranges_mounts_and_deletes() {
+    let h = Harness::new(open_embedded);
+    let server = Server::start(h.path());
+    let c = Client::new(&server);
+    let data = kist_tests::bytes(100_000, 3);
+    let d = c.push_blob("src", &data);
+    let path = format!("/v2/src/blobs/{d}");
+
+    let r = c.get(&path);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.header("content-length"), Some("100000"));
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    assert_eq!(body(r), data);
+    let r = fetch(c.req("HEAD", &path));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.header("content-length"), Some("100000"));
+
+    let ranged = |range: &str| fetch(c.req("GET", &path).set("Range", range));
+    let r = ranged("bytes=10-19");
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.header("content-range"), Some("bytes 10-19/100000"));
+    assert_eq!(body(r), &data[10..20]);
+    let r = ranged("bytes=-10");
+    assert_eq!(r.header("content-range"), Some("bytes 99990-99999/100000"));
+    let r = ranged("bytes=99990-200000");
+    assert_eq!(r.header("content-range"), Some("bytes 99990-99999/100000"));
+    let r = ranged("bytes=100000-");
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.header("content-range"), Some("bytes */100000"));
+    assert!(body(r).is_empty());
+
+    // Another repository does not see it (the pool is shared, the view
+    // is not).
+    let r = c.get(&format!("/v2/dst/blobs/{d}"));
+    assert_eq!(r.status(), 404);
+    assert_eq!(code(r), "BLOB_UNKNOWN");
+
+    // A mount from a repository that does not hold it: an upload instead.
+    let r = send(
+        c.req(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={d}&from=nothing"),
+        ),
+        b"",
+    );
+    assert_eq!(r.status(), 202);
+    assert!(
+        r.header("location")
+            .unwrap()
+            .starts_with("/v2/dst/blobs/uploads/")
+    );
+    // From one that does: 201, no byte sent.
+    let r = send(
+        c.req(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={d}&from=src"),
+        ),
+        b"",
+    );
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v2/dst/blobs/{d}").as_str())
+    );
+    assert_eq!(body(c.get(&format!("/v2/dst/blobs/{d}"))), data);
+
+    // Deleting from one repository leaves the other's.
+    assert_eq!(fetch(c.req("DELETE", &path)).status(), 202);
+    assert_eq!(c.get(&path).status(), 404);
+    assert_eq!(c.get(&format!("/v2/dst/blobs/{d}")).status(), 200);
+
+    // sha512.
+    let d512 = sha512(&data);
+    let r = send(
+        c.req("POST", &format!("/v2/src/blobs/uploads/?digest={d512}")),
+        &data,
+    );
+    assert_eq!(r.status(), 201);
+    assert_eq!(body(c.get(&format!("/v2/src/blobs/{d512}"))), data);
+}
+
+/// Manifests: missing blobs, by tag and digest, exact bytes and media
+/// type, a subject not pushed yet, referrers with a filter, tags and
+/// catalog paging, deletes, index.json.
+#[test]
+fn manifests_tags_and_referrers() {
+    let h = Harness::new(open_embedded);
+    let server = Server::start(h.path());
+    let c = Client::new(&server);
+    let img = image(1, 2);
+
+    let r = c.put_manifest("app", "v1", &img.manifest);
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(r), "MANIFEST_BLOB_UNKNOWN");
+
+    c.push_image("app", "v1", &img);
+    for reference in ["v1", img.digest.as_str()] {
+        let r = c.get(&format!("/v2/app/manifests/{reference}"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.header("content-type"), Some(MANIFEST));
+        assert_eq!(r.header("docker-content-digest"), Some(img.digest.as_str()));
+        assert_eq!(body(r), img.manifest);
+    }
+    let r = fetch(c.req("HEAD", "/v2/app/manifests/v1"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(img.manifest.len().to_string().as_str())
+    );
+    assert_eq!(c.get("/v2/app/manifests/v2").status(), 404);
+    assert_eq!(c.get("/v2/nothing/manifests/v1").status(), 404);
+
+    // By digest: the digest must be the bytes'.
+    let r = c.put_manifest("app", &sha256(b"x"), &img.manifest);
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(r), "DIGEST_INVALID");
+    let r = c.put_manifest("app", &img.digest, &img.manifest);
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v2/app/manifests/{}", img.digest).as_str())
+    );
+
+    // Broken JSON, a wrong schema, too large.
+    for bad in [&b"{"[..], br#"{"schemaVersion":1}"#, br#"[1,2]"#] {
+        let r = c.put_manifest("app", "bad", bad);
+        assert_eq!(r.status(), 400, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(code(r), "MANIFEST_INVALID");
+    }
+    // 5 MiB declared: refused before the body is read (ureq would see the
+    // connection close while still sending, so the headers go raw).
+    let head = raw_response(
+        &server,
+        &format!(
+            "PUT /v2/app/manifests/huge HTTP/1.1\r\nHost: x\r\nContent-Type: {MANIFEST}\r\nContent-Length: {}\r\n\r\n",
+            5 << 20
+        ),
+    );
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+
+    // A referrer whose subject is not pushed yet, then one of a pushed one.
+    let absent = sha256(b"not pushed");
+    let sig = Image::new(&[b"sig".to_vec()], Some((&absent, 10)));
+    for b in sig.blobs() {
+        c.push_blob("app", &b.bytes);
+    }
+    let r = c.put_manifest("app", &sig.digest, &sig.manifest);
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.header("oci-subject"), Some(absent.as_str()));
+    let sig = Image::new(&[b"sig2".to_vec()], Some((&img.digest, img.manifest.len())));
+    for b in sig.blobs() {
+        c.push_blob("app", &b.bytes);
+    }
+    assert_eq!(
+        c.put_manifest("app", &sig.digest, &sig.manifest).status(),
+        201
+    );
+    let r = c.get(&format!("/v2/app/referrers/{}", img.digest));
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    let index: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(index["manifests"][0]["digest"], sig.digest.as_str());
+    assert_eq!(
+        index["manifests"][0]["artifactType"],
+        "application/vnd.example.signature"
+    );
+    let r = c.get(&format!(
+        "/v2/app/referrers/{}?artifactType=other%2Ftype",
+        img.digest
+    ));
+    assert_eq!(r.header("oci-filters-applied"), Some("artifactType"));
+    let index: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+    assert!(index["manifests"].as_array().unwrap().is_empty());
+    let r = c.get(&format!("/v2/app/referrers/{}", sha256(b"nobody")));
+    assert_eq!(r.status(), 200);
+    assert_eq!(c.get("/v2/app/referrers/sha256:zz").status(), 400);
+
+    // Tags, paged.
+    for tag in ["b", "a", "c", "d"] {
+        assert_eq!(c.put_manifest("app", tag, &img.manifest).status(), 201);
+    }
+    let tags = |q: &str| {
+        let r = c.get(&format!("/v2/app/tags/list{q}"));
+        assert_eq!(r.status(), 200);
+        let link = r.header("link").map(str::to_owned);
+        let doc: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+        let names: Vec<String> = doc["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        (names, link)
+    };
+    assert_eq!(tags("").0, ["a", "b", "c", "d", "v1"]);
+    let (page, link) = tags("?n=2");
+    assert_eq!(page, ["a", "b"]);
+    assert_eq!(
+        link.as_deref(),
+        Some("</v2/app/tags/list?n=2&last=b>; rel=\"next\"")
+    );
+    let (page, link) = tags("?n=2&last=b");
+    assert_eq!(page, ["c", "d"]);
+    assert!(link.is_some());
+    assert_eq!(tags("?n=2&last=d"), (vec!["v1".to_owned()], None));
+    assert_eq!(tags("?last=c").0, ["d", "v1"]);
+    assert_eq!(tags("?n=0"), (vec![], None));
+    assert_eq!(c.get("/v2/app/tags/list?n=x").status(), 400);
+    let r = c.get("/v2/nothing/tags/list");
+    assert_eq!(r.status(), 404);
+    assert_eq!(code(r), "NAME_UNKNOWN");
+
+    let r = c.get("/v2/_catalog?n=1");
+    let doc: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+    assert_eq!(doc["repositories"], serde_json::json!(["app"]));
+
+    // Tags are OCI image layout references in index.json.
+    let index = std::fs::read_to_string(h.path().join("index.json")).unwrap();
+    assert!(index.contains("\"app:v1\""), "{index}");
+
+    // Deleting a tag leaves the manifest; deleting it by digest removes it
+    // and its tags.
+    assert_eq!(fetch(c.req("DELETE", "/v2/app/manifests/a")).status(), 202);
+    assert_eq!(c.get("/v2/app/manifests/a").status(), 404);
+    assert_eq!(c.get("/v2/app/manifests/b").status(), 200);
+    let by_digest = format!("/v2/app/manifests/{}", img.digest);
+    assert_eq!(fetch(c.req("DELETE", &by_digest)).status(), 202);
+    assert_eq!(c.get(&by_digest).status(), 404);
+    assert_eq!(c.get("/v2/app/manifests/b").status(), 404);
+    let index = std::fs::read_to_string(h.path().join("index.json")).unwrap();
+    assert!(!index.contains("\"app:b\""), "{index}");
+}
+
+/// Sends `request` (head only) and returns what the server answers.
+fn raw_response(server: &Server, request: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = server.base.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.write_all(request.as_bytes()).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    let n = tcp.read(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+/// Malformed names and digests are 4xx with the spec's codes, never a
+/// 500; traversal reaches nothing.
+#[test]
+fn hostile_names_and_digests() {
+    let h = Harness::new(open_embedded);
+    let server = Server::start(h.path());
+    let c = Client::new(&server);
+    let d = c.push_blob("ok", b"data");
+    for path in [
+        format!("/v2/UPPER/blobs/{d}"),
+        format!("/v2/a..b/blobs/{d}"),
+        format!("/v2/a/%2e%2e/blobs/{d}"),
+        format!("/v2/a//b/blobs/{d}"),
+        format!("/v2/-a/blobs/{d}"),
+        format!("/v2/{}/blobs/{d}", "a".repeat(300)),
+    ] {
+        let r = c.get(&path);
+        assert!(
+            r.status() == 400 || r.status() == 404,
+            "{path}: {}",
+            r.status()
+        );
+    }
+    for digest in [
+        "sha256:zz",
+        "sha256:",
+        "md5:00",
+        "sha256:../../x",
+        "nodigest",
+    ] {
+        let r = c.get(&format!("/v2/ok/blobs/{digest}"));
+        assert_eq!(r.status(), 400, "{digest}");
+        assert_eq!(code(r), "DIGEST_INVALID");
+        let r = send(
+            c.req("POST", &format!("/v2/ok/blobs/uploads/?digest={digest}")),
+            b"x",
+        );
+        assert_eq!(r.status(), 400, "{digest}");
+    }
+    for id in ["..", "a%2fb", &"x".repeat(200)] {
+        let r = c.get(&format!("/v2/ok/blobs/uploads/{id}"));
+        assert!(
+            r.status() == 404 || r.status() == 400,
+            "{id}: {}",
+            r.status()
+        );
+    }
+    let r = c.put_manifest("ok", "bad tag!", b"{}");
+    assert_eq!(r.status(), 400);
+    assert_eq!(c.get(&format!("/v2/ok/blobs/{d}")).status(), 200);
+    assert!(kist_tests::fsck(&h.store(), false).is_empty());
+}
+
+/// An upload continues at its offset after a clean restart and after a
+/// kill -9, on a new server process.
+#[test]
+fn uploads_survive_restarts_and_kills() {
+    let h = Harness::new(open_embedded);
+    let data = kist_tests::bytes(2 << 20, 9);
+    let d = sha256(&data);
+    let server = Server::start(h.path());
+    let c = Client::new(&server);
+    let upload = c.start("r");
+    let r = send(c.req("PATCH", &upload), &data[..700_000]);
+    let upload = r.header("location").unwrap().to_owned();
+    server.terminate();
+
+    let mut server = Server::start(h.path());
+    let c = Client::new(&server);
+    let r = fetch(c.req("GET", &upload));
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.header("range"), Some("0-699999"));
+    let r = send(
+        c.req("PATCH", &upload)
+            .set("Content-Range", "700000-1399999"),
+        &data[700_000..1_400_000],
+    );
+    assert_eq!(r.status(), 202);
+    server.child().kill().unwrap(); // SIGKILL
+    server.child().wait().unwrap();
+
+    let server = Server::start(h.path());
+    let c = Client::new(&server);
+    let r = fetch(c.req("GET", &upload));
+    assert_eq!(r.header("range"), Some("0-1399999"));
+    let r = send(
+        c.req("PUT", &format!("{upload}?digest={d}")),
+        &data[1_400_000..],
+    );
+    assert_eq!(r.status(), 201);
+    assert_eq!(body(c.get(&format!("/v2/r/blobs/{d}"))), data);
+}
+
+/// Two clients pushing the same blob and the same tag at once: both
+/// succeed, the blob is stored once, the tag names one of the manifests.
+#[test]
+fn concurrent_pushes_of_one_blob_and_one_tag() {
+    let h = Harness::new(open_embedded);
+    let server = Server::start(h.path());
+    let images: Vec<Image> = (0..6).map(|i| image(i, 2)).collect();
+    let shared = kist_tests::bytes(1 << 20, 77);
+    std::thread::scope(|s| {
+        for img in &images {
+            let (server, shared) = (&server, &shared);
+            s.spawn(move || {
+                let c = Client::new(server);
+                // The same blob, chunked, from every thread.
+                let upload = c.start("race");
+                let r = send(c.req("PATCH", &upload), &shared[..500_000]);
+                let upload = r.header("location").unwrap().to_owned();
+                let r = send(
+                    c.req("PUT", &format!("{upload}?digest={}", sha256(shared))),
+                    &shared[500_000..],
+                );
+                assert_eq!(r.status(), 201);
+                c.push_image("race", "latest", img);
+            });
+        }
+    });
+    let c = Client::new(&server);
+    let r = c.get("/v2/race/manifests/latest");
+    let digest = r.header("docker-content-digest").unwrap().to_owned();
+    assert!(images.iter().any(|i| i.digest == digest));
+    assert_eq!(
+        body(c.get(&format!("/v2/race/blobs/{}", sha256(&shared)))),
+        shared
+    );
+    let index = std::fs::read_to_string(h.path().join("index.json")).unwrap();
+    assert_eq!(index.matches("\"race:latest\"").count(), 1, "{index}");
+    assert!(kist_tests::fsck(&h.store(), false).is_empty());
+}
+
+/// Collections looping while 100 images that share base layers are
+/// pushed: every tagged image stays whole. With the graces at 0, what no
+/// tag reaches goes at the next collection, what a tag reaches stays.
+#[test]
+fn collections_during_pushes_lose_nothing() {
+    let h = Harness::new(open_embedded);
+    let server = Server::start(h.path());
+    let base: Vec<Vec<u8>> = (0..3)
+        .map(|i| kist_tests::bytes(50_000, 1000 + i))
+        .collect();
+    let images: Vec<Image> = (0..100u64)
+        .map(|i| {
+            let mut layers = base.clone();
+            layers.push(kist_tests::bytes(5_000, i));
+            Image::new(&layers, None)
+        })
+        .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let collector = s.spawn(|| {
+            let store = h.store();
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                kist_tests::collect(&store);
+                runs += 1;
+            }
+            runs
+        });
+        let pushers: Vec<_> = images
+            .chunks(25)
+            .map(|chunk| {
+                let server = &server;
+                s.spawn(move || {
+                    let c = Client::new(server);
+                    for img in chunk {
+                        c.push_image("gc/app", &format!("t{}", &img.digest[7..19]), img);
+                    }
+                })
+            })
+            .collect();
+        for p in pushers {
+            p.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(collector.join().unwrap() > 0);
+    });
+    let c = Client::new(&server);
+    for img in &images {
+        let r = c.get(&format!("/v2/gc/app/manifests/{}", img.digest));
+        assert_eq!(r.status(), 200);
+        for b in img.blobs() {
+            assert_eq!(
+                body(c.get(&format!("/v2/gc/app/blobs/{}", b.digest))),
+                b.bytes
+            );
+        }
+    }
+
+    // Graces at 0: an unreferenced pushed blob goes, tagged images stay.
+    let store = h.store();
+    let retention = store.retention();
+    let settings = retention.settings().unwrap();
+    retention
+        .set_settings(kist::Settings {
+            upload_grace_seconds: 0,
+            untagged_grace_seconds: 0,
+            ..settings
+        })
+        .unwrap();
+    let loose = c.push_blob("gc/app", b"nobody references me");
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // settings are re-read each second
+    kist_tests::collect(&store);
+    assert_eq!(c.get(&format!("/v2/gc/app/blobs/{loose}")).status(), 404);
+    let img = &images[0];
+    for b in img.blobs() {
+        assert_eq!(
+            c.get(&format!("/v2/gc/app/blobs/{}", b.digest)).status(),
+            200
+        );
+    }
+    assert!(kist_tests::fsck(&store, false).is_empty());
+}
+
+/// `--htpasswd`: wrong password and no credentials are 401 with
+/// `WWW-Authenticate`; `--anonymous-pull` opens reads only. Without it,
+/// a non-loopback address is refused.
+#[test]
+fn authentication() {
+    let h = Harness::new(open_embedded);
+    let file = h.path().parent().unwrap().join("htpasswd");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&file, format!("alice:{hash}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let basic = |user: &str, password: &str| {
+        use base64::Engine;
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {encoded}")
+    };
+    let server = Server::start_with(h.path(), &["--htpasswd", file]);
+    let mut c = Client::new(&server);
+    let r = c.get("/v2/");
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"kist\""));
+    assert_eq!(code(r), "UNAUTHORIZED");
+    c.auth = Some(basic("alice", "wrong"));
+    assert_eq!(c.get("/v2/").status(), 401);
+    c.auth = Some(basic("mallory", "s3cret"));
+    assert_eq!(c.get("/v2/").status(), 401);
+    c.auth = Some(basic("alice", "s3cret"));
+    assert_eq!(c.get("/v2/").status(), 200);
+    let d = c.push_blob("private", b"secret bytes");
+    drop(server);
+
+    let server = Server::start_with(h.path(), &["--htpasswd", file, "--anonymous-pull"]);
+    let anonymous = Client::new(&server);
+    assert_eq!(
+        anonymous.get(&format!("/v2/private/blobs/{d}")).status(),
+        200
+    );
+    let r = send(anonymous.req("POST", "/v2/private/blobs/uploads/"), b"");
+    assert_eq!(r.status(), 401);
+    drop(server);
+
+    let refused = std::process::Command::new(kist_tests::kist_bin())
+        .args(["serve", "--addr", "0.0.0.0:0", "--store"])
+        .arg(h.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--htpasswd"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
