@@ -33,6 +33,12 @@ pub struct Args {
     /// reaches it may push, overwrite tags and delete.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Run a collection (what `kist gc` does) this often; `0s` turns it off.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     gc_interval: Duration,
@@ -46,7 +52,16 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
     let config = kist_http::Config {
         shutdown_timeout: args.shutdown_timeout,
         bodies_per_client: args.downloads_per_client,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(kist_http::Tls::from_pem_files(cert, key)?),
+            _ => None,
+        },
         ..Default::default()
+    };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
     let access = kist_http::Access {
         htpasswd: match &args.htpasswd {
@@ -78,7 +93,7 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let hostname = args.hostname.unwrap_or_else(|| addr.to_string());
         // Tests and scripts read this line to find a port picked with :0.
-        println!("listening on http://{addr} (artifact URLs: http://{hostname}/<path>)");
+        println!("listening on {scheme}://{addr} (artifact URLs: {scheme}://{hostname}/<path>)");
         let (first, second) = signals()?;
         let collector = collect_every(store, args.gc_interval);
         kist_http::serve(listener, router, &config, first, second).await?;

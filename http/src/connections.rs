@@ -17,6 +17,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio_io_timeout::TimeoutStream;
 
 use crate::limits::Bodies;
+use crate::tls::Tls;
+
+/// A connection's byte stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
 
 /// How the server treats its clients. `Config::default()` is what
 /// `kist serve` uses.
@@ -37,6 +42,9 @@ pub struct Config {
     /// How long a shutdown waits for requests in flight before it cuts
     /// them (default 10 s).
     pub shutdown_timeout: Duration,
+    /// Serve HTTPS with this certificate (default: plain HTTP). A TLS
+    /// handshake must finish within `header_timeout`.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Config {
@@ -47,6 +55,7 @@ impl Default for Config {
             bodies_per_client: 64,
             bodies: 1024,
             shutdown_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -65,6 +74,8 @@ pub async fn serve(
     let bodies = Arc::new(Bodies::new(config.bodies, config.bodies_per_client));
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
+    // TLS handshakes run in their own tasks and come back here when done.
+    let (handshaken, mut ready) = tokio::sync::mpsc::channel::<(Box<dyn Io>, SocketAddr)>(64);
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -77,6 +88,10 @@ pub async fn serve(
                     continue;
                 }
             },
+            Some((io, peer)) = ready.recv() => {
+                serve_one(io, peer, &router, config, &bodies, &graceful);
+                continue;
+            }
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
@@ -85,17 +100,23 @@ pub async fn serve(
         // a stall.
         let mut io = TimeoutStream::new(tcp);
         io.set_write_timeout(Some(config.stall_timeout));
-        let service = TowerToHyperService::new(with_client(router.clone(), peer, &bodies));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_timeout)
-            .serve_connection(TokioIo::new(Box::pin(io)), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection from {peer}: {e}");
+        let io = Box::pin(io);
+        match &config.tls {
+            None => serve_one(Box::new(io), peer, &router, config, &bodies, &graceful),
+            Some(tls) => {
+                let (acceptor, handshaken) = (tls.0.clone(), handshaken.clone());
+                let deadline = config.header_timeout;
+                tokio::spawn(async move {
+                    match tokio::time::timeout(deadline, acceptor.accept(io)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = handshaken.send((Box::new(stream), peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake with {peer}: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+                    }
+                });
             }
-        });
+        }
     }
     drop(listener);
     tokio::select! {
@@ -106,6 +127,28 @@ pub async fn serve(
         () = force => tracing::warn!("second signal: cutting the requests still running"),
     }
     Ok(())
+}
+
+/// Serves HTTP/1 on one connection until it closes or a shutdown ends it.
+fn serve_one(
+    io: Box<dyn Io>,
+    peer: SocketAddr,
+    router: &Router,
+    config: &Config,
+    bodies: &Arc<Bodies>,
+    graceful: &GracefulShutdown,
+) {
+    let service = TowerToHyperService::new(with_client(router.clone(), peer, bodies));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("connection from {peer}: {e}");
+        }
+    });
 }
 
 /// `router` with what its handlers learn about the connection: the

@@ -33,6 +33,7 @@ mod connections;
 mod limits;
 mod range;
 mod registry;
+mod tls;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -41,6 +42,7 @@ use kist::Store;
 
 pub use connections::{Config, serve};
 pub use registry::{Access, Htpasswd};
+pub use tls::Tls;
 
 /// Every route kist serves for `store`, the registry open to everyone.
 /// Unknown paths get 404; a known path asked with another method gets 405

@@ -2,6 +2,7 @@
 //! implementation runs, and helpers shared by the tests in `tests/`.
 
 pub mod conformance;
+pub mod containerd;
 pub mod http;
 pub mod oci;
 
@@ -259,7 +260,7 @@ pub fn interrupted_ingest(store: &Store, root: &Path, args: &[&std::ffi::OsStr],
 /// A `kist serve` process on a free loopback port, stopped by PID on drop.
 pub struct Server {
     child: std::process::Child,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` with `--tls-cert`).
     pub base: String,
 }
 
@@ -297,7 +298,7 @@ impl Server {
         let addr = line
             .split_whitespace()
             .nth(2)
-            .filter(|a| a.starts_with("http://127.0.0.1:"))
+            .filter(|a| a.starts_with("http://127.0.0.1:") || a.starts_with("https://127.0.0.1:"))
             .unwrap_or_else(|| panic!("kist serve printed {line:?}"));
         Self {
             child,

@@ -34,6 +34,17 @@ impl Blob {
     }
 }
 
+/// A layer's diff id: the digest of its uncompressed tar.
+fn diff_id(layer: &Blob) -> String {
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&layer.bytes[..]),
+        &mut tar,
+    )
+    .unwrap();
+    sha256(&tar)
+}
+
 /// An image: layers, config and manifest.
 pub struct Image {
     /// The layers (tar+gzip), base first.
@@ -62,7 +73,7 @@ impl Image {
         let config = json!({
             "architecture": "amd64",
             "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>()},
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(diff_id).collect::<Vec<_>>()},
             "config": {},
         });
         let config = Blob::new(

@@ -16,6 +16,7 @@ mod hosts;
 mod model;
 mod portable;
 mod registry;
+mod registry_clients;
 mod retention;
 mod sandbox;
 mod serve;
