@@ -17,8 +17,13 @@ pub fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
     if path.metadata().is_ok_and(|m| m.len() == size) {
         return Ok(());
     }
+    seeded_file(path, size, size)
+}
+
+/// Writes `size` pseudo-random bytes from `seed` to `path`.
+pub fn seeded_file(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(File::create(path)?);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ size;
+    let mut x: u64 = (0x9e37_79b9_7f4a_7c15 ^ seed) | 1;
     let mut chunk = vec![0u8; native::CHUNK];
     for _ in 0..size.div_ceil(native::CHUNK as u64) {
         for word in chunk.chunks_exact_mut(8) {

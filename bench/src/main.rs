@@ -7,6 +7,8 @@ mod big;
 mod listing;
 mod measure;
 mod native;
+mod registry;
+mod registry_peers;
 mod report;
 mod retention;
 mod rss;
@@ -57,6 +59,9 @@ enum Scenario {
     Rss,
     /// `kist gc` on a large store; `put` latency during collections.
     Retention,
+    /// The OCI registry against docker-registry (distribution 2.8):
+    /// pushes, pulls, skopeo copies, tag updates.
+    Registry,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -125,6 +130,14 @@ fn main() -> anyhow::Result<()> {
             (100_000, 10_000)
         };
         retention::run(&mut report, &tools, work, total, released, reps.min(3))?;
+    }
+    if wanted(Scenario::Registry) {
+        let (size, tags) = if quick {
+            (8 << 20, 100)
+        } else {
+            (1 << 30, 10_000)
+        };
+        registry::run(&mut report, &tools, work, size, reps.min(3), tags)?;
     }
     if tools.ctr_socket.is_none() {
         report.note(

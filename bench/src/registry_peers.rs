@@ -1,0 +1,91 @@
+//! The two registries the registry scenario compares, as processes on
+//! loopback ports, each stopped by its PID when dropped: `kist serve` and
+//! Debian's `docker-registry` (distribution 2.8, filesystem storage).
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+
+/// A running registry: its base URL (`http://127.0.0.1:<port>`).
+pub struct Running {
+    pub name: &'static str,
+    pub base: String,
+    child: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kist serve` on a store at `dir`, collections off.
+pub fn kist(kist: &Path, dir: &Path) -> anyhow::Result<Running> {
+    let mut child = Command::new(kist)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--gc-interval",
+            "0s",
+            "--store",
+        ])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting kist serve")?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let base = line
+        .split_whitespace()
+        .nth(2)
+        .context("kist serve printed no address")?
+        .to_owned();
+    Ok(Running {
+        name: "kist serve",
+        base,
+        child,
+    })
+}
+
+/// `docker-registry serve` with its storage under `dir`.
+pub fn distribution(dir: &Path) -> anyhow::Result<Running> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        ),
+    )?;
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting docker-registry (apt install docker-registry)")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let running = Running {
+        name: "docker-registry 2.8",
+        base,
+        child,
+    };
+    for _ in 0..100 {
+        if ureq::get(&format!("{}/v2/", running.base)).call().is_ok() {
+            return Ok(running);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    anyhow::bail!("docker-registry did not answer on {}", running.base)
+}
