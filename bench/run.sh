@@ -4,8 +4,9 @@
 #   bench/run.sh            full run (about 15 minutes here), as root for containerd
 #   bench/run.sh --quick    a tiny run that only checks every scenario works
 #
-# It builds kist and the bench in release mode, installs containerd from
-# Debian if missing, starts a private containerd (root, state and socket in
+# It builds kist and the bench in release mode, installs containerd,
+# docker-registry and skopeo (the registry scenario's peers) from Debian if
+# missing, starts a private containerd (root, state and socket in
 # a temporary directory; GC never triggered by mutations, so lease-less
 # blobs stay), and stops it by PID at the end.
 set -euo pipefail
@@ -22,7 +23,13 @@ cargo build --release --locked -p kist-cli -p kist-bench
 
 peers=()
 if [[ $(id -u) == 0 ]]; then
-    command -v containerd >/dev/null || { apt-get update -qq && apt-get install -y -qq containerd; }
+    missing=()
+    for program in containerd docker-registry skopeo; do
+        command -v "$program" >/dev/null || missing+=("$program")
+    done
+    if ((${#missing[@]})); then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
     ctrdir=$(mktemp -d /var/tmp/kist-bench-containerd.XXXXXX)
     cat > "$ctrdir/config.toml" <<TOML
 version = 2

@@ -307,6 +307,66 @@ fn manifests_tags_and_referrers() {
         Some(format!("/v2/app/manifests/{}", img.digest).as_str())
     );
 
+    // An OCI index of it, and the same image as a Docker schema 2 manifest
+    // (list): stored with their own media types.
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": MANIFEST, "digest": img.digest, "size": img.manifest.len(),
+                       "platform": {"architecture": "amd64", "os": "linux"}}],
+    })
+    .to_string();
+    let docker = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": img.config.digest, "size": img.config.bytes.len()},
+        "layers": img.layers.iter().map(|l| serde_json::json!({
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "digest": l.digest, "size": l.bytes.len()})).collect::<Vec<_>>(),
+    })
+    .to_string();
+    for (tag, media_type, bytes) in [
+        (
+            "index",
+            "application/vnd.oci.image.index.v1+json",
+            index.as_bytes(),
+        ),
+        (
+            "docker",
+            "application/vnd.docker.distribution.manifest.v2+json",
+            docker.as_bytes(),
+        ),
+    ] {
+        let r = send(
+            c.req("PUT", &format!("/v2/app/manifests/{tag}"))
+                .set("Content-Type", media_type),
+            bytes,
+        );
+        assert_eq!(
+            r.status(),
+            201,
+            "{tag}: {}",
+            String::from_utf8_lossy(&body(r))
+        );
+        let r = c.get(&format!("/v2/app/manifests/{tag}"));
+        assert_eq!(r.header("content-type"), Some(media_type));
+        assert_eq!(body(r), bytes);
+        assert_eq!(
+            fetch(c.req("DELETE", &format!("/v2/app/manifests/{tag}"))).status(),
+            202
+        );
+    }
+    // An index whose child is not in the repository.
+    let orphan = index.replace(&img.digest[7..], &sha256(b"absent")[7..]);
+    let r = send(
+        c.req("PUT", "/v2/app/manifests/orphan")
+            .set("Content-Type", "application/vnd.oci.image.index.v1+json"),
+        orphan.as_bytes(),
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(r), "MANIFEST_BLOB_UNKNOWN");
+
     // Broken JSON, a wrong schema, too large.
     for bad in [&b"{"[..], br#"{"schemaVersion":1}"#, br#"[1,2]"#] {
         let r = c.put_manifest("app", "bad", bad);
@@ -635,8 +695,10 @@ fn collections_during_pushes_lose_nothing() {
             ..settings
         })
         .unwrap();
+    // Every process re-reads the settings within a second: the server
+    // must see the new grace before the push it applies to.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let loose = c.push_blob("gc/app", b"nobody references me");
-    std::thread::sleep(std::time::Duration::from_millis(1100)); // settings are re-read each second
     kist_tests::collect(&store);
     assert_eq!(c.get(&format!("/v2/gc/app/blobs/{loose}")).status(), 404);
     let img = &images[0];
