@@ -764,3 +764,39 @@ fn authentication() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// 1,000 tags paged through with `n=100`, following `Link`: every tag
+/// once, sorted, and the last page has no link. (The benchmark pushes
+/// 10,000: each tag rewrites `index.json`, so the rate falls as it grows.)
+#[test]
+fn many_tags_page_through_links() {
+    let h = Harness::new(open_embedded);
+    let server = Server::start(h.path());
+    let c = Client::new(&server);
+    let img = image(5, 1);
+    c.push_image("many", "seed", &img);
+    let mut expected: Vec<String> = (0..1000).map(|i| format!("t{i}")).collect();
+    for tag in &expected {
+        assert_eq!(c.put_manifest("many", tag, &img.manifest).status(), 201);
+    }
+    expected.push("seed".into());
+    expected.sort();
+    let mut seen = Vec::new();
+    let mut next = Some("/v2/many/tags/list?n=100".to_owned());
+    while let Some(path) = next.take() {
+        let r = c.get(&path);
+        assert_eq!(r.status(), 200, "{path}");
+        next = r.header("link").map(|l| {
+            l.trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap()
+                .to_owned()
+        });
+        let doc: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+        let page = doc["tags"].as_array().unwrap();
+        assert!(page.len() <= 100);
+        seen.extend(page.iter().map(|t| t.as_str().unwrap().to_owned()));
+    }
+    assert_eq!(seen, expected);
+}

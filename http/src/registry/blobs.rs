@@ -1,7 +1,6 @@
 //! `GET`, `HEAD` and `DELETE /v2/<name>/blobs/<digest>`: a blob is served
 //! through a repository only if that repository holds it.
 
-use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 
@@ -38,8 +37,5 @@ pub async fn get(
 pub async fn delete(registry: &Registry, name: String, digest: String) -> Reply {
     let store = registry.store.clone();
     blocking::run(move || store.registry().delete_blob(&name, &digest)).await?;
-    Ok(Response::builder()
-        .status(StatusCode::ACCEPTED)
-        .body(Body::empty())
-        .expect("valid response"))
+    Ok(super::empty(StatusCode::ACCEPTED))
 }

@@ -112,8 +112,5 @@ pub async fn delete(registry: &Registry, name: String, reference: String) -> Rep
         }
     })
     .await?;
-    Ok(Response::builder()
-        .status(StatusCode::ACCEPTED)
-        .body(Body::empty())
-        .expect("valid response"))
+    Ok(super::empty(StatusCode::ACCEPTED))
 }

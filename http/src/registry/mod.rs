@@ -102,6 +102,14 @@ async fn handle(
     response
 }
 
+/// A response with `status` and no body.
+fn empty(status: StatusCode) -> Response {
+    Response::builder()
+        .status(status)
+        .body(Body::empty())
+        .expect("valid response")
+}
+
 /// The allowed methods of an endpoint, as a 405.
 fn not_allowed(allow: &'static str) -> Reply {
     Err(Failure::new(

@@ -179,10 +179,7 @@ pub async fn status(registry: &Registry, name: String, id: String) -> Reply {
 pub async fn cancel(registry: &Registry, name: String, id: String) -> Reply {
     let store = registry.store.clone();
     blocking::run(move || store.registry().cancel_upload(&name, &id)).await?;
-    Ok(Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(Body::empty())
-        .expect("valid response"))
+    Ok(super::empty(StatusCode::NO_CONTENT))
 }
 
 /// Opens the existing upload `id` of `name` at its offset.
