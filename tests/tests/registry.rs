@@ -699,8 +699,22 @@ fn collections_during_pushes_lose_nothing() {
     // must see the new grace before the push it applies to.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let loose = c.push_blob("gc/app", b"nobody references me");
+    // An untagged manifest (pushed by digest) and its own layer go too.
+    let untagged = Image::new(&[kist_tests::bytes(3000, 4242)], None);
+    for b in untagged.blobs() {
+        c.push_blob("gc/app", &b.bytes);
+    }
+    assert_eq!(
+        c.put_manifest("gc/app", &untagged.digest, &untagged.manifest)
+            .status(),
+        201
+    );
     kist_tests::collect(&store);
     assert_eq!(c.get(&format!("/v2/gc/app/blobs/{loose}")).status(), 404);
+    let manifest = format!("/v2/gc/app/manifests/{}", untagged.digest);
+    assert_eq!(c.get(&manifest).status(), 404);
+    let layer = &untagged.layers[0].digest;
+    assert_eq!(c.get(&format!("/v2/gc/app/blobs/{layer}")).status(), 404);
     let img = &images[0];
     for b in img.blobs() {
         assert_eq!(
