@@ -1,7 +1,9 @@
 //! Request bodies into uploads: the body is read a frame at a time, each
 //! read bounded by a deadline (a client that stops sending is cut), and
 //! written to the upload in 1 MiB pieces on the blocking pool, so no
-//! thread waits on the client and memory per upload stays bounded.
+//! thread waits on the client and memory per upload stays bounded (two
+//! pieces: the next one fills from the network while the last one is
+//! hashed and written; the two buffers are reused, never reallocated).
 
 use std::time::Duration;
 
@@ -20,10 +22,12 @@ const PIECE: usize = 1 << 20;
 /// that stalls for `stall` fails; what was written before stays in the
 /// upload (it resumes at its offset).
 pub async fn append(
-    mut writer: Writer,
+    writer: Writer,
     mut body: Body,
     stall: Duration,
 ) -> Result<(Writer, u64), Failure> {
+    let mut idle = Some((writer, Vec::with_capacity(PIECE)));
+    let mut writing: Option<blocking::Running<(Writer, Vec<u8>)>> = None;
     let mut piece = Vec::with_capacity(PIECE);
     let mut written = 0u64;
     loop {
@@ -51,11 +55,24 @@ pub async fn append(
             None => true,
         };
         if piece.len() >= PIECE || (done && !piece.is_empty()) {
-            let data = std::mem::replace(&mut piece, Vec::with_capacity(PIECE));
+            // The writer comes back with the buffer it wrote from.
+            let (mut writer, mut spare) = match writing.take() {
+                Some(running) => blocking::join(running).await?,
+                None => idle.take().expect("a writer is idle or writing"),
+            };
+            spare.clear();
+            let data = std::mem::replace(&mut piece, spare);
             written += data.len() as u64;
-            writer = blocking::run(move || writer.write_all(&data).map(|()| writer)).await?;
+            writing = Some(blocking::spawn(move || {
+                writer.write_all(&data)?;
+                Ok((writer, data))
+            }));
         }
         if done {
+            let (writer, _) = match writing.take() {
+                Some(running) => blocking::join(running).await?,
+                None => idle.take().expect("a writer is idle or writing"),
+            };
             return Ok((writer, written));
         }
     }
