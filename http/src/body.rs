@@ -62,12 +62,12 @@ pub fn ranged(
 /// Bytes `start..end` of `reader` as a body; `permit` (its place among the
 /// bodies in flight) is held until the body ends, however it ends.
 pub fn stream(reader: Reader, start: u64, end: u64, permit: Option<Permit>) -> Body {
-    // Two 1 MiB chunks read ahead, so reading the blob overlaps sending
-    // it (a 1 GiB registry pull with curl here: 1 queued 0.86 GB/s, 2:
-    // 1.4, 4: 1.53). Two, not four: a stalled client holds what is queued
-    // (plus the socket buffers) for as long as it stalls, and one address
-    // may stall 64 bodies.
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    // Four 1 MiB chunks read ahead, so reading the blob overlaps sending
+    // it (a 1 GiB registry pull, kist-bench: 1 or 2 queued ~0.95 GB/s,
+    // 4: ~1.4). A stalled client holds what is queued for as long as it
+    // stalls: 600 stalled downloads leave `kist serve` at ~135 MiB RSS
+    // with 2 or 4 (defects::stalled_downloads_do_not_freeze_serve).
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
         let _permit = permit;
         let mut reader = Some(reader);
