@@ -113,14 +113,19 @@ fn chunked_uploads() {
     assert_eq!(r.header("range"), Some("0-999999"));
     let upload = r.header("location").unwrap().to_owned();
 
-    // Out of order, and overlapping: 416 with the current range.
+    // Out of order, and overlapping: 416 with the current range, answered
+    // from the headers (the server does not read a chunk it refuses, so
+    // the request goes raw: a client still sending would see the
+    // connection close instead of the answer).
     for range in ["2000000-2999999", "500000-1499999"] {
-        let r = send(
-            c.req("PATCH", &upload).set("Content-Range", range),
-            &data[..1_000_000],
+        let answer = raw_response(
+            &server,
+            &format!(
+                "PATCH {upload} HTTP/1.1\r\nHost: x\r\nContent-Range: {range}\r\nContent-Length: 1000000\r\n\r\n"
+            ),
         );
-        assert_eq!(r.status(), 416, "{range}");
-        assert_eq!(r.header("range"), Some("0-999999"));
+        assert!(answer.starts_with("HTTP/1.1 416"), "{range}: {answer}");
+        assert!(answer.contains("\r\nrange: 0-999999\r\n"), "{answer}");
     }
 
     // A streamed append: no Content-Range, chunked transfer encoding.
