@@ -6,13 +6,14 @@
 //! Changes happen under one lock and replace the file whole, so a reader
 //! sees the index before or after a change, never half of one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
 use oci_spec::image::{Descriptor, ImageIndex};
 
 use crate::bindings::kist::content::locks::{self, Guard};
 use crate::shared::cached::Cached;
+use crate::shared::digest::Digest;
 use crate::shared::error::{self, Result, corrupt};
 use crate::shared::fs::{self, Durability};
 
@@ -22,18 +23,52 @@ pub const FILE: &str = "index.json";
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 thread_local! {
-    static CACHED: Cached<ImageIndex> = const { Cached::new() };
+    static CACHED: Cached<Index> = const { Cached::new() };
+}
+
+/// The index as read, with the set of its entries' digests (a collection
+/// asks "does the index name this blob?" once per blob it removes).
+pub struct Index {
+    entries: Vec<Descriptor>,
+    digests: HashSet<String>,
+}
+
+impl Index {
+    fn new(entries: Vec<Descriptor>) -> Self {
+        let digests = entries.iter().map(|d| d.digest().to_string()).collect();
+        Self { entries, digests }
+    }
+
+    /// The entries.
+    pub fn manifests(&self) -> &[Descriptor] {
+        &self.entries
+    }
 }
 
 fn parse(bytes: &[u8]) -> Result<ImageIndex> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(FILE, e))
 }
 
+/// What reads need of the file: its entries.
+#[derive(serde::Deserialize)]
+struct Entries {
+    manifests: Vec<Descriptor>,
+}
+
 /// The index as it is now (an empty one if the file is missing).
-pub fn current() -> Result<Rc<ImageIndex>> {
-    Ok(CACHED
-        .with(|c| c.get(FILE, parse))?
-        .unwrap_or_else(|| Rc::new(empty())))
+pub fn current() -> Result<Rc<Index>> {
+    let parsed = CACHED.with(|c| {
+        c.get(FILE, |bytes| {
+            let entries: Entries = serde_json::from_slice(bytes).map_err(|e| corrupt(FILE, e))?;
+            Ok(Index::new(entries.manifests))
+        })
+    })?;
+    Ok(parsed.unwrap_or_else(|| Rc::new(Index::new(Vec::new()))))
+}
+
+/// Whether an entry of the index is the blob `d`.
+pub fn names(d: &Digest) -> Result<bool> {
+    Ok(current()?.digests.contains(&d.to_string()))
 }
 
 fn empty() -> ImageIndex {
@@ -67,17 +102,20 @@ pub fn lock() -> Result<Guard> {
     locks::lock("index.json", 10_000).map_err(|e| error::lock("index.json", e))
 }
 
-/// Changes the entries with `change` (the caller holds [`lock`]) and
-/// writes the index back if it changed.
-pub fn update<R>(_locked: &Guard, change: impl FnOnce(&mut Vec<Descriptor>) -> R) -> Result<R> {
+/// Changes the entries with `change` (the caller holds [`lock`]), which
+/// says whether it changed anything, and writes the index back if so.
+pub fn update<R>(
+    _locked: &Guard,
+    change: impl FnOnce(&mut Vec<Descriptor>) -> (R, bool),
+) -> Result<R> {
     // Read afresh: the cached copy is only as new as its last stat.
     let mut index = match fs::read_file(FILE)? {
         Some(bytes) => parse(&bytes)?,
         None => empty(),
     };
     let mut manifests = index.manifests().clone();
-    let result = change(&mut manifests);
-    if manifests != *index.manifests() {
+    let (result, changed) = change(&mut manifests);
+    if changed {
         index.set_manifests(manifests);
         let bytes = serde_json::to_vec(&index).expect("an index serialises");
         fs::write_atomic(".", FILE, &bytes, Durability::Synced)?;

@@ -182,7 +182,8 @@ impl Guest for Component {
     }
 }
 
-/// The names of sorted `all` after `last`, at most `n`.
+/// The names of sorted `all` after `last`, at most `n`. `n = 0` is an
+/// empty page with nothing more (the spec: no `Link` to follow).
 fn page(all: Vec<String>, last: Option<String>, n: Option<u32>) -> Page {
     let after: Vec<String> = match last {
         Some(last) => all.into_iter().filter(|name| *name > last).collect(),
@@ -190,7 +191,7 @@ fn page(all: Vec<String>, last: Option<String>, n: Option<u32>) -> Page {
     };
     let n = n.map_or(after.len(), |n| n as usize);
     Page {
-        more: after.len() > n,
+        more: n > 0 && after.len() > n,
         names: after.into_iter().take(n).collect(),
     }
 }

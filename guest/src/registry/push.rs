@@ -80,7 +80,6 @@ pub fn manifest(
         },
         Durability::Synced,
     )?;
-    let untagged = settings::current()?.untagged_grace;
     {
         let lock = store::lock_blob(&digest)?;
         // Content stored before by other means lacks the labels.
@@ -89,12 +88,7 @@ pub fn manifest(
             current.extend(labels);
             labels::save(&digest, &current, FsDurability::Synced)?;
         }
-        holds::set_until(
-            &digest,
-            &holder,
-            holds::later(holds::now(), untagged),
-            &lock,
-        )?;
+        start_untagged_grace(&digest, &holder, &lock)?;
     }
     if by_digest.is_none() {
         let lock = index::lock()?;
@@ -133,10 +127,25 @@ pub fn untagged_from_now(digest: &str, holder: &str) -> Result<(), RegistryError
     let Ok(d) = Digest::parse(digest) else {
         return Ok(()); // an entry another tool wrote
     };
-    let untagged = settings::current()?.untagged_grace;
     let lock = store::lock_blob(&d)?;
     if members::size(&d, holder)?.is_some() {
-        holds::set_until(&d, holder, holds::later(holds::now(), untagged), &lock)?;
+        start_untagged_grace(&d, holder, &lock)?;
     }
     Ok(())
+}
+
+/// Makes `holder`'s hold on the manifest `d` a root for the untagged
+/// grace from now. The caller holds `d`'s lock.
+fn start_untagged_grace(
+    d: &Digest,
+    holder: &str,
+    lock: &crate::bindings::kist::content::locks::Guard,
+) -> Result<(), RegistryError> {
+    let untagged = settings::current()?.untagged_grace;
+    Ok(holds::set_until(
+        d,
+        holder,
+        holds::later(holds::now(), untagged),
+        lock,
+    )?)
 }

@@ -7,15 +7,19 @@ use crate::shared::fs::{self, Durability};
 
 const DIR: &str = "registry/repositories";
 
+/// The marker file's name of `repository`.
+fn file_name(repository: &str) -> String {
+    repository.replace('/', "+")
+}
+
 /// Notes that `repository` exists.
 pub fn note(repository: &str) -> Result<()> {
-    let name = repository.replace('/', "+");
-    if fs::stat(&format!("{DIR}/{name}"))?.is_some() {
+    if exists(repository)? {
         return Ok(());
     }
     fs::mkdir("registry")?;
     fs::mkdir(DIR)?;
-    match fs::write_atomic(DIR, &name, b"", Durability::Synced) {
+    match fs::write_atomic(DIR, &file_name(repository), b"", Durability::Synced) {
         // Two first pushes at once share the temporary name: one wins.
         Err(_) if exists(repository)? => Ok(()),
         other => other,
@@ -24,7 +28,7 @@ pub fn note(repository: &str) -> Result<()> {
 
 /// Whether `repository` exists.
 pub fn exists(repository: &str) -> Result<bool> {
-    Ok(fs::stat(&format!("{DIR}/{}", repository.replace('/', "+")))?.is_some())
+    Ok(fs::stat(&format!("{DIR}/{}", file_name(repository)))?.is_some())
 }
 
 /// Every repository, sorted.

@@ -54,12 +54,13 @@ pub fn set(
         match at {
             Some(i) => {
                 let old = manifests[i].digest().to_string();
+                let changed = manifests[i] != entry;
                 manifests[i] = entry;
-                (old != d.to_string()).then_some(old)
+                ((old != d.to_string()).then_some(old), changed)
             }
             None => {
                 manifests.push(entry);
-                None
+                (None, true)
             }
         }
     })
@@ -84,6 +85,7 @@ pub fn remove(
                 _ => true,
             }
         });
-        removed
+        let changed = !removed.is_empty();
+        (removed, changed)
     })
 }

@@ -377,11 +377,7 @@ fn kept(d: &Digest, record: &Record, now: Stamp) -> Result<bool> {
     if !record.roots(d, &labels, now)?.is_empty() {
         return Ok(true);
     }
-    let name = d.to_string();
-    Ok(index::current()?
-        .manifests()
-        .iter()
-        .any(|m| m.digest().as_ref() == name))
+    index::names(d)
 }
 
 /// Whether a blob written since `d` was released references it: one that

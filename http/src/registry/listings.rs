@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
+use kist::Page;
 use serde_json::{Map, Value, json};
 
 use super::errors::{Failure, Reply};
@@ -24,12 +25,19 @@ fn paging(query: &Query) -> Result<(Option<u32>, Option<String>), Failure> {
     Ok((n, query.get("last")))
 }
 
-/// A JSON 200 with a `Link` to the page after `last` when `more`.
-fn page(doc: Value, path: &str, n: Option<u32>, last: Option<&String>, more: bool) -> Response {
+/// A JSON 200 of `doc` with `found`'s names under `key`, and a `Link` to
+/// the page after its last name when there are more.
+fn page(
+    mut doc: Map<String, Value>,
+    key: &str,
+    found: Page,
+    path: &str,
+    n: Option<u32>,
+) -> Response {
     let mut response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json");
-    if let (true, Some(last)) = (more, last) {
+    if let (true, Some(last)) = (found.more, found.names.last()) {
         let n = n.map(|n| format!("n={n}&")).unwrap_or_default();
         let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
         response = response.header(
@@ -37,8 +45,9 @@ fn page(doc: Value, path: &str, n: Option<u32>, last: Option<&String>, more: boo
             format!("<{path}?{n}last={last}>; rel=\"next\""),
         );
     }
+    doc.insert(key.to_owned(), json!(found.names));
     response
-        .body(Body::from(doc.to_string()))
+        .body(Body::from(Value::Object(doc).to_string()))
         .expect("valid response")
 }
 
@@ -46,17 +55,11 @@ fn page(doc: Value, path: &str, n: Option<u32>, last: Option<&String>, more: boo
 pub async fn tags(registry: &Registry, name: String, query: &Query) -> Reply {
     let (n, last) = paging(query)?;
     let store = registry.store.clone();
-    let (repo, after) = (name.clone(), last.clone());
-    let found = blocking::run(move || store.registry().tags(&repo, after.as_deref(), n)).await?;
-    // n=0: an empty page, and no link (nothing was listed to go on from).
-    let (names, more) = if n == Some(0) {
-        (Vec::new(), false)
-    } else {
-        (found.names, found.more)
-    };
+    let repo = name.clone();
+    let found = blocking::run(move || store.registry().tags(&repo, last.as_deref(), n)).await?;
     let path = format!("/v2/{name}/tags/list");
-    let doc = json!({"name": name, "tags": names});
-    Ok(page(doc, &path, n, names_last(&names).as_ref(), more))
+    let doc = Map::from_iter([("name".to_owned(), json!(name))]);
+    Ok(page(doc, "tags", found, &path, n))
 }
 
 /// `GET /v2/_catalog`.
@@ -64,23 +67,7 @@ pub async fn catalog(registry: &Registry, query: &Query) -> Reply {
     let (n, last) = paging(query)?;
     let store = registry.store.clone();
     let found = blocking::run(move || store.registry().repositories(last.as_deref(), n)).await?;
-    let (names, more) = if n == Some(0) {
-        (Vec::new(), false)
-    } else {
-        (found.names, found.more)
-    };
-    let doc = json!({"repositories": names});
-    Ok(page(
-        doc,
-        "/v2/_catalog",
-        n,
-        names_last(&names).as_ref(),
-        more,
-    ))
-}
-
-fn names_last(names: &[String]) -> Option<String> {
-    names.last().cloned()
+    Ok(page(Map::new(), "repositories", found, "/v2/_catalog", n))
 }
 
 /// `GET /v2/<name>/referrers/<digest>`: always an image index (never

@@ -35,7 +35,7 @@ fn progress(status: StatusCode, name: &str, id: &str, offset: u64) -> Response {
 }
 
 /// The 201 of a blob now stored in `name`.
-pub fn created(name: &str, digest: &str) -> Response {
+fn created(name: &str, digest: &str) -> Response {
     Response::builder()
         .status(StatusCode::CREATED)
         .header(header::LOCATION, format!("/v2/{name}/blobs/{digest}"))
