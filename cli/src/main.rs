@@ -7,6 +7,7 @@ mod lease;
 mod output;
 mod retention;
 mod serve;
+mod snapshot;
 mod stdout;
 
 use std::path::PathBuf;
@@ -113,6 +114,12 @@ enum Command {
     Lease {
         #[command(subcommand)]
         command: lease::Command,
+    },
+    /// Snapshots: filesystem trees in parent chains, mounted as overlays;
+    /// layers applied into them and diffed out of them.
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::Command,
     },
     /// Quotas on the store or on holders.
     Quota {
@@ -238,6 +245,9 @@ impl Command {
             self,
             Command::Ingest(_)
                 | Command::Serve(_)
+                | Command::Snapshot {
+                    command: snapshot::Command::Prepare { .. } | snapshot::Command::View { .. }
+                }
                 | Command::Artifact {
                     command: artifact::Command::Archive { .. }
                 }

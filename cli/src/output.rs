@@ -20,6 +20,11 @@ impl Output {
         Self { format }
     }
 
+    /// How results print.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     /// One blob's description.
     pub fn info(&self, info: &BlobInfo) -> anyhow::Result<()> {
         if self.format == Format::Json {
@@ -203,7 +208,7 @@ fn info_json(i: &BlobInfo) -> Value {
     })
 }
 
-fn label_map(labels: &[Label]) -> serde_json::Map<String, Value> {
+pub(crate) fn label_map(labels: &[Label]) -> serde_json::Map<String, Value> {
     labels
         .iter()
         .map(|l| (l.key.clone(), Value::from(l.value.clone())))
@@ -414,7 +419,7 @@ fn kind(k: ProblemKind) -> &'static str {
 }
 
 /// RFC 3339 in UTC, to the second.
-fn time(t: Datetime) -> String {
+pub(crate) fn time(t: Datetime) -> String {
     humantime::format_rfc3339_seconds(kist::system_time(t)).to_string()
 }
 
@@ -426,13 +431,13 @@ fn labels(info: &BlobInfo) -> String {
         .join(",")
 }
 
-fn print_json(value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
     let mut stdout = crate::stdout::stdout();
     serde_json::to_writer_pretty(&mut stdout, value)?;
     Ok(writeln!(stdout)?)
 }
 
-fn lines(items: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+pub(crate) fn lines(items: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     let mut stdout = crate::stdout::stdout();
     for item in items {
         writeln!(stdout, "{item}")?;
@@ -441,7 +446,10 @@ fn lines(items: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
 }
 
 /// `rows` in aligned columns, under `header` unless it is empty.
-fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> anyhow::Result<()> {
+pub(crate) fn table(
+    header: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> anyhow::Result<()> {
     let mut tw = tabwriter::TabWriter::new(crate::stdout::stdout()).padding(2);
     if !header.is_empty() {
         writeln!(tw, "{}", header.join("\t"))?;

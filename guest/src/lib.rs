@@ -101,6 +101,22 @@ mod registry {
     pub mod uploads;
 }
 
+/// Snapshots (`snapshots`): containerd's snapshotter contract, and layers
+/// applied into and diffed out of snapshots.
+mod snapshots {
+    /// Layer blobs unpacked into a snapshot.
+    pub mod apply;
+    /// A snapshot's changes as a layer blob.
+    pub mod diff;
+    pub mod interface;
+    /// Overlay and bind mounts.
+    pub mod mounts;
+    /// `snapshots/snapshots.json`: every snapshot's record.
+    pub mod records;
+    /// A snapshot's directories, and the `trees` capability.
+    pub mod tree;
+}
+
 /// Checking and repairing a store (`fsck`).
 mod check {
     pub mod fsck;
@@ -112,7 +128,7 @@ pub mod fuzzing;
 /// The component's exports.
 struct Component;
 
-// Only the wasm build exports: export names such as `kist:content/fsck@0.3.0`
+// Only the wasm build exports: export names such as `kist:content/fsck@0.4.0`
 // are not valid native symbol names, and the fuzz targets link this crate
 // natively.
 #[cfg(target_arch = "wasm32")]

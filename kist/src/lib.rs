@@ -46,6 +46,7 @@ mod error;
 mod fsck;
 mod held;
 mod leases;
+pub mod mount;
 #[cfg(feature = "compose")]
 mod plug;
 mod reader;
@@ -53,6 +54,7 @@ mod registry;
 mod retention;
 mod runtime;
 mod session;
+mod snapshots;
 mod store;
 mod storer;
 mod walk;
@@ -67,6 +69,9 @@ pub use bindings::exports::kist::content::registry::{
 pub use bindings::exports::kist::content::retention::{
     HolderUsage, Limit, Quota, QuotaUsage, Removed, RemovedKind, Settings, SpaceUsage,
 };
+pub use bindings::exports::kist::content::snapshots::{
+    DiskUsage, Info as SnapshotInfo, Kind as SnapshotKind, Layer,
+};
 pub use bindings::exports::kist::content::storer::{
     ArchiveOptions, Artifact, ExtractOptions, Object, RetentionPolicy,
 };
@@ -77,6 +82,7 @@ pub use leases::Leases;
 pub use reader::{Reader, Verifier};
 pub use registry::Registry;
 pub use retention::{Collection, Retention};
+pub use snapshots::{DEFAULT_MAX_UNPACKED, Snapshots};
 pub use store::{Clock, Store, StoreBuilder, labels};
 pub use storer::{ArtifactLock, DEFAULT_MAX_SIZE, Source, Storer};
 pub use walk::Walk;

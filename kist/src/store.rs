@@ -179,8 +179,21 @@ impl Shared {
             &mut wasmtime::Store<crate::ctx::KistCtx>,
         ) -> GuestResult<R>,
     ) -> Result<R> {
+        self.call_for(0, f)
+    }
+
+    /// [`call`](Self::call) for a call that moves `bytes` bytes (see
+    /// [`Session::call_for`]).
+    pub(crate) fn call_for<R>(
+        self: &Arc<Self>,
+        bytes: u64,
+        f: impl FnOnce(
+            &crate::bindings::StoreComponent,
+            &mut wasmtime::Store<crate::ctx::KistCtx>,
+        ) -> GuestResult<R>,
+    ) -> Result<R> {
         let mut session = self.session()?;
-        let result = session.call(f);
+        let result = session.call_for(bytes, f);
         self.recycle(session);
         result
     }

@@ -1,4 +1,4 @@
-//! kist's `hasher`, `locks` and `space` capabilities in pure wasm (world
+//! kist's `hasher`, `locks`, `space` and `trees` capabilities in pure wasm (world
 //! `portable-capabilities`), for hosts that do not supply them natively.
 //! Plugged into the store component it yields `kist-portable.wasm`, whose
 //! only imports are standard WASI 0.2.
@@ -16,6 +16,7 @@ mod bindings {
 mod hasher;
 mod locks;
 mod space;
+mod trees;
 
 /// The component's exports.
 struct Component;

@@ -1,7 +1,8 @@
 //! The native capabilities the store component imports: `hasher` (SHA-NI
 //! hashing, several times faster than in wasm), `locks` (`flock`, which
-//! WASI 0.2 lacks) and `space` (the store filesystem's size, which WASI
-//! 0.2 cannot tell).
+//! WASI 0.2 lacks), `space` (the store filesystem's size, which WASI 0.2
+//! cannot tell) and `trees` (owners, modes, xattrs, whiteouts and inode
+//! numbers for snapshots, confined to the store's directory).
 //!
 //! Another wasmtime embedding supplies them the way wasmtime's WASI crates
 //! do: keep a [`CapabilitiesCtx`] in the store data, implement
@@ -12,6 +13,7 @@ pub(crate) mod hasher;
 pub(crate) mod locks;
 mod slots;
 mod space;
+mod trees;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +39,7 @@ const MAX_HASH_THREADS: usize = 16;
 pub struct CapabilitiesCtx {
     root: std::path::PathBuf,
     locks: locks::LockDir,
+    trees: trees::TreeRoot,
     hashers: Arc<slots::Counter>,
     guards: Arc<slots::Counter>,
     hash_threads: Arc<slots::Counter>,
@@ -50,6 +53,7 @@ impl CapabilitiesCtx {
         Ok(Self {
             root: root.to_path_buf(),
             locks: locks::LockDir::open(root)?,
+            trees: trees::TreeRoot::new(root)?,
             hashers: slots::Counter::new(MAX_HASHERS),
             guards: slots::Counter::new(MAX_GUARDS),
             hash_threads: slots::Counter::new(MAX_HASH_THREADS),
@@ -87,13 +91,14 @@ impl HasData for HasCapabilities {
     type Data<'a> = CapabilitiesView<'a>;
 }
 
-/// Adds `kist:content/hasher`, `kist:content/locks` and
-/// `kist:content/space` to `linker`.
+/// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`
+/// and `kist:content/trees` to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
     content::hasher::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::locks::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::space::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::trees::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())
 }

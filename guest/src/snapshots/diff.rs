@@ -1,0 +1,222 @@
+//! `diff`: a snapshot's own tree (the upper layer of its overlay) as an
+//! OCI layer. Overlay whiteouts (character devices 0/0) become `.wh.`
+//! entries and opaque directories get `.wh..wh..opq`; entries are written
+//! depth first in byte order of their names with the tree's own modes,
+//! owners and times, so the same tree always gives the same bytes.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use crate::bindings::exports::kist::content::snapshots::Layer;
+use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
+use crate::bindings::kist::content::trees::{self, Node, NodeKind};
+use crate::bindings::wasi::filesystem::types::DescriptorFlags;
+use crate::content::new_blob::{DescriptorReader, NewBlob, from_io};
+use crate::shared::digest::Digest;
+use crate::shared::error::{Error, Result, precondition};
+use crate::shared::fs;
+use crate::snapshots::records::{self, State};
+use crate::snapshots::tree;
+
+/// Hashes what is written through it (the uncompressed tar: the diff id).
+struct Hashing<W> {
+    inner: W,
+    hasher: Hasher,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Out = tar::Builder<Hashing<std::io::BufWriter<flate2::write::GzEncoder<NewBlob>>>>;
+
+/// Stores the changes of `key` as a layer blob held by `holder`.
+pub fn diff(key: &str, holder: &str) -> Result<Layer> {
+    let all = records::current()?;
+    let record = all.get(key)?;
+    if record.kind == State::View {
+        return Err(precondition(format!(
+            "{key:?} is a view: it has no changes"
+        )));
+    }
+    let root = tree::fs_path(record.id);
+    let gz = flate2::write::GzEncoder::new(NewBlob::create()?, flate2::Compression::default());
+    let mut out = tar::Builder::new(Hashing {
+        inner: std::io::BufWriter::with_capacity(1 << 20, gz),
+        hasher: Hasher::new(Algorithm::Sha256),
+    });
+    out.mode(tar::HeaderMode::Complete);
+    let mut walk = Walk {
+        root: &root,
+        links: HashMap::new(),
+    };
+    walk.dir("", &mut out)?;
+    let io = |e| from_io(e, &root);
+    let hashing = out.into_inner().map_err(io)?;
+    let diff_id = Digest::of(Algorithm::Sha256, &hashing.hasher);
+    let gz = hashing
+        .inner
+        .into_inner()
+        .map_err(|e| from_io(e.into_error(), &root))?;
+    let (digest, size) = gz.finish().map_err(io)?.publish(holder)?;
+    Ok(Layer {
+        digest: digest.to_string(),
+        size,
+        diff_id: diff_id.to_string(),
+    })
+}
+
+/// One walk over a tree.
+struct Walk<'a> {
+    root: &'a str,
+    /// Files with more than one link already written, by inode.
+    links: HashMap<u64, String>,
+}
+
+impl Walk<'_> {
+    fn full(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.root)
+    }
+
+    /// Writes the entries under the directory `rel` (`""`: the root).
+    fn dir(&mut self, rel: &str, out: &mut Out) -> Result<()> {
+        let path = if rel.is_empty() {
+            self.root.to_owned()
+        } else {
+            self.full(rel)
+        };
+        let mut names: Vec<String> = fs::list_dir(&path)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        for name in names {
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            self.entry(&child, &name, out)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, rel: &str, name: &str, out: &mut Out) -> Result<()> {
+        let full = self.full(rel);
+        let node = trees::stat(&full).map_err(|e| tree::error(&full, e))?;
+        let io = |e| from_io(e, &full);
+        let mut header = header(&node);
+        match node.kind {
+            NodeKind::CharacterDevice if node.rdev == (0, 0) => {
+                let (parent, _) = rel.rsplit_once('/').unwrap_or(("", rel));
+                let path = join(parent, &format!(".wh.{name}"));
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(0);
+                out.append_data(&mut header, path, std::io::empty())
+                    .map_err(io)?;
+            }
+            NodeKind::Directory => {
+                let xattrs = trees::xattrs(&full).map_err(|e| tree::error(&full, e))?;
+                pax(out, &xattrs).map_err(io)?;
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                out.append_data(&mut header, format!("{rel}/"), std::io::empty())
+                    .map_err(io)?;
+                if xattrs
+                    .iter()
+                    .any(|(k, v)| k == "trusted.overlay.opaque" && v == b"y")
+                {
+                    let mut opaque = header.clone();
+                    opaque.set_entry_type(tar::EntryType::Regular);
+                    out.append_data(&mut opaque, format!("{rel}/.wh..wh..opq"), std::io::empty())
+                        .map_err(io)?;
+                }
+                self.dir(rel, out)?;
+            }
+            NodeKind::Symlink => {
+                let target = trees::read_link(&full).map_err(|e| tree::error(&full, e))?;
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                out.append_link(&mut header, rel, target).map_err(io)?;
+            }
+            NodeKind::File => {
+                if node.links > 1 {
+                    if let Some(first) = self.links.get(&node.inode) {
+                        header.set_entry_type(tar::EntryType::Link);
+                        header.set_size(0);
+                        return out.append_link(&mut header, rel, first).map_err(io);
+                    }
+                    self.links.insert(node.inode, rel.to_owned());
+                }
+                let xattrs = trees::xattrs(&full).map_err(|e| tree::error(&full, e))?;
+                pax(out, &xattrs).map_err(io)?;
+                let fd = fs::open_existing(&full, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
+                let reader = DescriptorReader {
+                    fd: &fd,
+                    path: full.clone(),
+                    at: 0,
+                    size: node.size,
+                };
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(node.size);
+                out.append_data(&mut header, rel, reader).map_err(io)?;
+            }
+            NodeKind::Fifo | NodeKind::CharacterDevice | NodeKind::BlockDevice => {
+                header.set_entry_type(match node.kind {
+                    NodeKind::Fifo => tar::EntryType::Fifo,
+                    NodeKind::CharacterDevice => tar::EntryType::Char,
+                    _ => tar::EntryType::Block,
+                });
+                header.set_size(0);
+                header.set_device_major(node.rdev.0).map_err(io)?;
+                header.set_device_minor(node.rdev.1).map_err(io)?;
+                out.append_data(&mut header, rel, std::io::empty())
+                    .map_err(io)?;
+            }
+            // A socket is not content: tar has no entry for it.
+            NodeKind::Socket => {}
+        }
+        Ok(())
+    }
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// A header with what `node` says of mode, owner and time.
+fn header(node: &Node) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(node.mode);
+    h.set_uid(node.uid.into());
+    h.set_gid(node.gid.into());
+    h.set_mtime(node.mtime.seconds);
+    h
+}
+
+/// Writes the `user.` and `security.` xattrs as a PAX header for the next
+/// entry (overlay's own `trusted.` ones are whiteout markers, not content).
+fn pax(out: &mut Out, xattrs: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    let kept: Vec<(String, &[u8])> = xattrs
+        .iter()
+        .filter(|(k, _)| k.starts_with("user.") || k.starts_with("security."))
+        .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+        .collect();
+    if kept.is_empty() {
+        return Ok(());
+    }
+    out.append_pax_extensions(kept.iter().map(|(k, v)| (k.as_str(), *v)))
+}

@@ -1,0 +1,247 @@
+//! The `snapshots` interface: containerd's snapshotter contract over
+//! [`records`] and [`tree`].
+
+use std::collections::HashSet;
+
+use crate::Component;
+use crate::bindings::exports::kist::content::snapshots::{
+    DiskUsage, Guest, Info, Layer, Mount, SnapshotOptions,
+};
+use crate::bindings::exports::kist::content::types::Error as WitError;
+use crate::content::labels;
+use crate::retention::holds;
+use crate::shared::digest::Digest;
+use crate::shared::error::{Error, Result, invalid, precondition};
+use crate::shared::filters::{Fields, Filters, label_field};
+use crate::shared::{layout, validate};
+use crate::snapshots::records::{self, Record, State, check_key};
+use crate::snapshots::{apply, diff, mounts, tree};
+
+/// Makes a snapshot of kind `kind` (active or view).
+fn create(
+    key: String,
+    parent: Option<String>,
+    options: SnapshotOptions,
+    kind: State,
+) -> Result<Vec<Mount>> {
+    check_key(&key)?;
+    if let Some(p) = &parent {
+        check_key(p)?;
+    }
+    validate::labels(&options.labels)?;
+    let holders = records::holders_of(options.holder)?;
+    layout::ensure()?;
+    let lock = records::lock()?;
+    records::update(&lock, |all| {
+        if all.items.contains_key(&key) {
+            return Err(Error::AlreadyExists);
+        }
+        if let Some(p) = &parent
+            && all.get(p)?.kind != State::Committed
+        {
+            return Err(invalid(format!("parent {p:?} is not committed")));
+        }
+        let id = all.next;
+        all.next += 1;
+        // A crash after the tree was made but before the record was
+        // written leaves the tree of an id that is given out again.
+        tree::remove(id)?;
+        tree::create(id, kind == State::Active && parent.is_some())?;
+        let now = holds::now();
+        let record = Record {
+            id,
+            parent,
+            kind,
+            labels: labels::from_list(options.labels),
+            holders,
+            created: now,
+            updated: now,
+            usage: None,
+        };
+        let mounts = mounts::of(all, &record)?;
+        all.items.insert(key, record);
+        Ok(mounts)
+    })
+}
+
+/// What walk filters see of a snapshot.
+struct Walked<'a>(&'a Info);
+
+impl Fields for Walked<'_> {
+    fn field(&self, path: &[String]) -> Option<String> {
+        match path.first()?.as_str() {
+            "name" => Some(self.0.name.clone()),
+            "parent" => self.0.parent.clone(),
+            "kind" => Some(kind_name(&self.0.kind).to_owned()),
+            "labels" => label_field(&self.0.labels, path),
+            _ => None,
+        }
+    }
+}
+
+fn kind_name(kind: &crate::bindings::exports::kist::content::snapshots::Kind) -> &'static str {
+    use crate::bindings::exports::kist::content::snapshots::Kind;
+    match kind {
+        Kind::View => "view",
+        Kind::Active => "active",
+        Kind::Committed => "committed",
+    }
+}
+
+impl Guest for Component {
+    fn prepare(
+        key: String,
+        parent: Option<String>,
+        options: SnapshotOptions,
+    ) -> Result<Vec<Mount>, WitError> {
+        create(key, parent, options, State::Active)
+    }
+
+    fn view(
+        key: String,
+        parent: Option<String>,
+        options: SnapshotOptions,
+    ) -> Result<Vec<Mount>, WitError> {
+        create(key, parent, options, State::View)
+    }
+
+    fn commit(name: String, key: String, options: SnapshotOptions) -> Result<(), WitError> {
+        check_key(&name)?;
+        check_key(&key)?;
+        validate::labels(&options.labels)?;
+        let holders = records::holders_of(options.holder)?;
+        let lock = records::lock()?;
+        records::update(&lock, |all| {
+            if all.items.contains_key(&name) {
+                return Err(Error::AlreadyExists);
+            }
+            let active = all.get(&key)?;
+            if active.kind != State::Active {
+                return Err(precondition(format!("{key:?} is not an active snapshot")));
+            }
+            let _not_applying = tree::apply_lock(active.id)?;
+            let usage = tree::usage(&tree::fs_path(active.id))?;
+            let mut record = all.items.remove(&key).expect("looked up above");
+            let now = holds::now();
+            record.kind = State::Committed;
+            record.labels = labels::from_list(options.labels);
+            record.holders = holders;
+            record.created = now;
+            record.updated = now;
+            record.usage = Some(usage);
+            all.items.insert(name, record);
+            Ok(())
+        })
+    }
+
+    fn mounts(key: String) -> Result<Vec<Mount>, WitError> {
+        let all = records::current()?;
+        let record = all.get(&key)?;
+        if record.kind == State::Committed {
+            return Err(precondition(format!(
+                "{key:?} is committed: it has no mounts; view it"
+            )));
+        }
+        mounts::of(&all, record)
+    }
+
+    fn remove(key: String) -> Result<(), WitError> {
+        let lock = records::lock()?;
+        let (id, _applying) = records::update(&lock, |all| {
+            let id = all.get(&key)?.id;
+            if all.has_children(&key) {
+                return Err(precondition(format!(
+                    "{key:?} is the parent of other snapshots; remove them first"
+                )));
+            }
+            let applying = tree::apply_lock(id)?;
+            all.items.remove(&key);
+            Ok((id, applying))
+        })?;
+        drop(lock);
+        // The record is gone, so the snapshot is; a tree that cannot go
+        // now (something is mounted in it) is left for `cleanup`.
+        let _ = tree::remove(id);
+        Ok(())
+    }
+
+    fn stat(key: String) -> Result<Info, WitError> {
+        Ok(records::current()?.get(&key)?.info(&key))
+    }
+
+    fn update(info: Info, fieldpaths: Vec<String>) -> Result<Info, WitError> {
+        validate::labels(&info.labels)?;
+        let given = labels::from_list(info.labels);
+        let lock = records::lock()?;
+        records::update(&lock, |all| {
+            let record = all.items.get_mut(&info.name).ok_or(Error::NotFound)?;
+            if fieldpaths.is_empty() {
+                record.labels = given.clone();
+            }
+            for path in &fieldpaths {
+                match path.split_once('.') {
+                    None if path == "labels" => record.labels = given.clone(),
+                    Some(("labels", key)) => match given.get(key) {
+                        Some(v) => {
+                            record.labels.insert(key.to_owned(), v.clone());
+                        }
+                        None => {
+                            record.labels.remove(key);
+                        }
+                    },
+                    _ => {
+                        return Err(invalid(format!(
+                            "cannot update {path:?}: only labels change"
+                        )));
+                    }
+                }
+            }
+            record.updated = holds::now();
+            Ok(record.info(&info.name))
+        })
+    }
+
+    fn usage(key: String) -> Result<DiskUsage, WitError> {
+        let all = records::current()?;
+        let record = all.get(&key)?;
+        let (size, inodes) = match record.usage {
+            Some(u) => u,
+            None => tree::usage(&tree::fs_path(record.id))?,
+        };
+        Ok(DiskUsage { size, inodes })
+    }
+
+    fn walk(filters: Vec<String>) -> Result<Vec<Info>, WitError> {
+        let filters = Filters::parse(&filters)?;
+        let all = records::current()?;
+        Ok(all
+            .items
+            .iter()
+            .map(|(name, r)| r.info(name))
+            .filter(|info| filters.matches(&Walked(info)))
+            .collect())
+    }
+
+    fn cleanup() -> Result<u32, WitError> {
+        let lock = records::lock()?;
+        let owned: HashSet<u64> = records::current()?.items.values().map(|r| r.id).collect();
+        let removed = tree::cleanup(&owned);
+        drop(lock);
+        removed
+    }
+
+    fn apply(
+        key: String,
+        blob: String,
+        media_type: String,
+        max_size: u64,
+    ) -> Result<String, WitError> {
+        let d = Digest::parse(&blob)?;
+        apply::apply(&key, &d, &media_type, max_size).map(|d| d.to_string())
+    }
+
+    fn diff(key: String, holder: Option<String>) -> Result<Layer, WitError> {
+        let holder = holds::given(holder)?;
+        diff::diff(&key, &holder)
+    }
+}

@@ -1,0 +1,225 @@
+//! [`Snapshots`]: containerd's snapshotter contract (filesystem trees in
+//! parent chains, handed out as overlay or bind mounts), and layers
+//! applied into and diffed out of snapshots.
+
+use std::sync::Arc;
+
+use crate::bindings::exports::kist::content::snapshots::{
+    DiskUsage, Info, Layer, Mount, SnapshotOptions,
+};
+use crate::error::{Error, Result};
+use crate::store::{Shared, Store};
+
+/// The snapshots of a store, from [`Store::snapshots`]. What they make is
+/// held by the store's holder ([`Store::as_holder`], [`Store::with_lease`]).
+///
+/// ```no_run
+/// # fn main() -> Result<(), kist::Error> {
+/// let store = kist::Store::open("/tmp/kist-demo")?;
+/// let layer = store.put(&std::fs::read("layer.tar.gz")?)?;
+/// let snapshots = store.snapshots();
+/// snapshots.prepare("extract-1", None, &[])?;
+/// let diff_id = snapshots.apply("extract-1", &layer, "application/vnd.oci.image.layer.v1.tar+gzip")?;
+/// snapshots.commit(&diff_id, "extract-1", &[])?;
+/// // A container's writable tree over that layer, mounted (as root).
+/// let mounts = snapshots.prepare("container-1", Some(diff_id.as_str()), &[])?;
+/// kist::mount::mount(&mounts, std::path::Path::new("/mnt/container-1"))?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Snapshots {
+    shared: Arc<Shared>,
+    holder: Option<String>,
+}
+
+impl Store {
+    /// The store's snapshots.
+    pub fn snapshots(&self) -> Snapshots {
+        Snapshots {
+            shared: Arc::clone(&self.shared),
+            holder: self.holder.clone(),
+        }
+    }
+}
+
+/// Most a layer may unpack to in [`Snapshots::apply`] unless
+/// [`Snapshots::apply_with_limit`] says otherwise: 64 GiB.
+pub const DEFAULT_MAX_UNPACKED: u64 = 64 << 30;
+/// How much larger than its blob a layer is assumed to unpack, for the
+/// call's deadline.
+const UNPACK_RATIO: u64 = 8;
+
+impl Snapshots {
+    fn options(&self, labels: &[(&str, &str)]) -> SnapshotOptions {
+        SnapshotOptions {
+            labels: crate::labels(labels),
+            holder: self.holder.clone(),
+        }
+    }
+
+    /// Paths in the component's mounts are relative to the store; these
+    /// are absolute.
+    fn absolute(&self, mounts: Vec<Mount>) -> Result<Vec<Mount>> {
+        let root = std::fs::canonicalize(&self.shared.root)
+            .map_err(|e| Error::Io(format!("{}: {e}", self.shared.root.display())))?;
+        let root = root
+            .to_str()
+            .filter(|r| !r.contains([':', ',']))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{}: a store for snapshots needs a UTF-8 path without `:` or `,` \
+                     (they separate overlay's options)",
+                    root.display()
+                ))
+            })?
+            .to_owned();
+        let abs = |p: &str| format!("{root}/{p}");
+        Ok(mounts
+            .into_iter()
+            .map(|m| Mount {
+                source: if m.type_ == "bind" {
+                    abs(&m.source)
+                } else {
+                    m.source
+                },
+                options: m
+                    .options
+                    .into_iter()
+                    .map(|o| match o.split_once('=') {
+                        Some((key @ ("upperdir" | "workdir"), p)) => format!("{key}={}", abs(p)),
+                        Some(("lowerdir", list)) => format!(
+                            "lowerdir={}",
+                            list.split(':').map(abs).collect::<Vec<_>>().join(":")
+                        ),
+                        _ => o,
+                    })
+                    .collect(),
+                type_: m.type_,
+            })
+            .collect())
+    }
+
+    /// Makes the active snapshot `key` over the committed `parent` (or an
+    /// empty one); returns the mounts that give its tree.
+    pub fn prepare(
+        &self,
+        key: &str,
+        parent: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Mount>> {
+        let options = self.options(labels);
+        let mounts = self.shared.call(|api, s| {
+            api.kist_content_snapshots()
+                .call_prepare(s, key, parent, &options)
+        })?;
+        self.absolute(mounts)
+    }
+
+    /// As [`prepare`](Self::prepare), read-only.
+    pub fn view(
+        &self,
+        key: &str,
+        parent: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Mount>> {
+        let options = self.options(labels);
+        let mounts = self.shared.call(|api, s| {
+            api.kist_content_snapshots()
+                .call_view(s, key, parent, &options)
+        })?;
+        self.absolute(mounts)
+    }
+
+    /// Commits the active snapshot `key` as `name`.
+    pub fn commit(&self, name: &str, key: &str, labels: &[(&str, &str)]) -> Result<()> {
+        let options = self.options(labels);
+        self.shared.call(|api, s| {
+            api.kist_content_snapshots()
+                .call_commit(s, name, key, &options)
+        })
+    }
+
+    /// The mounts of the active snapshot or view `key`.
+    pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let mounts = self
+            .shared
+            .call(|api, s| api.kist_content_snapshots().call_mounts(s, key))?;
+        self.absolute(mounts)
+    }
+
+    /// Removes the snapshot `key`; [`Error::FailedPrecondition`] if it has
+    /// children.
+    pub fn remove(&self, key: &str) -> Result<()> {
+        self.shared
+            .call(|api, s| api.kist_content_snapshots().call_remove(s, key))
+    }
+
+    /// What the store knows about `key`.
+    pub fn stat(&self, key: &str) -> Result<Info> {
+        self.shared
+            .call(|api, s| api.kist_content_snapshots().call_stat(s, key))
+    }
+
+    /// Changes the labels of `info.name` (see the WIT `update`).
+    pub fn update(&self, info: &Info, fieldpaths: &[&str]) -> Result<Info> {
+        let paths: Vec<String> = fieldpaths.iter().map(|p| p.to_string()).collect();
+        self.shared
+            .call(|api, s| api.kist_content_snapshots().call_update(s, info, &paths))
+    }
+
+    /// The space `key`'s own tree takes.
+    pub fn usage(&self, key: &str) -> Result<DiskUsage> {
+        self.shared
+            .call(|api, s| api.kist_content_snapshots().call_usage(s, key))
+    }
+
+    /// Snapshots matching any of `filters` (fields `name`, `parent`,
+    /// `kind`, `labels.<key>`).
+    pub fn walk(&self, filters: &[&str]) -> Result<Vec<Info>> {
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        self.shared
+            .call(|api, s| api.kist_content_snapshots().call_walk(s, &filters))
+    }
+
+    /// Removes trees no snapshot owns; returns how many.
+    pub fn cleanup(&self) -> Result<u32> {
+        self.shared
+            .call(|api, s| api.kist_content_snapshots().call_cleanup(s))
+    }
+
+    /// Unpacks the stored layer `blob` into the empty active snapshot
+    /// `key` (at most [`DEFAULT_MAX_UNPACKED`]); returns the diff id.
+    pub fn apply(&self, key: &str, blob: &str, media_type: &str) -> Result<String> {
+        self.apply_with_limit(key, blob, media_type, DEFAULT_MAX_UNPACKED)
+    }
+
+    /// [`apply`](Self::apply) with a cap on the unpacked size (file data
+    /// plus 512 bytes per entry).
+    pub fn apply_with_limit(
+        &self,
+        key: &str,
+        blob: &str,
+        media_type: &str,
+        max_size: u64,
+    ) -> Result<String> {
+        // The deadline grows with the data unpacked: the blob's size times
+        // a generous compression ratio, at most the cap.
+        let stored = self
+            .shared
+            .call(|api, s| api.kist_content_store().call_info(s, &blob.to_owned()))?;
+        let bytes = stored.size.saturating_mul(UNPACK_RATIO).min(max_size);
+        let blob = blob.to_owned();
+        self.shared.call_for(bytes, |api, s| {
+            api.kist_content_snapshots()
+                .call_apply(s, key, &blob, media_type, max_size)
+        })
+    }
+
+    /// The changes of `key` against its parent, stored as a tar+gzip layer.
+    pub fn diff(&self, key: &str) -> Result<Layer> {
+        self.shared.call(|api, s| {
+            api.kist_content_snapshots()
+                .call_diff(s, key, self.holder.as_ref())
+        })
+    }
+}
