@@ -5,6 +5,7 @@ pub mod conformance;
 pub mod containerd;
 pub mod http;
 pub mod oci;
+pub mod trees;
 
 use std::path::Path;
 

@@ -20,4 +20,5 @@ mod registry_clients;
 mod retention;
 mod sandbox;
 mod serve;
+mod snapshots;
 mod storer;
