@@ -30,6 +30,8 @@ declare -A apt_peers=(
     [ctr]=containerd
     [runc]=runc
     [docker-registry]=docker-registry
+    [busybox]=busybox-static
+    [zstd]=zstd
 )
 missing=()
 for program in "${!apt_peers[@]}"; do

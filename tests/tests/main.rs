@@ -20,5 +20,6 @@ mod registry_clients;
 mod retention;
 mod sandbox;
 mod serve;
+mod snapshot_layers;
 mod snapshots;
 mod storer;

@@ -516,15 +516,26 @@ fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     String::from_utf8(target.into_owned()).map_err(|_| invalid("the link target is not UTF-8"))
 }
 
+/// A numeric header field: empty (all NUL or spaces) reads as 0, as Go's
+/// archive/tar (which wrote most layers) reads it.
+fn numeric(field: &[u8], parsed: std::io::Result<u64>, what: &str) -> Result<u64> {
+    if field.iter().all(|b| *b == 0 || *b == b' ') {
+        return Ok(0);
+    }
+    parsed.map_err(|_| invalid(format!("unreadable {what} in the header")))
+}
+
 fn attributes(header: &tar::Header) -> Result<Attributes> {
-    let bad = |what: &str| invalid(format!("unreadable {what} in the header"));
-    let seconds = header.mtime().map_err(|_| bad("mtime"))?;
+    let old = header.as_old();
+    let id = |v: u64, what: &str| {
+        u32::try_from(v).map_err(|_| invalid(format!("{what} {v} is too large")))
+    };
     Ok(Attributes {
-        mode: header.mode().map_err(|_| bad("mode"))? & 0o7777,
-        uid: u32::try_from(header.uid().map_err(|_| bad("uid"))?).map_err(|_| bad("uid"))?,
-        gid: u32::try_from(header.gid().map_err(|_| bad("gid"))?).map_err(|_| bad("gid"))?,
+        mode: numeric(&old.mode, header.mode().map(u64::from), "mode")? as u32 & 0o7777,
+        uid: id(numeric(&old.uid, header.uid(), "uid")?, "uid")?,
+        gid: id(numeric(&old.gid, header.gid(), "gid")?, "gid")?,
         mtime: Some(Datetime {
-            seconds,
+            seconds: numeric(&old.mtime, header.mtime(), "mtime")?,
             nanoseconds: 0,
         }),
     })
