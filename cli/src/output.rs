@@ -415,6 +415,8 @@ fn kind(k: ProblemKind) -> &'static str {
         ProblemKind::BrokenIngest => "broken-ingest",
         ProblemKind::BadLayout => "bad-layout",
         ProblemKind::StaleIngest => "stale-ingest",
+        ProblemKind::OrphanSnapshot => "orphan-snapshot",
+        ProblemKind::BrokenSnapshot => "broken-snapshot",
     }
 }
 

@@ -106,6 +106,8 @@ mod registry {
 mod snapshots {
     /// Layer blobs unpacked into a snapshot.
     pub mod apply;
+    /// What `fsck` checks of snapshots.
+    pub mod check;
     /// A snapshot's changes as a layer blob.
     pub mod diff;
     pub mod interface;

@@ -70,6 +70,8 @@ enum Phase {
     Ingests,
     /// `artifacts/.tmp`: archives being built.
     ArtifactTemps,
+    /// `snapshots/`: trees and their records.
+    Snapshots,
 }
 
 /// A blob whose bytes are being hashed.
@@ -91,6 +93,7 @@ impl GuestCheck for Check {
         }
         phases.push(Phase::Ingests);
         phases.push(Phase::ArtifactTemps);
+        phases.push(Phase::Snapshots);
         phases.reverse();
         Self(RefCell::new(State {
             repair,
@@ -113,7 +116,7 @@ impl GuestCheck for Check {
 }
 
 /// A problem found; `repaired` filled in by the caller if it repairs.
-fn problem(kind: ProblemKind, path: &str, detail: impl Into<String>) -> Problem {
+pub(crate) fn problem(kind: ProblemKind, path: &str, detail: impl Into<String>) -> Problem {
     Problem {
         kind,
         path: path.to_owned(),
@@ -177,6 +180,7 @@ impl State {
             Phase::Holds(alg) => self.hold_entry(alg, name, kind),
             Phase::Ingests => self.ingest_entry(name, kind),
             Phase::ArtifactTemps => self.artifact_temp(name),
+            Phase::Snapshots => crate::snapshots::check::entry(name, kind, self.repair),
         }
     }
 
@@ -491,6 +495,7 @@ fn list(phase: Phase) -> Result<(Entries, Option<Problem>)> {
         Phase::Holds(alg) => layout::hold_dir(alg),
         Phase::Ingests => layout::INGEST.to_owned(),
         Phase::ArtifactTemps => records::TMP.to_owned(),
+        Phase::Snapshots => crate::snapshots::records::DIR.to_owned(),
     };
     match fs::stat(&dir)?.map(|s| s.type_) {
         None => return Ok((Vec::new(), None)),

@@ -20,7 +20,7 @@ use crate::shared::fs::{self, Durability};
 /// Where snapshots live, relative to the store root.
 pub const DIR: &str = "snapshots";
 /// The metadata file's name in [`DIR`].
-const FILE: &str = "snapshots.json";
+pub const FILE: &str = "snapshots.json";
 /// The lock every metadata change holds.
 const LOCK: &str = "snapshots";
 /// Longest key or name, in bytes (containerd's keys carry a chain id).
