@@ -272,6 +272,7 @@ impl Output {
             RemovedKind::Blob => "blob",
             RemovedKind::Ingest => "ingest",
             RemovedKind::Lease => "lease",
+            RemovedKind::Snapshot => "snapshot",
         };
         if self.format == Format::Json {
             return print_json(&json!({

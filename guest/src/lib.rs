@@ -115,6 +115,8 @@ mod snapshots {
     pub mod mounts;
     /// `snapshots/snapshots.json`: every snapshot's record.
     pub mod records;
+    /// What keeps a snapshot, and collecting the rest.
+    pub mod retention;
     /// A snapshot's directories, and the `trees` capability.
     pub mod tree;
 }

@@ -385,11 +385,11 @@ fn repaired(store: &kist::Store, round: u64) -> usize {
 /// leave records and trees consistent: the snapshot is as before the call
 /// or as after it, `fsck --repair` removes what a kill left (a half-built
 /// tree, a half-removed one), then `fsck` is clean, and the operation run
-/// again succeeds. `KIST_CRASH_SNAPSHOTS` sets the rounds (default 12).
+/// again succeeds. `KIST_CRASH_SNAPSHOTS` sets the rounds (default 8).
 #[test]
 fn killed_snapshot_operations_recover() {
     kist_tests::trees::require_root();
-    let rounds = env_number("KIST_CRASH_SNAPSHOTS", 12);
+    let rounds = env_number("KIST_CRASH_SNAPSHOTS", 8);
     let mut seed = env_number("KIST_CRASH_SEED", 0x5a95);
     let h = Harness::new(open_embedded);
     let store = h.store();

@@ -631,3 +631,71 @@ fn mount_128_layers() {
     );
     assert!(usage.inodes < 10, "parents are excluded: {usage:?}");
 }
+
+/// What a collection removed of kind snapshot.
+fn collected_snapshots(store: &kist::Store) -> Vec<String> {
+    store
+        .retention()
+        .collect(false)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .filter(|r| r.kind == kist::RemovedKind::Snapshot)
+        .map(|r| r.name)
+        .collect()
+}
+
+#[test]
+fn snapshots_join_the_retention_graph() {
+    require_root();
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    let lease = store.leases().create(Some("pull"), None, &[]).unwrap();
+    let leased = store.with_lease(&lease.id).snapshots();
+    leased.prepare("extract", None, &[]).unwrap();
+    leased.commit("layer", "extract", &[]).unwrap();
+    leased.prepare("extract-2", None, &[]).unwrap();
+    leased.commit("referenced", "extract-2", &[]).unwrap();
+    let s = store.snapshots();
+    s.prepare("mine", None, &[]).unwrap();
+    s.prepare("container", Some("layer"), &[]).unwrap();
+    assert_eq!(s.stat("layer").unwrap().holders, ["lease/pull"]);
+    // A blob keeps a snapshot through containerd's label.
+    let config = store
+        .put_with(
+            b"{}",
+            None,
+            &[("containerd.io/gc.ref.snapshot.kist", "referenced")],
+        )
+        .unwrap();
+    assert!(
+        collected_snapshots(&store).is_empty(),
+        "the lease holds them"
+    );
+
+    store.leases().delete(&lease.id).unwrap();
+    assert!(
+        collected_snapshots(&store).is_empty(),
+        "a child and a label keep them"
+    );
+    s.remove("container").unwrap();
+    assert_eq!(
+        collected_snapshots(&store),
+        ["layer"],
+        "nothing keeps the parent now"
+    );
+    store.delete(&config).unwrap();
+    assert_eq!(
+        collected_snapshots(&store),
+        ["referenced"],
+        "the label's blob was released"
+    );
+    let left: Vec<String> = s.walk(&[]).unwrap().into_iter().map(|i| i.name).collect();
+    assert_eq!(left, ["mine"], "what `default` holds stays");
+    assert_eq!(
+        std::fs::read_dir(h.path().join("snapshots"))
+            .unwrap()
+            .count(),
+        2,
+        "trees went too"
+    );
+}

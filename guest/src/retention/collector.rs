@@ -155,6 +155,13 @@ impl State {
                     }
                 }
                 if expired.is_empty() {
+                    let snapshots =
+                        crate::snapshots::retention::collect(&scan.snapshot_refs, self.dry_run)?;
+                    removed.extend(snapshots.into_iter().map(|name| Removed {
+                        kind: RemovedKind::Snapshot,
+                        name,
+                        bytes: 0,
+                    }));
                     removed.extend(self.finish(&scan)?);
                     self.stage = Stage::Done;
                 } else {

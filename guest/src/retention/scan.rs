@@ -21,6 +21,10 @@ use crate::shared::error::{Error, Result, fs as fs_error};
 use crate::shared::fs::{self, FileType};
 use crate::shared::layout;
 
+/// Labels through which a blob keeps a snapshot, as in containerd:
+/// `containerd.io/gc.ref.snapshot.<snapshotter>[/<x>]`.
+const SNAPSHOT_REF: &str = "containerd.io/gc.ref.snapshot.";
+
 /// Directory entries one step looks at, at most.
 const STEP: usize = 1024;
 
@@ -86,6 +90,9 @@ pub struct Scan {
     pub ingests: Vec<Ingest>,
     /// Blobs reached from something live.
     pub marked: BTreeSet<String>,
+    /// Snapshots live blobs name in `containerd.io/gc.ref.snapshot.*`
+    /// labels: they are kept (see `snapshots::retention`).
+    pub snapshot_refs: BTreeSet<String>,
     /// `index.json`'s entries: digest → names.
     roots: BTreeMap<String, Vec<String>>,
     /// Subjects that have referrers (see `registry::referrers`).
@@ -111,6 +118,7 @@ impl Scan {
             blobs: BTreeMap::new(),
             ingests: Vec::new(),
             marked: BTreeSet::new(),
+            snapshot_refs: BTreeSet::new(),
             // A damaged index fails the collection: its roots are unknown.
             roots: index::roots()?,
             subjects: referrers::subjects()?,
@@ -288,6 +296,12 @@ impl Scan {
     /// referrers.
     fn follow(&mut self, d: &Digest, labels: &Labels) -> Result<()> {
         self.queue.extend(holds::references(labels));
+        self.snapshot_refs.extend(
+            labels
+                .iter()
+                .filter(|(k, _)| k.starts_with(SNAPSHOT_REF))
+                .map(|(_, v)| v.clone()),
+        );
         if self.subjects.contains(&d.to_string()) {
             self.queue
                 .extend(referrers::of(d)?.into_iter().map(|(referrer, _)| referrer));
