@@ -13,6 +13,7 @@ mod report;
 mod retention;
 mod rss;
 mod small;
+mod snapshots;
 mod tools;
 
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ enum Scenario {
     /// The OCI registry against docker-registry (distribution 2.8):
     /// pushes, pulls, skopeo copies, tag updates.
     Registry,
+    /// Snapshots: apply against `tar xzf`; prepare/commit/remove cycles
+    /// against containerd's overlayfs snapshotter.
+    Snapshots,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -138,6 +142,14 @@ fn main() -> anyhow::Result<()> {
             (1 << 30, 10_000)
         };
         registry::run(&mut report, &tools, work, size, reps.min(3), tags)?;
+    }
+    if wanted(Scenario::Snapshots) {
+        let (files, size, cycles) = if quick {
+            (200, 4 << 20, 5)
+        } else {
+            (10_000, 256 << 20, 30)
+        };
+        snapshots::run(&mut report, &tools, work, files, size, cycles, reps.min(3))?;
     }
     if tools.ctr_socket.is_none() {
         report.note(

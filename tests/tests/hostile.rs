@@ -73,12 +73,20 @@ fn escapes_are_refused() {
         "write-through-planted-symlink",
         "make-symlink-out",
         "rename-out",
+        "trees-escapes",
     ] {
         let report = report(&store, attack).unwrap();
         assert!(!report.contains("ESCAPED"), "{attack}: {report}");
         assert!(report.starts_with("refused"), "{attack}: {report}");
     }
     assert_outside_untouched(&scene);
+    let canary = std::fs::metadata(scene.outside.join("canary")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&canary.permissions()) & 0o777,
+        0o644,
+        "the canary's mode is untouched"
+    );
+    assert_ne!(std::os::unix::fs::MetadataExt::uid(&canary), 4242, "its owner too");
     assert!(scene.store.join("oci-layout").is_file());
 }
 

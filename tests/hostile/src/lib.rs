@@ -16,10 +16,11 @@ mod bindings {
 }
 
 use bindings::exports::kist::content::{
-    fsck, ingester, leases, registry, retention, store, storer, types,
+    fsck, ingester, leases, registry, retention, snapshots, store, storer, types,
 };
 use bindings::kist::content::hasher::{Algorithm, Hasher};
 use bindings::kist::content::locks;
+use bindings::kist::content::trees::{self, Attributes};
 use bindings::wasi::filesystem::preopens;
 use bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
 use bindings::wasi::io::streams::InputStream;
@@ -101,6 +102,43 @@ fn attack(name: &str) -> String {
                 }
             };
             format!("refused: after {} locks: {refusal:?}", held.len())
+        }
+        "trees-escapes" => {
+            // The scene plants `planted` -> ../outside; the guest makes
+            // `up` -> ../outside/canary itself.
+            let _ = root().symlink_at("../outside/canary", "up");
+            let wide = Attributes {
+                mode: 0o777,
+                uid: 4242,
+                gid: 4242,
+                mtime: None,
+            };
+            let tries = [
+                outcome("chmod ../outside", trees::set_attributes("../outside/canary", wide)),
+                outcome("chmod /etc/passwd", trees::set_attributes("/etc/passwd", wide)),
+                outcome("chmod through planted", trees::set_attributes("planted/canary", wide)),
+                outcome("stat through planted", trees::stat("planted/canary")),
+                outcome("xattr through planted", trees::set_xattr("planted/canary", "user.x", b"1")),
+                outcome("xattrs through planted", trees::xattrs("planted/canary")),
+                outcome("whiteout through planted", trees::make_whiteout("planted/wh")),
+                outcome("fifo through planted", trees::make_fifo("planted/fifo")),
+                outcome("symlink through planted", trees::symlink("planted/ln", "/etc")),
+                outcome("readlink through planted", trees::read_link("planted/ln")),
+                outcome("usage of planted", trees::usage("planted")),
+                outcome("usage through planted", trees::usage("planted/")),
+                outcome("remove through planted", trees::remove_tree("planted/canary")),
+                outcome("remove dotdot", trees::remove_tree("a/../../outside")),
+                outcome("empty path", trees::stat("")),
+                outcome("NUL in a path", trees::stat("a\0b")),
+            ];
+            // The last component is never followed: these act on the link
+            // `up` itself (and must not reach the canary behind it).
+            let _ = trees::set_attributes("up", wide);
+            let _ = trees::set_xattr("up", "user.x", b"1");
+            if let Some(escaped) = tries.iter().find(|t| t.starts_with("ESCAPED")) {
+                return escaped.clone();
+            }
+            format!("refused: {}", tries.join(" / "))
         }
         "hasher-garbage-state" => {
             let restored = Hasher::restore(Algorithm::Sha256, &vec![0xff; 1 << 20]);
@@ -413,6 +451,45 @@ impl registry::Guest for Hostile {
         _: String,
         _: Option<String>,
     ) -> Result<Vec<registry::Descriptor>, registry::RegistryError> {
+        unreachable!()
+    }
+}
+
+impl snapshots::Guest for Hostile {
+    fn prepare(_: String, _: Option<String>, _: snapshots::SnapshotOptions) -> Result<Vec<snapshots::Mount>, Error> {
+        unreachable!()
+    }
+    fn view(_: String, _: Option<String>, _: snapshots::SnapshotOptions) -> Result<Vec<snapshots::Mount>, Error> {
+        unreachable!()
+    }
+    fn commit(_: String, _: String, _: snapshots::SnapshotOptions) -> Result<(), Error> {
+        unreachable!()
+    }
+    fn mounts(_: String) -> Result<Vec<snapshots::Mount>, Error> {
+        unreachable!()
+    }
+    fn remove(_: String) -> Result<(), Error> {
+        unreachable!()
+    }
+    fn stat(_: String) -> Result<snapshots::Info, Error> {
+        unreachable!()
+    }
+    fn update(_: snapshots::Info, _: Vec<String>) -> Result<snapshots::Info, Error> {
+        unreachable!()
+    }
+    fn usage(_: String) -> Result<snapshots::DiskUsage, Error> {
+        unreachable!()
+    }
+    fn walk(_: Vec<String>) -> Result<Vec<snapshots::Info>, Error> {
+        unreachable!()
+    }
+    fn cleanup() -> Result<u32, Error> {
+        unreachable!()
+    }
+    fn apply(_: String, _: String, _: String, _: u64) -> Result<String, Error> {
+        unreachable!()
+    }
+    fn diff(_: String, _: Option<String>) -> Result<snapshots::Layer, Error> {
         unreachable!()
     }
 }

@@ -1,0 +1,145 @@
+//! Snapshots: `apply` of a tar+gzip layer with many files against GNU
+//! `tar xzf` into a directory (the physical job: inflate, create, write),
+//! and prepare + commit + remove cycles against containerd's overlayfs
+//! snapshotter driven by `ctr snapshots` (one process per step, as the
+//! `kist snapshot` CLI; the library's in-process rate beside them).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use crate::measure::{Contender, interleave, time};
+use crate::report::{Report, Unit};
+use crate::tools::{Tools, timed};
+
+const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// A layer of `files` files of random bytes, `size` bytes in all, gzip
+/// level 1 (random data hardly compresses: the blob is about `size`).
+fn layer(path: &Path, files: usize, size: u64) -> anyhow::Result<()> {
+    let gz = flate2::write::GzEncoder::new(std::fs::File::create(path)?, flate2::Compression::fast());
+    let mut b = tar::Builder::new(std::io::BufWriter::new(gz));
+    let per = (size / files as u64) as usize;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut data = vec![0u8; per];
+    for i in 0..files {
+        for chunk in data.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(per as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, format!("usr/share/d{}/f{i}", i % 100), &data[..])?;
+    }
+    b.into_inner()?.into_inner().map_err(|e| e.into_error())?.finish()?.flush()?;
+    Ok(())
+}
+
+pub fn run(
+    report: &mut Report,
+    tools: &Tools,
+    work: &Path,
+    files: usize,
+    size: u64,
+    cycles: usize,
+    reps: usize,
+) -> anyhow::Result<()> {
+    let blob = work.join("layer.tar.gz");
+    layer(&blob, files, size)?;
+    let dir = work.join("snapshots-store");
+    let store = kist::Store::open(&dir)?;
+    let digest = store.put(&std::fs::read(&blob)?)?;
+    let snapshots = store.snapshots();
+    let target = work.join("untarred");
+    let samples = interleave(
+        reps,
+        vec![
+            Contender::new("tar xzf into a directory", |_| {
+                std::fs::remove_dir_all(&target).ok();
+                std::fs::create_dir(&target)?;
+                timed(Command::new("tar").arg("xzf").arg(&blob).arg("-C").arg(&target), None)
+            }),
+            Contender::new("kist snapshots().apply (library)", |rep| {
+                let key = format!("lib-{rep}");
+                snapshots.prepare(&key, None, &[])?;
+                let t = time(|| Ok(snapshots.apply(&key, &digest, GZIP).map(|_| ())?))?;
+                snapshots.remove(&key)?;
+                Ok(t)
+            }),
+            Contender::new("kist snapshot apply (CLI)", |rep| {
+                let key = format!("cli-{rep}");
+                snapshots.prepare(&key, None, &[])?;
+                let t = timed(tools.kist(&dir).args(["snapshot", "apply", &key, &digest]), None)?;
+                snapshots.remove(&key)?;
+                Ok(t)
+            }),
+        ],
+    )?;
+    let unpacked = size;
+    report.section(
+        &format!("apply: a {} MiB tar+gzip layer of {files} files", size >> 20),
+        Unit::Bytes(unpacked),
+        &samples,
+    );
+    std::fs::remove_dir_all(&target).ok();
+
+    // Cycles: prepare, commit, remove.
+    let mut contenders = vec![
+        Contender::new(format!("kist snapshot CLI, {cycles} cycles (3 processes each)"), |rep| {
+            time(|| {
+                for i in 0..cycles {
+                    let (key, name) = (format!("c{rep}-{i}"), format!("n{rep}-{i}"));
+                    timed(tools.kist(&dir).args(["snapshot", "prepare", &key]), None)?;
+                    timed(tools.kist(&dir).args(["snapshot", "commit", &name, &key]), None)?;
+                    timed(tools.kist(&dir).args(["snapshot", "rm", &name]), None)?;
+                }
+                Ok(())
+            })
+        }),
+        Contender::new(format!("kist library, {cycles} cycles"), |rep| {
+            time(|| {
+                for i in 0..cycles {
+                    let (key, name) = (format!("l{rep}-{i}"), format!("m{rep}-{i}"));
+                    snapshots.prepare(&key, None, &[])?;
+                    snapshots.commit(&name, &key, &[])?;
+                    snapshots.remove(&name)?;
+                }
+                Ok(())
+            })
+        }),
+    ];
+    if tools.ctr().is_some() {
+        contenders.insert(
+            0,
+            Contender::new(format!("containerd overlayfs via ctr, {cycles} cycles (3 processes each)"), |rep| {
+                time(|| {
+                    for i in 0..cycles {
+                        let (key, name) = (format!("c{rep}-{i}"), format!("n{rep}-{i}"));
+                        let ctr = |args: &[&str]| -> anyhow::Result<()> {
+                            let mut c = tools.ctr().expect("containerd runs");
+                            c.args(["snapshots", "--snapshotter", "overlayfs"]).args(args);
+                            timed(&mut c, None).map(|_| ())
+                        };
+                        ctr(&["prepare", &key])?;
+                        ctr(&["commit", &name, &key])?;
+                        ctr(&["rm", &name])?;
+                    }
+                    Ok(())
+                })
+            }),
+        );
+    }
+    let samples = interleave(reps, contenders)?;
+    report.section("prepare + commit + remove cycles", Unit::Ops(cycles as u64), &samples);
+    report.note(
+        "ctr and the kist CLI both start a process per step; the library row is kist without \
+         process start-up (containerd's in-process snapshotter cannot be driven without Go).",
+    );
+    Ok(())
+}
