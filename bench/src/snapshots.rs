@@ -17,7 +17,8 @@ const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// A layer of `files` files of random bytes, `size` bytes in all, gzip
 /// level 1 (random data hardly compresses: the blob is about `size`).
 fn layer(path: &Path, files: usize, size: u64) -> anyhow::Result<()> {
-    let gz = flate2::write::GzEncoder::new(std::fs::File::create(path)?, flate2::Compression::fast());
+    let gz =
+        flate2::write::GzEncoder::new(std::fs::File::create(path)?, flate2::Compression::fast());
     let mut b = tar::Builder::new(std::io::BufWriter::new(gz));
     let per = (size / files as u64) as usize;
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -37,7 +38,11 @@ fn layer(path: &Path, files: usize, size: u64) -> anyhow::Result<()> {
         h.set_mtime(1_700_000_000);
         b.append_data(&mut h, format!("usr/share/d{}/f{i}", i % 100), &data[..])?;
     }
-    b.into_inner()?.into_inner().map_err(|e| e.into_error())?.finish()?.flush()?;
+    b.into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .finish()?
+        .flush()?;
     Ok(())
 }
 
@@ -63,7 +68,14 @@ pub fn run(
             Contender::new("tar xzf into a directory", |_| {
                 std::fs::remove_dir_all(&target).ok();
                 std::fs::create_dir(&target)?;
-                timed(Command::new("tar").arg("xzf").arg(&blob).arg("-C").arg(&target), None)
+                timed(
+                    Command::new("tar")
+                        .arg("xzf")
+                        .arg(&blob)
+                        .arg("-C")
+                        .arg(&target),
+                    None,
+                )
             }),
             Contender::new("kist snapshots().apply (library)", |rep| {
                 let key = format!("lib-{rep}");
@@ -75,7 +87,10 @@ pub fn run(
             Contender::new("kist snapshot apply (CLI)", |rep| {
                 let key = format!("cli-{rep}");
                 snapshots.prepare(&key, None, &[])?;
-                let t = timed(tools.kist(&dir).args(["snapshot", "apply", &key, &digest]), None)?;
+                let t = timed(
+                    tools.kist(&dir).args(["snapshot", "apply", &key, &digest]),
+                    None,
+                )?;
                 snapshots.remove(&key)?;
                 Ok(t)
             }),
@@ -83,7 +98,10 @@ pub fn run(
     )?;
     let unpacked = size;
     report.section(
-        &format!("apply: a {} MiB tar+gzip layer of {files} files", size >> 20),
+        &format!(
+            "apply: a {} MiB tar+gzip layer of {files} files",
+            size >> 20
+        ),
         Unit::Bytes(unpacked),
         &samples,
     );
@@ -91,17 +109,23 @@ pub fn run(
 
     // Cycles: prepare, commit, remove.
     let mut contenders = vec![
-        Contender::new(format!("kist snapshot CLI, {cycles} cycles (3 processes each)"), |rep| {
-            time(|| {
-                for i in 0..cycles {
-                    let (key, name) = (format!("c{rep}-{i}"), format!("n{rep}-{i}"));
-                    timed(tools.kist(&dir).args(["snapshot", "prepare", &key]), None)?;
-                    timed(tools.kist(&dir).args(["snapshot", "commit", &name, &key]), None)?;
-                    timed(tools.kist(&dir).args(["snapshot", "rm", &name]), None)?;
-                }
-                Ok(())
-            })
-        }),
+        Contender::new(
+            format!("kist snapshot CLI, {cycles} cycles (3 processes each)"),
+            |rep| {
+                time(|| {
+                    for i in 0..cycles {
+                        let (key, name) = (format!("c{rep}-{i}"), format!("n{rep}-{i}"));
+                        timed(tools.kist(&dir).args(["snapshot", "prepare", &key]), None)?;
+                        timed(
+                            tools.kist(&dir).args(["snapshot", "commit", &name, &key]),
+                            None,
+                        )?;
+                        timed(tools.kist(&dir).args(["snapshot", "rm", &name]), None)?;
+                    }
+                    Ok(())
+                })
+            },
+        ),
         Contender::new(format!("kist library, {cycles} cycles"), |rep| {
             time(|| {
                 for i in 0..cycles {
@@ -117,26 +141,34 @@ pub fn run(
     if tools.ctr().is_some() {
         contenders.insert(
             0,
-            Contender::new(format!("containerd overlayfs via ctr, {cycles} cycles (3 processes each)"), |rep| {
-                time(|| {
-                    for i in 0..cycles {
-                        let (key, name) = (format!("c{rep}-{i}"), format!("n{rep}-{i}"));
-                        let ctr = |args: &[&str]| -> anyhow::Result<()> {
-                            let mut c = tools.ctr().expect("containerd runs");
-                            c.args(["snapshots", "--snapshotter", "overlayfs"]).args(args);
-                            timed(&mut c, None).map(|_| ())
-                        };
-                        ctr(&["prepare", &key])?;
-                        ctr(&["commit", &name, &key])?;
-                        ctr(&["rm", &name])?;
-                    }
-                    Ok(())
-                })
-            }),
+            Contender::new(
+                format!("containerd overlayfs via ctr, {cycles} cycles (3 processes each)"),
+                |rep| {
+                    time(|| {
+                        for i in 0..cycles {
+                            let (key, name) = (format!("c{rep}-{i}"), format!("n{rep}-{i}"));
+                            let ctr = |args: &[&str]| -> anyhow::Result<()> {
+                                let mut c = tools.ctr().expect("containerd runs");
+                                c.args(["snapshots", "--snapshotter", "overlayfs"])
+                                    .args(args);
+                                timed(&mut c, None).map(|_| ())
+                            };
+                            ctr(&["prepare", &key])?;
+                            ctr(&["commit", &name, &key])?;
+                            ctr(&["rm", &name])?;
+                        }
+                        Ok(())
+                    })
+                },
+            ),
         );
     }
     let samples = interleave(reps, contenders)?;
-    report.section("prepare + commit + remove cycles", Unit::Ops(cycles as u64), &samples);
+    report.section(
+        "prepare + commit + remove cycles",
+        Unit::Ops(cycles as u64),
+        &samples,
+    );
     report.note(
         "ctr and the kist CLI both start a process per step; the library row is kist without \
          process start-up (containerd's in-process snapshotter cannot be driven without Go).",

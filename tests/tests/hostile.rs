@@ -86,7 +86,11 @@ fn escapes_are_refused() {
         0o644,
         "the canary's mode is untouched"
     );
-    assert_ne!(std::os::unix::fs::MetadataExt::uid(&canary), 4242, "its owner too");
+    assert_ne!(
+        std::os::unix::fs::MetadataExt::uid(&canary),
+        4242,
+        "its owner too"
+    );
     assert!(scene.store.join("oci-layout").is_file());
 }
 

@@ -181,17 +181,25 @@ impl Host for CapabilitiesView<'_> {
     ) -> wasmtime::Result<Result<(), TreeError>> {
         Ok((|| {
             let (dir, name) = self.ctx.trees.parent(&path)?;
-            rustix::fs::chownat(
-                &dir,
-                name,
-                Some(rustix::fs::Uid::from_raw(a.uid)),
-                Some(rustix::fs::Gid::from_raw(a.gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| os("chown", &path, e))?;
+            // Most entries of a layer are root's with the mode a new file
+            // gets: one stat saves the chown and the chmod then.
             let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| os("stat", &path, e))?;
-            if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+            let symlink = FileType::from_raw_mode(st.st_mode) == FileType::Symlink;
+            let chown = (st.st_uid, st.st_gid) != (a.uid, a.gid);
+            if chown {
+                rustix::fs::chownat(
+                    &dir,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(a.uid)),
+                    Some(rustix::fs::Gid::from_raw(a.gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| os("chown", &path, e))?;
+            }
+            // chown clears setuid bits, so after one the mode is set even if
+            // it looked right before.
+            if !symlink && (chown || st.st_mode & 0o7777 != a.mode & 0o7777) {
                 // chmod follows symlinks, so it goes through a descriptor of
                 // the object itself (opened without following).
                 let fd = self.ctx.trees.open(&path, OFlags::PATH)?;

@@ -114,19 +114,40 @@ fn attack(name: &str) -> String {
                 mtime: None,
             };
             let tries = [
-                outcome("chmod ../outside", trees::set_attributes("../outside/canary", wide)),
-                outcome("chmod /etc/passwd", trees::set_attributes("/etc/passwd", wide)),
-                outcome("chmod through planted", trees::set_attributes("planted/canary", wide)),
+                outcome(
+                    "chmod ../outside",
+                    trees::set_attributes("../outside/canary", wide),
+                ),
+                outcome(
+                    "chmod /etc/passwd",
+                    trees::set_attributes("/etc/passwd", wide),
+                ),
+                outcome(
+                    "chmod through planted",
+                    trees::set_attributes("planted/canary", wide),
+                ),
                 outcome("stat through planted", trees::stat("planted/canary")),
-                outcome("xattr through planted", trees::set_xattr("planted/canary", "user.x", b"1")),
+                outcome(
+                    "xattr through planted",
+                    trees::set_xattr("planted/canary", "user.x", b"1"),
+                ),
                 outcome("xattrs through planted", trees::xattrs("planted/canary")),
-                outcome("whiteout through planted", trees::make_whiteout("planted/wh")),
+                outcome(
+                    "whiteout through planted",
+                    trees::make_whiteout("planted/wh"),
+                ),
                 outcome("fifo through planted", trees::make_fifo("planted/fifo")),
-                outcome("symlink through planted", trees::symlink("planted/ln", "/etc")),
+                outcome(
+                    "symlink through planted",
+                    trees::symlink("planted/ln", "/etc"),
+                ),
                 outcome("readlink through planted", trees::read_link("planted/ln")),
                 outcome("usage of planted", trees::usage("planted")),
                 outcome("usage through planted", trees::usage("planted/")),
-                outcome("remove through planted", trees::remove_tree("planted/canary")),
+                outcome(
+                    "remove through planted",
+                    trees::remove_tree("planted/canary"),
+                ),
                 outcome("remove dotdot", trees::remove_tree("a/../../outside")),
                 outcome("empty path", trees::stat("")),
                 outcome("NUL in a path", trees::stat("a\0b")),
@@ -456,10 +477,18 @@ impl registry::Guest for Hostile {
 }
 
 impl snapshots::Guest for Hostile {
-    fn prepare(_: String, _: Option<String>, _: snapshots::SnapshotOptions) -> Result<Vec<snapshots::Mount>, Error> {
+    fn prepare(
+        _: String,
+        _: Option<String>,
+        _: snapshots::SnapshotOptions,
+    ) -> Result<Vec<snapshots::Mount>, Error> {
         unreachable!()
     }
-    fn view(_: String, _: Option<String>, _: snapshots::SnapshotOptions) -> Result<Vec<snapshots::Mount>, Error> {
+    fn view(
+        _: String,
+        _: Option<String>,
+        _: snapshots::SnapshotOptions,
+    ) -> Result<Vec<snapshots::Mount>, Error> {
         unreachable!()
     }
     fn commit(_: String, _: String, _: snapshots::SnapshotOptions) -> Result<(), Error> {
