@@ -9,5 +9,6 @@ wasmtime::component::bindgen!({
         "wasi": wasmtime_wasi::p2::bindings::sync,
         "kist:content/hasher.hasher": crate::capabilities::hasher::HashState,
         "kist:content/locks.guard": crate::capabilities::locks::LockGuard,
+        "kist:content/inflate.inflater": crate::capabilities::inflate::Inflater,
     },
 });

@@ -9,13 +9,13 @@
 //! every parent directory on the way is one this layer created.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
+use std::io::Read;
 
-use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
+use crate::bindings::kist::content::inflate::{self, InflateError, Inflater};
 use crate::bindings::kist::content::trees::{self, Attributes};
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
-use crate::content::new_blob::{DescriptorReader, from_io};
+use crate::content::new_blob::{from_io, to_io};
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition};
 use crate::shared::fs;
@@ -27,11 +27,8 @@ const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 /// What each entry costs against `max-size` besides its data: its header.
 const ENTRY_COST: u64 = 512;
-/// Blob reads and file writes go in chunks of this size.
+/// Decompressed bytes are taken and files written in chunks of this size.
 const CHUNK: usize = 1 << 20;
-/// Uncompressed bytes are hashed in batches of this size (one host call
-/// per batch instead of one per tar header).
-const HASH_BATCH: usize = 256 << 10;
 /// xattr prefixes kept from a layer: overlay's own (`trusted.overlay.*`)
 /// must come from whiteout conversion only, never from a layer.
 const KEPT_XATTRS: [&str; 2] = ["user.", "security."];
@@ -78,26 +75,21 @@ pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Resul
 }
 
 /// Compression of a layer, from its media type or its first bytes.
-enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-fn compression(media_type: &str, head: &[u8]) -> Result<Compression> {
+fn compression(media_type: &str, head: &[u8]) -> Result<inflate::Compression> {
+    use inflate::Compression::{Gzip, None, Zstd};
     let ends = |s: &[&str]| s.iter().any(|e| media_type.ends_with(e));
     Ok(if media_type.is_empty() {
         match head {
-            [0x1f, 0x8b, ..] => Compression::Gzip,
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
-            _ => Compression::None,
+            [0x1f, 0x8b, ..] => Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Zstd,
+            _ => None,
         }
     } else if ends(&["+gzip", ".gzip"]) {
-        Compression::Gzip
+        Gzip
     } else if ends(&["+zstd", ".zstd"]) {
-        Compression::Zstd
+        Zstd
     } else if ends(&["tar"]) {
-        Compression::None
+        None
     } else {
         return Err(invalid(format!(
             "media type {media_type:?} is not a tar layer"
@@ -105,32 +97,51 @@ fn compression(media_type: &str, head: &[u8]) -> Result<Compression> {
     })
 }
 
-/// Hashes what is read through it (the uncompressed tar: the diff id).
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
+/// The layer's uncompressed tar, inflated and hashed (the diff id) by the
+/// host's `inflate` capability on another core, as `tar xzf` has `gzip`.
+struct Inflated<'a> {
+    blob: &'a Digest,
+    inflater: Inflater,
     pending: Vec<u8>,
+    at: usize,
 }
 
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.pending.extend_from_slice(&buf[..n]);
-        if self.pending.len() >= HASH_BATCH {
-            self.hasher.update(&self.pending);
-            self.pending.clear();
+impl Inflated<'_> {
+    fn error(&self, e: InflateError) -> Error {
+        match e {
+            InflateError::NotFound => Error::NotFound,
+            InflateError::Malformed(m) | InflateError::InvalidPath(m) => {
+                invalid(format!("{} is not a readable layer: {m}", self.blob))
+            }
+            InflateError::Io(m) => Error::Io(format!("reading {}: {m}", self.blob)),
         }
-        Ok(n)
     }
-}
 
-impl<R: Read> Hashing<R> {
     /// Reads to the end (tar stops at its end marker; the diff id covers
     /// the padding after it too) and returns the digest.
     fn finish(mut self) -> Result<Digest> {
         std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| from_io(e, "layer"))?;
-        self.hasher.update(&self.pending);
-        Ok(Digest::of(Algorithm::Sha256, &self.hasher))
+        let digest = self
+            .inflater
+            .digest()
+            .ok_or_else(|| Error::Io(format!("{}: no digest after the end", self.blob)))?;
+        Digest::parse(&digest)
+    }
+}
+
+impl Read for Inflated<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.pending.len() {
+            self.pending = self
+                .inflater
+                .read(CHUNK as u32)
+                .map_err(|e| to_io(self.error(e)))?;
+            self.at = 0;
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -181,32 +192,15 @@ impl<'a> Unpacker<'a> {
     fn run(&mut self, blob: &Digest, media_type: &str) -> Result<Digest> {
         let path = blob.blob_path();
         let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
-        let size = fs::fstat(&fd, &path)?.size;
-        let file = DescriptorReader {
-            fd: &fd,
-            path: path.clone(),
+        let head = fs::read_at(&fd, &path, 0, 4)?;
+        let mut inflated = Inflated {
+            blob,
+            inflater: Inflater::new(&path, compression(media_type, &head)?),
+            pending: Vec::new(),
             at: 0,
-            size,
         };
-        let mut file = BufReader::with_capacity(CHUNK, file);
-        let head = std::io::BufRead::fill_buf(&mut file)
-            .map_err(|e| from_io(e, &path))?
-            .to_vec();
-        let decoded: Box<dyn Read + '_> = match compression(media_type, &head)? {
-            Compression::None => Box::new(file),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-            Compression::Zstd => Box::new(
-                ruzstd::decoding::StreamingDecoder::new(file)
-                    .map_err(|e| invalid(format!("{blob}: not zstd: {e}")))?,
-            ),
-        };
-        let mut hashing = Hashing {
-            inner: decoded,
-            hasher: Hasher::new(Algorithm::Sha256),
-            pending: Vec::with_capacity(HASH_BATCH + CHUNK),
-        };
-        // Borrows `hashing` for the entries only: the rest is hashed after.
-        let mut archive = tar::Archive::new(&mut hashing);
+        // Borrows the stream for the entries only: the rest is read after.
+        let mut archive = tar::Archive::new(&mut inflated);
         let entries = archive.entries().map_err(|e| layer_error(e, blob))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| layer_error(e, blob))?;
@@ -218,7 +212,7 @@ impl<'a> Unpacker<'a> {
                 other => other,
             })?;
         }
-        hashing.finish()
+        inflated.finish()
     }
 
     /// Sets the directories' attributes, deepest first.

@@ -1,8 +1,9 @@
 //! The native capabilities the store component imports: `hasher` (SHA-NI
 //! hashing, several times faster than in wasm), `locks` (`flock`, which
 //! WASI 0.2 lacks), `space` (the store filesystem's size, which WASI 0.2
-//! cannot tell) and `trees` (owners, modes, xattrs, whiteouts and inode
-//! numbers for snapshots, confined to the store's directory).
+//! cannot tell), `trees` (owners, modes, xattrs, whiteouts and inode
+//! numbers for snapshots, confined to the store's directory) and `inflate`
+//! (a layer decompressed on another core while the guest unpacks it).
 //!
 //! Another wasmtime embedding supplies them the way wasmtime's WASI crates
 //! do: keep a [`CapabilitiesCtx`] in the store data, implement
@@ -10,10 +11,11 @@
 //! [`add_to_linker`].
 
 pub(crate) mod hasher;
+pub(crate) mod inflate;
 pub(crate) mod locks;
 mod slots;
 mod space;
-mod trees;
+pub(crate) mod trees;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +35,8 @@ const MAX_GUARDS: usize = 1024;
 /// Most hashing threads for one store; beyond it large updates are hashed
 /// inline.
 const MAX_HASH_THREADS: usize = 16;
+/// Most inflating threads for one store; beyond it `read` says so.
+const MAX_INFLATERS: usize = 16;
 
 /// State the capabilities need: where lock files live, and the caps on
 /// live hashers, guards and hashing threads.
@@ -43,6 +47,7 @@ pub struct CapabilitiesCtx {
     hashers: Arc<slots::Counter>,
     guards: Arc<slots::Counter>,
     hash_threads: Arc<slots::Counter>,
+    inflaters: Arc<slots::Counter>,
     max_lock_wait: Duration,
 }
 
@@ -57,6 +62,7 @@ impl CapabilitiesCtx {
             hashers: slots::Counter::new(MAX_HASHERS),
             guards: slots::Counter::new(MAX_GUARDS),
             hash_threads: slots::Counter::new(MAX_HASH_THREADS),
+            inflaters: slots::Counter::new(MAX_INFLATERS),
             max_lock_wait: Duration::from_secs(60),
         })
     }
@@ -91,8 +97,8 @@ impl HasData for HasCapabilities {
     type Data<'a> = CapabilitiesView<'a>;
 }
 
-/// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`
-/// and `kist:content/trees` to `linker`.
+/// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`,
+/// `kist:content/trees` and `kist:content/inflate` to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
@@ -100,5 +106,6 @@ pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     content::locks::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::space::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::trees::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::inflate::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())
 }

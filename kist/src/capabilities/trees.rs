@@ -49,6 +49,12 @@ impl TreeRoot {
         .map_err(|e| os("open", path, e))
     }
 
+    /// Opens the file at `path`, checked, following no symlink.
+    pub(crate) fn open_file(&self, path: &str, flags: OFlags) -> Result<OwnedFd, TreeError> {
+        check(path)?;
+        self.open(path, flags)
+    }
+
     /// The directory holding `path`'s last component, and that component.
     fn parent<'p>(&self, path: &'p str) -> Result<(Parent<'_>, &'p str), TreeError> {
         check(path)?;

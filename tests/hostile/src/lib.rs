@@ -19,6 +19,7 @@ use bindings::exports::kist::content::{
     fsck, ingester, leases, registry, retention, snapshots, store, storer, types,
 };
 use bindings::kist::content::hasher::{Algorithm, Hasher};
+use bindings::kist::content::inflate::{Compression, Inflater};
 use bindings::kist::content::locks;
 use bindings::kist::content::trees::{self, Attributes};
 use bindings::wasi::filesystem::preopens;
@@ -151,6 +152,18 @@ fn attack(name: &str) -> String {
                 outcome("remove dotdot", trees::remove_tree("a/../../outside")),
                 outcome("empty path", trees::stat("")),
                 outcome("NUL in a path", trees::stat("a\0b")),
+                outcome(
+                    "inflate through planted",
+                    Inflater::new("planted/canary", Compression::None).read(100),
+                ),
+                outcome(
+                    "inflate dotdot",
+                    Inflater::new("../outside/canary", Compression::None).read(100),
+                ),
+                outcome(
+                    "inflate through up",
+                    Inflater::new("up", Compression::None).read(100),
+                ),
             ];
             // The last component is never followed: these act on the link
             // `up` itself (and must not reach the canary behind it).
