@@ -487,3 +487,85 @@ fn apply_needs_an_empty_active_snapshot() {
         Err(Error::NotFound)
     ));
 }
+
+/// `kist snapshot ...`: ctr's argument order, JSON for every command, and
+/// mount/umount performing the mounts.
+#[test]
+fn the_snapshot_cli_works_end_to_end() {
+    require_root();
+    let h = Harness::new(open_embedded);
+    let kist = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(kist_tests::kist_bin())
+            .arg("--store")
+            .arg(h.path())
+            .env_remove("KIST_STORE")
+            .args(["--format", "json", "snapshot"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "snapshot {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let layer = Layer::new()
+        .dir("etc", 0o755)
+        .file("etc/motd", b"hello\n", 0o644)
+        .gzip();
+    let digest = h.store().put(&layer).unwrap();
+
+    let mounts = kist(&["prepare", "extract", "--label", "team=x"]);
+    assert_eq!(mounts[0]["type"], "bind");
+    assert!(
+        mounts[0]["source"].as_str().unwrap().starts_with('/'),
+        "absolute paths"
+    );
+    let applied = kist(&["apply", "extract", &digest]);
+    assert!(applied["diff_id"].as_str().unwrap().starts_with("sha256:"));
+    kist(&["commit", "base", "extract"]);
+    let mounts = kist(&["prepare", "work", "base"]);
+    assert_eq!(mounts[0]["type"], "overlay");
+    assert_eq!(kist(&["mounts", "work"]), mounts);
+    let info = kist(&["info", "work"]);
+    assert_eq!(
+        (info[0]["parent"].as_str(), info[0]["kind"].as_str()),
+        (Some("base"), Some("active"))
+    );
+    let target = tempfile::tempdir().unwrap();
+    let t = target.path().to_str().unwrap();
+    kist(&["mount", "work", t]);
+    assert_eq!(
+        std::fs::read(target.path().join("etc/motd")).unwrap(),
+        b"hello\n"
+    );
+    std::fs::write(target.path().join("new"), "new").unwrap();
+    kist(&["umount", t]);
+    let layer = kist(&["diff", "work"]);
+    assert!(layer["size"].as_u64().unwrap() > 0);
+    kist(&["view", "look", "base"]);
+    let labelled = kist(&["label", "work", "team=y", "stage=test"]);
+    assert_eq!(labelled[0]["labels"]["stage"], "test");
+    kist(&["label", "work", "stage="]);
+    let listed = kist(&["ls", "labels.team==y"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(kist(&["ls", "kind==committed"])[0]["name"], "base");
+    let usage = kist(&["usage", "work"]);
+    assert!(usage[0]["inodes"].as_u64().unwrap() >= 2);
+    assert_eq!(kist(&["usage"]).as_array().unwrap().len(), 3);
+    // A parent with children is refused, with containerd's error.
+    let out = Command::new(kist_tests::kist_bin())
+        .arg("--store")
+        .arg(h.path())
+        .args(["snapshot", "rm", "base"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed precondition"));
+    kist(&["rm", "work", "look", "base"]);
+    std::fs::create_dir(h.path().join("snapshots/999")).unwrap();
+    assert_eq!(kist(&["cleanup"])["removed"], 1);
+    assert_eq!(kist(&["ls"]).as_array().unwrap().len(), 0);
+}
