@@ -42,6 +42,16 @@ pub struct Args {
     /// Run a collection (what `kist gc` does) this often; `0s` turns it off.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     gc_interval: Duration,
+    /// Also serve containerd's Content and Snapshots services (proxy
+    /// plugins) on this unix socket, mode 0600.
+    #[arg(long)]
+    containerd: Option<std::path::PathBuf>,
+    /// With --containerd: this group (a number) may connect too (mode 0660).
+    #[arg(long, requires = "containerd")]
+    socket_group: Option<u32>,
+    /// With --containerd: serve only the socket, no HTTP.
+    #[arg(long, requires = "containerd")]
+    no_http: bool,
 }
 
 /// Serves `store` on `args.addr`; prints the address it listens on.
@@ -73,7 +83,7 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         },
         anonymous_pull: args.anonymous_pull,
     };
-    if access.htpasswd.is_none() {
+    if access.htpasswd.is_none() && !args.no_http {
         if !args.addr.ip().is_loopback() && !args.insecure_no_auth {
             anyhow::bail!(
                 "{} is not a loopback address and the registry has no authentication: \
@@ -89,14 +99,49 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
     }
     let router = kist_http::router_with(store, access);
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.addr).await?;
-        let addr = listener.local_addr()?;
-        let hostname = args.hostname.unwrap_or_else(|| addr.to_string());
-        // Tests and scripts read this line to find a port picked with :0.
-        println!("listening on {scheme}://{addr} (artifact URLs: {scheme}://{hostname}/<path>)");
         let (first, second) = signals()?;
+        // The first signal stops every server.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            first.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let containerd = match &args.containerd {
+            Some(path) => {
+                let options = kist_grpc::SocketOptions {
+                    path: path.clone(),
+                    group: args.socket_group,
+                };
+                let (store, stop) = (store.clone(), stopped(stop_rx.clone()));
+                let served =
+                    tokio::spawn(async move { kist_grpc::serve(&store, options, stop).await });
+                println!(
+                    "containerd services (content, snapshot) on unix://{}",
+                    path.display()
+                );
+                Some(served)
+            }
+            None => None,
+        };
         let collector = collect_every(store, args.gc_interval);
-        kist_http::serve(listener, router, &config, first, second).await?;
+        if args.no_http {
+            stopped(stop_rx.clone()).await;
+        } else {
+            let listener = tokio::net::TcpListener::bind(args.addr).await?;
+            let addr = listener.local_addr()?;
+            let hostname = args.hostname.unwrap_or_else(|| addr.to_string());
+            // Tests and scripts read this line to find a port picked with :0.
+            println!(
+                "listening on {scheme}://{addr} (artifact URLs: {scheme}://{hostname}/<path>)"
+            );
+            kist_http::serve(listener, router, &config, stopped(stop_rx.clone()), second).await?;
+        }
+        if let Some(served) = containerd {
+            served.await??;
+        }
         if let Some(c) = collector {
             c.abort();
         }

@@ -32,6 +32,7 @@ declare -A apt_peers=(
     [docker-registry]=docker-registry
     [busybox]=busybox-static
     [zstd]=zstd
+    [protoc]=protobuf-compiler
 )
 missing=()
 for program in "${!apt_peers[@]}"; do

@@ -15,13 +15,34 @@ pub struct Containerd {
 impl Containerd {
     /// Starts containerd (from the test peers) and waits for its socket.
     pub fn start() -> Self {
+        Self::start_with("", "")
+    }
+
+    /// Starts containerd with kist as its content store (`kist`, the
+    /// built-in one disabled) and as the snapshotter `kistsnap`, both on
+    /// the proxy socket `socket`.
+    pub fn with_kist(socket: &Path) -> Self {
+        let s = socket.display();
+        Self::start_with(
+            "disabled_plugins = [\"io.containerd.content.v1.content\", \"io.containerd.grpc.v1.cri\"]\n",
+            &format!(
+                "[proxy_plugins]\n\
+               [proxy_plugins.kist]\n    type = \"content\"\n    address = \"{s}\"\n\
+               [proxy_plugins.kistsnap]\n    type = \"snapshot\"\n    address = \"{s}\"\n"
+            ),
+        )
+    }
+
+    /// Starts containerd with top-level keys `top` and tables `tables`
+    /// added to its config.
+    fn start_with(top: &str, tables: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let config = format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n{top}\
              [grpc]\n  address = \"{d}/containerd.sock\"\n\
              [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
-             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n"
+             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n{tables}"
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();

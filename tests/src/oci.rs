@@ -61,14 +61,19 @@ impl Image {
     /// An image whose layers are `layers` (each a tar+gzip of one file
     /// with those bytes); `subject`, if any, goes in the manifest.
     pub fn new(layers: &[Vec<u8>], subject: Option<(&str, usize)>) -> Self {
-        let layers: Vec<Blob> = layers
+        let layers = layers
             .iter()
             .enumerate()
-            .map(|(i, data)| {
-                let name = format!("file{i}");
-                let tgz = crate::tar_gz(&[crate::Entry::File(&name, data)]);
-                Blob::new(tgz, "application/vnd.oci.image.layer.v1.tar+gzip")
-            })
+            .map(|(i, data)| crate::tar_gz(&[crate::Entry::File(&format!("file{i}"), data)]))
+            .collect();
+        Self::with_layers(layers, subject)
+    }
+
+    /// An image of the tar+gzip `layers`, base first.
+    pub fn with_layers(layers: Vec<Vec<u8>>, subject: Option<(&str, usize)>) -> Self {
+        let layers: Vec<Blob> = layers
+            .into_iter()
+            .map(|tgz| Blob::new(tgz, "application/vnd.oci.image.layer.v1.tar+gzip"))
             .collect();
         let config = json!({
             "architecture": "amd64",
@@ -104,6 +109,38 @@ impl Image {
         std::iter::once(&self.config).chain(&self.layers)
     }
 
+    /// Writes the image as an OCI archive (a tar of its image layout) at
+    /// `path`, named `name` (`io.containerd.image.name`) for
+    /// `ctr images import`.
+    pub fn write_archive(&self, path: &Path, name: &str) {
+        let mut out = tar::Builder::new(std::fs::File::create(path).unwrap());
+        let mut put = |entry: &str, bytes: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            out.append_data(&mut h, entry, bytes).unwrap();
+        };
+        put("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        let index = json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": MANIFEST,
+                "digest": self.digest,
+                "size": self.manifest.len(),
+                "annotations": {"io.containerd.image.name": name},
+            }],
+        });
+        put("index.json", index.to_string().as_bytes());
+        for b in self.blobs() {
+            put(&format!("blobs/sha256/{}", &b.digest[7..]), &b.bytes);
+        }
+        put(
+            &format!("blobs/sha256/{}", &self.digest[7..]),
+            &self.manifest,
+        );
+        out.finish().unwrap();
+    }
+
     /// Writes the image as an OCI image layout at `dir`, tagged `tag`.
     pub fn write_layout(&self, dir: &Path, tag: &str) {
         let blobs = dir.join("blobs/sha256");
@@ -127,4 +164,45 @@ impl Image {
         std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
         std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     }
+}
+
+/// A busybox image layer (tar+gzip) from Debian's busybox-static: the
+/// static binary in `bin/` and a link per applet.
+pub fn busybox_layer() -> Vec<u8> {
+    let path = std::fs::canonicalize(crate::peer("busybox")).unwrap();
+    let busybox = std::fs::read(&path).unwrap();
+    let list = std::process::Command::new(&path)
+        .arg("--list")
+        .output()
+        .unwrap();
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h
+    };
+    for (dir, mode) in [("bin", 0o755), ("tmp", 0o1777)] {
+        b.append_data(
+            &mut header(tar::EntryType::Directory, mode, 0),
+            dir,
+            std::io::empty(),
+        )
+        .unwrap();
+    }
+    let mut h = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
+    b.append_data(&mut h, "bin/busybox", &busybox[..]).unwrap();
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        if applet != "busybox" {
+            let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+            b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+                .unwrap();
+        }
+    }
+    b.into_inner().unwrap().finish().unwrap()
 }

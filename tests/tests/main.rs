@@ -7,6 +7,8 @@
 mod cli;
 mod concurrency;
 mod conformance;
+mod containerd_content;
+mod containerd_plugin;
 mod crash;
 mod defects;
 mod disk_full;

@@ -131,30 +131,10 @@ fn unpack(
     diff_id
 }
 
-/// A busybox image layer: the static binary and a link per applet.
-fn busybox_layer() -> Vec<u8> {
-    let busybox = std::fs::read(std::fs::canonicalize(peer("busybox")).unwrap()).unwrap();
-    let list = Command::new(peer("busybox"))
-        .arg("--list")
-        .output()
-        .unwrap();
-    let mut layer =
-        Layer::new()
-            .dir("bin", 0o755)
-            .dir("tmp", 0o1777)
-            .file("bin/busybox", &busybox, 0o755);
-    for applet in String::from_utf8(list.stdout).unwrap().lines() {
-        if applet != "busybox" {
-            layer = layer.symlink(&format!("bin/{applet}"), "busybox");
-        }
-    }
-    layer.gzip()
-}
-
 #[test]
 fn a_busybox_image_runs_on_its_snapshots() {
     let (_h, store, s) = setup();
-    let layer = busybox_layer();
+    let layer = kist_tests::oci::busybox_layer();
     let diff_id = unpack(&store, "busybox", None, &layer, GZIP);
     let mut gz = flate2::read::GzDecoder::new(&layer[..]);
     let mut tar = Vec::new();

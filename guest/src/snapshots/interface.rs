@@ -12,7 +12,7 @@ use crate::content::labels;
 use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, invalid, precondition};
-use crate::shared::filters::{Fields, Filters, label_field};
+use crate::shared::filters::{Fields, Filters, label_field, rest_key};
 use crate::shared::{layout, validate};
 use crate::snapshots::records::{self, Record, State, check_key};
 use crate::snapshots::{apply, diff, mounts, tree};
@@ -74,6 +74,11 @@ impl Fields for Walked<'_> {
             "parent" => self.0.parent.clone(),
             "kind" => Some(kind_name(&self.0.kind).to_owned()),
             "labels" => label_field(&self.0.labels, path),
+            // Present (empty) when that holder holds the snapshot.
+            "holders" => {
+                let holder = rest_key(path)?;
+                self.0.holders.contains(&holder).then(String::new)
+            }
             _ => None,
         }
     }

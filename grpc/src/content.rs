@@ -1,0 +1,235 @@
+//! containerd's Content service over the kist store. Blobs written through
+//! the socket are held by the `containerd` holder; List shows only what
+//! that holder holds, Delete releases its hold, and ingests live under refs
+//! prefixed `containerd/` with only those listed: containerd's garbage
+//! collector deletes every blob and aborts every ingest it lists and does
+//! not know, and kist's own content must survive that.
+
+use std::pin::Pin;
+
+use containerd_client::services::v1::*;
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::api::content::content_server;
+use crate::errors::{blocking, status};
+use crate::{HOLDER, timestamp};
+
+/// Ingests of containerd live under this prefix in kist.
+const REF_PREFIX: &str = "containerd/";
+/// Bytes one Read response carries at most (containerd's gRPC limit is
+/// 16 MiB; it asks for 32 KiB at a time anyway).
+const READ_CHUNK: u64 = 1 << 20;
+
+/// The service.
+#[derive(Clone)]
+pub struct Service {
+    store: kist::Store,
+}
+
+impl Service {
+    /// Serves the content of `store` (as the `containerd` holder).
+    pub fn new(store: &kist::Store) -> Self {
+        Self {
+            store: store.as_holder(HOLDER),
+        }
+    }
+}
+
+fn info(i: kist::BlobInfo) -> Info {
+    Info {
+        digest: i.digest,
+        size: i.size as i64,
+        created_at: Some(timestamp(i.created_at)),
+        updated_at: Some(timestamp(i.updated_at)),
+        labels: i.labels.into_iter().map(|l| (l.key, l.value)).collect(),
+    }
+}
+
+pub(crate) fn ingest_status(s: kist::IngestStatus) -> Status_ {
+    Status_ {
+        started_at: Some(timestamp(s.started_at)),
+        updated_at: Some(timestamp(s.updated_at)),
+        r#ref: s
+            .ref_
+            .strip_prefix(REF_PREFIX)
+            .unwrap_or(&s.ref_)
+            .to_owned(),
+        offset: s.offset as i64,
+        total: s.total.unwrap_or(0) as i64,
+        expected: s.expected.unwrap_or_default(),
+    }
+}
+
+/// containerd's status message (named `Status` in its API, like tonic's).
+type Status_ = containerd_client::services::v1::Status;
+
+pub(crate) fn kist_ref(r: &str) -> String {
+    format!("{REF_PREFIX}{r}")
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl content_server::Content for Service {
+    async fn info(&self, r: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        let (store, d) = (self.store.clone(), r.into_inner().digest);
+        // Under containerd's default `shared` policy an Info of a blob its
+        // namespace lacks adopts that blob: containerd holds it from then on.
+        let i = blocking(move || store.hold(&d)).await?;
+        Ok(Response::new(InfoResponse {
+            info: Some(info(i)),
+        }))
+    }
+
+    async fn update(&self, r: Request<UpdateRequest>) -> Result<Response<UpdateResponse>, Status> {
+        let (store, r) = (self.store.clone(), r.into_inner());
+        let given = r.info.ok_or_else(|| Status::invalid_argument("no info"))?;
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let i = blocking(move || {
+            let mut current = store.info(&given.digest)?;
+            let mut labels: Vec<_> = given.labels.into_iter().collect();
+            labels.sort();
+            current.labels = labels
+                .into_iter()
+                .map(|(key, value)| kist::Label { key, value })
+                .collect();
+            let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+            store.update(&current, &paths)
+        })
+        .await?;
+        Ok(Response::new(UpdateResponse {
+            info: Some(info(i)),
+        }))
+    }
+
+    type ListStream = Stream_<ListContentResponse>;
+
+    async fn list(
+        &self,
+        r: Request<ListContentRequest>,
+    ) -> Result<Response<Self::ListStream>, Status> {
+        let (store, filters) = (
+            self.store.clone(),
+            crate::held_filters(&r.into_inner().filters),
+        );
+        let infos = blocking(move || {
+            let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+            store.walk(&filters)?.collect::<kist::Result<Vec<_>>>()
+        })
+        .await?;
+        let batches: Vec<_> = infos
+            .chunks(100)
+            .map(|c| {
+                Ok(ListContentResponse {
+                    info: c.iter().cloned().map(info).collect(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
+    }
+
+    async fn delete(&self, r: Request<DeleteContentRequest>) -> Result<Response<()>, Status> {
+        let (store, d) = (self.store.clone(), r.into_inner().digest);
+        blocking(move || store.delete(&d)).await?;
+        Ok(Response::new(()))
+    }
+
+    type ReadStream = Stream_<ReadContentResponse>;
+
+    async fn read(
+        &self,
+        r: Request<ReadContentRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let (store, r) = (self.store.clone(), r.into_inner());
+        let (tx, rx) = mpsc::channel(4);
+        let mut reader = blocking(move || store.reader(&r.digest)).await?;
+        let size = reader.size();
+        let start = u64::try_from(r.offset).map_err(|_| Status::out_of_range("negative offset"))?;
+        if start > size {
+            return Err(Status::out_of_range(format!(
+                "offset {start} is past the end ({size})"
+            )));
+        }
+        let end = if r.size <= 0 {
+            size
+        } else {
+            size.min(start.saturating_add(r.size as u64))
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut at = start;
+            while at < end {
+                let len = READ_CHUNK.min(end - at);
+                let message = reader.read_at(at, len).map(|data| ReadContentResponse {
+                    offset: at as i64,
+                    data,
+                });
+                let failed = message.is_err();
+                if tx.blocking_send(message.map_err(status)).is_err() || failed {
+                    return;
+                }
+                at += len;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn status(&self, r: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let (store, reference) = (self.store.clone(), kist_ref(&r.into_inner().r#ref));
+        let s = blocking(move || store.status(&reference)).await?;
+        Ok(Response::new(StatusResponse {
+            status: Some(ingest_status(s)),
+        }))
+    }
+
+    async fn list_statuses(
+        &self,
+        r: Request<ListStatusesRequest>,
+    ) -> Result<Response<ListStatusesResponse>, Status> {
+        let (store, filters) = (self.store.clone(), r.into_inner().filters);
+        let statuses = blocking(move || {
+            let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+            store.list_statuses(&filters)
+        })
+        .await?;
+        Ok(Response::new(ListStatusesResponse {
+            statuses: statuses
+                .into_iter()
+                .filter(|s| s.ref_.starts_with(REF_PREFIX))
+                .map(ingest_status)
+                .collect(),
+        }))
+    }
+
+    type WriteStream = Stream_<WriteContentResponse>;
+
+    async fn write(
+        &self,
+        r: Request<Streaming<WriteContentRequest>>,
+    ) -> Result<Response<Self::WriteStream>, Status> {
+        let mut incoming = r.into_inner();
+        let (in_tx, in_rx) = mpsc::channel::<WriteContentRequest>(4);
+        let (out_tx, out_rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = incoming.next().await {
+                if in_tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || crate::write::session(&store, in_rx, out_tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out_rx),
+        )))
+    }
+
+    async fn abort(&self, r: Request<AbortRequest>) -> Result<Response<()>, Status> {
+        let (store, reference) = (self.store.clone(), kist_ref(&r.into_inner().r#ref));
+        blocking(move || store.abort(&reference)).await?;
+        Ok(Response::new(()))
+    }
+}

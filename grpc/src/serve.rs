@@ -1,0 +1,69 @@
+//! The unix socket: created mode 0600 (or group-accessible), a stale one
+//! replaced only if nothing answers on it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::api::content::content_server::ContentServer;
+use crate::api::snapshots::snapshots_server::SnapshotsServer;
+
+/// containerd sends up to 16 MiB per message (tonic's default is 4 MiB).
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// Where and how the socket is made.
+pub struct SocketOptions {
+    /// The socket's path.
+    pub path: PathBuf,
+    /// A group that may connect too (mode 0660), else only the owner (0600).
+    pub group: Option<u32>,
+}
+
+fn bind(options: &SocketOptions) -> std::io::Result<UnixListener> {
+    let path: &Path = &options.path;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{}: something listens on it already", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    let mode = if options.group.is_some() {
+        0o660
+    } else {
+        0o600
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if let Some(gid) = options.group {
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))?;
+    }
+    Ok(listener)
+}
+
+/// Serves containerd's Content and Snapshots services for `store` on the
+/// socket until `shutdown` resolves; removes the socket afterwards.
+pub async fn serve(
+    store: &kist::Store,
+    options: SocketOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let listener = bind(&options)?;
+    let content = ContentServer::new(crate::content::Service::new(store))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let snapshots = SnapshotsServer::new(crate::snapshots::Service::new(store))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let served = tonic::transport::Server::builder()
+        .add_service(content)
+        .add_service(snapshots)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(&options.path);
+    served.map_err(std::io::Error::other)
+}
