@@ -4,6 +4,7 @@
 //! peers and calls this.
 
 mod big;
+mod containerd;
 mod listing;
 mod measure;
 mod native;
@@ -66,6 +67,14 @@ enum Scenario {
     /// Snapshots: apply against `tar xzf`; prepare/commit/remove cycles
     /// against containerd's overlayfs snapshotter.
     Snapshots,
+    /// containerd on kist (proxy plugins) against containerd's built-in
+    /// content store and overlayfs: ingest, import, get. Needs root.
+    Containerd,
+}
+
+/// Whether this runs as root (the owner of `/proc/self`).
+fn running_as_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc")) == 0
 }
 
 fn main() -> anyhow::Result<()> {
@@ -150,6 +159,16 @@ fn main() -> anyhow::Result<()> {
             (10_000, 256 << 20, 30)
         };
         snapshots::run(&mut report, &tools, work, files, size, cycles, reps.min(3))?;
+    }
+    if wanted(Scenario::Containerd) {
+        if running_as_root() {
+            let size = if quick { 8 << 20 } else { 512 << 20 };
+            containerd::run(&mut report, &tools, work, size, reps.min(3))?;
+        } else {
+            report.note(
+                "containerd scenario: needs root (it starts two containerd daemons); not run.",
+            );
+        }
     }
     if tools.ctr_socket.is_none() {
         report.note(

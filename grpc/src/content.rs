@@ -6,6 +6,7 @@
 //! not know, and kist's own content must survive that.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use containerd_client::services::v1::*;
 use tokio::sync::mpsc;
@@ -22,10 +23,15 @@ const REF_PREFIX: &str = "containerd/";
 /// 16 MiB; it asks for 32 KiB at a time anyway).
 const READ_CHUNK: u64 = 1 << 20;
 
+/// Readers kept open between Read calls: containerd reads a blob in
+/// 32 KiB calls, each of which would otherwise open it again.
+const OPEN_READERS: usize = 8;
+
 /// The service.
 #[derive(Clone)]
 pub struct Service {
     store: kist::Store,
+    readers: Arc<Mutex<Vec<(String, kist::Reader)>>>,
 }
 
 impl Service {
@@ -33,7 +39,27 @@ impl Service {
     pub fn new(store: &kist::Store) -> Self {
         Self {
             store: store.as_holder(HOLDER),
+            readers: Arc::default(),
         }
+    }
+
+    /// An open reader of `digest`: a kept one, or a new one.
+    fn reader(&self, digest: &str) -> kist::Result<kist::Reader> {
+        let kept = {
+            let mut readers = self.readers.lock().expect("readers lock");
+            let at = readers.iter().position(|(d, _)| d == digest);
+            at.map(|i| readers.swap_remove(i).1)
+        };
+        kept.map_or_else(|| self.store.reader(digest), Ok)
+    }
+
+    /// Keeps `reader` for the next Read of its blob (the oldest goes).
+    fn keep(&self, digest: String, reader: kist::Reader) {
+        let mut readers = self.readers.lock().expect("readers lock");
+        if readers.len() == OPEN_READERS {
+            readers.remove(0);
+        }
+        readers.push((digest, reader));
     }
 }
 
@@ -142,9 +168,10 @@ impl content_server::Content for Service {
         &self,
         r: Request<ReadContentRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let (store, r) = (self.store.clone(), r.into_inner());
+        let r = r.into_inner();
         let (tx, rx) = mpsc::channel(4);
-        let mut reader = blocking(move || store.reader(&r.digest)).await?;
+        let (service, digest) = (self.clone(), r.digest.clone());
+        let mut reader = blocking(move || service.reader(&digest)).await?;
         let size = reader.size();
         let start = u64::try_from(r.offset).map_err(|_| Status::out_of_range("negative offset"))?;
         if start > size {
@@ -157,6 +184,7 @@ impl content_server::Content for Service {
         } else {
             size.min(start.saturating_add(r.size as u64))
         };
+        let service = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut at = start;
             while at < end {
@@ -171,6 +199,7 @@ impl content_server::Content for Service {
                 }
                 at += len;
             }
+            service.keep(r.digest, reader);
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
