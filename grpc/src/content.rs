@@ -8,12 +8,11 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use containerd_client::services::v1::*;
+use crate::api::containerd::services::content::v1::*;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::content::content_server;
 use crate::errors::{blocking, status};
 use crate::{HOLDER, timestamp};
 
@@ -89,7 +88,7 @@ pub(crate) fn ingest_status(s: kist::IngestStatus) -> Status_ {
 }
 
 /// containerd's status message (named `Status` in its API, like tonic's).
-type Status_ = containerd_client::services::v1::Status;
+type Status_ = crate::api::containerd::services::content::v1::Status;
 
 pub(crate) fn kist_ref(r: &str) -> String {
     format!("{REF_PREFIX}{r}")

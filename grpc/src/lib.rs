@@ -28,16 +28,27 @@ pub use serve::{SocketOptions, serve};
 /// The holder of everything that arrives through the socket.
 pub const HOLDER: &str = "containerd";
 
-/// The generated servers (message types come from `containerd-client`).
+/// containerd's API as generated from `proto/`: messages and servers,
+/// in modules that mirror the protobuf packages (the generated code refers
+/// to other packages through `super::`).
 #[allow(missing_docs, clippy::all)]
 pub mod api {
-    /// `containerd.services.content.v1.Content`.
-    pub mod content {
-        tonic::include_proto!("containerd.services.content.v1");
-    }
-    /// `containerd.services.snapshots.v1.Snapshots`.
-    pub mod snapshots {
-        tonic::include_proto!("containerd.services.snapshots.v1");
+    pub mod containerd {
+        pub mod types {
+            tonic::include_proto!("containerd.types");
+        }
+        pub mod services {
+            pub mod content {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.content.v1");
+                }
+            }
+            pub mod snapshots {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.snapshots.v1");
+                }
+            }
+        }
     }
 }
 

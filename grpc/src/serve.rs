@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use crate::api::content::content_server::ContentServer;
-use crate::api::snapshots::snapshots_server::SnapshotsServer;
+use crate::api::containerd::services::content::v1::content_server::ContentServer;
+use crate::api::containerd::services::snapshots::v1::snapshots_server::SnapshotsServer;
 
 /// containerd sends up to 16 MiB per message (tonic's default is 4 MiB).
 const MAX_MESSAGE: usize = 16 << 20;

@@ -6,12 +6,11 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 
-use containerd_client::services::v1::snapshots::*;
-use containerd_client::types::Mount;
+use crate::api::containerd::services::snapshots::v1::*;
+use crate::api::containerd::types::Mount;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::api::snapshots::snapshots_server;
 use crate::errors::blocking;
 use crate::{HOLDER, timestamp};
 

@@ -10,7 +10,9 @@
 //!   except offset 0, which starts over; `COMMIT` may carry the last data.
 //! - `total` and `expected` may come with any message; the last ones count.
 
-use containerd_client::services::v1::{WriteAction, WriteContentRequest, WriteContentResponse};
+use crate::api::containerd::services::content::v1::{
+    WriteAction, WriteContentRequest, WriteContentResponse,
+};
 use tokio::sync::mpsc;
 use tonic::Status;
 
