@@ -121,7 +121,14 @@ fn deadline_interrupts_a_long_call() {
         strict.writer("slow", None, None),
         Err(Error::Timeout)
     ));
-    assert_eq!(strict.put(b"still works").unwrap(), sha256(b"still works"));
+    // The same host serves the next call. 20 ms is tight for a loaded
+    // machine (CI measured a put past it once): a call that times out too
+    // is tried again, the host must answer within a few.
+    let put = (0..5)
+        .map(|_| strict.put(b"still works"))
+        .find(|r| !matches!(r, Err(Error::Timeout)))
+        .expect("a put within 20 ms in five tries");
+    assert_eq!(put.unwrap(), sha256(b"still works"));
     let mut w = h.store().writer("slow", None, None).unwrap();
     assert_eq!(
         w.status().unwrap().offset,
