@@ -115,9 +115,12 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
                     path: path.clone(),
                     group: args.socket_group,
                 };
+                // Bound now, so a socket in use fails the command at once.
+                let socket = kist_grpc::bind(&options)
+                    .with_context(|| format!("the containerd socket {}", path.display()))?;
                 let (store, stop) = (store.clone(), stopped(stop_rx.clone()));
                 let served =
-                    tokio::spawn(async move { kist_grpc::serve(&store, options, stop).await });
+                    tokio::spawn(async move { kist_grpc::serve(&store, socket, stop).await });
                 println!(
                     "containerd services (content, snapshot) on unix://{}",
                     path.display()

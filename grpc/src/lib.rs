@@ -23,7 +23,7 @@ mod serve;
 mod snapshots;
 mod write;
 
-pub use serve::{SocketOptions, serve};
+pub use serve::{Socket, SocketOptions, bind, serve};
 
 /// The holder of everything that arrives through the socket.
 pub const HOLDER: &str = "containerd";

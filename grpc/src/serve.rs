@@ -21,7 +21,15 @@ pub struct SocketOptions {
     pub group: Option<u32>,
 }
 
-fn bind(options: &SocketOptions) -> std::io::Result<UnixListener> {
+/// A bound socket, ready to serve.
+pub struct Socket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+/// Binds the socket (within a tokio runtime): fails at once if something
+/// listens on the path already.
+pub fn bind(options: &SocketOptions) -> std::io::Result<Socket> {
     let path: &Path = &options.path;
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -42,17 +50,20 @@ fn bind(options: &SocketOptions) -> std::io::Result<UnixListener> {
     if let Some(gid) = options.group {
         rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))?;
     }
-    Ok(listener)
+    Ok(Socket {
+        listener,
+        path: path.to_path_buf(),
+    })
 }
 
-/// Serves containerd's Content and Snapshots services for `store` on the
-/// socket until `shutdown` resolves; removes the socket afterwards.
+/// Serves containerd's Content and Snapshots services for `store` on
+/// `socket` until `shutdown` resolves; removes the socket afterwards.
 pub async fn serve(
     store: &kist::Store,
-    options: SocketOptions,
+    socket: Socket,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let listener = bind(&options)?;
+    let Socket { listener, path } = socket;
     let content = ContentServer::new(crate::content::Service::new(store))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -64,6 +75,6 @@ pub async fn serve(
         .add_service(snapshots)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
-    let _ = std::fs::remove_file(&options.path);
+    let _ = std::fs::remove_file(&path);
     served.map_err(std::io::Error::other)
 }

@@ -442,3 +442,38 @@ fn a_killed_plugin_recovers() {
     );
     assert!(fsck(&store, false).is_empty());
 }
+
+/// The socket is the owner's alone (0600); a second server on a socket in
+/// use is refused, and a stale socket (its server killed) is replaced.
+#[test]
+fn the_socket_is_private_and_never_stolen() {
+    let h = Harness::new(open_embedded);
+    let mut first = Plugin::start(&h);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&first.socket).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let second = Command::new(kist_bin())
+        .arg("--store")
+        .arg(h.path())
+        .args(["serve", "--no-http", "--containerd"])
+        .arg(&first.socket)
+        .output()
+        .unwrap();
+    assert!(
+        !second.status.success(),
+        "a second server on a live socket is refused"
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("something listens"));
+    assert!(
+        std::os::unix::net::UnixStream::connect(&first.socket).is_ok(),
+        "the first still serves"
+    );
+    first.kill(); // SIGKILL: the socket file stays, stale
+    assert!(first.socket.exists());
+    first.restart(&h);
+    assert!(
+        std::os::unix::net::UnixStream::connect(&first.socket).is_ok(),
+        "a stale socket is replaced"
+    );
+}
