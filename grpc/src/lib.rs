@@ -17,6 +17,8 @@
 //! by the holder `containerd`, and containerd sees only that (its garbage
 //! collector deletes whatever it lists and does not know).
 
+#![deny(missing_docs)]
+
 mod content;
 mod errors;
 mod serve;
