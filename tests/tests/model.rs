@@ -129,7 +129,11 @@ impl Model {
             .is_some_and(|b| !self.live(b).is_empty());
         let blob = self.blobs.entry(digest.to_owned()).or_default();
         if !live {
+            // Holds of an expired lease stay in the blob's record until a
+            // collection tidies them (releasing one then still succeeds).
+            let stale = std::mem::take(&mut blob.holders);
             *blob = Blob::default();
+            blob.holders = stale;
             blob.labels = labels;
         }
         blob.holders.insert(holder.to_owned());
