@@ -67,6 +67,9 @@ fn run(
     let mut writer = store
         .writer(&kist_ref(&first.r#ref), None, None)
         .map_err(status)?;
+    // The writer is this stream's alone (kist locks the ref), so its state
+    // changes only here: read again after each change, not per message.
+    let mut current = writer.status().map_err(status)?;
     let mut next = Some(first);
     while let Some(req) = next.take().or_else(|| rx.blocking_recv()) {
         if req.total > 0 {
@@ -78,21 +81,24 @@ fn run(
         let action = WriteAction::try_from(req.action)
             .map_err(|_| Status::invalid_argument("unknown write action"))?;
         if action != WriteAction::Stat {
-            let offset = writer.status().map_err(status)?.offset;
+            let offset = current.offset;
             if req.offset > 0 && req.offset as u64 != offset {
                 return Err(Status::out_of_range(format!(
                     "write at {} must happen at the current offset {offset}",
                     req.offset
                 )));
             }
-            if req.offset == 0 && offset > 0 {
+            let truncate = req.offset == 0 && offset > 0;
+            if truncate {
                 writer.truncate(0).map_err(status)?;
             }
             if !req.data.is_empty() {
                 writer.write_all(&req.data).map_err(status)?;
             }
+            if truncate || !req.data.is_empty() {
+                current = writer.status().map_err(status)?;
+            }
         }
-        let current = writer.status().map_err(status)?;
         if action == WriteAction::Commit {
             let mut labels: Vec<(String, String)> = req.labels.into_iter().collect();
             labels.sort();

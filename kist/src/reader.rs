@@ -277,7 +277,7 @@ impl Verifier {
             Hash::Sha256(h) => h.finalize().to_vec(),
             Hash::Sha512(h) => h.finalize().to_vec(),
         };
-        let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::hex(&sum);
         if self.digest.split_once(':').map(|(_, h)| h) == Some(hex.as_str()) {
             return Ok(());
         }

@@ -60,8 +60,8 @@ impl Snapshots {
     /// Paths in the component's mounts are relative to the store; these
     /// are absolute.
     fn absolute(&self, mounts: Vec<Mount>) -> Result<Vec<Mount>> {
-        let root = std::fs::canonicalize(&self.shared.root)
-            .map_err(|e| Error::Io(format!("{}: {e}", self.shared.root.display())))?;
+        // The store's root is canonical since it was opened.
+        let root = &self.shared.root;
         let root = root
             .to_str()
             .filter(|r| !r.contains([':', ',']))
@@ -99,6 +99,24 @@ impl Snapshots {
             .collect())
     }
 
+    /// Runs `make` (the component's `prepare` or `view`) with `labels` and
+    /// the handle's holder; returns the absolute mounts.
+    fn made(
+        &self,
+        labels: &[(&str, &str)],
+        make: impl FnOnce(
+            &crate::bindings::exports::kist::content::snapshots::Guest,
+            &mut wasmtime::Store<crate::ctx::KistCtx>,
+            &SnapshotOptions,
+        ) -> crate::session::GuestResult<Vec<Mount>>,
+    ) -> Result<Vec<Mount>> {
+        let options = self.options(labels);
+        let mounts = self
+            .shared
+            .call(|api, s| make(api.kist_content_snapshots(), s, &options))?;
+        self.absolute(mounts)
+    }
+
     /// Makes the active snapshot `key` over the committed `parent` (or an
     /// empty one); returns the mounts that give its tree.
     pub fn prepare(
@@ -107,12 +125,7 @@ impl Snapshots {
         parent: Option<&str>,
         labels: &[(&str, &str)],
     ) -> Result<Vec<Mount>> {
-        let options = self.options(labels);
-        let mounts = self.shared.call(|api, s| {
-            api.kist_content_snapshots()
-                .call_prepare(s, key, parent, &options)
-        })?;
-        self.absolute(mounts)
+        self.made(labels, |api, s, o| api.call_prepare(s, key, parent, o))
     }
 
     /// As [`prepare`](Self::prepare), read-only.
@@ -122,12 +135,7 @@ impl Snapshots {
         parent: Option<&str>,
         labels: &[(&str, &str)],
     ) -> Result<Vec<Mount>> {
-        let options = self.options(labels);
-        let mounts = self.shared.call(|api, s| {
-            api.kist_content_snapshots()
-                .call_view(s, key, parent, &options)
-        })?;
-        self.absolute(mounts)
+        self.made(labels, |api, s, o| api.call_view(s, key, parent, o))
     }
 
     /// Commits the active snapshot `key` as `name`.

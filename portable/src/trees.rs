@@ -59,32 +59,15 @@ fn walk(dir: &Descriptor, path: &str, total: &mut (u64, u64)) -> Result<(), Tree
     if stat.type_ != DescriptorType::Directory {
         return Ok(());
     }
-    let sub = dir
-        .open_at(
-            PathFlags::empty(),
-            path,
-            OpenFlags::DIRECTORY,
-            DescriptorFlags::READ,
-        )
-        .map_err(|e| err("open", path, e))?;
-    let entries = sub.read_directory().map_err(|e| err("read", path, e))?;
-    while let Some(entry) = entries
-        .read_directory_entry()
-        .map_err(|e| err("read", path, e))?
-    {
-        walk(&sub, &entry.name, total)?;
+    let (sub, names) = children(dir, path)?;
+    for name in names {
+        walk(&sub, &name, total)?;
     }
     Ok(())
 }
 
-/// Removes `path` in `dir` and everything below it.
-fn remove(dir: &Descriptor, path: &str) -> Result<(), TreeError> {
-    let stat = dir
-        .stat_at(PathFlags::empty(), path)
-        .map_err(|e| err("stat", path, e))?;
-    if stat.type_ != DescriptorType::Directory {
-        return dir.unlink_file_at(path).map_err(|e| err("unlink", path, e));
-    }
+/// The directory `path` in `dir`, opened, and the names in it.
+fn children(dir: &Descriptor, path: &str) -> Result<(Descriptor, Vec<String>), TreeError> {
     let sub = dir
         .open_at(
             PathFlags::empty(),
@@ -101,6 +84,19 @@ fn remove(dir: &Descriptor, path: &str) -> Result<(), TreeError> {
     {
         names.push(entry.name);
     }
+    drop(entries);
+    Ok((sub, names))
+}
+
+/// Removes `path` in `dir` and everything below it.
+fn remove(dir: &Descriptor, path: &str) -> Result<(), TreeError> {
+    let stat = dir
+        .stat_at(PathFlags::empty(), path)
+        .map_err(|e| err("stat", path, e))?;
+    if stat.type_ != DescriptorType::Directory {
+        return dir.unlink_file_at(path).map_err(|e| err("unlink", path, e));
+    }
+    let (sub, names) = children(dir, path)?;
     for name in names {
         remove(&sub, &name)?;
     }

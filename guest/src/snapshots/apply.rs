@@ -20,7 +20,7 @@ use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition};
 use crate::shared::fs;
 use crate::snapshots::records::{self, State};
-use crate::snapshots::tree;
+use crate::snapshots::tree::{self, join};
 
 /// OCI whiteout prefix, and the opaque-directory marker.
 const WHITEOUT: &str = ".wh.";
@@ -74,12 +74,16 @@ pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Resul
     }
 }
 
-/// Compression of a layer, from its media type or its first bytes.
-fn compression(media_type: &str, head: &[u8]) -> Result<inflate::Compression> {
+/// Compression of a layer, from its media type or, when there is none,
+/// its first bytes (`head` reads them).
+fn compression(
+    media_type: &str,
+    head: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<inflate::Compression> {
     use inflate::Compression::{Gzip, None, Zstd};
     let ends = |s: &[&str]| s.iter().any(|e| media_type.ends_with(e));
     Ok(if media_type.is_empty() {
-        match head {
+        match head()?.as_slice() {
             [0x1f, 0x8b, ..] => Gzip,
             [0x28, 0xb5, 0x2f, 0xfd, ..] => Zstd,
             _ => None,
@@ -191,11 +195,13 @@ impl<'a> Unpacker<'a> {
 
     fn run(&mut self, blob: &Digest, media_type: &str) -> Result<Digest> {
         let path = blob.blob_path();
-        let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
-        let head = fs::read_at(&fd, &path, 0, 4)?;
+        let head = || {
+            let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
+            fs::read_at(&fd, &path, 0, 4)
+        };
         let mut inflated = Inflated {
             blob,
-            inflater: Inflater::new(&path, compression(media_type, &head)?),
+            inflater: Inflater::new(&path, compression(media_type, head)?),
             pending: Vec::new(),
             at: 0,
         };
@@ -465,14 +471,6 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{parent}/{name}")
-    }
 }
 
 fn layer_error(e: std::io::Error, blob: &Digest) -> Error {

@@ -16,7 +16,7 @@ use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, precondition};
 use crate::shared::fs;
 use crate::snapshots::records::{self, State};
-use crate::snapshots::tree;
+use crate::snapshots::tree::{self, join};
 
 /// Hashes what is written through it (the uncompressed tar: the diff id).
 struct Hashing<W> {
@@ -36,7 +36,9 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-type Out = tar::Builder<Hashing<std::io::BufWriter<flate2::write::GzEncoder<NewBlob>>>>;
+/// The tar is buffered before it is hashed: tar writes a 512-byte header
+/// at a time, and each hasher update is a call into the host.
+type Out = tar::Builder<std::io::BufWriter<Hashing<flate2::write::GzEncoder<NewBlob>>>>;
 
 /// Stores the changes of `key` as a layer blob held by `holder`.
 pub fn diff(key: &str, holder: &str) -> Result<Layer> {
@@ -49,10 +51,11 @@ pub fn diff(key: &str, holder: &str) -> Result<Layer> {
     }
     let root = tree::fs_path(record.id);
     let gz = flate2::write::GzEncoder::new(NewBlob::create()?, flate2::Compression::default());
-    let mut out = tar::Builder::new(Hashing {
-        inner: std::io::BufWriter::with_capacity(1 << 20, gz),
+    let hashing = Hashing {
+        inner: gz,
         hasher: Hasher::new(Algorithm::Sha256),
-    });
+    };
+    let mut out = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, hashing));
     out.mode(tar::HeaderMode::Complete);
     let mut walk = Walk {
         root: &root,
@@ -60,13 +63,13 @@ pub fn diff(key: &str, holder: &str) -> Result<Layer> {
     };
     walk.dir("", &mut out)?;
     let io = |e| from_io(e, &root);
-    let hashing = out.into_inner().map_err(io)?;
-    let diff_id = Digest::of(Algorithm::Sha256, &hashing.hasher);
-    let gz = hashing
-        .inner
+    let hashing = out
+        .into_inner()
+        .map_err(io)?
         .into_inner()
         .map_err(|e| from_io(e.into_error(), &root))?;
-    let (digest, size) = gz.finish().map_err(io)?.publish(holder)?;
+    let diff_id = Digest::of(Algorithm::Sha256, &hashing.hasher);
+    let (digest, size) = hashing.inner.finish().map_err(io)?.publish(holder)?;
     Ok(Layer {
         digest: digest.to_string(),
         size,
@@ -100,12 +103,7 @@ impl Walk<'_> {
             .collect();
         names.sort();
         for name in names {
-            let child = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            self.entry(&child, &name, out)?;
+            self.entry(&join(rel, &name), &name, out)?;
         }
         Ok(())
     }
@@ -186,14 +184,6 @@ impl Walk<'_> {
             NodeKind::Socket => {}
         }
         Ok(())
-    }
-}
-
-fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{parent}/{name}")
     }
 }
 

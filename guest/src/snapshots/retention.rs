@@ -30,6 +30,10 @@ fn collectable(all: &Snapshots, name: &str, referenced: &BTreeSet<String>) -> Re
 /// Removes the snapshots nothing keeps (children before their parents,
 /// which they free); returns their names. A `dry_run` only names them.
 pub fn collect(referenced: &BTreeSet<String>, dry_run: bool) -> Result<Vec<String>> {
+    // Most stores have no snapshots: no lock (and no `snapshots/` made).
+    if records::current()?.items.is_empty() {
+        return Ok(Vec::new());
+    }
     let lock = records::lock()?;
     let mut all = (*records::current()?).clone();
     let mut gone = Vec::new();

@@ -15,6 +15,15 @@ pub fn dir(id: u64) -> String {
     format!("{DIR}/{id}")
 }
 
+/// `name` inside the tree-relative directory `parent` (`""`: the root).
+pub fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
 /// Snapshot `id`'s tree.
 pub fn fs_path(id: u64) -> String {
     format!("{DIR}/{id}/fs")
