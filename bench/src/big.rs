@@ -20,18 +20,40 @@ pub fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
     seeded_file(path, size, size)
 }
 
+/// Pseudo-random bytes (xorshift64) from a seed: incompressible, cheap.
+pub struct Seeded(u64);
+
+impl Seeded {
+    pub fn new(seed: u64) -> Self {
+        Self((0x9e37_79b9_7f4a_7c15 ^ seed) | 1)
+    }
+
+    /// Fills `buf` with the next bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for word in buf.chunks_mut(8) {
+            let x = &mut self.0;
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            word.copy_from_slice(&x.to_le_bytes()[..word.len()]);
+        }
+    }
+
+    /// `len` next bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        self.fill(&mut out);
+        out
+    }
+}
+
 /// Writes `size` pseudo-random bytes from `seed` to `path`.
 pub fn seeded_file(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(File::create(path)?);
-    let mut x: u64 = (0x9e37_79b9_7f4a_7c15 ^ seed) | 1;
+    let mut random = Seeded::new(seed);
     let mut chunk = vec![0u8; native::CHUNK];
     for _ in 0..size.div_ceil(native::CHUNK as u64) {
-        for word in chunk.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            word.copy_from_slice(&x.to_le_bytes());
-        }
+        random.fill(&mut chunk);
         out.write_all(&chunk)?;
     }
     drop(out);

@@ -88,21 +88,9 @@ fn ctr(socket: &Path) -> Command {
 /// An OCI archive of an image with one incompressible `size`-byte layer
 /// (tar+gzip, level 1); returns the layer's digest.
 fn image_archive(path: &Path, size: usize, seed: u64) -> anyhow::Result<String> {
-    let mut data = vec![0u8; size];
-    let mut state = seed | 1;
-    for chunk in data.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-    }
+    let data = crate::big::Seeded::new(seed).bytes(size);
     let mut tar = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(size as u64);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1_700_000_000);
+    let mut h = crate::snapshots::file_header(size as u64);
     tar.append_data(&mut h, "data", &data[..])?;
     let tar = tar.into_inner()?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -162,16 +150,8 @@ pub fn run(
     let (_onkist, onkist) = containerd(&dir.join("onkist"), Some(&socket))?;
     let (mut ingested, mut archives) = (Vec::new(), Vec::new());
     for rep in 0..reps {
-        let mut data = vec![0u8; size];
-        let mut state = 0x1234_5678 + rep as u64;
-        for chunk in data.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-        }
         let path = dir.join(format!("blob-{rep}"));
-        std::fs::write(&path, &data)?;
+        crate::big::seeded_file(&path, size as u64, 0x1234_5678 + rep as u64)?;
         ingested.push(path);
         let archive = dir.join(format!("image-{rep}.tar"));
         image_archive(&archive, size, 99 + rep as u64)?;

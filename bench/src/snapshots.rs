@@ -14,6 +14,18 @@ use crate::tools::{Tools, timed};
 
 const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
+/// The header of a `size`-byte file in a layer: root's, mode 0644, a
+/// fixed time.
+pub fn file_header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h
+}
+
 /// A layer of `files` files of random bytes, `size` bytes in all, gzip
 /// level 1 (random data hardly compresses: the blob is about `size`).
 fn layer(path: &Path, files: usize, size: u64) -> anyhow::Result<()> {
@@ -21,21 +33,11 @@ fn layer(path: &Path, files: usize, size: u64) -> anyhow::Result<()> {
         flate2::write::GzEncoder::new(std::fs::File::create(path)?, flate2::Compression::fast());
     let mut b = tar::Builder::new(std::io::BufWriter::new(gz));
     let per = (size / files as u64) as usize;
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = crate::big::Seeded::new(files as u64);
     let mut data = vec![0u8; per];
     for i in 0..files {
-        for chunk in data.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_size(per as u64);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
+        random.fill(&mut data);
+        let mut h = file_header(per as u64);
         b.append_data(&mut h, format!("usr/share/d{}/f{i}", i % 100), &data[..])?;
     }
     b.into_inner()?

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 
-use crate::peer;
+use crate::{Harness, kist_bin, peer};
 
 /// A running containerd.
 pub struct Containerd {
@@ -94,5 +94,73 @@ impl Drop for Containerd {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+    }
+}
+
+/// `kist serve --containerd <socket> --no-http` on the store of a
+/// [`Harness`], its socket beside the store; stopped by PID when dropped.
+pub struct KistSocket {
+    child: Child,
+    /// Killed already (by the test): nothing to stop.
+    killed: bool,
+    /// The socket containerd's proxy plugins connect to.
+    pub socket: PathBuf,
+    /// The store it serves.
+    pub store: PathBuf,
+}
+
+impl KistSocket {
+    /// Starts the server and waits until its socket answers (a first start
+    /// compiles the component: tens of seconds in a debug build).
+    pub fn start(h: &Harness) -> Self {
+        let socket = h.path().parent().unwrap().join("kist.sock");
+        let child = Command::new(kist_bin())
+            .arg("--store")
+            .arg(h.path())
+            .env_remove("KIST_STORE")
+            .args(["serve", "--no-http", "--gc-interval", "0s", "--containerd"])
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting kist serve");
+        let start = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(180),
+                "kist serve --containerd did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self {
+            child,
+            killed: false,
+            socket,
+            store: h.path().to_path_buf(),
+        }
+    }
+
+    /// Kills the server with SIGKILL (its socket file stays, stale).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.killed = true;
+    }
+
+    /// Kills the server and starts another on the same store and socket.
+    pub fn restart(&mut self, h: &Harness) {
+        self.kill();
+        *self = Self::start(h);
+    }
+}
+
+impl Drop for KistSocket {
+    fn drop(&mut self) {
+        if !self.killed {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -175,6 +175,19 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
+/// A layer entry's header as image builders write them: GNU format, owned
+/// by root, a fixed time (so layers are reproducible).
+pub fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(1_700_000_000);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
 /// One entry of a crafted archive (see [`tar_gz`]).
 pub enum Entry<'a> {
     /// A regular file with its content.

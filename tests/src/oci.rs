@@ -109,60 +109,52 @@ impl Image {
         std::iter::once(&self.config).chain(&self.layers)
     }
 
+    /// The files of the image as an OCI image layout, by path: the layout
+    /// marker, `index.json` naming the manifest with `annotations`, blobs.
+    fn layout_files(&self, annotations: serde_json::Value) -> Vec<(String, Vec<u8>)> {
+        let index = json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": MANIFEST,
+                "digest": self.digest,
+                "size": self.manifest.len(),
+                "annotations": annotations,
+            }],
+        });
+        let blob =
+            |digest: &str, bytes: &[u8]| (format!("blobs/sha256/{}", &digest[7..]), bytes.to_vec());
+        let mut files = vec![
+            (
+                "oci-layout".to_owned(),
+                br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+            ),
+            ("index.json".to_owned(), index.to_string().into_bytes()),
+        ];
+        files.extend(self.blobs().map(|b| blob(&b.digest, &b.bytes)));
+        files.push(blob(&self.digest, &self.manifest));
+        files
+    }
+
     /// Writes the image as an OCI archive (a tar of its image layout) at
     /// `path`, named `name` (`io.containerd.image.name`) for
     /// `ctr images import`.
     pub fn write_archive(&self, path: &Path, name: &str) {
         let mut out = tar::Builder::new(std::fs::File::create(path).unwrap());
-        let mut put = |entry: &str, bytes: &[u8]| {
+        for (entry, bytes) in self.layout_files(json!({"io.containerd.image.name": name})) {
             let mut h = tar::Header::new_gnu();
             h.set_size(bytes.len() as u64);
             h.set_mode(0o644);
-            out.append_data(&mut h, entry, bytes).unwrap();
-        };
-        put("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
-        let index = json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": MANIFEST,
-                "digest": self.digest,
-                "size": self.manifest.len(),
-                "annotations": {"io.containerd.image.name": name},
-            }],
-        });
-        put("index.json", index.to_string().as_bytes());
-        for b in self.blobs() {
-            put(&format!("blobs/sha256/{}", &b.digest[7..]), &b.bytes);
+            out.append_data(&mut h, entry, &bytes[..]).unwrap();
         }
-        put(
-            &format!("blobs/sha256/{}", &self.digest[7..]),
-            &self.manifest,
-        );
         out.finish().unwrap();
     }
 
     /// Writes the image as an OCI image layout at `dir`, tagged `tag`.
     pub fn write_layout(&self, dir: &Path, tag: &str) {
-        let blobs = dir.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).unwrap();
-        let write = |digest: &str, bytes: &[u8]| {
-            std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
-        };
-        for b in self.blobs() {
-            write(&b.digest, &b.bytes);
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        for (file, bytes) in self.layout_files(json!({"org.opencontainers.image.ref.name": tag})) {
+            std::fs::write(dir.join(file), bytes).unwrap();
         }
-        write(&self.digest, &self.manifest);
-        let index = json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": MANIFEST,
-                "digest": self.digest,
-                "size": self.manifest.len(),
-                "annotations": {"org.opencontainers.image.ref.name": tag},
-            }],
-        });
-        std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     }
 }
 
@@ -177,16 +169,7 @@ pub fn busybox_layer() -> Vec<u8> {
         .unwrap();
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
-    let header = |kind: tar::EntryType, mode: u32, size: u64| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h
-    };
+    let header = crate::tar_header;
     for (dir, mode) in [("bin", 0o755), ("tmp", 0o1777)] {
         b.append_data(
             &mut header(tar::EntryType::Directory, mode, 0),

@@ -3,8 +3,6 @@
 //! socket: what containerd's proxy content store does over gRPC.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use containerd_client::services::v1::content_client::ContentClient;
@@ -12,51 +10,13 @@ use containerd_client::services::v1::{
     AbortRequest, InfoRequest, ReadContentRequest, StatusRequest, UpdateRequest, WriteAction,
     WriteContentRequest, WriteContentResponse,
 };
-use kist_tests::{Harness, bytes, kist_bin, open_embedded, sha256};
+use kist_tests::containerd::KistSocket;
+use kist_tests::{Harness, bytes, open_embedded, sha256};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// `kist serve --containerd` on a fresh store, stopped by PID on drop.
-struct Socket {
-    child: Child,
-    path: PathBuf,
-    _h: Harness,
-}
-
-impl Socket {
-    fn start() -> Self {
-        let h = Harness::new(open_embedded);
-        let path = h.path().parent().unwrap().join("kist.sock");
-        let child = Command::new(kist_bin())
-            .arg("--store")
-            .arg(h.path())
-            .env_remove("KIST_STORE")
-            .args(["serve", "--no-http", "--gc-interval", "0s", "--containerd"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&path).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(180), "no socket");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, path, _h: h }
-    }
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 /// One Write stream: messages in, answers out, as containerd's proxy
 /// writer drives it (it sends the offset it last heard with every write
@@ -158,6 +118,23 @@ impl Writer {
     }
 }
 
+/// What Info says of `digest`.
+async fn info(
+    client: &mut ContentClient<Channel>,
+    digest: &str,
+) -> containerd_client::services::v1::Info {
+    let request = InfoRequest {
+        digest: digest.into(),
+    };
+    client
+        .info(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .info
+        .unwrap()
+}
+
 async fn read_all(client: &mut ContentClient<Channel>, digest: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut stream = client
@@ -177,13 +154,14 @@ async fn read_all(client: &mut ContentClient<Channel>, digest: &str) -> Vec<u8> 
 
 /// Runs `case` against a fresh socket.
 fn run<F: std::future::Future<Output = ()>>(case: impl FnOnce(ContentClient<Channel>) -> F) {
-    let socket = Socket::start();
+    let h = Harness::new(open_embedded);
+    let socket = KistSocket::start(&h);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let channel = containerd_client::connect(&socket.path).await.unwrap();
+        let channel = containerd_client::connect(&socket.socket).await.unwrap();
         case(ContentClient::new(channel).max_decoding_message_size(16 << 20)).await;
     });
 }
@@ -211,13 +189,7 @@ fn writer() {
             (done.digest.as_str(), done.offset),
             (d.as_str(), data.len() as i64)
         );
-        let info = c
-            .info(InfoRequest { digest: d.clone() })
-            .await
-            .unwrap()
-            .into_inner()
-            .info
-            .unwrap();
+        let info = info(&mut c, &d).await;
         assert_eq!(info.size, data.len() as i64);
         assert_eq!(read_all(&mut c, &d).await, data);
         // Read at an offset, a size, and past the end.
@@ -419,13 +391,7 @@ fn labels() {
         w.commit(data.len() as i64, &d, labels.clone())
             .await
             .unwrap();
-        let info = c
-            .info(InfoRequest { digest: d.clone() })
-            .await
-            .unwrap()
-            .into_inner()
-            .info
-            .unwrap();
+        let info = info(&mut c, &d).await;
         assert_eq!(info.labels, labels);
         let mut changed = info.clone();
         changed.labels = HashMap::from([

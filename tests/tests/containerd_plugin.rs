@@ -3,82 +3,14 @@
 //! --containerd` socket, both daemons in temp dirs and stopped by PID.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kist::Store;
-use kist_tests::containerd::Containerd;
+use kist_tests::containerd::{Containerd, KistSocket as Plugin};
 use kist_tests::oci::{Image, busybox_layer};
 use kist_tests::trees::require_root;
 use kist_tests::{Harness, bytes, fsck, kist_bin, open_embedded, sha256};
-
-/// `kist serve --containerd <socket> --no-http` on a store of its own.
-struct Plugin {
-    child: Child,
-    /// Killed already (by the test): nothing to stop.
-    killed: bool,
-    socket: PathBuf,
-    store: PathBuf,
-}
-
-impl Plugin {
-    fn start(h: &Harness) -> Self {
-        let socket = h.path().parent().unwrap().join("kist.sock");
-        let child = Command::new(kist_bin())
-            .arg("--store")
-            .arg(h.path())
-            .env_remove("KIST_STORE")
-            .args(["serve", "--no-http", "--gc-interval", "0s", "--containerd"])
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting kist serve");
-        let plugin = Self {
-            child,
-            killed: false,
-            socket,
-            store: h.path().to_path_buf(),
-        };
-        plugin.wait();
-        plugin
-    }
-
-    /// Waits until the socket answers (a first start compiles the
-    /// component: tens of seconds in a debug build).
-    fn wait(&self) {
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(180),
-                "kist serve --containerd did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.killed = true;
-    }
-
-    fn restart(&mut self, h: &Harness) {
-        self.kill();
-        *self = Self::start(h);
-    }
-}
-
-impl Drop for Plugin {
-    fn drop(&mut self) {
-        if !self.killed {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn ok(out: std::process::Output, what: &str) -> String {
     assert!(
@@ -99,6 +31,32 @@ fn busybox(dir: &Path) -> (Image, PathBuf) {
 
 const NAME: &str = "docker.io/library/busybox:kist";
 
+/// `ctr images import --snapshotter kistsnap ARCHIVE`, which must succeed.
+fn import(c: &Containerd, archive: &Path, what: &str) {
+    let archive = archive.to_str().unwrap();
+    ok(
+        c.ctr(&["images", "import", "--snapshotter", "kistsnap", archive]),
+        what,
+    );
+}
+
+/// `ctr run --rm --snapshotter kistsnap IMAGE ID /bin/busybox echo WORD`;
+/// its output.
+fn run_echo(c: &Containerd, image: &str, id: &str, word: &str) -> String {
+    let args = [
+        "run",
+        "--rm",
+        "--snapshotter",
+        "kistsnap",
+        image,
+        id,
+        "/bin/busybox",
+        "echo",
+        word,
+    ];
+    ok(c.ctr(&args), "run")
+}
+
 /// containerd imports an image into kist and runs a container on kist's
 /// snapshots; `ctr snapshots` sees them; the content is containerd's.
 #[test]
@@ -108,30 +66,8 @@ fn containerd_imports_and_runs_busybox_on_kist() {
     let plugin = Plugin::start(&h);
     let c = Containerd::with_kist(&plugin.socket);
     let (image, archive) = busybox(c.dir());
-    ok(
-        c.ctr(&[
-            "images",
-            "import",
-            "--snapshotter",
-            "kistsnap",
-            archive.to_str().unwrap(),
-        ]),
-        "import",
-    );
-    let hello = ok(
-        c.ctr(&[
-            "run",
-            "--rm",
-            "--snapshotter",
-            "kistsnap",
-            NAME,
-            "t1",
-            "/bin/busybox",
-            "echo",
-            "hello",
-        ]),
-        "run",
-    );
+    import(&c, &archive, "import");
+    let hello = run_echo(&c, NAME, "t1", "hello");
     assert_eq!(hello, "hello\n");
     let store = Store::open(&plugin.store).unwrap();
     for blob in image.blobs() {
@@ -216,16 +152,7 @@ fn containerd_gc_leaves_kist_content_alone() {
     let c = Containerd::with_kist(&plugin.socket);
     let (image, archive) = busybox(c.dir());
     let layer = &image.layers[0].digest;
-    ok(
-        c.ctr(&[
-            "images",
-            "import",
-            "--snapshotter",
-            "kistsnap",
-            archive.to_str().unwrap(),
-        ]),
-        "import",
-    );
+    import(&c, &archive, "import");
     store.hold(layer).unwrap(); // kist's default holder shares the layer
     let ingest = "kist-native-ingest";
     let mut w = store.writer(ingest, None, None).unwrap();
@@ -356,20 +283,7 @@ fn containerd_pulls_from_kist_serve_into_kist() {
         ]),
         "pull",
     );
-    let hello = ok(
-        c.ctr(&[
-            "run",
-            "--rm",
-            "--snapshotter",
-            "kistsnap",
-            &reference,
-            "t2",
-            "/bin/busybox",
-            "echo",
-            "pulled",
-        ]),
-        "run",
-    );
+    let hello = run_echo(&c, &reference, "t2", "pulled");
     assert_eq!(hello, "pulled\n");
     assert!(
         Store::open(&plugin.store)
@@ -392,7 +306,7 @@ fn a_killed_plugin_recovers() {
     let image = Image::with_layers(vec![busybox_layer(), big], None);
     let archive = c.dir().join("big.tar");
     image.write_archive(&archive, NAME);
-    let import = Command::new(kist_tests::peer("ctr"))
+    let interrupted = Command::new(kist_tests::peer("ctr"))
         .arg("--address")
         .arg(c.dir().join("containerd.sock"))
         .args(["images", "import", "--snapshotter", "kistsnap"])
@@ -403,36 +317,14 @@ fn a_killed_plugin_recovers() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     plugin.kill();
-    let failed = import.wait_with_output().unwrap();
+    let failed = interrupted.wait_with_output().unwrap();
     assert!(
         !failed.status.success(),
         "the import fails while kist is gone"
     );
     plugin.restart(&h);
-    ok(
-        c.ctr(&[
-            "images",
-            "import",
-            "--snapshotter",
-            "kistsnap",
-            archive.to_str().unwrap(),
-        ]),
-        "import again",
-    );
-    let hello = ok(
-        c.ctr(&[
-            "run",
-            "--rm",
-            "--snapshotter",
-            "kistsnap",
-            NAME,
-            "t3",
-            "/bin/busybox",
-            "echo",
-            "back",
-        ]),
-        "run",
-    );
+    import(&c, &archive, "import again");
+    let hello = run_echo(&c, NAME, "t3", "back");
     assert_eq!(hello, "back\n");
     let store = h.store();
     let problems = fsck(&store, true);

@@ -34,15 +34,19 @@ fn next_delay(seed: &mut u64, span: std::time::Duration) -> std::time::Duration 
     span.mul_f64((*seed % 10_000) as f64 / 10_000.0)
 }
 
-fn ingest(store: &Path, file: &Path, label: &str) -> Command {
+/// `kist --store STORE ARGS...`.
+fn kist_on(store: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(kist_bin());
     c.arg("--store")
         .arg(store)
         .env_remove("KIST_STORE")
-        .args(["ingest", "--label", label])
-        .arg(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(args);
+    c
+}
+
+fn ingest(store: &Path, file: &Path, label: &str) -> Command {
+    let mut c = kist_on(store, &["ingest", "--label", label]);
+    c.arg(file).stdout(Stdio::piped()).stderr(Stdio::piped());
     c
 }
 
@@ -263,12 +267,8 @@ fn killed_collections_recover() {
     let h = Harness::new(open_embedded);
     let store = h.store();
     let kist = |args: &[&str]| {
-        let mut c = Command::new(kist_bin());
-        c.arg("--store")
-            .arg(h.path())
-            .env_remove("KIST_STORE")
-            .args(args)
-            .stdout(Stdio::null());
+        let mut c = kist_on(h.path(), args);
+        c.stdout(Stdio::null());
         c
     };
     // Idle ingests expire at once, so collections abort them too.
@@ -351,12 +351,7 @@ fn many_files_layer(files: usize) -> Vec<u8> {
         flate2::Compression::fast(),
     ));
     for i in 0..files {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_size(4096);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
+        let mut h = kist_tests::tar_header(tar::EntryType::Regular, 0o644, 4096);
         b.append_data(
             &mut h,
             format!("d{}/f{i}", i % 64),
@@ -396,13 +391,8 @@ fn killed_snapshot_operations_recover() {
     let layer = many_files_layer(3000);
     let digest = store.put(&layer).unwrap();
     let kist = |args: &[&str]| {
-        let mut c = Command::new(kist_bin());
-        c.arg("--store")
-            .arg(h.path())
-            .env_remove("KIST_STORE")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut c = kist_on(h.path(), args);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
         c
     };
     let run = |args: &[&str]| {

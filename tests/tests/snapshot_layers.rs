@@ -9,7 +9,7 @@ use std::process::Command;
 
 use kist::{Error, Snapshots, Store};
 use kist_tests::trees::{Mounted, assert_same, describe, require_root};
-use kist_tests::{Harness, open_embedded, peer};
+use kist_tests::{Harness, open_embedded, peer, tar_header};
 
 const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
@@ -23,31 +23,20 @@ impl Layer {
         Self(tar::Builder::new(Vec::new()))
     }
 
-    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h
-    }
-
     fn dir(mut self, path: &str, mode: u32) -> Self {
-        let mut h = Self::header(tar::EntryType::Directory, mode, 0);
+        let mut h = tar_header(tar::EntryType::Directory, mode, 0);
         self.0.append_data(&mut h, path, std::io::empty()).unwrap();
         self
     }
 
     fn file(mut self, path: &str, data: &[u8], mode: u32) -> Self {
-        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
+        let mut h = tar_header(tar::EntryType::Regular, mode, data.len() as u64);
         self.0.append_data(&mut h, path, data).unwrap();
         self
     }
 
     fn owned(mut self, path: &str, data: &[u8], uid: u64, gid: u64) -> Self {
-        let mut h = Self::header(tar::EntryType::Regular, 0o640, data.len() as u64);
+        let mut h = tar_header(tar::EntryType::Regular, 0o640, data.len() as u64);
         h.set_uid(uid);
         h.set_gid(gid);
         self.0.append_data(&mut h, path, data).unwrap();
@@ -55,13 +44,13 @@ impl Layer {
     }
 
     fn symlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
+        let mut h = tar_header(tar::EntryType::Symlink, 0o777, 0);
         self.0.append_link(&mut h, path, target).unwrap();
         self
     }
 
     fn hardlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(tar::EntryType::Link, 0o644, 0);
+        let mut h = tar_header(tar::EntryType::Link, 0o644, 0);
         self.0.append_link(&mut h, path, target).unwrap();
         self
     }
@@ -69,7 +58,7 @@ impl Layer {
     /// An entry written byte by byte: names the tar crate refuses to write
     /// (`..`, absolute paths) go in as they are.
     fn raw(mut self, kind: tar::EntryType, name: &str, link: &str, data: &[u8]) -> Self {
-        let mut h = Self::header(kind, 0o644, data.len() as u64);
+        let mut h = tar_header(kind, 0o644, data.len() as u64);
         h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
         h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
         if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
