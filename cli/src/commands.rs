@@ -43,6 +43,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         Command::Gc { dry_run } => crate::retention::gc(store, dry_run, out),
         Command::Lease { command } => crate::lease::run(store, command, out),
         Command::Snapshot { command } => crate::snapshot::run(store, command, out),
+        Command::Layer { command } => crate::layer::run(store, command, out),
         Command::Quota { command } => crate::retention::quota(store, command, out),
         Command::Config { command } => crate::retention::config(store, command, out),
         Command::Df => crate::retention::df(store, out),

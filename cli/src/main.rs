@@ -3,6 +3,7 @@
 mod artifact;
 mod commands;
 mod ingest;
+mod layer;
 mod lease;
 mod output;
 mod retention;
@@ -121,6 +122,12 @@ enum Command {
         #[command(subcommand)]
         command: snapshot::Command,
     },
+    /// Desired-state layers: install, cache, restore and evict layers
+    /// from a desired list, downloaded from allowed origins.
+    Layer {
+        #[command(subcommand)]
+        command: layer::Command,
+    },
     /// Quotas on the store or on holders.
     Quota {
         #[command(subcommand)]
@@ -217,7 +224,13 @@ fn main() -> ExitCode {
     } else {
         let holder = cli.holder;
         store_dir(cli.store)
-            .and_then(|dir| open_store(&dir, cli.command.creates_store()))
+            .and_then(|dir| {
+                open_store(
+                    &dir,
+                    cli.command.creates_store(),
+                    cli.command.fetch_policy()?,
+                )
+            })
             .map(|store| match &holder {
                 Some(h) => store.as_holder(h),
                 None => store,
@@ -251,7 +264,19 @@ impl Command {
                 | Command::Artifact {
                     command: artifact::Command::Archive { .. }
                 }
+                | Command::Layer {
+                    command: layer::Command::Apply { .. }
+                }
         )
+    }
+
+    /// Where the store may download from: only `layer apply` reaches the
+    /// network, and only its `--allow-origin`s.
+    fn fetch_policy(&self) -> anyhow::Result<kist::FetchPolicy> {
+        match self {
+            Command::Layer { command } => command.fetch_policy(),
+            _ => Ok(kist::FetchPolicy::default()),
+        }
     }
 }
 
@@ -263,8 +288,15 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 /// Opens the store at `dir`, creating it only if `create`.
-fn open_store(dir: &std::path::Path, create: bool) -> anyhow::Result<kist::Store> {
-    let opened = kist::Store::builder(dir).create(create).open();
+fn open_store(
+    dir: &std::path::Path,
+    create: bool,
+    fetch: kist::FetchPolicy,
+) -> anyhow::Result<kist::Store> {
+    let opened = kist::Store::builder(dir)
+        .create(create)
+        .fetch_policy(fetch)
+        .open();
     match opened {
         Err(kist::Error::NotFound) => Err(anyhow::Error::new(kist::Error::NotFound)
             .context(format!("no kist store at {}", dir.display()))),

@@ -121,6 +121,22 @@ mod snapshots {
     pub mod tree;
 }
 
+/// Desired-state layers (`layers`): install, cache, restore and evict
+/// layers from a desired list, downloaded through the `fetch` capability.
+mod layers {
+    /// Installing one layer, step by step.
+    pub mod install;
+    pub mod interface;
+    /// The start of a run: checks, reconciliation, state changes.
+    pub mod plan;
+    /// `layers/layers.json`: every stored layer's record.
+    pub mod records;
+    /// The `run` resource.
+    pub mod run;
+    /// `http(s)://` and `file://` sources.
+    pub mod source;
+}
+
 /// Checking and repairing a store (`fsck`).
 mod check {
     pub mod fsck;
@@ -132,7 +148,7 @@ pub mod fuzzing;
 /// The component's exports.
 struct Component;
 
-// Only the wasm build exports: export names such as `kist:content/fsck@0.4.0`
+// Only the wasm build exports: export names such as `kist:content/fsck@0.5.0`
 // are not valid native symbol names, and the fuzz targets link this crate
 // natively.
 #[cfg(target_arch = "wasm32")]

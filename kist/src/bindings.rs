@@ -10,5 +10,6 @@ wasmtime::component::bindgen!({
         "kist:content/hasher.hasher": crate::capabilities::hasher::HashState,
         "kist:content/locks.guard": crate::capabilities::locks::LockGuard,
         "kist:content/inflate.inflater": crate::capabilities::inflate::Inflater,
+        "kist:content/fetch.download": crate::capabilities::fetch::Download,
     },
 });

@@ -45,6 +45,7 @@ mod ctx;
 mod error;
 mod fsck;
 mod held;
+mod layers;
 mod leases;
 pub mod mount;
 #[cfg(feature = "compose")]
@@ -62,6 +63,10 @@ mod writer;
 
 pub use bindings::exports::kist::content::fsck::{Problem, ProblemKind};
 pub use bindings::exports::kist::content::ingester::{Durability, PutRequest, WriterOptions};
+pub use bindings::exports::kist::content::layers::{
+    LayerAction, LayerDesc, LayerError, LayerInfo, LayerResult, LayerState,
+    Options as LayerOptions, Progress as LayerProgress,
+};
 pub use bindings::exports::kist::content::leases::{Lease, LeaseResource};
 pub use bindings::exports::kist::content::registry::{
     Descriptor, Manifest, Page, Pushed, RegistryError,
@@ -75,9 +80,13 @@ pub use bindings::exports::kist::content::snapshots::{
 pub use bindings::exports::kist::content::storer::{
     ArchiveOptions, Artifact, ExtractOptions, Object, RetentionPolicy,
 };
-pub use bindings::exports::kist::content::types::{BlobInfo, IngestStatus, Label};
+pub use bindings::exports::kist::content::types::{
+    BlobInfo, Error as StoreError, IngestStatus, Label,
+};
+pub use capabilities::FetchPolicy;
 pub use error::{Error, Result};
 pub use fsck::Check;
+pub use layers::Layers;
 pub use leases::Leases;
 pub use reader::{Reader, Verifier};
 pub use registry::Registry;

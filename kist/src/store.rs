@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::capabilities::CapabilitiesCtx;
+use crate::capabilities::{CapabilitiesCtx, FetchPolicy};
 use crate::error::{Error, Result};
 use crate::reader::Reader;
 use crate::runtime::Runtime;
@@ -45,6 +45,7 @@ pub(crate) struct Options {
     pub(crate) memory_limit: usize,
     pub(crate) call_timeout: Duration,
     pub(crate) clock: Option<Clock>,
+    pub(crate) fetch: FetchPolicy,
 }
 
 /// Configures and opens a [`Store`].
@@ -100,6 +101,21 @@ impl StoreBuilder {
         self
     }
 
+    /// Lets the component download from the origins `policy` allows
+    /// (desired-state layers, [`Store::layers`]); by default it reaches
+    /// no network at all.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let policy = kist::FetchPolicy::default().allow("https://layers.example.com")?;
+    /// let store = kist::Store::builder("/var/lib/kist").fetch_policy(policy).open()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fetch_policy(mut self, policy: FetchPolicy) -> Self {
+        self.options.fetch = policy;
+        self
+    }
+
     /// With `false`, [`open`](Self::open) fails with [`Error::NotFound`]
     /// instead of creating a store where there is none: the directory
     /// must exist and be a store (have `oci-layout`) or be empty. For
@@ -130,7 +146,11 @@ impl StoreBuilder {
         }
         let root = self.root.canonicalize().map_err(at)?;
         let shared = Arc::new(Shared {
-            caps: Arc::new(CapabilitiesCtx::new(&root)?.max_lock_wait(self.options.call_timeout)),
+            caps: Arc::new(
+                CapabilitiesCtx::new(&root)?
+                    .max_lock_wait(self.options.call_timeout)
+                    .fetch_policy(self.options.fetch.clone()),
+            ),
             root,
             runtime: match &self.component {
                 Some(wasm) => Runtime::for_component(wasm)?,
@@ -247,6 +267,7 @@ impl Store {
                 memory_limit: 512 << 20,
                 call_timeout: Duration::from_secs(120),
                 clock: None,
+                fetch: FetchPolicy::default(),
             },
             component: None,
             create: true,

@@ -114,14 +114,14 @@ enum Plan {
 }
 
 /// A directory lent to the component for one call.
-struct Lent {
+pub(crate) struct Lent {
     path: std::path::PathBuf,
     perms: FsPerms,
     mode: OpenMode,
 }
 
 impl Lent {
-    fn read(path: &Path) -> Self {
+    pub(crate) fn read(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
             perms: FsPerms::ReadOnly,
@@ -139,7 +139,7 @@ impl Lent {
 
     /// Opens the directory as a `wasi:filesystem` descriptor in `store`'s
     /// resource table.
-    fn open(
+    pub(crate) fn open(
         &self,
         store: &mut wasmtime::Store<crate::ctx::KistCtx>,
     ) -> Result<Resource<Descriptor>> {

@@ -4,6 +4,7 @@
 pub mod conformance;
 pub mod containerd;
 pub mod http;
+pub mod layer_server;
 pub mod oci;
 pub mod trees;
 
@@ -118,16 +119,16 @@ impl FakeClock {
 
     /// Opens the store at `dir` on this clock.
     pub fn open(&self, dir: &Path) -> Store {
+        self.builder(dir).open().unwrap()
+    }
+
+    /// A builder for the store at `dir` on this clock.
+    pub fn builder(&self, dir: &Path) -> kist::StoreBuilder {
         let seconds = std::sync::Arc::clone(&self.0);
-        Store::builder(dir)
-            .clock(std::sync::Arc::new(move || {
-                std::time::UNIX_EPOCH
-                    + std::time::Duration::from_secs(
-                        seconds.load(std::sync::atomic::Ordering::SeqCst),
-                    )
-            }))
-            .open()
-            .unwrap()
+        Store::builder(dir).clock(std::sync::Arc::new(move || {
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(seconds.load(std::sync::atomic::Ordering::SeqCst))
+        }))
     }
 }
 

@@ -15,6 +15,7 @@ mod disk_full;
 mod fsck;
 mod hostile;
 mod hosts;
+mod layers;
 mod model;
 mod portable;
 mod registry;

@@ -20,6 +20,7 @@ use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{Error, Result, fs as fs_error};
 use crate::shared::fs::{self, FileType};
 use crate::shared::layout;
+use crate::snapshots::records as snapshots;
 
 /// Labels through which a blob keeps a snapshot, as in containerd:
 /// `containerd.io/gc.ref.snapshot.<snapshotter>[/<x>]`.
@@ -93,6 +94,9 @@ pub struct Scan {
     /// Snapshots live blobs name in `containerd.io/gc.ref.snapshot.*`
     /// labels: they are kept (see `snapshots::retention`).
     pub snapshot_refs: BTreeSet<String>,
+    /// Committed snapshots' holders and recorded bytes: they count against
+    /// quotas as blobs do (an unpacked layer is space like its blob).
+    snapshot_usage: Vec<(BTreeSet<String>, u64)>,
     /// `index.json`'s entries: digest → names.
     roots: BTreeMap<String, Vec<String>>,
     /// Subjects that have referrers (see `registry::referrers`).
@@ -119,6 +123,11 @@ impl Scan {
             ingests: Vec::new(),
             marked: BTreeSet::new(),
             snapshot_refs: BTreeSet::new(),
+            snapshot_usage: snapshots::current()?
+                .items
+                .values()
+                .filter_map(|r| Some((r.holders.clone(), r.usage?.0)))
+                .collect(),
             // A damaged index fails the collection: its roots are unknown.
             roots: index::roots()?,
             subjects: referrers::subjects()?,
@@ -370,7 +379,7 @@ impl Scan {
     }
 
     /// Bytes counted against a quota that counts holders `counts` (all
-    /// blobs and ingests for the store-wide one).
+    /// blobs, ingests and committed snapshots for the store-wide one).
     pub fn used(&self, prefix: Option<&str>) -> u64 {
         let counts = |h: &str| prefix.is_none_or(|p| h.starts_with(p));
         let blobs: u64 = self
@@ -385,6 +394,12 @@ impl Scan {
             .filter(|i| prefix.is_none() || i.meta.holders().iter().any(|h| counts(h)))
             .map(|i| i.size)
             .sum();
-        blobs + ingests
+        let snapshots: u64 = self
+            .snapshot_usage
+            .iter()
+            .filter(|(holders, _)| prefix.is_none() || holders.iter().any(|h| counts(h)))
+            .map(|(_, bytes)| bytes)
+            .sum();
+        blobs + ingests + snapshots
     }
 }

@@ -2,14 +2,16 @@
 //! hashing, several times faster than in wasm), `locks` (`flock`, which
 //! WASI 0.2 lacks), `space` (the store filesystem's size, which WASI 0.2
 //! cannot tell), `trees` (owners, modes, xattrs, whiteouts and inode
-//! numbers for snapshots, confined to the store's directory) and `inflate`
-//! (a layer decompressed on another core while the guest unpacks it).
+//! numbers for snapshots, confined to the store's directory), `inflate`
+//! (a layer decompressed on another core while the guest unpacks it) and
+//! `fetch` (HTTP(S) downloads, only from the origins the embedder allows).
 //!
 //! Another wasmtime embedding supplies them the way wasmtime's WASI crates
 //! do: keep a [`CapabilitiesCtx`] in the store data, implement
 //! [`CapabilitiesHost`] to lend a [`CapabilitiesView`] of it, and call
 //! [`add_to_linker`].
 
+pub(crate) mod fetch;
 pub(crate) mod hasher;
 pub(crate) mod inflate;
 pub(crate) mod locks;
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
+pub use self::fetch::FetchPolicy;
 pub use self::hasher::HashState;
 pub use self::locks::LockGuard;
 use crate::bindings::kist::content;
@@ -49,6 +52,7 @@ pub struct CapabilitiesCtx {
     hash_threads: Arc<slots::Counter>,
     inflaters: Arc<slots::Counter>,
     max_lock_wait: Duration,
+    fetch: fetch::FetchPolicy,
 }
 
 impl CapabilitiesCtx {
@@ -64,6 +68,7 @@ impl CapabilitiesCtx {
             hash_threads: slots::Counter::new(MAX_HASH_THREADS),
             inflaters: slots::Counter::new(MAX_INFLATERS),
             max_lock_wait: Duration::from_secs(60),
+            fetch: fetch::FetchPolicy::default(),
         })
     }
 
@@ -72,6 +77,12 @@ impl CapabilitiesCtx {
     /// wasmtime's deadlines, so set this to at most your call deadline.
     pub fn max_lock_wait(mut self, wait: Duration) -> Self {
         self.max_lock_wait = wait;
+        self
+    }
+
+    /// Where `fetch` may download from (default: nowhere).
+    pub fn fetch_policy(mut self, policy: FetchPolicy) -> Self {
+        self.fetch = policy;
         self
     }
 }
@@ -98,7 +109,8 @@ impl HasData for HasCapabilities {
 }
 
 /// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`,
-/// `kist:content/trees` and `kist:content/inflate` to `linker`.
+/// `kist:content/trees`, `kist:content/inflate` and `kist:content/fetch`
+/// to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
@@ -107,5 +119,6 @@ pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     content::space::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::trees::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::inflate::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::fetch::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())
 }
