@@ -24,6 +24,8 @@ pub enum Behaviour {
     LieLength,
     /// Normal, but at most this many bytes per second.
     Trickle(u64),
+    /// `302 Found` to the same path on the loopback port given.
+    RedirectTo(u16),
 }
 
 /// One request as the server saw it.
@@ -69,6 +71,11 @@ impl LayerServer {
             }
         });
         Self { state, port, stop }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `http://127.0.0.1:<port>`: the origin to allow.
@@ -152,6 +159,12 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
         );
     };
+    if let Behaviour::RedirectTo(port) = behaviour {
+        let head = format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}{path}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        return out.write_all(head.as_bytes());
+    }
     let total = bytes.len();
     if behaviour == Behaviour::Corrupt {
         bytes[total / 2] ^= 0xff;

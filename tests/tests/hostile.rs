@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use kist::{Error, Store};
+use kist::{Error, FetchPolicy, Store};
+use kist_tests::layer_server::{Behaviour, LayerServer};
 use kist_tests::{hostile_component, open_embedded, tree};
 
 /// A store directory beside an `outside` directory holding a canary, and
@@ -92,6 +93,31 @@ fn escapes_are_refused() {
         "its owner too"
     );
     assert!(scene.store.join("oci-layout").is_file());
+}
+
+/// Proves: `fetch` reaches only the allowed origin: another origin
+/// (directly, through a redirect from the allowed one, hidden behind
+/// userinfo or another name for its host), other schemes and empty URLs are refused, and the
+/// forbidden server never sees a connection.
+#[test]
+fn fetch_reaches_only_allowed_origins() {
+    let scene = Scene::new();
+    let allowed = LayerServer::start();
+    let forbidden = LayerServer::start();
+    allowed.put("redirect", Vec::new(), Behaviour::RedirectTo(forbidden.port()));
+    let store = Store::builder(&scene.store)
+        .component(hostile_component())
+        .fetch_policy(FetchPolicy::default().allow(&allowed.origin()).unwrap())
+        .open()
+        .unwrap();
+    let attack = format!("fetch-escapes {} {}", allowed.origin(), forbidden.origin());
+    let report = report(&store, &attack).unwrap();
+    assert!(!report.contains("ESCAPED"), "{report}");
+    assert_eq!(report.matches("refused").count(), 7, "{report}");
+    assert_eq!(report.matches("NotAllowed").count(), 4, "{report}");
+    assert_eq!(allowed.requests("redirect").len(), 1, "the allowed origin answered");
+    assert!(forbidden.log().is_empty(), "{:?}", forbidden.log());
+    assert_outside_untouched(&scene);
 }
 
 /// Proves: absurd lock names are refused, a guest cannot hold more than

@@ -16,8 +16,9 @@ mod bindings {
 }
 
 use bindings::exports::kist::content::{
-    fsck, ingester, leases, registry, retention, snapshots, store, storer, types,
+    fsck, ingester, layers, leases, registry, retention, snapshots, store, storer, types,
 };
+use bindings::kist::content::fetch;
 use bindings::kist::content::hasher::{Algorithm, Hasher};
 use bindings::kist::content::inflate::{Compression, Inflater};
 use bindings::kist::content::locks;
@@ -173,6 +174,28 @@ fn attack(name: &str) -> String {
                 return escaped.clone();
             }
             format!("refused: {}", tries.join(" / "))
+        }
+        n if n.starts_with("fetch-escapes ") => {
+            // `fetch-escapes <allowed origin> <forbidden origin>`
+            let mut origins = n.split(' ').skip(1);
+            let (allowed, forbidden) = (origins.next().unwrap(), origins.next().unwrap());
+            let host = |o: &str| o.trim_start_matches("http://").to_owned();
+            let attempts = [
+                format!("{forbidden}/direct"),
+                // The allowed server answers with a redirect to the other.
+                format!("{allowed}/redirect"),
+                format!("http://{}@{}/userinfo", host(allowed), host(forbidden)),
+                // The allowed server's port under another name.
+                format!("http://localhost:{}/alias", allowed.rsplit(':').next().unwrap()),
+                "file:///etc/passwd".to_owned(),
+                "gopher://127.0.0.1/".to_owned(),
+                String::new(),
+            ];
+            attempts
+                .iter()
+                .map(|u| outcome(&format!("fetch {u}"), fetch::get(u, 0)))
+                .collect::<Vec<_>>()
+                .join("; ")
         }
         "hasher-garbage-state" => {
             let restored = Hasher::restore(Algorithm::Sha256, &vec![0xff; 1 << 20]);
@@ -532,6 +555,36 @@ impl snapshots::Guest for Hostile {
         unreachable!()
     }
     fn diff(_: String, _: Option<String>) -> Result<snapshots::Layer, Error> {
+        unreachable!()
+    }
+}
+
+/// Never made: `process-desired` traps.
+struct NoRun;
+
+impl layers::GuestRun for NoRun {
+    fn step(&self) -> Result<Option<layers::Progress>, Error> {
+        unreachable!()
+    }
+    fn results(&self) -> Vec<layers::LayerResult> {
+        unreachable!()
+    }
+}
+
+impl layers::Guest for Hostile {
+    type Run = NoRun;
+
+    fn process_desired(
+        _: Vec<layers::LayerDesc>,
+        _: layers::Options,
+        _: Vec<layers::LentDir>,
+    ) -> Result<layers::Run, Error> {
+        unreachable!()
+    }
+    fn info(_: String) -> Result<layers::LayerInfo, Error> {
+        unreachable!()
+    }
+    fn list(_: Vec<String>) -> Result<Vec<layers::LayerInfo>, Error> {
         unreachable!()
     }
 }
