@@ -5,6 +5,7 @@
 
 mod big;
 mod containerd;
+mod layers;
 mod listing;
 mod measure;
 mod native;
@@ -67,6 +68,9 @@ enum Scenario {
     /// Snapshots: apply against `tar xzf`; prepare/commit/remove cycles
     /// against containerd's overlayfs snapshotter.
     Snapshots,
+    /// Desired-state layers: installs from a loopback HTTP server against
+    /// `curl | tee >(sha256sum) | tar xz`; restores of cached layers.
+    Layers,
     /// containerd on kist (proxy plugins) against containerd's built-in
     /// content store and overlayfs: ingest, import, get. Needs root.
     Containerd,
@@ -159,6 +163,10 @@ fn main() -> anyhow::Result<()> {
             (10_000, 256 << 20, 30)
         };
         snapshots::run(&mut report, &tools, work, files, size, cycles, reps.min(3))?;
+    }
+    if wanted(Scenario::Layers) {
+        let (count, size) = if quick { (2, 4 << 20) } else { (20, 50 << 20) };
+        layers::run(&mut report, &tools, work, count, size, reps.min(3))?;
     }
     if wanted(Scenario::Containerd) {
         if running_as_root() {

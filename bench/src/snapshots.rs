@@ -26,14 +26,15 @@ pub fn file_header(size: u64) -> tar::Header {
     h
 }
 
-/// A layer of `files` files of random bytes, `size` bytes in all, gzip
-/// level 1 (random data hardly compresses: the blob is about `size`).
-fn layer(path: &Path, files: usize, size: u64) -> anyhow::Result<()> {
+/// A layer of `files` files of random bytes (from `seed`), `size` bytes
+/// in all, gzip level 1 (random data hardly compresses: the blob is about
+/// `size`).
+pub fn layer(path: &Path, files: usize, size: u64, seed: u64) -> anyhow::Result<()> {
     let gz =
         flate2::write::GzEncoder::new(std::fs::File::create(path)?, flate2::Compression::fast());
     let mut b = tar::Builder::new(std::io::BufWriter::new(gz));
     let per = (size / files as u64) as usize;
-    let mut random = crate::big::Seeded::new(files as u64);
+    let mut random = crate::big::Seeded::new(seed);
     let mut data = vec![0u8; per];
     for i in 0..files {
         random.fill(&mut data);
@@ -58,7 +59,7 @@ pub fn run(
     reps: usize,
 ) -> anyhow::Result<()> {
     let blob = work.join("layer.tar.gz");
-    layer(&blob, files, size)?;
+    layer(&blob, files, size, files as u64)?;
     let dir = work.join("snapshots-store");
     let store = kist::Store::open(&dir)?;
     let digest = store.put(&std::fs::read(&blob)?)?;

@@ -257,7 +257,7 @@ fn file_ref(path: &Path, meta: &std::fs::Metadata) -> String {
 }
 
 /// A progress bar on stderr when it is a terminal, else a hidden one.
-pub(crate) fn progress_bar(total: Option<u64>, done: u64) -> ProgressBar {
+fn progress_bar(total: Option<u64>, done: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

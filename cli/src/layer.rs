@@ -2,8 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
 use kist::{LayerAction, LayerDesc, LayerError, LayerInfo, LayerResult, LayerState, Store};
 use serde_json::{Map, Value, json};
 
@@ -119,7 +122,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
                 wait_ms: wait.saturating_mul(1000),
             };
             let lend: Vec<&Path> = lend.iter().map(PathBuf::as_path).collect();
-            let bar = crate::ingest::progress_bar(None, 0);
+            let bar = progress_bar();
             let results = layers.process_desired(&desired, &options, &lend, |p| {
                 bar.set_length(p.total.unwrap_or(0));
                 bar.set_position(p.done);
@@ -139,6 +142,22 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         }
         Command::Info { digest } => show_infos(&[layers.info(&digest)?], format),
     }
+}
+
+/// A bar on stderr when it is a terminal (phase, layer, bytes), else a
+/// hidden one.
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:32} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec}",
+        )
+        .expect("valid template"),
+    );
+    bar
 }
 
 fn short(digest: &str) -> &str {

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceAny;
 
@@ -20,6 +21,8 @@ use crate::storer::Lent;
 /// How much larger than its blob a layer is assumed to unpack, for the
 /// deadline of the step that unpacks it.
 const UNPACK_RATIO: u64 = 8;
+/// The longest one call waits for another run's lock.
+const WAIT_SLICE: Duration = Duration::from_secs(10);
 
 /// The desired-state layers of a store, from [`Store::layers`].
 ///
@@ -97,20 +100,35 @@ impl Layers {
             })
             .collect::<Result<_>>()?;
         let biggest = desired.iter().map(|d| d.size).max().unwrap_or(0);
-        let mut held = Held::create(&self.shared, |api, s| {
-            let mut dirs = Vec::new();
-            for (path, lent) in &lent {
-                let dir = lent
-                    .open(s)
-                    .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
-                dirs.push(LentDir {
-                    path: path.clone(),
-                    dir,
-                });
+        // The wait for another run is taken in slices, each one call: a
+        // single call waiting longer than the call deadline would be
+        // interrupted.
+        let give_up = Instant::now() + Duration::from_millis(u64::from(options.wait_ms));
+        let mut held = loop {
+            let left = give_up.saturating_duration_since(Instant::now());
+            let slice = Options {
+                wait_ms: left.min(WAIT_SLICE).as_millis() as u32,
+                ..*options
+            };
+            let started = Held::create(&self.shared, |api, s| {
+                let mut dirs = Vec::new();
+                for (path, lent) in &lent {
+                    let dir = lent
+                        .open(s)
+                        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+                    dirs.push(LentDir {
+                        path: path.clone(),
+                        dir,
+                    });
+                }
+                api.kist_content_layers()
+                    .call_process_desired(s, desired, slice, &dirs)
+            });
+            match started {
+                Err(Error::Unavailable) if Instant::now() < give_up => continue,
+                other => break other?,
             }
-            api.kist_content_layers()
-                .call_process_desired(s, desired, *options, &dirs)
-        })?;
+        };
         loop {
             let step = held.call_for(
                 biggest.saturating_mul(UNPACK_RATIO),

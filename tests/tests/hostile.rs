@@ -104,7 +104,11 @@ fn fetch_reaches_only_allowed_origins() {
     let scene = Scene::new();
     let allowed = LayerServer::start();
     let forbidden = LayerServer::start();
-    allowed.put("redirect", Vec::new(), Behaviour::RedirectTo(forbidden.port()));
+    allowed.put(
+        "redirect",
+        Vec::new(),
+        Behaviour::RedirectTo(forbidden.port()),
+    );
     let store = Store::builder(&scene.store)
         .component(hostile_component())
         .fetch_policy(FetchPolicy::default().allow(&allowed.origin()).unwrap())
@@ -115,7 +119,11 @@ fn fetch_reaches_only_allowed_origins() {
     assert!(!report.contains("ESCAPED"), "{report}");
     assert_eq!(report.matches("refused").count(), 7, "{report}");
     assert_eq!(report.matches("NotAllowed").count(), 4, "{report}");
-    assert_eq!(allowed.requests("redirect").len(), 1, "the allowed origin answered");
+    assert_eq!(
+        allowed.requests("redirect").len(),
+        1,
+        "the allowed origin answered"
+    );
     assert!(forbidden.log().is_empty(), "{:?}", forbidden.log());
     assert_outside_untouched(&scene);
 }

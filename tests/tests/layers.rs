@@ -55,6 +55,12 @@ fn served(server: &LayerServer, name: &str, blob: Vec<u8>, behaviour: Behaviour)
     d
 }
 
+/// Serves a layer of the one file `etc/<name>` at `<name>`.
+fn plain(server: &LayerServer, name: &str, content: &[u8]) -> LayerDesc {
+    let path = format!("etc/{name}");
+    served(server, name, layer(&[(&path, content)]), Behaviour::Normal)
+}
+
 fn open(dir: &Path, clock: &FakeClock, server: &LayerServer) -> Store {
     let policy = FetchPolicy::default().allow(&server.origin()).unwrap();
     clock.builder(dir).fetch_policy(policy).open().unwrap()
@@ -107,24 +113,9 @@ fn desired_sets_install_cache_restore_and_expire_from_caching_time() {
     let dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new();
     let store = open(dir.path(), &clock, &server);
-    let a = served(
-        &server,
-        "a",
-        layer(&[("etc/a", b"alpha\n")]),
-        Behaviour::Normal,
-    );
-    let b = served(
-        &server,
-        "b",
-        layer(&[("etc/b", b"beta\n")]),
-        Behaviour::Normal,
-    );
-    let c = served(
-        &server,
-        "c",
-        layer(&[("etc/c", b"gamma\n")]),
-        Behaviour::Normal,
-    );
+    let a = plain(&server, "a", b"alpha\n");
+    let b = plain(&server, "b", b"beta\n");
+    let c = plain(&server, "c", b"gamma\n");
     const TTL: u64 = 100;
 
     let r = apply(&store, &[&a, &b], TTL, &[]);
@@ -285,12 +276,7 @@ fn bad_sources_fail_alone_and_leave_nothing_installed() {
     let lent = tempfile::tempdir().unwrap();
     let store = open(dir.path(), &FakeClock::new(), &server);
 
-    let good = served(
-        &server,
-        "good",
-        layer(&[("etc/good", b"ok\n")]),
-        Behaviour::Normal,
-    );
+    let good = plain(&server, "good", b"ok\n");
     let corrupt = served(
         &server,
         "corrupt",
@@ -475,6 +461,14 @@ fn kill_when(child: &mut Child, ready: impl Fn() -> bool) -> bool {
     panic!("the condition never held");
 }
 
+/// A server, and a store path in a temp dir for `kist` processes.
+fn cli_scene() -> (LayerServer, tempfile::TempDir, std::path::PathBuf) {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    (LayerServer::start(), dir, root)
+}
+
 fn results_of(out: &std::process::Output) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
@@ -482,10 +476,7 @@ fn results_of(out: &std::process::Output) -> Vec<serde_json::Value> {
 
 #[test]
 fn killed_downloads_resume_with_a_range_and_killed_unpacks_start_over() {
-    require_root();
-    let server = LayerServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
+    let (server, _dir, root) = cli_scene();
     // 8 MiB trickled at 2 MiB/s: the kill lands mid-download.
     let big = served(
         &server,
@@ -596,10 +587,7 @@ fn killed_downloads_resume_with_a_range_and_killed_unpacks_start_over() {
 
 #[test]
 fn two_layer_apply_processes_take_turns() {
-    require_root();
-    let server = LayerServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
+    let (server, _dir, root) = cli_scene();
     let slow = served(
         &server,
         "slow",
@@ -653,5 +641,23 @@ fn two_layer_apply_processes_take_turns() {
     assert_eq!(first_results[0]["action"], "installed");
     assert_eq!(results_of(&second)[0]["action"], "unchanged");
     assert_eq!(server.requests("slow").len(), 1, "downloaded once");
+    let info = Command::new(kist_bin())
+        .arg("--store")
+        .arg(&root)
+        .args(["--format", "json", "layer", "info", &slow.digest])
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(
+        (info[0]["state"].as_str(), info[0]["id"].as_str()),
+        (Some("installed"), Some("slow"))
+    );
+    let listed = Command::new(kist_bin())
+        .arg("--store")
+        .arg(&root)
+        .args(["layer", "ls", "id==slow"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&slow.digest));
     assert_clean(&Store::open(&root).unwrap());
 }

@@ -186,7 +186,10 @@ fn attack(name: &str) -> String {
                 format!("{allowed}/redirect"),
                 format!("http://{}@{}/userinfo", host(allowed), host(forbidden)),
                 // The allowed server's port under another name.
-                format!("http://localhost:{}/alias", allowed.rsplit(':').next().unwrap()),
+                format!(
+                    "http://localhost:{}/alias",
+                    allowed.rsplit(':').next().unwrap()
+                ),
                 "file:///etc/passwd".to_owned(),
                 "gopher://127.0.0.1/".to_owned(),
                 String::new(),
