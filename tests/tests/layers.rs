@@ -324,6 +324,9 @@ fn bad_sources_fail_alone_and_leave_nothing_installed() {
         &[format!("file://{}/local.tar.gz", lent.path().display())],
         "local",
     );
+    let missing = desc(b"never served", &[server.url("nothing-here")], "missing");
+    let mut fallback = plain(&server, "fallback", b"second url\n");
+    fallback.urls.insert(0, server.url("also-nothing"));
     let mut malformed = good.clone();
     malformed.digest = "sha256:nothex".into();
 
@@ -338,9 +341,16 @@ fn bad_sources_fail_alone_and_leave_nothing_installed() {
         &unlent,
         &local,
         &malformed,
+        &missing,
+        &fallback,
     ];
     let r = apply(&store, &all, 100, &[lent.path()]);
     assert_eq!(action(&r, &good), LayerAction::Installed);
+    assert_eq!(
+        action(&r, &fallback),
+        LayerAction::Installed,
+        "the second URL serves it"
+    );
     assert_eq!(
         action(&r, &local),
         LayerAction::Installed,
@@ -359,6 +369,7 @@ fn bad_sources_fail_alone_and_leave_nothing_installed() {
         (&not_allowed, "Download", "not allowed"),
         (&unlent, "Download", "not under a directory the host lends"),
         (&malformed, "Invalid", "digest"),
+        (&missing, "Download", "HTTP status 404"),
     ];
     for (d, kind, words) in expect {
         let e = failed(d);
@@ -387,7 +398,7 @@ fn bad_sources_fail_alone_and_leave_nothing_installed() {
         .collect();
     assert_eq!(
         installed,
-        sorted(&[&good, &local]),
+        sorted(&[&good, &local, &fallback]),
         "only the good layers are stored"
     );
     // Wrong bytes are dropped; a cut download stays to be resumed.
@@ -416,6 +427,60 @@ fn bad_sources_fail_alone_and_leave_nothing_installed() {
     let last = server.requests("short").pop().unwrap();
     let half = format!("bytes={}-", short.size / 2);
     assert_eq!(last.range, Some(half), "resumed at the cut");
+}
+
+#[test]
+fn records_and_snapshots_are_reconciled_at_the_next_run() {
+    require_root();
+    let server = LayerServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &FakeClock::new(), &server);
+    let [a, b, c] = ["a", "b", "c"].map(|n| plain(&server, n, n.as_bytes()));
+    apply(&store, &[&a, &b, &c], 100, &[]);
+    // a loses its snapshot; b and c lose their records (what a crash
+    // between the two writes, or a hand, could leave).
+    store
+        .snapshots()
+        .remove(&format!("layers/{}", a.digest))
+        .unwrap();
+    let file = dir.path().join("layers/layers.json");
+    let mut records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    for d in [&b, &c] {
+        records["items"].as_object_mut().unwrap().remove(&d.digest);
+    }
+    std::fs::write(&file, serde_json::to_vec(&records).unwrap()).unwrap();
+
+    let r = apply(&store, &[&b], 100, &[]);
+    assert_eq!(
+        action(&r, &b),
+        LayerAction::Installed,
+        "b's snapshot adopted"
+    );
+    assert_eq!(action(&r, &a), LayerAction::Removed, "a's record dropped");
+    assert_eq!(
+        action(&r, &c),
+        LayerAction::Removed,
+        "c's snapshot released"
+    );
+    assert_eq!(server.requests("b").len(), 1, "adopting downloads nothing");
+    let listed: Vec<String> = store
+        .layers()
+        .list(&[])
+        .unwrap()
+        .into_iter()
+        .map(|i| i.desc.id)
+        .collect();
+    assert_eq!(listed, vec!["b".to_owned()]);
+    let snapshots: Vec<String> = store
+        .snapshots()
+        .walk(&[])
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(snapshots, vec![format!("layers/{}", b.digest)]);
+    assert_clean(&store);
 }
 
 /// The ids of `descs`, sorted by digest (as `list` sorts).
