@@ -508,6 +508,14 @@ fn cli_apply(store: &Path, desired: &[&LayerDesc], origin: &str, args: &[&str]) 
     cmd
 }
 
+/// `cli_apply` started in the background, its output discarded.
+fn spawn_apply(store: &Path, desired: &[&LayerDesc], origin: &str) -> Child {
+    cli_apply(store, desired, origin, &[])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// SIGKILLs `child` (by its PID) once `ready` holds; false if it exited
 /// first.
 fn kill_when(child: &mut Child, ready: impl Fn() -> bool) -> bool {
@@ -549,10 +557,7 @@ fn killed_downloads_resume_with_a_range_and_killed_unpacks_start_over() {
         sized_layer("big", 8 << 20, 7),
         Behaviour::Trickle(2 << 20),
     );
-    let mut child = cli_apply(&root, &[&big], &server.origin(), &[])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_apply(&root, &[&big], &server.origin());
     let store = Store::open(&root).unwrap();
     let r = format!("layers/{}", big.digest);
     let offset = || store.status(&r).map(|s| s.offset).unwrap_or(0);
@@ -601,10 +606,7 @@ fn killed_downloads_resume_with_a_range_and_killed_unpacks_start_over() {
     let snapshots = store.snapshots();
     let mut landed = false;
     for _ in 0..5 {
-        let mut child = cli_apply(&root, &[&big, &many], &server.origin(), &[])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_apply(&root, &[&big, &many], &server.origin());
         if kill_when(&mut child, || snapshots.stat(&extract).is_ok()) {
             landed = true;
             break;
