@@ -18,14 +18,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::output::Output;
 
-/// mimalloc instead of glibc's malloc: the data path hands the host one
-/// fresh 1 MiB buffer per chunk (wasmtime lifts every `list<u8>` a guest
-/// passes, to `wasi:filesystem` writes and to the hasher, into a new
-/// `Vec`), and glibc returned each to the kernel on free, so every chunk
-/// faulted its pages in again. mimalloc keeps freed segments for reuse.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A content-addressed store (OCI image layout, containerd semantics)
 /// whose storage logic runs in a WebAssembly sandbox.
 #[derive(Parser)]

@@ -30,14 +30,6 @@
 //! Compiled component code is cached in `$KIST_CACHE_DIR` (default
 //! `~/.cache/kist`), so opening a store takes milliseconds.
 //!
-//! Programs that move a lot of data through a store should use an
-//! allocator that keeps freed memory, such as `mimalloc` (the `kist`
-//! command does): wasmtime hands the host each chunk a component writes
-//! or hashes as a fresh buffer, and glibc's allocator returns every one to
-//! the kernel when it is freed, so each chunk faults its pages in again
-//! (a 1 GiB `kist ingest`: ~380,000 page faults with glibc, ~1,000 with
-//! mimalloc, and a sixth less time).
-//!
 //! This crate is the embedding library only. The `kist` command is the
 //! `kist-cli` crate and `kist serve` the `kist-http` crate, both thin
 //! clients of this one. The `compose` feature adds
