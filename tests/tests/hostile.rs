@@ -129,9 +129,8 @@ fn fetch_reaches_only_allowed_origins() {
 }
 
 /// Proves: absurd lock names are refused, a guest cannot hold more than
-/// the host's cap of locks or hashers, a garbage hash state is rejected,
-/// and hashing from a file refuses directories, write-only files and
-/// ranges past the end; the host answers the next call each time.
+/// the host's cap of locks or hashers, and a garbage hash state is
+/// rejected; the host answers the next call each time.
 #[test]
 fn capabilities_refuse_absurd_use() {
     let scene = Scene::new();
@@ -143,9 +142,6 @@ fn capabilities_refuse_absurd_use() {
     assert!(flood.starts_with("refused: after 1024 locks"), "{flood}");
     let garbage = report(&store, "hasher-garbage-state").unwrap();
     assert!(garbage.starts_with("refused"), "{garbage}");
-    let file = report(&store, "hasher-file-abuse").unwrap();
-    assert_eq!(file.matches("refused").count(), 4, "{file}");
-    assert!(!file.contains("ESCAPED"), "{file}");
     let hashers = report(&store, "hasher-flood");
     assert!(
         matches!(&hashers, Err(Error::Component(m)) if m.contains("hashers")),

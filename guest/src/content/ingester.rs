@@ -29,9 +29,6 @@ use crate::shared::validate;
 /// (a writer also saves one when dropped), bounding what a resume after a
 /// crash must hash again.
 const CHECKPOINT_EVERY: u64 = 256 << 20;
-/// Writes at least this large are hashed by the host from the data file
-/// (`hasher.update-from-file`) instead of from a copy of the bytes.
-const HASH_FROM_FILE: u64 = 64 << 10;
 
 impl Guest for Component {
     type Writer = IngestWriter;
@@ -373,19 +370,8 @@ impl GuestWriter for IngestWriter {
             let _ = s.data.set_size(s.offset);
             return Err(e);
         }
-        let len = data.len() as u64;
-        if len >= HASH_FROM_FILE {
-            // Hashed from the file just written: the chunk does not cross
-            // into the host a second time.
-            drop(data);
-            if let Err(why) = s.hasher.update_from_file(&s.data, s.offset, len) {
-                let _ = s.data.set_size(s.offset);
-                return Err(Error::Io(format!("hashing {path}: {why}")));
-            }
-        } else {
-            s.hasher.update(&data);
-        }
-        s.offset += len;
+        s.hasher.update(&data);
+        s.offset += data.len() as u64;
         // The bytes are written: a failed checkpoint must not fail the write
         // (the caller would send them again). It only means a resume after
         // a crash re-hashes more.

@@ -13,9 +13,6 @@ use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest, Sha256, Sha512};
 use wasmtime::component::Resource;
 
-use wasmtime_wasi::OpenMode;
-use wasmtime_wasi::filesystem::Descriptor;
-
 use super::CapabilitiesView;
 use super::slots::{Counter, Slot};
 use crate::bindings::kist::content::hasher::{Algorithm, Host, HostHasher};
@@ -24,8 +21,6 @@ use crate::bindings::kist::content::hasher::{Algorithm, Host, HostHasher};
 const BACKGROUND_FROM: usize = 256 << 10;
 /// Chunks queued for the worker before `update` waits (bounds memory).
 const QUEUE: usize = 2;
-/// Bytes read from a file at a time by `update-from-file`.
-const FILE_CHUNK: usize = 1 << 20;
 
 /// A running hash, held in the resource table for the guest.
 pub struct HashState {
@@ -86,51 +81,15 @@ impl Hash {
     }
 }
 
-/// Work for the hashing thread: data to hash, a range of a file to read
-/// and hash, or a question about the hash so far (answered after
-/// everything queued before it).
+/// Work for the hashing thread: data to hash, or a question about the
+/// hash so far (answered after everything queued before it).
 enum Job {
     Data(Vec<u8>),
-    File(Arc<std::fs::File>, u64, u64),
     Ask(fn(&Hash) -> Vec<u8>, Sender<Vec<u8>>),
 }
 
-/// Feeds `len` bytes of `file` at `offset` to `hash`, read through `buf`
-/// (grown once to at most [`FILE_CHUNK`], then reused).
-fn hash_file(
-    hash: &mut Hash,
-    buf: &mut Vec<u8>,
-    file: &std::fs::File,
-    offset: u64,
-    len: u64,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let want = usize::try_from(len)
-        .unwrap_or(FILE_CHUNK)
-        .clamp(1, FILE_CHUNK);
-    if buf.len() < want {
-        buf.resize(want, 0);
-    }
-    let (mut at, end) = (offset, offset.saturating_add(len));
-    while at < end {
-        let n = buf.len().min((end - at) as usize);
-        file.read_exact_at(&mut buf[..n], at)?;
-        hash.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(())
-}
-
-/// A hash owned by a worker thread; the thread ends when this is dropped,
-/// or when it cannot read a file it was given (the hash is lost then, and
-/// the next call on it fails).
+/// A hash owned by a worker thread; the thread ends when this is dropped.
 struct Worker(SyncSender<Job>);
-
-/// A worker that ended early: its hasher traps the guest, whose ingest
-/// resumes from its last saved state.
-fn gone() -> wasmtime::Error {
-    wasmtime::Error::msg("the hashing thread stopped (a file it was to hash could not be read)")
-}
 
 impl Worker {
     fn start(mut hash: Hash, slot: Slot) -> Self {
@@ -140,15 +99,9 @@ impl Worker {
             .spawn(move || {
                 // The thread's place is given back when it ends.
                 let _slot = slot;
-                let mut buf = Vec::new();
                 for job in rx {
                     match job {
                         Job::Data(data) => hash.update(&data),
-                        Job::File(file, offset, len) => {
-                            if hash_file(&mut hash, &mut buf, &file, offset, len).is_err() {
-                                return;
-                            }
-                        }
                         Job::Ask(question, reply) => {
                             let _ = reply.send(question(&hash));
                         }
@@ -159,63 +112,45 @@ impl Worker {
         Self(tx)
     }
 
-    fn send(&self, job: Job) -> wasmtime::Result<()> {
-        self.0.send(job).map_err(|_| gone())
-    }
-
-    fn ask(&self, question: fn(&Hash) -> Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+    fn ask(&self, question: fn(&Hash) -> Vec<u8>) -> Vec<u8> {
         let (reply, answer) = mpsc::channel();
-        self.send(Job::Ask(question, reply))?;
-        answer.recv().map_err(|_| gone())
+        self.0
+            .send(Job::Ask(question, reply))
+            .expect("hashing thread alive");
+        answer.recv().expect("hashing thread answers")
     }
 }
 
 impl HashState {
-    /// Queues `job` (of `len` bytes): small work is done inline by `inline`;
-    /// a large job moves the hash to a worker thread if `threads` has a
-    /// place left.
-    fn feed(
-        &mut self,
-        len: u64,
-        job: Job,
-        threads: &Arc<Counter>,
-        inline: impl FnOnce(&mut Hash, Job) -> Result<(), String>,
-    ) -> wasmtime::Result<Result<(), String>> {
+    /// Hashes `data`; a large chunk moves the hash to a worker thread if
+    /// `threads` has a place left.
+    fn update(&mut self, data: Vec<u8>, threads: &Arc<Counter>) {
         match &mut self.state {
-            State::Inline(hash) if len < BACKGROUND_FROM as u64 => Ok(inline(hash, job)),
+            State::Inline(hash) if data.len() < BACKGROUND_FROM => hash.update(&data),
             State::Inline(hash) => match threads.take() {
                 Some(slot) => {
                     let worker = Worker::start((**hash).clone(), slot);
-                    worker.send(job)?;
+                    worker
+                        .0
+                        .send(Job::Data(data))
+                        .expect("hashing thread alive");
                     self.state = State::Background(worker);
-                    Ok(Ok(()))
                 }
-                None => Ok(inline(hash, job)),
+                None => hash.update(&data),
             },
-            State::Background(worker) => worker.send(job).map(Ok),
+            State::Background(worker) => worker
+                .0
+                .send(Job::Data(data))
+                .expect("hashing thread alive"),
         }
     }
 
-    fn ask(&self, question: fn(&Hash) -> Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+    fn ask(&self, question: fn(&Hash) -> Vec<u8>) -> Vec<u8> {
         match &self.state {
-            State::Inline(hash) => Ok(question(hash)),
+            State::Inline(hash) => question(hash),
             State::Background(worker) => worker.ask(question),
         }
     }
-}
-
-/// Does a job on the calling thread.
-fn inline(hash: &mut Hash, job: Job) -> Result<(), String> {
-    match job {
-        Job::Data(data) => hash.update(&data),
-        Job::File(file, offset, len) => {
-            hash_file(hash, &mut Vec::new(), &file, offset, len).map_err(|e| e.to_string())?
-        }
-        Job::Ask(question, reply) => {
-            let _ = reply.send(question(hash));
-        }
-    }
-    Ok(())
 }
 
 impl Host for CapabilitiesView<'_> {}
@@ -254,44 +189,16 @@ impl HostHasher for CapabilitiesView<'_> {
 
     fn update(&mut self, this: Resource<HashState>, data: Vec<u8>) -> wasmtime::Result<()> {
         let threads = &self.ctx.hash_threads;
-        let len = data.len() as u64;
-        // Hashing bytes in memory cannot fail.
-        let _ = self
-            .table
-            .get_mut(&this)?
-            .feed(len, Job::Data(data), threads, inline)?;
+        self.table.get_mut(&this)?.update(data, threads);
         Ok(())
     }
 
-    fn update_from_file(
-        &mut self,
-        this: Resource<HashState>,
-        file: Resource<Descriptor>,
-        offset: u64,
-        length: u64,
-    ) -> wasmtime::Result<Result<(), String>> {
-        let file = match self.table.get(&file)? {
-            Descriptor::File(f) if f.open_mode.contains(OpenMode::READ) => Arc::clone(&f.file),
-            _ => return Ok(Err("not a regular file open for reading".into())),
-        };
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if offset.checked_add(length).is_none_or(|end| end > size) {
-            return Ok(Err(format!(
-                "{length} bytes at {offset} are past the end of the file ({size} bytes)"
-            )));
-        }
-        let threads = &self.ctx.hash_threads;
-        self.table
-            .get_mut(&this)?
-            .feed(length, Job::File(file, offset, length), threads, inline)
-    }
-
     fn sum(&mut self, this: Resource<HashState>) -> wasmtime::Result<Vec<u8>> {
-        self.table.get(&this)?.ask(Hash::sum)
+        Ok(self.table.get(&this)?.ask(Hash::sum))
     }
 
     fn export_state(&mut self, this: Resource<HashState>) -> wasmtime::Result<Vec<u8>> {
-        self.table.get(&this)?.ask(Hash::export)
+        Ok(self.table.get(&this)?.ask(Hash::export))
     }
 
     fn drop(&mut self, this: Resource<HashState>) -> wasmtime::Result<()> {

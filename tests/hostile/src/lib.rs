@@ -200,51 +200,6 @@ fn attack(name: &str) -> String {
                 .collect::<Vec<_>>()
                 .join("; ")
         }
-        "hasher-file-abuse" => {
-            // update-from-file on what is not a readable file, or past its
-            // end: each refused, nothing read.
-            let hasher = Hasher::new(Algorithm::Sha256);
-            let dir = root();
-            let write_only = root()
-                .open_at(
-                    PathFlags::empty(),
-                    "hostile-write-only",
-                    OpenFlags::CREATE,
-                    DescriptorFlags::WRITE,
-                )
-                .unwrap();
-            write_only.write(b"0123456789", 0).unwrap();
-            let readable = root()
-                .open_at(
-                    PathFlags::empty(),
-                    "hostile-write-only",
-                    OpenFlags::empty(),
-                    DescriptorFlags::READ,
-                )
-                .unwrap();
-            let attempts = [
-                ("the store directory", hasher.update_from_file(&dir, 0, 16)),
-                (
-                    "a write-only file",
-                    hasher.update_from_file(&write_only, 0, 10),
-                ),
-                ("past the end", hasher.update_from_file(&readable, 5, 6)),
-                (
-                    "an overflowing range",
-                    hasher.update_from_file(&readable, u64::MAX, 2),
-                ),
-            ];
-            let empty = hasher.sum() == Hasher::new(Algorithm::Sha256).sum();
-            let mut reports: Vec<String> = attempts
-                .into_iter()
-                .map(|(what, r)| outcome(what, r))
-                .collect();
-            if !empty {
-                reports.push("ESCAPED: a refused call hashed something".into());
-            }
-            let _ = root().unlink_file_at("hostile-write-only");
-            reports.join("; ")
-        }
         "hasher-garbage-state" => {
             let restored = Hasher::restore(Algorithm::Sha256, &vec![0xff; 1 << 20]);
             match restored {
