@@ -10,7 +10,7 @@ use crate::Component;
 use crate::bindings::exports::kist::content::layers::{LayerAction, LayerDesc, LayerError};
 use crate::bindings::exports::kist::content::snapshots::Guest as _;
 use crate::layers::records::{self, DIR, Desc, Layers, Record, State};
-use crate::retention::holds::{self, Stamp};
+use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
 use crate::shared::validate;
@@ -93,7 +93,7 @@ pub fn plan(desired: &[LayerDesc], cache_ttl: u64) -> Result<Plan> {
     }
     let mut layers = (*records::current()?).clone();
     let mut others = Vec::new();
-    let adopted = reconcile(&mut layers, &wanted, &mut others)?;
+    let adopted = reconcile(&mut layers, desired, &wanted, &mut others)?;
     let now = holds::now();
     let expired: Vec<String> = layers
         .items
@@ -127,16 +127,12 @@ pub fn plan(desired: &[LayerDesc], cache_ttl: u64) -> Result<Plan> {
         if record.state == State::Installed && !wanted.contains_key(digest) {
             record.state = State::Cached;
             record.since = now;
-            record.expires = Some(later(now, cache_ttl));
+            record.expires = Some(holds::later(now, cache_ttl));
             others.push((digest.clone(), LayerAction::Cached));
         }
     }
     records::save(&layers)?;
     Ok(Plan { outcomes, others })
-}
-
-fn later(stamp: Stamp, seconds: u64) -> Stamp {
-    (stamp.0.saturating_add(seconds), stamp.1)
 }
 
 /// Records and snapshots agree again after a crash: a record without its
@@ -145,6 +141,7 @@ fn later(stamp: Stamp, seconds: u64) -> Stamp {
 /// if not.
 fn reconcile(
     layers: &mut Layers,
+    desired: &[LayerDesc],
     wanted: &BTreeMap<String, usize>,
     others: &mut Vec<(String, LayerAction)>,
 ) -> Result<BTreeSet<String>> {
@@ -175,21 +172,16 @@ fn reconcile(
             continue;
         }
         let record = snapshots.get(&key)?;
-        let adopt = record.kind == SnapshotState::Committed && wanted.contains_key(digest);
-        if adopt && let Some(diff_id) = record.labels.get(DIFF_ID_LABEL) {
-            let desc = Desc {
-                digest: digest.to_owned(),
-                size: 0,
-                urls: Vec::new(),
-                id: String::new(),
-                version: String::new(),
-                os_version: String::new(),
-                annotations: BTreeMap::new(),
-            };
+        let adopt = wanted
+            .get(digest)
+            .filter(|_| record.kind == SnapshotState::Committed);
+        if let Some(&i) = adopt
+            && let Some(diff_id) = record.labels.get(DIFF_ID_LABEL)
+        {
             layers.items.insert(
                 digest.to_owned(),
                 Record {
-                    desc,
+                    desc: Desc::from(&desired[i]),
                     state: State::Installed,
                     since: holds::now(),
                     expires: None,

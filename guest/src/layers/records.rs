@@ -8,8 +8,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::exports::kist::content::layers::{LayerDesc, LayerInfo, LayerState};
-use crate::bindings::wasi::clocks::wall_clock::Datetime;
-use crate::retention::holds::Stamp;
+use crate::retention::holds::{self, Stamp};
 use crate::shared::cached::Cached;
 use crate::shared::error::{Error, Result, corrupt};
 use crate::shared::filters::{Fields, rest_key};
@@ -121,13 +120,6 @@ pub fn save(layers: &Layers) -> Result<()> {
     fs::write_atomic(DIR, FILE, &bytes, Durability::Synced)
 }
 
-fn datetime((seconds, nanoseconds): Stamp) -> Datetime {
-    Datetime {
-        seconds,
-        nanoseconds,
-    }
-}
-
 impl Record {
     /// The WIT view; the tree's path comes from the snapshot's record.
     pub fn info(&self) -> Result<LayerInfo> {
@@ -148,8 +140,8 @@ impl Record {
                 State::Installed => LayerState::Installed,
                 State::Cached => LayerState::Cached,
             },
-            since: datetime(self.since),
-            expires: self.expires.map(datetime),
+            since: holds::datetime(self.since),
+            expires: self.expires.map(holds::datetime),
             path: tree::fs_path(snapshot.id),
             size: self.usage,
             diff_id: self.diff_id.clone(),

@@ -76,24 +76,22 @@ impl Run {
     }
 }
 
-impl Inner {
-    /// Removes the cached layer cached longest ago; `false` if none is
-    /// left.
-    fn evict_one(&mut self) -> Result<bool> {
-        let mut layers = (*records::current()?).clone();
-        let oldest = layers
-            .items
-            .iter()
-            .filter(|(_, r)| r.state == State::Cached)
-            .min_by_key(|(_, r)| r.since)
-            .map(|(d, _)| d.clone());
-        let Some(digest) = oldest else {
-            return Ok(false);
-        };
-        remove_layer(&mut layers, &digest)?;
-        self.others.push((digest, LayerAction::Removed));
-        Ok(true)
-    }
+/// Removes the cached layer cached longest ago, noting it in `others`;
+/// `false` if none is left.
+fn evict_one(others: &mut Vec<(String, LayerAction)>) -> Result<bool> {
+    let mut layers = (*records::current()?).clone();
+    let oldest = layers
+        .items
+        .iter()
+        .filter(|(_, r)| r.state == State::Cached)
+        .min_by_key(|(_, r)| r.since)
+        .map(|(d, _)| d.clone());
+    let Some(digest) = oldest else {
+        return Ok(false);
+    };
+    remove_layer(&mut layers, &digest)?;
+    others.push((digest, LayerAction::Removed));
+    Ok(true)
 }
 
 impl GuestRun for Run {
@@ -113,10 +111,8 @@ impl GuestRun for Run {
                 }
             },
         };
-        let lent = std::mem::take(&mut inner.lent);
-        let max_unpacked = inner.max_unpacked;
-        let stepped = install.step(&lent, max_unpacked, &mut || inner.evict_one());
-        inner.lent = lent;
+        let others = &mut inner.others;
+        let stepped = install.step(&inner.lent, inner.max_unpacked, &mut || evict_one(others));
         match stepped {
             Ok(Step::Going(progress)) => {
                 inner.current = Some((index, install));

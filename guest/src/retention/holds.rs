@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifacts::records;
 use crate::bindings::kist::content::locks::Guard;
+use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::content::labels::Labels;
 use crate::retention::leases;
 use crate::shared::digest::{self, Digest};
@@ -270,6 +271,14 @@ pub fn grace_of(holder: &str) -> Result<Option<Stamp>> {
 }
 
 /// `stamp` plus `seconds`.
+/// A [`Stamp`] as WIT's `datetime`.
+pub fn datetime((seconds, nanoseconds): Stamp) -> Datetime {
+    Datetime {
+        seconds,
+        nanoseconds,
+    }
+}
+
 pub fn later(stamp: Stamp, seconds: u64) -> Stamp {
     (stamp.0.saturating_add(seconds), stamp.1)
 }

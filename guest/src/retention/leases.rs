@@ -13,7 +13,6 @@ use crate::Component;
 use crate::bindings::exports::kist::content::leases::{Guest, Lease, LeaseResource};
 use crate::bindings::exports::kist::content::types::Label;
 use crate::bindings::kist::content::locks::{self, Guard};
-use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::content::{ingest, labels, store};
 use crate::retention::holds::{self, LEASE, Stamp};
 use crate::shared::digest::{Digest, key_of};
@@ -55,10 +54,7 @@ impl Record {
     }
 
     fn to_lease(&self) -> Lease {
-        let time = |(seconds, nanoseconds): Stamp| Datetime {
-            seconds,
-            nanoseconds,
-        };
+        let time = holds::datetime;
         Lease {
             id: self.id.clone(),
             labels: labels::to_list(self.labels.clone()),

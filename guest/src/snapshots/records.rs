@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::exports::kist::content::snapshots::{Info, Kind};
 use crate::bindings::kist::content::locks::{self, Guard};
-use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::content::labels::{self, Labels};
 use crate::retention::holds::{self, Stamp};
 use crate::shared::cached::Cached;
@@ -95,10 +94,7 @@ impl Snapshots {
 impl Record {
     /// The WIT view of the record named `name`.
     pub fn info(&self, name: &str) -> Info {
-        let time = |(seconds, nanoseconds): Stamp| Datetime {
-            seconds,
-            nanoseconds,
-        };
+        let time = holds::datetime;
         Info {
             name: name.to_owned(),
             parent: self.parent.clone(),

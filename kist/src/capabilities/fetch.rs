@@ -99,7 +99,6 @@ pub struct Download {
     /// Bytes the server announced for the body, if it did.
     announced: Option<u64>,
     read: u64,
-    buf: Vec<u8>,
 }
 
 /// A ureq transport error as the guest sees it.
@@ -185,7 +184,6 @@ fn get(policy: &FetchPolicy, url: &str, offset: u64) -> Result<Download, FetchEr
             start,
             announced: length,
             read: 0,
-            buf: Vec::new(),
         });
     }
     Err(FetchError::Io(format!(
@@ -221,11 +219,10 @@ impl HostDownload for CapabilitiesView<'_> {
         max: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, FetchError>> {
         let d = self.table.get_mut(&this)?;
-        // One buffer per download, reused: no allocation per chunk here
-        // (the copy into the guest is wasmtime's).
-        d.buf.resize((max.max(1) as usize).min(4 << 20), 0);
+        // Read straight into the list handed to the guest: no second copy.
+        let mut buf = vec![0; (max.max(1) as usize).min(4 << 20)];
         let n = loop {
-            match d.body.read(&mut d.buf) {
+            match d.body.read(&mut buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Ok(Err(io_error(e))),
@@ -241,7 +238,8 @@ impl HostDownload for CapabilitiesView<'_> {
                 d.read
             ))));
         }
-        Ok(Ok(d.buf[..n].to_vec()))
+        buf.truncate(n);
+        Ok(Ok(buf))
     }
 
     fn drop(&mut self, this: Resource<Download>) -> wasmtime::Result<()> {
