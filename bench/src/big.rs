@@ -8,9 +8,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::measure::{Contender, interleave, time};
-use crate::native;
 use crate::report::{Report, Unit};
 use crate::tools::{Tools, timed};
+use crate::{limit, native};
 
 /// Writes `size` pseudo-random bytes to `path` (kept between runs).
 pub fn random_file(path: &Path, size: u64) -> anyhow::Result<()> {
@@ -95,12 +95,20 @@ pub fn run(
     let portable = kist::Store::builder(dir("portable")?)
         .component(kist::components::PORTABLE)
         .open()?;
-    let ingest = |store: &kist::Store, rep: usize| -> anyhow::Result<String> {
-        let mut w = store.writer(&format!("bench-{rep}"), Some(size), None)?;
+    // Through the component: every chunk crosses as a `list<u8>` (the
+    // path of streams: stdin, the registry's and containerd's writers).
+    let stream = |store: &kist::Store, rep: usize| -> anyhow::Result<String> {
+        let mut w = store.writer(&format!("stream-{rep}"), Some(size), None)?;
         std::io::copy(
             &mut File::open(&src)?,
             &mut std::io::BufWriter::with_capacity(native::CHUNK, &mut w),
         )?;
+        Ok(w.commit(None, None, &[])?)
+    };
+    // The host copies the file itself (`Writer::write_from_file`).
+    let copy = |store: &kist::Store, rep: usize| -> anyhow::Result<String> {
+        let mut w = store.writer(&format!("copy-{rep}"), Some(size), None)?;
+        w.write_from_file(&File::open(&src)?, 0, size)?;
         Ok(w.commit(None, None, &[])?)
     };
     let counter = Cell::new(0);
@@ -121,27 +129,36 @@ pub fn run(
                 })
             },
         ),
-        Contender::new("kist library (Store::writer)", |rep| {
+        Contender::new("kist library (Writer::write_from_file)", |rep| {
             stamp(&src, &counter)?;
             time(|| {
-                *lib_blob.borrow_mut() = ingest(&store, rep)?;
+                *lib_blob.borrow_mut() = copy(&store, rep)?;
                 Ok(())
             })
         }),
+        Contender::new("kist library, streamed (Writer + io::copy)", |rep| {
+            stamp(&src, &counter)?;
+            time(|| stream(&store, rep).map(drop))
+        }),
         Contender::new(
-            "kist library, portable component (wasm sha2, lock files)",
+            "kist library, portable component (wasm sha2, write_from_file)",
             |rep| {
                 stamp(&src, &counter)?;
-                time(|| ingest(&portable, rep).map(drop))
+                time(|| copy(&portable, rep).map(drop))
             },
         ),
-        Contender::new("kist ingest (CLI)", |_| {
+        Contender::new("kist ingest FILE (CLI)", |_| {
             stamp(&src, &counter)?;
             let d = timed(tools.kist(&cli_dir).arg("ingest").arg(&src), None)?;
             *cli_blob.borrow_mut() = native::sha256_file(&src)?;
             Ok(d)
         }),
+        Contender::new("kist ingest < FILE (CLI, stdin streamed)", |_| {
+            stamp(&src, &counter)?;
+            timed(tools.kist(&cli_dir).arg("ingest"), Some(&src))
+        }),
     ];
+    contenders.extend(limit::contenders(&src, &native_dir));
     if tools.ctr().is_some() {
         contenders.push(Contender::new("containerd (ctr content ingest)", |rep| {
             stamp(&src, &counter)?;
@@ -163,6 +180,7 @@ pub fn run(
         Unit::Bytes(size),
         &samples,
     );
+    limit::report(report, &samples);
 
     let mut contenders = vec![
         Contender::new("cat > /dev/null", |_| {
@@ -205,6 +223,33 @@ pub fn run(
     let samples = interleave(reps, contenders)?;
     report.section(
         &format!("Read of the {label} blob (page cache warm)"),
+        Unit::Bytes(size),
+        &samples,
+    );
+
+    // Right after its ingest a blob kist wrote with direct I/O is not in
+    // the page cache, where a buffered write leaves it: what that costs.
+    let contenders = vec![
+        Contender::new("native: buffered write + fsync, then read", |_| {
+            stamp(&src, &counter)?;
+            let blob = native::ingest(&src, &native_dir)?;
+            time(|| native::sha256_file(&native_dir.join(blob)).map(drop))
+        }),
+        Contender::new(
+            "kist: write_from_file, then Reader::copy_to (verifies)",
+            |rep| {
+                stamp(&src, &counter)?;
+                let digest = copy(&store, reps + rep)?;
+                time(|| {
+                    store.reader(&digest)?.copy_to(&mut std::io::sink())?;
+                    Ok(())
+                })
+            },
+        ),
+    ];
+    let samples = interleave(reps, contenders)?;
+    report.section(
+        &format!("Read of a {label} blob right after its ingest"),
         Unit::Bytes(size),
         &samples,
     );

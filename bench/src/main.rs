@@ -6,6 +6,7 @@
 mod big;
 mod containerd;
 mod layers;
+mod limit;
 mod listing;
 mod measure;
 mod native;

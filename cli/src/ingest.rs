@@ -12,8 +12,10 @@ use sha2::Digest as _;
 
 use crate::output::Output;
 
-/// Bytes read from the source per write.
+/// Bytes read from a stream per write.
 const CHUNK: usize = 1 << 20;
+/// Bytes of a file copied between two updates of the progress bar.
+const FILE_PIECE: u64 = 256 << 20;
 /// Longest ref the store accepts.
 const MAX_REF: usize = 1024;
 /// What default refs of files start with.
@@ -120,14 +122,28 @@ pub fn run(store: &Store, args: Args, out: &Output) -> anyhow::Result<()> {
         offset = 0;
     }
     let progress = progress_bar(options.expected_size, offset);
-    let mut buf = vec![0; CHUNK];
-    loop {
-        let n = source.read(&mut buf).context("reading the source")?;
-        if n == 0 {
-            break;
+    match &mut source {
+        // The host copies a file's bytes itself (see
+        // `Writer::write_from_file`); read to its end, as a stream is.
+        Source::File(file) => loop {
+            let n = writer.write_from_file(file, offset, FILE_PIECE)?;
+            offset += n;
+            progress.inc(n);
+            if n < FILE_PIECE {
+                break;
+            }
+        },
+        Source::Stream(stream) => {
+            let mut buf = vec![0; CHUNK];
+            loop {
+                let n = stream.read(&mut buf).context("reading the source")?;
+                if n == 0 {
+                    break;
+                }
+                writer.write_all(&buf[..n])?;
+                progress.inc(n as u64);
+            }
         }
-        writer.write_all(&buf[..n])?;
-        progress.inc(n as u64);
     }
     progress.finish_and_clear();
     let size = writer.status()?.offset;

@@ -20,6 +20,34 @@ pub enum Hash {
     Sha512(RefCell<Sha512>),
 }
 
+impl Hash {
+    /// Feeds `data` to the hash.
+    pub fn feed(&self, data: &[u8]) {
+        match self {
+            Self::Sha256(h) => h.borrow_mut().update(data),
+            Self::Sha512(h) => h.borrow_mut().update(data),
+        }
+    }
+
+    /// A copy of the state, for [`Hash::reset_to`].
+    pub fn snapshot(&self) -> Self {
+        match self {
+            Self::Sha256(h) => Self::Sha256(h.clone()),
+            Self::Sha512(h) => Self::Sha512(h.clone()),
+        }
+    }
+
+    /// Makes the state `earlier` again (a failed copy hashed part of its
+    /// bytes).
+    pub fn reset_to(&self, earlier: Self) {
+        match (self, earlier) {
+            (Self::Sha256(h), Self::Sha256(e)) => *h.borrow_mut() = e.into_inner(),
+            (Self::Sha512(h), Self::Sha512(e)) => *h.borrow_mut() = e.into_inner(),
+            _ => unreachable!("a snapshot has its hasher's algorithm"),
+        }
+    }
+}
+
 impl GuestHasher for Hash {
     fn new(algorithm: Algorithm) -> Self {
         match algorithm {
@@ -42,10 +70,7 @@ impl GuestHasher for Hash {
     }
 
     fn update(&self, data: Vec<u8>) {
-        match self {
-            Self::Sha256(h) => h.borrow_mut().update(&data),
-            Self::Sha512(h) => h.borrow_mut().update(&data),
-        }
+        self.feed(&data);
     }
 
     fn sum(&self) -> Vec<u8> {

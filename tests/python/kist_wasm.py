@@ -15,7 +15,7 @@ import wasmtime
 import wasmtime.component as wc
 
 PACKAGE = "kist:content"
-VERSION = "0.5.0"
+VERSION = "0.6.0"
 
 
 class KistError(Exception):

@@ -16,7 +16,7 @@ macro_rules! conformance_suite {
     ($open:path) => {
         $crate::conformance_suite!(@cases $open;
             round_trip, reader_seeks_and_bounds, blob_invisible_until_commit, oci_layout,
-            resume_after_writer_drop, resume_after_host_restart, resume_with_damaged_hash_state,
+            resume_after_writer_drop, resume_after_host_restart, write_from_file, resume_with_damaged_hash_state,
             resume_when_data_is_behind_hash_state, declared_values_persist_and_conflict,
             size_mismatch_keeps_ingest, digest_mismatch_keeps_ingest, already_exists,
             one_writer_per_ref, truncate, sha512_ingest, commit_with_other_algorithm,
@@ -248,6 +248,50 @@ pub fn resume_after_writer_drop(h: &Harness) {
     w.write_all(&data[1 << 20..]).unwrap();
     assert_eq!(w.commit(None, None, &[]).unwrap(), sha256(&data));
     assert!(matches!(store.status("resume"), Err(Error::NotFound)));
+}
+
+/// `write_from_file` appends a file's bytes as `write_all` would: after
+/// written bytes (an unaligned offset), across a drop and resume, short
+/// at the file's end, nothing past it; the digest and the stored bytes
+/// are the file's, in sha256 and sha512; a lie about the digest is caught
+/// at commit, and what was copied stays for the next attempt.
+pub fn write_from_file(h: &Harness) {
+    let store = h.store();
+    let data = bytes((9 << 20) + 77, 40);
+    let path = h.path().with_file_name("source");
+    std::fs::write(&path, &data).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let mut w = store
+        .writer("copied", Some(data.len() as u64), None)
+        .unwrap();
+    w.write_all(&data[..5000]).unwrap();
+    assert_eq!(w.write_from_file(&file, 5000, 3 << 20).unwrap(), 3 << 20);
+    drop(w);
+    let mut w = store.writer("copied", None, None).unwrap();
+    let at = w.status().unwrap().offset;
+    assert_eq!(at, 5000 + (3 << 20));
+    let rest = data.len() as u64 - at;
+    assert_eq!(w.write_from_file(&file, at, u64::MAX - at).unwrap(), rest);
+    assert_eq!(w.write_from_file(&file, data.len() as u64, 10).unwrap(), 0);
+    assert_eq!(w.digest().unwrap(), sha256(&data));
+    assert_eq!(w.commit(None, None, &[]).unwrap(), sha256(&data));
+    assert_eq!(store.get(&sha256(&data)).unwrap(), data);
+
+    let part = &data[1..(2 << 20) + 1];
+    let mut w = store.writer("sha512", None, Some(&sha512(part))).unwrap();
+    assert_eq!(
+        w.write_from_file(&file, 1, part.len() as u64).unwrap(),
+        part.len() as u64
+    );
+    assert_eq!(w.commit(None, None, &[]).unwrap(), sha512(part));
+
+    let mut w = store.writer("lie", None, Some(&sha256(b"other"))).unwrap();
+    assert_eq!(w.write_from_file(&file, 0, 4096).unwrap(), 4096);
+    assert!(matches!(
+        w.commit(None, None, &[]),
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert_eq!(store.status("lie").unwrap().offset, 4096);
 }
 
 /// An ingest survives the whole host going away: a new `Store` on the same

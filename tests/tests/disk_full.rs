@@ -106,12 +106,35 @@ fn full_disk_then_resume() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A copy by the host (tmpfs refuses direct I/O: buffered) fails the
+    // same way, all or nothing.
+    let mut copier = store.writer("copied", None, None).unwrap();
+    let copied = copier.write_from_file(&std::fs::File::open(&file).unwrap(), 0, 1 << 20);
+    assert!(matches!(copied, Err(Error::NoSpace(_))), "{copied:?}");
+    assert_eq!(copier.status().unwrap().offset, 0, "all or nothing");
+    drop(copier);
+    store.abort("copied").unwrap();
 
     // Free space: the same writer goes on from its offset and commits.
     std::fs::remove_file(&ballast).unwrap();
     writer.write_all(&data[written..]).unwrap();
     assert_eq!(writer.commit(None, None, &[]).unwrap(), sha256(&data));
     assert_eq!(store.get(&sha256(&data)).unwrap(), data);
+    // With room again, `kist ingest` stores the file through the copier.
+    let out = Command::new(kist_bin())
+        .arg("--store")
+        .arg(&root)
+        .arg("ingest")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = sha256(&std::fs::read(&file).unwrap());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&stored));
     let problems = fsck(&store, false);
     assert!(problems.is_empty(), "{problems:?}");
 }

@@ -95,6 +95,41 @@ fn escapes_are_refused() {
     assert!(scene.store.join("oci-layout").is_file());
 }
 
+/// Proves: `copier` writes only into files the guest opened for writing,
+/// reads only what it opened for reading, refuses directories and offsets
+/// that wrap around, leaves the hash unchanged when it refuses, and copies
+/// (and hashes) exactly the source's bytes when asked for more.
+#[test]
+fn copier_moves_only_what_the_guest_may_move() {
+    let scene = Scene::new();
+    let layout = std::fs::read(scene.store.join("oci-layout")).unwrap();
+    let store = scene.hostile(Duration::from_secs(10));
+    let report = report(&store, "copy-escapes").unwrap();
+    assert!(!report.contains("ESCAPED"), "{report}");
+    assert_eq!(report.matches("refused").count(), 6, "{report}");
+    assert_eq!(report.matches("BadDescriptor").count(), 4, "{report}");
+    assert!(
+        report.contains(&format!("copied Ok({})", layout.len())),
+        "{report}"
+    );
+    assert!(report.contains("beyond Ok(0)"), "{report}");
+    let hex = kist_tests::sha256(&layout);
+    assert!(
+        report.ends_with(hex.trim_start_matches("sha256:")),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read(scene.store.join("oci-layout")).unwrap(),
+        layout,
+        "the read-only file is untouched"
+    );
+    assert_eq!(
+        std::fs::read(scene.store.join("copy-scratch")).unwrap(),
+        layout
+    );
+    assert_outside_untouched(&scene);
+}
+
 /// Proves: `fetch` reaches only the allowed origin: another origin
 /// (directly, through a redirect from the allowed one, hidden behind
 /// userinfo or another name for its host), other schemes and empty URLs are refused, and the

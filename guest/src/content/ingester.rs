@@ -8,9 +8,10 @@ use crate::bindings::exports::kist::content::ingester::{
     Durability, Guest, GuestWriter, PutRequest, Writer, WriterOptions,
 };
 use crate::bindings::exports::kist::content::types::{IngestStatus as Status, Label};
+use crate::bindings::kist::content::copier::{self, CopyError};
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
 use crate::bindings::kist::content::locks::{self, Guard};
-use crate::bindings::wasi::filesystem::types::{Descriptor, NewTimestamp};
+use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorType, NewTimestamp};
 use crate::content::ingest::{self, Meta};
 use crate::content::labels;
 use crate::content::labels::Labels;
@@ -273,6 +274,31 @@ impl State {
             .expect("one holder at least")
     }
 
+    /// Appends what `put` writes at the offset (it returns how much),
+    /// charging `charge` bytes first unless the declared size was
+    /// reserved. All or nothing: after a failure the data file is cut back
+    /// to the offset, so its size stays what the hash state describes.
+    fn append(&mut self, charge: u64, put: impl FnOnce(&Self) -> Result<u64>) -> Result<u64> {
+        if !self.reserved {
+            quota::charge(&self.holder(), charge)?;
+        }
+        let written = match put(self) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self.data.set_size(self.offset);
+                return Err(e);
+            }
+        };
+        self.offset += written;
+        // The bytes are written: a failed checkpoint must not fail the write
+        // (the caller would send them again). It only means a resume after
+        // a crash re-hashes more.
+        if self.offset - self.checkpoint >= CHECKPOINT_EVERY {
+            let _ = self.checkpoint();
+        }
+        Ok(written)
+    }
+
     fn checkpoint(&mut self) -> Result<()> {
         ingest::sync_data(&self.dir, &self.data)?;
         ingest::save_hash_state(&self.dir, self.offset, &self.hasher)?;
@@ -360,25 +386,30 @@ impl State {
 impl GuestWriter for IngestWriter {
     fn write(&self, data: Vec<u8>) -> Result<()> {
         let mut s = self.0.borrow_mut();
-        if !s.reserved {
-            quota::charge(&s.holder(), data.len() as u64)?;
+        s.append(data.len() as u64, |s| {
+            fs::write_all(&s.data, &format!("{}/data", s.dir), &data, s.offset)?;
+            s.hasher.update(&data);
+            Ok(data.len() as u64)
+        })
+        .map(drop)
+    }
+
+    fn write_from(&self, source: &Descriptor, source_offset: u64, length: u64) -> Result<u64> {
+        let stat = source
+            .stat()
+            .map_err(|e| fs_error("stat", "the lent source", e))?;
+        if stat.type_ != DescriptorType::RegularFile {
+            return Err(error::invalid(
+                "the source of write-from is not a regular file",
+            ));
         }
-        let path = format!("{}/data", s.dir);
-        if let Err(e) = fs::write_all(&s.data, &path, &data, s.offset) {
-            // All or nothing: drop whatever part landed, so the data file's
-            // size stays the offset the hash state describes.
-            let _ = s.data.set_size(s.offset);
-            return Err(e);
-        }
-        s.hasher.update(&data);
-        s.offset += data.len() as u64;
-        // The bytes are written: a failed checkpoint must not fail the write
-        // (the caller would send them again). It only means a resume after
-        // a crash re-hashes more.
-        if s.offset - s.checkpoint >= CHECKPOINT_EVERY {
-            let _ = s.checkpoint();
-        }
-        Ok(())
+        // Charged for what the source holds, not for a longer length asked.
+        let length = length.min(stat.size.saturating_sub(source_offset));
+        let mut s = self.0.borrow_mut();
+        s.append(length, |s| {
+            copier::copy_hashed(source, source_offset, &s.data, s.offset, length, &s.hasher)
+                .map_err(|e| copy_error(&s.dir, e))
+        })
     }
 
     fn status(&self) -> Result<Status> {
@@ -432,5 +463,14 @@ impl Drop for IngestWriter {
             // Best effort: without a saved state the next resume re-hashes.
             let _ = s.checkpoint();
         }
+    }
+}
+
+/// A failed copy as the writer's error.
+fn copy_error(dir: &str, e: CopyError) -> Error {
+    match e {
+        CopyError::BadDescriptor(m) => error::invalid(m),
+        CopyError::NoSpace => Error::NoSpace(format!("the filesystem is full (write {dir}/data)")),
+        CopyError::Io(m) => Error::Io(format!("copy to {dir}/data: {m}")),
     }
 }

@@ -36,7 +36,7 @@ enum State {
 
 /// The hash computation itself.
 #[derive(Clone)]
-enum Hash {
+pub(crate) enum Hash {
     Sha256(Sha256),
     Sha512(Sha512),
 }
@@ -49,7 +49,7 @@ impl Hash {
         }
     }
 
-    fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         match self {
             Self::Sha256(h) => h.update(data),
             Self::Sha512(h) => h.update(data),
@@ -86,6 +86,7 @@ impl Hash {
 enum Job {
     Data(Vec<u8>),
     Ask(fn(&Hash) -> Vec<u8>, Sender<Vec<u8>>),
+    Give(Sender<Hash>),
 }
 
 /// A hash owned by a worker thread; the thread ends when this is dropped.
@@ -104,6 +105,9 @@ impl Worker {
                         Job::Data(data) => hash.update(&data),
                         Job::Ask(question, reply) => {
                             let _ = reply.send(question(&hash));
+                        }
+                        Job::Give(reply) => {
+                            let _ = reply.send(hash.clone());
                         }
                     }
                 }
@@ -143,6 +147,29 @@ impl HashState {
                 .send(Job::Data(data))
                 .expect("hashing thread alive"),
         }
+    }
+
+    /// The hash so far, for a caller that feeds it itself (`copier`); a
+    /// worker thread, if there is one, finishes its queue and ends. Put the
+    /// hash back with [`HashState::put`].
+    pub(crate) fn take(&mut self) -> Hash {
+        match &self.state {
+            State::Inline(hash) => (**hash).clone(),
+            State::Background(worker) => {
+                let (reply, answer) = mpsc::channel();
+                worker
+                    .0
+                    .send(Job::Give(reply))
+                    .expect("hashing thread alive");
+                answer.recv().expect("hashing thread answers")
+            }
+        }
+    }
+
+    /// Makes `hash` the state (inline: the next large update may start a
+    /// worker again).
+    pub(crate) fn put(&mut self, hash: Hash) {
+        self.state = State::Inline(Box::new(hash));
     }
 
     fn ask(&self, question: fn(&Hash) -> Vec<u8>) -> Vec<u8> {

@@ -3,14 +3,17 @@
 //! WASI 0.2 lacks), `space` (the store filesystem's size, which WASI 0.2
 //! cannot tell), `trees` (owners, modes, xattrs, whiteouts and inode
 //! numbers for snapshots, confined to the store's directory), `inflate`
-//! (a layer decompressed on another core while the guest unpacks it) and
-//! `fetch` (HTTP(S) downloads, only from the origins the embedder allows).
+//! (a layer decompressed on another core while the guest unpacks it),
+//! `fetch` (HTTP(S) downloads, only from the origins the embedder allows)
+//! and `copier` (bytes moved between two files the guest holds open,
+//! hashed on the way, without passing through the guest).
 //!
 //! Another wasmtime embedding supplies them the way wasmtime's WASI crates
 //! do: keep a [`CapabilitiesCtx`] in the store data, implement
 //! [`CapabilitiesHost`] to lend a [`CapabilitiesView`] of it, and call
 //! [`add_to_linker`].
 
+mod copier;
 pub(crate) mod fetch;
 pub(crate) mod hasher;
 pub(crate) mod inflate;
@@ -109,8 +112,8 @@ impl HasData for HasCapabilities {
 }
 
 /// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`,
-/// `kist:content/trees`, `kist:content/inflate` and `kist:content/fetch`
-/// to `linker`.
+/// `kist:content/trees`, `kist:content/inflate`, `kist:content/fetch` and
+/// `kist:content/copier` to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
@@ -120,5 +123,6 @@ pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     content::trees::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::inflate::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::fetch::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::copier::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())
 }

@@ -18,6 +18,7 @@ mod bindings {
 use bindings::exports::kist::content::{
     fsck, ingester, layers, leases, registry, retention, snapshots, store, storer, types,
 };
+use bindings::kist::content::copier;
 use bindings::kist::content::fetch;
 use bindings::kist::content::hasher::{Algorithm, Hasher};
 use bindings::kist::content::inflate::{Compression, Inflater};
@@ -36,6 +37,59 @@ fn root() -> Descriptor {
         .next()
         .expect("a preopened store")
         .0
+}
+
+/// `copier` asked to write into what the guest may only read, to read
+/// what it may only write, to use directories, and to wrap offsets around;
+/// then a legal copy with a huge length, whose count and hash must be of
+/// exactly the source's bytes.
+fn copy_escapes() -> String {
+    let dir = root();
+    let file = |path: &str, flags: DescriptorFlags, how: OpenFlags| {
+        dir.open_at(PathFlags::empty(), path, how, flags)
+            .expect("opening a file in the store")
+    };
+    let layout = file("oci-layout", DescriptorFlags::READ, OpenFlags::empty());
+    let write_only = file("copy-scratch", DescriptorFlags::WRITE, OpenFlags::CREATE);
+    let both = file(
+        "copy-scratch",
+        DescriptorFlags::READ | DescriptorFlags::WRITE,
+        OpenFlags::empty(),
+    );
+    let hasher = Hasher::new(Algorithm::Sha256);
+    let empty = hasher.sum();
+    let copy = |what: &str, from: &Descriptor, at: u64, to: &Descriptor, to_at: u64, len: u64| {
+        let result = outcome(what, copier::copy_hashed(from, at, to, to_at, len, &hasher));
+        match hasher.sum() == empty {
+            true => result,
+            false => format!("ESCAPED: {what} changed the hash"),
+        }
+    };
+    let tries = [
+        copy("into a read-only file", &both, 0, &layout, 0, 10),
+        copy("into the store directory", &layout, 0, &dir, 0, 10),
+        copy("from the store directory", &dir, 0, &write_only, 0, 10),
+        copy("from a write-only file", &write_only, 0, &both, 0, 10),
+        copy("source offset wraps", &layout, u64::MAX, &write_only, 0, 10),
+        copy(
+            "target offset wraps",
+            &layout,
+            0,
+            &write_only,
+            u64::MAX - 5,
+            10,
+        ),
+    ];
+    if let Some(escaped) = tries.iter().find(|t| t.starts_with("ESCAPED")) {
+        return escaped.clone();
+    }
+    let copied = copier::copy_hashed(&layout, 0, &write_only, 0, u64::MAX / 2, &hasher);
+    let beyond = copier::copy_hashed(&layout, 1 << 40, &write_only, 0, 100, &hasher);
+    let hex: String = hasher.sum().iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{} | copied {copied:?} | beyond {beyond:?} | sha256 {hex}",
+        tries.join(" / ")
+    )
 }
 
 /// `refused: <what>` if `attempt` failed, `ESCAPED: <what>` if it worked.
@@ -200,6 +254,7 @@ fn attack(name: &str) -> String {
                 .collect::<Vec<_>>()
                 .join("; ")
         }
+        "copy-escapes" => copy_escapes(),
         "hasher-garbage-state" => {
             let restored = Hasher::restore(Algorithm::Sha256, &vec![0xff; 1 << 20]);
             match restored {
@@ -309,6 +364,9 @@ impl ingester::Guest for Hostile {
 
 impl ingester::GuestWriter for Never {
     fn write(&self, _: Vec<u8>) -> Result<(), Error> {
+        match *self {}
+    }
+    fn write_from(&self, _: &Descriptor, _: u64, _: u64) -> Result<u64, Error> {
         match *self {}
     }
     fn status(&self) -> Result<IngestStatus, Error> {
