@@ -95,6 +95,11 @@ pub fn run(
     let portable = kist::Store::builder(dir("portable")?)
         .component(kist::components::PORTABLE)
         .open()?;
+    // The CLI's store, opened to discard what each repetition stored.
+    let cli_store = kist::Store::open(&cli_dir)?;
+    for s in [&store, &portable, &cli_store] {
+        collect_at_once(s)?;
+    }
     // Through the component: every chunk crosses as a `list<u8>` (the
     // path of streams: stdin, the registry's and containerd's writers).
     let stream = |store: &kist::Store, rep: usize| -> anyhow::Result<String> {
@@ -123,6 +128,7 @@ pub fn run(
             "native Rust (sha2 + write + fsync + rename, 1 thread)",
             |_| {
                 stamp(&src, &counter)?;
+                remove_blob_file(&native_dir, &native_blob.borrow())?;
                 time(|| {
                     *native_blob.borrow_mut() = native::ingest(&src, &native_dir)?;
                     Ok(())
@@ -131,6 +137,7 @@ pub fn run(
         ),
         Contender::new("kist library (Writer::write_from_file)", |rep| {
             stamp(&src, &counter)?;
+            discard(&store, &lib_blob.borrow())?;
             time(|| {
                 *lib_blob.borrow_mut() = copy(&store, rep)?;
                 Ok(())
@@ -138,24 +145,39 @@ pub fn run(
         }),
         Contender::new("kist library, streamed (Writer + io::copy)", |rep| {
             stamp(&src, &counter)?;
-            time(|| stream(&store, rep).map(drop))
+            let mut digest = String::new();
+            let d = time(|| {
+                digest = stream(&store, rep)?;
+                Ok(())
+            })?;
+            discard(&store, &digest)?;
+            Ok(d)
         }),
         Contender::new(
             "kist library, portable component (wasm sha2, write_from_file)",
             |rep| {
                 stamp(&src, &counter)?;
-                time(|| copy(&portable, rep).map(drop))
+                let mut digest = String::new();
+                let d = time(|| {
+                    digest = copy(&portable, rep)?;
+                    Ok(())
+                })?;
+                discard(&portable, &digest)?;
+                Ok(d)
             },
         ),
         Contender::new("kist ingest FILE (CLI)", |_| {
             stamp(&src, &counter)?;
+            discard(&cli_store, &cli_blob.borrow())?;
             let d = timed(tools.kist(&cli_dir).arg("ingest").arg(&src), None)?;
             *cli_blob.borrow_mut() = native::sha256_file(&src)?;
             Ok(d)
         }),
         Contender::new("kist ingest < FILE (CLI, stdin streamed)", |_| {
             stamp(&src, &counter)?;
-            timed(tools.kist(&cli_dir).arg("ingest"), Some(&src))
+            let d = timed(tools.kist(&cli_dir).arg("ingest"), Some(&src))?;
+            discard(&cli_store, &native::sha256_file(&src)?)?;
+            Ok(d)
         }),
     ];
     contenders.extend(limit::contenders(&src, &native_dir));
@@ -233,17 +255,21 @@ pub fn run(
         Contender::new("native: buffered write + fsync, then read", |_| {
             stamp(&src, &counter)?;
             let blob = native::ingest(&src, &native_dir)?;
-            time(|| native::sha256_file(&native_dir.join(blob)).map(drop))
+            let d = time(|| native::sha256_file(&native_dir.join(&blob)).map(drop));
+            remove_blob_file(&native_dir, &blob)?;
+            d
         }),
         Contender::new(
             "kist: write_from_file, then Reader::copy_to (verifies)",
             |rep| {
                 stamp(&src, &counter)?;
                 let digest = copy(&store, reps + rep)?;
-                time(|| {
+                let d = time(|| {
                     store.reader(&digest)?.copy_to(&mut std::io::sink())?;
                     Ok(())
-                })
+                });
+                discard(&store, &digest)?;
+                d
             },
         ),
     ];
@@ -253,6 +279,35 @@ pub fn run(
         Unit::Bytes(size),
         &samples,
     );
+    Ok(())
+}
+
+/// Makes the store remove released blobs at the next collection.
+fn collect_at_once(store: &kist::Store) -> anyhow::Result<()> {
+    let retention = store.retention();
+    let mut settings = retention.settings()?;
+    settings.cache_ttl_seconds = 0;
+    Ok(retention.set_settings(settings)?)
+}
+
+/// Releases `digest` (if any) and collects it: the disk does not fill up
+/// with every repetition's gigabyte.
+fn discard(store: &kist::Store, digest: &str) -> anyhow::Result<()> {
+    if digest.is_empty() {
+        return Ok(());
+    }
+    store.delete(digest)?;
+    for step in store.retention().collect(false)? {
+        step?;
+    }
+    Ok(())
+}
+
+/// Removes the native contender's blob `hex` (if any) from `dir`.
+fn remove_blob_file(dir: &Path, hex: &str) -> anyhow::Result<()> {
+    if !hex.is_empty() {
+        std::fs::remove_file(dir.join(hex))?;
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! medians and ratios as a Markdown table. `bench/run.sh` sets up the
 //! peers and calls this.
 
+mod archive;
 mod big;
 mod containerd;
 mod layers;
@@ -55,6 +56,8 @@ struct Args {
 enum Scenario {
     /// Ingest and read of large random files.
     Big,
+    /// `kist artifact archive` of a text tree against `tar czf`.
+    Archive,
     /// Many 4 KiB blobs: write, then read and verify.
     Small,
     /// `kist info` / `kist ls` start-up and listing.
@@ -116,6 +119,10 @@ fn main() -> anyhow::Result<()> {
             let reps = if size >= 1 << 30 { reps.min(3) } else { reps };
             big::run(&mut report, &tools, work, size, reps)?;
         }
+    }
+    if wanted(Scenario::Archive) {
+        let size = if quick { 8 << 20 } else { 256 << 20 };
+        archive::run(&mut report, &tools, work, size, reps.min(3))?;
     }
     if wanted(Scenario::Small) {
         small::run(

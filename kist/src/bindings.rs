@@ -11,5 +11,6 @@ wasmtime::component::bindgen!({
         "kist:content/locks.guard": crate::capabilities::locks::LockGuard,
         "kist:content/inflate.inflater": crate::capabilities::inflate::Inflater,
         "kist:content/fetch.download": crate::capabilities::fetch::Download,
+        "kist:content/deflate.gzip-encoder": crate::capabilities::deflate::Compressor,
     },
 });

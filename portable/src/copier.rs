@@ -41,6 +41,35 @@ impl Guest for Component {
         }
         copied
     }
+
+    fn write_hashed(
+        target: &Descriptor,
+        target_offset: u64,
+        data: Vec<u8>,
+        hasher: HasherBorrow<'_>,
+    ) -> Result<(), CopyError> {
+        check(target, DescriptorFlags::WRITE, "target")?;
+        if target_offset.checked_add(data.len() as u64).is_none() {
+            return Err(CopyError::Io(format!(
+                "offset {target_offset} plus {} bytes overflows",
+                data.len()
+            )));
+        }
+        write_all(target, &data, target_offset)?;
+        hasher.get::<Hash>().feed(&data);
+        Ok(())
+    }
+}
+
+/// Writes all of `bytes` at `at`.
+fn write_all(target: &Descriptor, bytes: &[u8], at: u64) -> Result<(), CopyError> {
+    let mut written = 0;
+    while written < bytes.len() {
+        written += target
+            .write(&bytes[written..], at + written as u64)
+            .map_err(|e| io("target", e))? as usize;
+    }
+    Ok(())
 }
 
 /// Refuses anything but a regular file open for `needed`.
@@ -77,13 +106,7 @@ fn copy(
         if bytes.is_empty() {
             break;
         }
-        let mut written = 0;
-        while written < bytes.len() {
-            let at = to + done + written as u64;
-            written += target
-                .write(&bytes[written..], at)
-                .map_err(|e| io("target", e))? as usize;
-        }
+        write_all(target, &bytes, to + done)?;
         hash.feed(&bytes);
         done += bytes.len() as u64;
     }

@@ -1,4 +1,4 @@
-//! kist's `copier`, `fetch`, `hasher`, `inflate`, `locks`, `space` and `trees` capabilities in pure wasm (world
+//! kist's `copier`, `deflate`, `fetch`, `hasher`, `inflate`, `locks`, `space` and `trees` capabilities in pure wasm (world
 //! `portable-capabilities`), for hosts that do not supply them natively.
 //! Plugged into the store component it yields `kist-portable.wasm`, whose
 //! only imports are standard WASI 0.2.
@@ -14,6 +14,7 @@ mod bindings {
 }
 
 mod copier;
+mod deflate;
 mod fetch;
 mod hasher;
 mod inflate;

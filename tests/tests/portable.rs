@@ -13,7 +13,8 @@ fn open_portable(dir: &std::path::Path) -> kist::Store {
 kist_tests::conformance_suite!(open_portable);
 
 /// The storer works on the portable composition too: archives (hashed by
-/// the wasm hasher), artifact locks (portable lock files), extraction and
+/// the wasm hasher, compressed by the wasm build of the host's gzip, to
+/// the same bytes as the native host), artifact locks (portable lock files), extraction and
 /// blob freeing.
 #[test]
 fn storer_runs_on_the_portable_composition() {
@@ -24,6 +25,13 @@ fn storer_runs_on_the_portable_composition() {
     let src = work.path().join("src");
     std::fs::create_dir_all(src.join("d")).unwrap();
     std::fs::write(src.join("d/f"), kist_tests::bytes(300_000, 7)).unwrap();
+    // Text that compresses, over several of the encoder's blocks: both
+    // hosts' gzip must match byte for byte, not only on stored data.
+    let text: Vec<u8> = kist_tests::bytes(3 << 20, 8)
+        .iter()
+        .map(|b| b"abcdefgh \n"[usize::from(b % 10)])
+        .collect();
+    std::fs::write(src.join("text"), text).unwrap();
     let object = Object::new("Bucket", "ns", "b", "u");
     let source = Source::Directory(&src, ArchiveOptions::default());
     let a = storer

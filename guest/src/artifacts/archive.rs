@@ -1,10 +1,13 @@
 //! Deterministic `.tar.gz` archives of a directory the caller passed in
 //! (see `archive-options` in `wit/storer.wit` for the rules).
 
+use std::io::{BufWriter, Write};
+
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::artifacts::links::{Links, escapes};
 use crate::bindings::exports::kist::content::storer::ArchiveOptions;
+use crate::bindings::kist::content::deflate::GzipEncoder;
 use crate::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
 };
@@ -18,11 +21,11 @@ const VCS_DIRS: [&str; 5] = [".git", ".hg", ".svn", ".bzr", ".jj"];
 /// Writes the archive of `dir` into `out`.
 pub fn write(dir: &Descriptor, options: &ArchiveOptions, out: &mut NewBlob) -> Result<()> {
     let ignore = matcher(&options.ignore)?;
-    let gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(out, flate2::Compression::default());
-    let mut tar = tar::Builder::new(gz);
+    let gz = Gzip {
+        encoder: GzipEncoder::new(LEVEL),
+        out,
+    };
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(GZIP_CALL, gz));
     let mut walk = Walk {
         ignore,
         max_size: options.max_size,
@@ -30,9 +33,38 @@ pub fn write(dir: &Descriptor, options: &ArchiveOptions, out: &mut NewBlob) -> R
         links: DiskLinks(dir),
     };
     walk.dir(dir, "", &mut tar)?;
-    let gz = tar.into_inner().map_err(|e| from_io(e, "archive"))?;
-    gz.finish().map_err(|e| from_io(e, "archive"))?;
-    Ok(())
+    let buffered = tar.into_inner().map_err(|e| from_io(e, "archive"))?;
+    let gz = buffered
+        .into_inner()
+        .map_err(|e| from_io(e.into_error(), "archive"))?;
+    gz.out
+        .write_all(&GzipEncoder::finish(gz.encoder))
+        .map_err(|e| from_io(e, "archive"))
+}
+
+/// gzip's default level, which `tar czf` uses.
+const LEVEL: u8 = 6;
+
+/// Bytes passed to the host's encoder per call (fewer, larger calls; the
+/// compressed bytes do not depend on it).
+const GZIP_CALL: usize = 1 << 20;
+
+/// The tar stream, compressed by the host's `deflate` capability into the
+/// new blob.
+struct Gzip<'a> {
+    encoder: GzipEncoder,
+    out: &'a mut NewBlob,
+}
+
+impl Write for Gzip<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write_all(&self.encoder.write(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The ignore patterns as one gitignore file at the archive's root.
@@ -73,7 +105,7 @@ impl Links for DiskLinks<'_> {
     }
 }
 
-type Tar<'a> = tar::Builder<flate2::write::GzEncoder<&'a mut NewBlob>>;
+type Tar<'a> = tar::Builder<BufWriter<Gzip<'a>>>;
 
 impl Walk<'_> {
     /// Archives the entries of `dir` (at `prefix` in the archive) in name

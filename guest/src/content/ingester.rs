@@ -387,8 +387,9 @@ impl GuestWriter for IngestWriter {
     fn write(&self, data: Vec<u8>) -> Result<()> {
         let mut s = self.0.borrow_mut();
         s.append(data.len() as u64, |s| {
-            fs::write_all(&s.data, &format!("{}/data", s.dir), &data, s.offset)?;
-            s.hasher.update(&data);
+            // One crossing: the host writes the bytes and hashes them.
+            copier::write_hashed(&s.data, s.offset, &data, &s.hasher)
+                .map_err(|e| copy_error(&s.dir, e))?;
             Ok(data.len() as u64)
         })
         .map(drop)

@@ -14,8 +14,8 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -73,12 +73,78 @@ impl Host for CapabilitiesView<'_> {
             from: source_offset,
             to: target_offset,
             length,
+            buffers: &self.ctx.buffers,
         };
         let copied = transfer.run(&mut hash, &threads);
         // On failure the hash must still describe exactly what the caller
         // believes is written: nothing of this call.
         state.put(if copied.is_ok() { hash } else { before });
         Ok(copied)
+    }
+
+    fn write_hashed(
+        &mut self,
+        target: Resource<Descriptor>,
+        target_offset: u64,
+        data: Vec<u8>,
+        hasher: Resource<HashState>,
+    ) -> wasmtime::Result<Result<(), CopyError>> {
+        match file(self.table.get(&target)?, OpenMode::WRITE, "target") {
+            Ok(target) => self.write_then_hash(&target, target_offset, data, &hasher),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl CapabilitiesView<'_> {
+    /// `write-hashed`, with the target already checked.
+    fn write_then_hash(
+        &mut self,
+        target: &File,
+        at: u64,
+        data: Vec<u8>,
+        hasher: &Resource<HashState>,
+    ) -> wasmtime::Result<Result<(), CopyError>> {
+        if at.checked_add(data.len() as u64).is_none() {
+            return Ok(Err(CopyError::Io(format!(
+                "offset {at} plus {} bytes overflows",
+                data.len()
+            ))));
+        }
+        let mut out = match data.len() as u64 >= PIPELINE_FROM {
+            true => Target::direct(target).unwrap_or_else(|| Target::buffered(target)),
+            false => Target::buffered(target),
+        };
+        // Up to the next aligned offset through the page cache; the rest
+        // from an aligned buffer, so it can go direct.
+        let head = match (at % ALIGN as u64) as usize {
+            0 => 0,
+            off => (ALIGN - off).min(data.len()),
+        };
+        let written = out.buffered_write(&data[..head], at).and_then(|()| {
+            if out.direct.is_none() {
+                return out.buffered_write(&data[head..], at + head as u64);
+            }
+            let mut buffer = self.ctx.buffers.take();
+            let mut pos = at + head as u64;
+            let result = data[head..].chunks(CHUNK).try_for_each(|piece| {
+                let aligned = &mut buffer.get()[..piece.len()];
+                aligned.copy_from_slice(piece);
+                out.write(aligned, pos)?;
+                pos += piece.len() as u64;
+                Ok(())
+            });
+            self.ctx.buffers.give(buffer);
+            result
+        });
+        if let Err(e) = written {
+            return Ok(Err(e));
+        }
+        // The bytes move to the hashing thread (no copy) while the guest
+        // prepares its next write.
+        let threads = Arc::clone(&self.ctx.hash_threads);
+        self.table.get_mut(hasher)?.update(data, &threads);
+        Ok(Ok(()))
     }
 }
 
@@ -111,13 +177,35 @@ struct Transfer<'a> {
     from: u64,
     to: u64,
     length: u64,
+    buffers: &'a Buffers,
 }
 
 /// A buffer whose usable part starts at an `ALIGN`ed address (a plain
 /// `Vec` over-allocated by `ALIGN`: no unsafe allocation code).
-struct Buffer {
+pub(crate) struct Buffer {
     bytes: Vec<u8>,
     start: usize,
+}
+
+/// Buffers kept between calls: a fresh 4 MiB allocation per call would
+/// fault its pages in again every time (glibc returns large frees to the
+/// kernel), which is the cost this capability exists to avoid.
+#[derive(Default)]
+pub(crate) struct Buffers(Mutex<Vec<Buffer>>);
+
+impl Buffers {
+    fn take(&self) -> Buffer {
+        let spare = self.0.lock().expect("buffer pool").pop();
+        spare.unwrap_or_else(Buffer::new)
+    }
+
+    /// Keeps `buffer` for a later call, up to what one copy uses.
+    fn give(&self, buffer: Buffer) {
+        let mut pool = self.0.lock().expect("buffer pool");
+        if pool.len() < BUFFERS {
+            pool.push(buffer);
+        }
+    }
 }
 
 impl Buffer {
@@ -138,13 +226,15 @@ impl Transfer<'_> {
             .then(|| threads.take())
             .flatten();
         let Some(_slot) = slot else {
-            let mut buffer = Buffer::new();
+            let mut buffer = self.buffers.take();
             let mut target = Target::buffered(self.target);
-            return self.steps(&mut target, |fill| {
+            let copied = self.steps(&mut target, |fill| {
                 let len = fill(buffer.get())?;
                 hash.update(&buffer.get()[..len]);
                 Ok(len)
             });
+            self.buffers.give(buffer);
+            return copied;
         };
         let mut target =
             Target::direct(self.target).unwrap_or_else(|| Target::buffered(self.target));
@@ -159,7 +249,7 @@ impl Transfer<'_> {
                     let _ = give_back.send(buffer);
                 }
             });
-            let mut spare: Vec<Buffer> = (0..BUFFERS).map(|_| Buffer::new()).collect();
+            let mut spare: Vec<Buffer> = (0..BUFFERS).map(|_| self.buffers.take()).collect();
             let copied = self.steps(&mut target, |fill| {
                 let mut buffer = match spare.pop() {
                     Some(b) => b,
@@ -175,6 +265,9 @@ impl Transfer<'_> {
             });
             drop(to_hash);
             hasher.join().expect("hashing does not panic");
+            for buffer in spare.into_iter().chain(returned.try_iter()) {
+                self.buffers.give(buffer);
+            }
             copied
         })
     }

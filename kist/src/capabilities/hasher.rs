@@ -128,7 +128,7 @@ impl Worker {
 impl HashState {
     /// Hashes `data`; a large chunk moves the hash to a worker thread if
     /// `threads` has a place left.
-    fn update(&mut self, data: Vec<u8>, threads: &Arc<Counter>) {
+    pub(crate) fn update(&mut self, data: Vec<u8>, threads: &Arc<Counter>) {
         match &mut self.state {
             State::Inline(hash) if data.len() < BACKGROUND_FROM => hash.update(&data),
             State::Inline(hash) => match threads.take() {

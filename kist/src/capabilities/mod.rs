@@ -5,8 +5,9 @@
 //! numbers for snapshots, confined to the store's directory), `inflate`
 //! (a layer decompressed on another core while the guest unpacks it),
 //! `fetch` (HTTP(S) downloads, only from the origins the embedder allows)
-//! and `copier` (bytes moved between two files the guest holds open,
-//! hashed on the way, without passing through the guest).
+//! `copier` (bytes moved between two files the guest holds open, hashed
+//! on the way, without passing through the guest) and `deflate` (gzip on
+//! another core, the same bytes as the portable capabilities make).
 //!
 //! Another wasmtime embedding supplies them the way wasmtime's WASI crates
 //! do: keep a [`CapabilitiesCtx`] in the store data, implement
@@ -14,6 +15,7 @@
 //! [`add_to_linker`].
 
 mod copier;
+pub(crate) mod deflate;
 pub(crate) mod fetch;
 pub(crate) mod hasher;
 pub(crate) mod inflate;
@@ -43,6 +45,8 @@ const MAX_GUARDS: usize = 1024;
 const MAX_HASH_THREADS: usize = 16;
 /// Most inflating threads for one store; beyond it `read` says so.
 const MAX_INFLATERS: usize = 16;
+/// Most compressing threads for one store; beyond it gzip runs inline.
+const MAX_COMPRESSORS: usize = 16;
 
 /// State the capabilities need: where lock files live, and the caps on
 /// live hashers, guards and hashing threads.
@@ -54,6 +58,8 @@ pub struct CapabilitiesCtx {
     guards: Arc<slots::Counter>,
     hash_threads: Arc<slots::Counter>,
     inflaters: Arc<slots::Counter>,
+    compressors: Arc<slots::Counter>,
+    buffers: copier::Buffers,
     max_lock_wait: Duration,
     fetch: fetch::FetchPolicy,
 }
@@ -70,6 +76,8 @@ impl CapabilitiesCtx {
             guards: slots::Counter::new(MAX_GUARDS),
             hash_threads: slots::Counter::new(MAX_HASH_THREADS),
             inflaters: slots::Counter::new(MAX_INFLATERS),
+            compressors: slots::Counter::new(MAX_COMPRESSORS),
+            buffers: copier::Buffers::default(),
             max_lock_wait: Duration::from_secs(60),
             fetch: fetch::FetchPolicy::default(),
         })
@@ -112,8 +120,8 @@ impl HasData for HasCapabilities {
 }
 
 /// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`,
-/// `kist:content/trees`, `kist:content/inflate`, `kist:content/fetch` and
-/// `kist:content/copier` to `linker`.
+/// `kist:content/trees`, `kist:content/inflate`, `kist:content/fetch`,
+/// `kist:content/copier` and `kist:content/deflate` to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
@@ -124,5 +132,6 @@ pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     content::inflate::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::fetch::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::copier::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::deflate::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())
 }
