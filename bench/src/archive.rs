@@ -62,7 +62,7 @@ pub fn run(
         "the portable component archived to {wasm:?}, the native host to {native:?}"
     );
     let contenders = vec![
-        Contender::new("tar czf (GNU tar | gzip -6)", |_| {
+        Contender::new("tar czf (GNU tar, gzip -6)", |_| {
             let d = timed(
                 Command::new("tar")
                     .arg("czf")

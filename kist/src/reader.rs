@@ -102,16 +102,6 @@ impl Reader {
         Ok(copied)
     }
 
-    /// The whole blob, read in one call (for small blobs) and checked
-    /// against its digest.
-    pub(crate) fn read_verified(&mut self) -> Result<Vec<u8>> {
-        let bytes = self.read_at(0, self.size)?;
-        let mut check = Verifier::new(&self.digest);
-        check.update(&bytes);
-        check.finish(bytes.len() as u64)?;
-        Ok(bytes)
-    }
-
     /// Copies the rest of the blob to `out`, showing each chunk to `seen`.
     fn copy(
         &mut self,
@@ -258,6 +248,13 @@ impl Verifier {
             digest: digest.to_owned(),
             hash,
         }
+    }
+
+    /// Checks `bytes`, all of a blob, against `digest`.
+    pub(crate) fn check_whole(digest: &str, bytes: &[u8]) -> Result<()> {
+        let mut v = Self::new(digest);
+        v.update(bytes);
+        v.finish(bytes.len() as u64)
     }
 
     /// Feeds `bytes`.

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::capabilities::{CapabilitiesCtx, FetchPolicy};
 use crate::error::{Error, Result};
-use crate::reader::Reader;
+use crate::reader::{Reader, Verifier};
 use crate::runtime::Runtime;
 use crate::session::{GuestResult, Session};
 use crate::walk::Walk;
@@ -429,11 +429,20 @@ impl Store {
     /// Reads the whole blob `digest` into memory, checked against its
     /// digest: [`Error::Corrupt`] if the stored bytes are damaged.
     pub fn get(&self, digest: &str) -> Result<Vec<u8>> {
-        let mut reader = self.reader(digest)?;
         // A small blob in one call; a stream only pays off for large ones.
-        if reader.size() <= SMALL_BLOB {
-            return reader.read_verified();
+        let whole = self.shared.call(|api, s| {
+            api.kist_content_store()
+                .call_read_blob(s, &digest.to_owned(), SMALL_BLOB)
+        });
+        match whole {
+            Ok(bytes) => {
+                Verifier::check_whole(digest, &bytes)?;
+                return Ok(bytes);
+            }
+            Err(Error::TooLarge(_)) => {}
+            Err(e) => return Err(e),
         }
+        let mut reader = self.reader(digest)?;
         let mut out = Vec::with_capacity(reader.size() as usize);
         reader.copy_verified_to(&mut out)?;
         Ok(out)

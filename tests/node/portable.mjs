@@ -1,11 +1,15 @@
 // Drives kist-portable.wasm, transpiled by jco into ./out, on a real store
 // directory through the preview2 shim. Prints one JSON object for
 // tests/tests/hosts.rs to check.
-//   node portable.mjs STORE_DIR
+//   node portable.mjs STORE_DIR SCRATCH_DIR
 import { createHash } from 'node:crypto';
-import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';
+import { writeFileSync } from 'node:fs';
+import {
+  _createPreopenDescriptor,
+  _setPreopens,
+} from '@bytecodealliance/preview2-shim/filesystem';
 
-const [storeDir] = process.argv.slice(2);
+const [storeDir, scratchDir] = process.argv.slice(2);
 _setPreopens({ '/store': storeDir });
 const { store, ingester } = await import('./out/kist.js');
 
@@ -46,6 +50,22 @@ for (let i = 0; i < chunks; i++) {
 const bigDigest = ingester.Writer.commit(writer, undefined, undefined, [{ key: 'via', value: 'jco' }]);
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 
+// A 64 MiB file through `write-from`: the bytes go from the file to the
+// store by the capabilities' `copier`, never through JavaScript arrays
+// between the two components' memories.
+const file = new Uint8Array(64 << 20).map((_, i) => (i * 7 + (i >> 12)) & 0xff);
+writeFileSync(`${scratchDir}/file`, file);
+const source = _createPreopenDescriptor(scratchDir).openAt({}, 'file', {}, { read: true });
+const fileStarted = process.hrtime.bigint();
+const fileWriter = ingester.openWriter('node-file', {
+  expectedSize: BigInt(file.length),
+  expected: undefined,
+  labels: [],
+});
+const copied = fileWriter.writeFrom(source, 0n, BigInt(file.length));
+const fileDigest = ingester.Writer.commit(fileWriter, undefined, undefined, []);
+const fileSeconds = Number(process.hrtime.bigint() - fileStarted) / 1e9;
+
 const reader = store.openReader(putDigest);
 const readBack = new TextDecoder().decode(reader.readAt(0n, reader.size()));
 const walked = [];
@@ -63,4 +83,8 @@ console.log(JSON.stringify({
   notFound: errorTag(() => store.info(`sha256:${'0'.repeat(64)}`)),
   invalid: errorTag(() => store.info('sha256:nothex')),
   ingestMBps: (chunks * chunk.length) / 1e6 / seconds,
+  file: fileDigest,
+  fileExpected: `sha256:${createHash('sha256').update(file).digest('hex')}`,
+  fileCopied: Number(copied),
+  fileMBps: file.length / 1e6 / fileSeconds,
 }));

@@ -97,8 +97,9 @@ fn wasmtime_cli_runs_the_composition() {
 
 /// jco transpiles `kist-portable.wasm` to JavaScript and Node.js runs it
 /// on a real directory through the preview2 shim: blobs put, streamed,
-/// labelled, walked and read there are the ones kist's native host finds,
-/// and WIT errors arrive as their variant cases.
+/// copied from a file the script opens (`write-from`), labelled, walked
+/// and read there are the ones kist's native host finds, and WIT errors
+/// arrive as their variant cases.
 #[test]
 fn node_runs_the_portable_store_through_jco() {
     let node = peer("node");
@@ -124,6 +125,7 @@ fn node_runs_the_portable_store_through_jco() {
     let ran = Command::new(&node)
         .arg(dir.join("portable.mjs"))
         .arg(h.path())
+        .arg(scratch.path())
         .output()
         .expect("running node");
     assert!(ran.status.success(), "{ran:?}");
@@ -138,7 +140,12 @@ fn node_runs_the_portable_store_through_jco() {
     let mut both = vec![put.clone(), big.to_owned()];
     both.sort();
     assert_eq!(report["walked"], serde_json::json!(both));
-    eprintln!("ingest through jco: {} MB/s", report["ingestMBps"]);
+    assert_eq!(report["file"], report["fileExpected"]);
+    assert_eq!(report["fileCopied"], 64 << 20);
+    eprintln!(
+        "ingest through jco: {} MB/s streamed, {} MB/s from a file (write-from)",
+        report["ingestMBps"], report["fileMBps"]
+    );
 
     let store = h.store();
     assert!(

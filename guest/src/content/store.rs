@@ -250,36 +250,56 @@ impl Guest for Component {
     }
 
     fn open_reader(digest: String) -> Result<Reader> {
-        let d = Digest::parse(&digest)?;
-        layout::ensure()?;
-        let path = d.blob_path();
-        // A symlink is reported as one, not as the loop error opening it
-        // without following gives.
-        let blobs = layout::blobs(d.algorithm)?;
-        match blobs.stat(&d.hex)? {
-            None => return Err(Error::NotFound),
-            Some(s) if s.type_ != FileType::RegularFile => return Err(not_a_blob(&d, s.type_)),
-            Some(_) => {}
-        }
-        // A cached blob is not shown. Without a record the blob is held by
-        // `default`: the common case costs one `stat`.
-        if layout::holds(d.algorithm)?.stat(&d.hex)?.is_some() {
-            let (labels, _) = labels::load(&d).unwrap_or_default();
-            if holds::load(&d)?.live(&d, &labels)?.is_empty() {
-                return Err(Error::NotFound);
-            }
-        }
-        let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
-        let stat = fs::fstat(&fd, &path)?;
-        if stat.type_ != FileType::RegularFile {
-            return Err(not_a_blob(&d, stat.type_));
-        }
-        Ok(Reader::new(BlobReader {
-            fd,
-            path,
-            size: stat.size,
-        }))
+        Ok(Reader::new(open_blob(&Digest::parse(&digest)?)?))
     }
+
+    fn read_blob(digest: String, max_size: u64) -> Result<Vec<u8>> {
+        let blob = open_blob(&Digest::parse(&digest)?)?;
+        if blob.size > max_size {
+            return Err(Error::TooLarge(format!(
+                "{digest} is {} bytes, more than {max_size}",
+                blob.size
+            )));
+        }
+        fs::read_at(&blob.fd, &blob.path, 0, blob.size)
+    }
+}
+
+/// Opens the held blob `d`. The common case costs an open, an `fstat` and
+/// a `stat` of its hold record; what is not a regular file is only looked
+/// at when the open fails or finds something else.
+fn open_blob(d: &Digest) -> Result<BlobReader> {
+    layout::ensure()?;
+    let path = d.blob_path();
+    let fd = match fs::open_existing(&path, DescriptorFlags::READ) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => return Err(Error::NotFound),
+        // A symlink (opened without following) fails with a loop error:
+        // report what is stored under the name instead.
+        Err(e) => {
+            return Err(match layout::blobs(d.algorithm)?.stat(&d.hex)? {
+                Some(s) if s.type_ != FileType::RegularFile => not_a_blob(d, s.type_),
+                _ => e,
+            });
+        }
+    };
+    let stat = fs::fstat(&fd, &path)?;
+    if stat.type_ != FileType::RegularFile {
+        return Err(not_a_blob(d, stat.type_));
+    }
+    // A cached blob is not shown. Without a record the blob is held by
+    // `default`: the common case costs one `stat`.
+    if layout::holds(d.algorithm)?.stat(&d.hex)?.is_some() {
+        let (labels, _) = labels::load(d).unwrap_or_default();
+        if holds::load(d)?.live(d, &labels)?.is_empty() {
+            return Err(Error::NotFound);
+        }
+    }
+    Ok(BlobReader {
+        fd,
+        path,
+        size: stat.size,
+    })
 }
 
 /// A walk in progress: the algorithms still to list and the directory

@@ -317,6 +317,9 @@ impl store::Guest for Hostile {
     fn open_reader(_: String) -> Result<store::Reader, Error> {
         unreachable!()
     }
+    fn read_blob(_: String, _: u64) -> Result<Vec<u8>, Error> {
+        unreachable!()
+    }
 }
 
 /// The resources this component never creates.
