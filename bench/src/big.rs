@@ -260,12 +260,14 @@ pub fn run(
             d
         }),
         Contender::new(
-            "kist: write_from_file, then Reader::copy_to (verifies)",
+            "kist: write_from_file, then Reader::copy_verified_to",
             |rep| {
                 stamp(&src, &counter)?;
                 let digest = copy(&store, reps + rep)?;
                 let d = time(|| {
-                    store.reader(&digest)?.copy_to(&mut std::io::sink())?;
+                    store
+                        .reader(&digest)?
+                        .copy_verified_to(&mut std::io::sink())?;
                     Ok(())
                 });
                 discard(&store, &digest)?;

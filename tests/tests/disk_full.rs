@@ -44,6 +44,17 @@ impl Drop for SmallDisk {
     }
 }
 
+/// `kist --store root ingest file`, run to its end.
+fn kist_ingest(root: &Path, file: &Path) -> std::process::Output {
+    Command::new(kist_bin())
+        .arg("--store")
+        .arg(root)
+        .arg("ingest")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 fn dot_files(root: &Path) -> Vec<String> {
     tree(root)
         .into_iter()
@@ -93,13 +104,7 @@ fn full_disk_then_resume() {
     // The CLI says so in one line and exits 1.
     let file = disk.mount.parent().unwrap().join("file");
     std::fs::write(&file, bytes(1 << 20, 4)).unwrap();
-    let out = Command::new(kist_bin())
-        .arg("--store")
-        .arg(&root)
-        .arg("ingest")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = kist_ingest(&root, &file);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no space"),
@@ -121,13 +126,7 @@ fn full_disk_then_resume() {
     assert_eq!(writer.commit(None, None, &[]).unwrap(), sha256(&data));
     assert_eq!(store.get(&sha256(&data)).unwrap(), data);
     // With room again, `kist ingest` stores the file through the copier.
-    let out = Command::new(kist_bin())
-        .arg("--store")
-        .arg(&root)
-        .arg("ingest")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = kist_ingest(&root, &file);
     assert!(
         out.status.success(),
         "{}",
