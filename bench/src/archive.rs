@@ -61,6 +61,7 @@ pub fn run(
         native == wasm,
         "the portable component archived to {wasm:?}, the native host to {native:?}"
     );
+    let archive = |s: &kist::Store| time(|| Ok(s.storer().archive(&tree, &options).map(drop)?));
     let contenders = vec![
         Contender::new("tar czf (GNU tar, gzip -6)", |_| {
             let d = timed(
@@ -75,15 +76,7 @@ pub fn run(
             std::fs::remove_file(&out)?;
             d
         }),
-        Contender::new("kist library (Storer::archive)", |_| {
-            time(|| {
-                store
-                    .storer()
-                    .archive(&tree, &options)
-                    .map(drop)
-                    .map_err(Into::into)
-            })
-        }),
+        Contender::new("kist library (Storer::archive)", |_| archive(&store)),
         Contender::new("kist artifact archive (CLI)", |rep| {
             timed(
                 tools
@@ -96,13 +89,7 @@ pub fn run(
             )
         }),
         Contender::new("kist library, portable component (gzip in wasm)", |_| {
-            time(|| {
-                portable
-                    .storer()
-                    .archive(&tree, &options)
-                    .map(drop)
-                    .map_err(Into::into)
-            })
+            archive(&portable)
         }),
     ];
     let samples = interleave(reps, contenders)?;

@@ -182,7 +182,7 @@ struct Transfer<'a> {
 
 /// A buffer whose usable part starts at an `ALIGN`ed address (a plain
 /// `Vec` over-allocated by `ALIGN`: no unsafe allocation code).
-pub(crate) struct Buffer {
+struct Buffer {
     bytes: Vec<u8>,
     start: usize,
 }

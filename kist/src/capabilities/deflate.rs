@@ -53,11 +53,8 @@ impl Worker {
     }
 
     /// What the worker has compressed so far.
-    fn ready(&self, mut out: Vec<u8>) -> Vec<u8> {
-        for part in self.output.try_iter() {
-            out.extend_from_slice(&part);
-        }
-        out
+    fn ready(&self) -> Vec<u8> {
+        self.output.try_iter().collect::<Vec<_>>().concat()
     }
 }
 
@@ -81,7 +78,7 @@ impl HostGzipEncoder for CapabilitiesView<'_> {
                     .input
                     .send(Some(data))
                     .map_err(|_| wasmtime::Error::msg("the compressing thread ended"))?;
-                worker.ready(Vec::new())
+                worker.ready()
             }
         })
     }
@@ -95,11 +92,7 @@ impl HostGzipEncoder for CapabilitiesView<'_> {
                     .send(None)
                     .map_err(|_| wasmtime::Error::msg("the compressing thread ended"))?;
                 // Everything sent before `None`, then the end.
-                let mut out = Vec::new();
-                for part in worker.output.iter() {
-                    out.extend_from_slice(&part);
-                }
-                out
+                worker.output.iter().collect::<Vec<_>>().concat()
             }
         })
     }
