@@ -48,17 +48,17 @@ impl Guest for Component {
             && stored(d, declared.total)? == Stored::Intact
         {
             // Stored already, perhaps cached: held for this writer's
-            // holder, and nothing needs sending.
-            let lock = store::lock_blob(d)?;
+            // holder, and nothing needs sending (unless a collection
+            // removed it since the look: then it is written as new).
             let holders = BTreeSet::from([declared.holder.clone()]);
             let meta = publish::Meta {
                 labels: &declared.labels,
                 holders: &holders,
             };
-            publish::hold(d, &meta, &lock)?;
-            drop(lock);
-            leases::note_content(&declared.holder, d)?;
-            return Err(Error::AlreadyExists);
+            if publish::hold_stored(d, declared.total, &meta)? {
+                leases::note_content(&declared.holder, d)?;
+                return Err(Error::AlreadyExists);
+            }
         }
         let dir = ingest::dir_of(&r);
         let guard = locks::try_lock(&dir).map_err(|e| error::lock(&dir, e))?;

@@ -5,7 +5,7 @@ use crate::bindings::exports::kist::content::ingester::Durability;
 use crate::bindings::kist::content::locks::Guard;
 use std::collections::BTreeSet;
 
-use crate::content::{labels, quarantine};
+use crate::content::{labels, quarantine, store};
 use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
@@ -95,10 +95,24 @@ pub fn publish(
     Ok(true)
 }
 
+/// Adds `meta.holders` to the blob `digest` if it is stored intact (of
+/// `size` if known), looked at again under its lock: a collection may
+/// unlink a cached blob between a caller's first look and the lock, and a
+/// hold added then would be a record without a blob. Returns whether it
+/// was stored.
+pub fn hold_stored(digest: &Digest, size: Option<u64>, meta: &Meta<'_>) -> Result<bool> {
+    let lock = store::lock_blob(digest)?;
+    if stored(digest, size)? != Stored::Intact {
+        return Ok(false);
+    }
+    hold(digest, meta, &lock)?;
+    Ok(true)
+}
+
 /// Adds `meta.holders` to the stored blob `digest`; returns whether it was
 /// cached (nobody held it): then, stored again as far as anyone can tell,
 /// its labels become `meta.labels`. The caller holds the blob's lock.
-pub fn hold(digest: &Digest, meta: &Meta<'_>, lock: &Guard) -> Result<bool> {
+fn hold(digest: &Digest, meta: &Meta<'_>, lock: &Guard) -> Result<bool> {
     let (labels, _) = labels::load(digest).unwrap_or_default();
     let was_cached = holds::load(digest)?.live(digest, &labels)?.is_empty();
     for h in meta.holders {

@@ -106,12 +106,14 @@ fn store_for(request: PutRequest, holder: &str, durability: Durability) -> Resul
     };
     if stored(&digest, Some(size))? == Stored::Intact {
         // The common case, stored by `default` and held by it alone (no
-        // record), is settled by that one look.
-        if holds::stored(&digest)?.is_some() || !holders.contains(holds::DEFAULT) {
-            let lock = store::lock_blob(&digest)?;
-            publish::hold(&digest, &meta, &lock)?;
+        // record: nothing collects it), is settled by that one look.
+        if holds::stored(&digest)?.is_none() && holders.contains(holds::DEFAULT) {
+            return Ok(digest);
         }
-        return Ok(digest);
+        if publish::hold_stored(&digest, Some(size), &meta)? {
+            return Ok(digest);
+        }
+        // Collected since the look: stored anew below.
     }
     quota::charge(holder, size)?;
     holds::touch_references(&labels, &digest)?;
