@@ -100,7 +100,7 @@ pub use writer::Writer;
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Converts a WIT `datetime` to a [`std::time::SystemTime`].

@@ -26,7 +26,7 @@ use crate::shared::validate;
 
 /// Most infos one `walker.next` returns.
 const BATCH: usize = 256;
-/// Largest `read-at` in bytes.
+/// Largest `read-at` (and `read-blob`) in bytes.
 const MAX_READ: u64 = 16 << 20;
 /// How long blob operations wait for each other (commit, delete, label
 /// update of the same blob), in milliseconds.
@@ -255,6 +255,7 @@ impl Guest for Component {
 
     fn read_blob(digest: String, max_size: u64) -> Result<Vec<u8>> {
         let blob = open_blob(&Digest::parse(&digest)?)?;
+        let max_size = max_size.min(MAX_READ);
         if blob.size > max_size {
             return Err(Error::TooLarge(format!(
                 "{digest} is {} bytes, more than {max_size}",
