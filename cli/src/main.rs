@@ -181,9 +181,9 @@ enum Command {
     /// Write a WebAssembly component kist is built with, to run or compose
     /// in hosts of your own (see `kist::components`).
     Component {
-        /// `store` needs kist's hasher and locks from its host;
-        /// `capabilities` provides them in pure wasm; `portable` is the two
-        /// composed, importing only standard WASI 0.2.
+        /// `store` needs kist's capabilities (hasher, locks, copier, ...)
+        /// from its host; `capabilities` provides them in pure wasm;
+        /// `portable` is the two composed, importing only standard WASI 0.2.
         #[arg(value_enum, default_value = "portable")]
         which: Which,
         /// Write to this file instead of stdout.

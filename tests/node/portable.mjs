@@ -1,17 +1,20 @@
-// Drives kist-portable.wasm, transpiled by jco into ./out, on a real store
-// directory through the preview2 shim. Prints one JSON object for
-// tests/tests/hosts.rs to check.
-//   node portable.mjs STORE_DIR SCRATCH_DIR
+// Drives kist's store transpiled by jco into OUT_DIR (`kist.js` there: the
+// portable composition, or the store linked to the capabilities transpiled
+// beside it) on a real store directory through the preview2 shim. Prints
+// one JSON object for tests/tests/hosts.rs to check.
+//   node portable.mjs STORE_DIR SCRATCH_DIR OUT_DIR
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   _createPreopenDescriptor,
   _setPreopens,
 } from '@bytecodealliance/preview2-shim/filesystem';
 
-const [storeDir, scratchDir] = process.argv.slice(2);
+const [storeDir, scratchDir, outDir] = process.argv.slice(2);
 _setPreopens({ '/store': storeDir });
-const { store, ingester } = await import('./out/kist.js');
+const { store, ingester } = await import(pathToFileURL(join(outDir, 'kist.js')).href);
 
 /** The WIT error case a call failed with (jco throws it as `payload`). */
 function errorTag(call) {
@@ -32,9 +35,9 @@ const putDigest = ingester.put({
   holder: undefined,
 });
 
-// A 32 MiB blob through a writer in 1 MiB chunks, timed.
+// A 64 MiB blob through a writer in 1 MiB chunks, timed.
 const chunk = new Uint8Array(1 << 20).map((_, i) => (i * 31) & 0xff);
-const chunks = 32;
+const chunks = 64;
 const native = createHash('sha256');
 const started = process.hrtime.bigint();
 const writer = ingester.openWriter('node-upload', {
@@ -52,7 +55,7 @@ const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 
 // A 64 MiB file through `write-from`: the bytes go from the file to the
 // store by the capabilities' `copier`, never through JavaScript arrays
-// between the two components' memories.
+// between the two components.
 const file = new Uint8Array(64 << 20).map((_, i) => (i * 7 + (i >> 12)) & 0xff);
 writeFileSync(`${scratchDir}/file`, file);
 const source = _createPreopenDescriptor(scratchDir).openAt({}, 'file', {}, { read: true });
