@@ -95,6 +95,8 @@ pub fn run(
     let portable = kist::Store::builder(dir("portable")?)
         .component(kist::components::PORTABLE)
         .open()?;
+    // The library's store again, writing through the page cache.
+    let buffered = kist::Store::builder(dir("lib")?).direct_io(false).open()?;
     // The CLI's store, opened to discard what each repetition stored.
     let cli_store = kist::Store::open(&cli_dir)?;
     for s in [&store, &portable, &cli_store] {
@@ -117,6 +119,19 @@ pub fn run(
         Ok(w.commit(None, None, &[])?)
     };
     let counter = Cell::new(0);
+    // One ingest into `store` by `ingest`, timed; its blob is discarded.
+    let once = |store: &kist::Store,
+                ingest: &dyn Fn() -> anyhow::Result<String>|
+     -> anyhow::Result<std::time::Duration> {
+        stamp(&src, &counter)?;
+        let mut digest = String::new();
+        let d = time(|| {
+            digest = ingest()?;
+            Ok(())
+        })?;
+        discard(store, &digest)?;
+        Ok(d)
+    };
     // The last blob each contender wrote, for the read benchmark.
     let native_blob = RefCell::new(String::new());
     let lib_blob = RefCell::new(String::new());
@@ -143,28 +158,16 @@ pub fn run(
                 Ok(())
             })
         }),
+        Contender::new(
+            "kist library, direct_io(false) (Writer::write_from_file)",
+            |rep| once(&buffered, &|| copy(&buffered, rep)),
+        ),
         Contender::new("kist library, streamed (Writer + io::copy)", |rep| {
-            stamp(&src, &counter)?;
-            let mut digest = String::new();
-            let d = time(|| {
-                digest = stream(&store, rep)?;
-                Ok(())
-            })?;
-            discard(&store, &digest)?;
-            Ok(d)
+            once(&store, &|| stream(&store, rep))
         }),
         Contender::new(
             "kist library, portable component (wasm sha2, write_from_file)",
-            |rep| {
-                stamp(&src, &counter)?;
-                let mut digest = String::new();
-                let d = time(|| {
-                    digest = copy(&portable, rep)?;
-                    Ok(())
-                })?;
-                discard(&portable, &digest)?;
-                Ok(d)
-            },
+            |rep| once(&portable, &|| copy(&portable, rep)),
         ),
         Contender::new("kist ingest FILE (CLI)", |_| {
             stamp(&src, &counter)?;
@@ -249,6 +252,19 @@ pub fn run(
         &samples,
     );
 
+    // The verified read of a blob `store` ingested just before.
+    let read_after = |store: &kist::Store, rep: usize| {
+        stamp(&src, &counter)?;
+        let digest = copy(store, reps + rep)?;
+        let d = time(|| {
+            store
+                .reader(&digest)?
+                .copy_verified_to(&mut std::io::sink())?;
+            Ok(())
+        });
+        discard(store, &digest)?;
+        d
+    };
     // Right after its ingest a blob kist wrote with direct I/O is not in
     // the page cache, where a buffered write leaves it: what that costs.
     let contenders = vec![
@@ -261,18 +277,11 @@ pub fn run(
         }),
         Contender::new(
             "kist: write_from_file, then Reader::copy_verified_to",
-            |rep| {
-                stamp(&src, &counter)?;
-                let digest = copy(&store, reps + rep)?;
-                let d = time(|| {
-                    store
-                        .reader(&digest)?
-                        .copy_verified_to(&mut std::io::sink())?;
-                    Ok(())
-                });
-                discard(&store, &digest)?;
-                d
-            },
+            |rep| read_after(&store, rep),
+        ),
+        Contender::new(
+            "kist, direct_io(false): write_from_file, then Reader::copy_verified_to",
+            |rep| read_after(&buffered, rep),
         ),
     ];
     let samples = interleave(reps, contenders)?;

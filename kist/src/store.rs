@@ -46,6 +46,7 @@ pub(crate) struct Options {
     pub(crate) call_timeout: Duration,
     pub(crate) clock: Option<Clock>,
     pub(crate) fetch: FetchPolicy,
+    pub(crate) direct_io: bool,
 }
 
 /// Configures and opens a [`Store`].
@@ -116,6 +117,21 @@ impl StoreBuilder {
         self
     }
 
+    /// With `false`, large writes (a [`Writer`]'s, and
+    /// [`Writer::write_from_file`]) go through the page cache instead of
+    /// straight to the disk with direct I/O. Direct I/O is the default: it
+    /// ingests near the disk's speed and leaves the page cache to what is
+    /// already there, but a blob read right after its ingest then comes
+    /// from the disk (about 0.8× the speed of a read from the cache here).
+    /// Turn it off when most blobs are read as soon as they are stored
+    /// (layers unpacked right after a pull) and ingest speed matters less.
+    /// Filesystems that refuse direct I/O (tmpfs, some overlays) always
+    /// get buffered writes.
+    pub fn direct_io(mut self, direct: bool) -> Self {
+        self.options.direct_io = direct;
+        self
+    }
+
     /// With `false`, [`open`](Self::open) fails with [`Error::NotFound`]
     /// instead of creating a store where there is none: the directory
     /// must exist and be a store (have `oci-layout`) or be empty. For
@@ -149,7 +165,8 @@ impl StoreBuilder {
             caps: Arc::new(
                 CapabilitiesCtx::new(&root)?
                     .max_lock_wait(self.options.call_timeout)
-                    .fetch_policy(self.options.fetch.clone()),
+                    .fetch_policy(self.options.fetch.clone())
+                    .direct_io(self.options.direct_io),
             ),
             root,
             runtime: match &self.component {
@@ -268,6 +285,7 @@ impl Store {
                 call_timeout: Duration::from_secs(120),
                 clock: None,
                 fetch: FetchPolicy::default(),
+                direct_io: true,
             },
             component: None,
             create: true,

@@ -17,6 +17,7 @@ mod hostile;
 mod hosts;
 mod layers;
 mod model;
+mod page_cache;
 mod portable;
 mod registry;
 mod registry_clients;

@@ -9,7 +9,10 @@
 //! which on this kind of machine is what makes writing reach `dd
 //! oflag=direct` speed (buffered writes spend most of their time copying
 //! into the cache and being throttled while it drains). Filesystems that
-//! refuse direct I/O (tmpfs, some overlays) get buffered writes.
+//! refuse direct I/O (tmpfs, some overlays) get buffered writes, and so
+//! does every copy when the embedder turns direct I/O off
+//! (`CapabilitiesCtx::direct_io`): then what was written stays cached for
+//! a read right after.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -74,6 +77,7 @@ impl Host for CapabilitiesView<'_> {
             to: target_offset,
             length,
             buffers: &self.ctx.buffers,
+            direct: self.ctx.direct_io,
         };
         let copied = transfer.run(&mut hash, &threads);
         // On failure the hash must still describe exactly what the caller
@@ -111,10 +115,10 @@ impl CapabilitiesView<'_> {
                 data.len()
             ))));
         }
-        let mut out = match data.len() as u64 >= PIPELINE_FROM {
-            true => Target::direct(target).unwrap_or_else(|| Target::buffered(target)),
-            false => Target::buffered(target),
-        };
+        let mut out = Target::new(
+            target,
+            self.ctx.direct_io && data.len() as u64 >= PIPELINE_FROM,
+        );
         // Up to the next aligned offset through the page cache; the rest
         // from an aligned buffer, so it can go direct.
         let head = match (at % ALIGN as u64) as usize {
@@ -178,6 +182,8 @@ struct Transfer<'a> {
     to: u64,
     length: u64,
     buffers: &'a Buffers,
+    /// Whether the target may be written with direct I/O.
+    direct: bool,
 }
 
 /// A buffer whose usable part starts at an `ALIGN`ed address (a plain
@@ -236,8 +242,7 @@ impl Transfer<'_> {
             self.buffers.give(buffer);
             return copied;
         };
-        let mut target =
-            Target::direct(self.target).unwrap_or_else(|| Target::buffered(self.target));
+        let mut target = Target::new(self.target, self.direct);
         let (to_hash, hashing) = mpsc::sync_channel::<(Buffer, usize)>(BUFFERS);
         let (give_back, returned) = mpsc::channel::<Buffer>();
         std::thread::scope(|scope| {
@@ -332,6 +337,14 @@ struct Target<'a> {
 impl<'a> Target<'a> {
     fn buffered(file: &'a File) -> Self {
         Self { file, direct: None }
+    }
+
+    /// Direct if `direct` asks for it and the filesystem takes it.
+    fn new(file: &'a File, direct: bool) -> Self {
+        match direct {
+            true => Self::direct(file).unwrap_or_else(|| Self::buffered(file)),
+            false => Self::buffered(file),
+        }
     }
 
     /// The file reopened with `O_DIRECT` through `/proc/self/fd` (the same

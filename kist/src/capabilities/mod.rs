@@ -62,6 +62,7 @@ pub struct CapabilitiesCtx {
     buffers: copier::Buffers,
     max_lock_wait: Duration,
     fetch: fetch::FetchPolicy,
+    direct_io: bool,
 }
 
 impl CapabilitiesCtx {
@@ -80,6 +81,7 @@ impl CapabilitiesCtx {
             buffers: copier::Buffers::default(),
             max_lock_wait: Duration::from_secs(60),
             fetch: fetch::FetchPolicy::default(),
+            direct_io: true,
         })
     }
 
@@ -88,6 +90,13 @@ impl CapabilitiesCtx {
     /// wasmtime's deadlines, so set this to at most your call deadline.
     pub fn max_lock_wait(mut self, wait: Duration) -> Self {
         self.max_lock_wait = wait;
+        self
+    }
+
+    /// Whether `copier` writes large copies with direct I/O where the
+    /// filesystem allows it (default `true`), or through the page cache.
+    pub fn direct_io(mut self, direct: bool) -> Self {
+        self.direct_io = direct;
         self
     }
 
