@@ -98,11 +98,6 @@ pub use walk::Walk;
 pub use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
 pub use writer::Writer;
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
 /// Converts a WIT `datetime` to a [`std::time::SystemTime`].
 pub fn system_time(t: Datetime) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::new(t.seconds, t.nanoseconds)

@@ -274,7 +274,7 @@ impl Verifier {
             Hash::Sha256(h) => h.finalize().to_vec(),
             Hash::Sha512(h) => h.finalize().to_vec(),
         };
-        let hex = crate::hex(&sum);
+        let hex = hex::encode(&sum);
         if self.digest.split_once(':').map(|(_, h)| h) == Some(hex.as_str()) {
             return Ok(());
         }

@@ -48,7 +48,7 @@ impl Runtime {
     pub(crate) fn for_component(component: &[u8]) -> Result<Arc<Runtime>> {
         use sha2::Digest;
         static LOADED: Mutex<BTreeMap<String, Arc<Runtime>>> = Mutex::new(BTreeMap::new());
-        let sha256 = crate::hex(&sha2::Sha256::digest(component));
+        let sha256 = hex::encode(sha2::Sha256::digest(component));
         if sha256 == EMBEDDED_SHA256 {
             return Self::embedded();
         }

@@ -85,7 +85,7 @@ fn work(input: std::fs::File, compression: Compression, out: SyncSender<Message>
         let mut chunk = vec![0u8; CHUNK];
         match fill(&mut decoded, &mut chunk) {
             Ok(0) => {
-                let digest = format!("sha256:{}", crate::hex(&hash.finalize()));
+                let digest = format!("sha256:{}", hex::encode(hash.finalize()));
                 let _ = out.send(Message::End(digest));
                 return;
             }

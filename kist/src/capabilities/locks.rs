@@ -71,7 +71,7 @@ impl LockDir {
         }
         let hash = Sha256::digest(name.as_bytes());
         let (file, own_file) = match deadline {
-            None => (crate::hex(&hash), true),
+            None => (hex::encode(hash), true),
             Some(_) => (
                 format!("stripe-{:02x}", usize::from(hash[0]) % STRIPES),
                 false,
