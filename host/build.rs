@@ -16,9 +16,9 @@ const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest = PathBuf::from(env("CARGO_MANIFEST_DIR"));
-    let workspace = manifest.parent().expect("kist/ is inside the workspace");
+    let workspace = manifest.parent().expect("host/ is inside the workspace");
     for watched in [
-        "kist/src/plug.rs",
+        "host/src/plug.rs",
         "guest/src",
         "guest/Cargo.toml",
         "portable/src",
