@@ -119,8 +119,11 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
                 let socket = kist_grpc::bind(&options)
                     .with_context(|| format!("the containerd socket {}", path.display()))?;
                 let (store, stop) = (store.clone(), stopped(stop_rx.clone()));
+                let grace = args.shutdown_timeout;
                 let served =
-                    tokio::spawn(async move { kist_grpc::serve(&store, socket, stop).await });
+                    tokio::spawn(
+                        async move { kist_grpc::serve(&store, socket, stop, grace).await },
+                    );
                 println!(
                     "containerd services (content, snapshot) on unix://{}",
                     path.display()

@@ -1,9 +1,10 @@
-//! containerd's Content service over the kist store. Blobs written through
-//! the socket are held by the `containerd` holder; List shows only what
-//! that holder holds, Delete releases its hold, and ingests live under refs
-//! prefixed `containerd/` with only those listed: containerd's garbage
-//! collector deletes every blob and aborts every ingest it lists and does
-//! not know, and kist's own content must survive that.
+//! containerd's Content service over the kist store, confined to the
+//! `containerd` holder: the component shows containerd only what it holds
+//! (or reaches), its own labels and its own ingests, and lets it change
+//! nothing else. containerd's garbage collector deletes every blob and
+//! aborts every ingest it lists and does not know; kist's other content
+//! survives that because containerd never sees it. Ingests live under refs
+//! prefixed `containerd/`, so its refs cannot collide with other holders'.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -34,10 +35,10 @@ pub struct Service {
 }
 
 impl Service {
-    /// Serves the content of `store` (as the `containerd` holder).
+    /// Serves the content of `store`, confined to the `containerd` holder.
     pub fn new(store: &kist::Store) -> Self {
         Self {
-            store: store.as_holder(HOLDER),
+            store: store.confined_to(HOLDER),
             readers: Arc::default(),
         }
     }
@@ -144,10 +145,7 @@ impl content_server::Content for Service {
         &self,
         r: Request<ListContentRequest>,
     ) -> Result<Response<Self::ListStream>, Status> {
-        let (store, filters) = (
-            self.store.clone(),
-            crate::held_filters(&r.into_inner().filters),
-        );
+        let (store, filters) = (self.store.clone(), r.into_inner().filters);
         let infos = blocking(move || {
             let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
             store.walk(&filters)?.collect::<kist::Result<Vec<_>>>()
@@ -246,11 +244,7 @@ impl content_server::Content for Service {
         })
         .await?;
         Ok(Response::new(ListStatusesResponse {
-            statuses: statuses
-                .into_iter()
-                .filter(|s| s.ref_.starts_with(REF_PREFIX))
-                .map(ingest_status)
-                .collect(),
+            statuses: statuses.into_iter().map(ingest_status).collect(),
         }))
     }
 

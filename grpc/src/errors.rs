@@ -14,6 +14,7 @@ pub fn status(e: kist::Error) -> Status {
         kist::Error::OutOfRange => Code::OutOfRange,
         kist::Error::NoSpace(_) => Code::ResourceExhausted,
         kist::Error::Corrupt(_) => Code::DataLoss,
+        kist::Error::Denied(_) => Code::PermissionDenied,
         kist::Error::Timeout => Code::DeadlineExceeded,
         kist::Error::Io(_) | kist::Error::Component(_) | kist::Error::Registry(_) => Code::Internal,
     };

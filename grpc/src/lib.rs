@@ -13,9 +13,11 @@
 //! ```
 //!
 //! Every call goes through the store component (the library's pool of
-//! instances); this crate only translates. What containerd writes is held
-//! by the holder `containerd`, and containerd sees only that (its garbage
-//! collector deletes whatever it lists and does not know).
+//! instances) on a handle confined to the holder `containerd`
+//! ([`kist::Store::confined_to`]): the component holds what containerd
+//! writes for it and shows and changes nothing else (containerd's garbage
+//! collector deletes whatever it lists and does not know). This crate only
+//! translates; it decides nothing about who sees what.
 
 #![deny(missing_docs)]
 
@@ -59,14 +61,4 @@ fn timestamp(t: kist::Datetime) -> prost_types::Timestamp {
         seconds: t.seconds as i64,
         nanos: t.nanoseconds as i32,
     }
-}
-
-/// containerd's filters, each also requiring that containerd holds the
-/// item (filters are ORed; the selectors within one are ANDed).
-fn held_filters(filters: &[String]) -> Vec<String> {
-    let held = format!("holders.{HOLDER}");
-    if filters.is_empty() {
-        return vec![held];
-    }
-    filters.iter().map(|f| format!("{held},{f}")).collect()
 }

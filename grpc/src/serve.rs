@@ -57,11 +57,14 @@ pub fn bind(options: &SocketOptions) -> std::io::Result<Socket> {
 }
 
 /// Serves containerd's Content and Snapshots services for `store` on
-/// `socket` until `shutdown` resolves; removes the socket afterwards.
+/// `socket` until `shutdown` resolves, then lets calls in flight finish
+/// for up to `grace` (a client that keeps its connection open does not
+/// hold the server past it); removes the socket afterwards.
 pub async fn serve(
     store: &kist::Store,
     socket: Socket,
-    shutdown: impl std::future::Future<Output = ()> + Send,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
 ) -> std::io::Result<()> {
     let Socket { listener, path } = socket;
     let content = ContentServer::new(crate::content::Service::new(store))
@@ -70,11 +73,29 @@ pub async fn serve(
     let snapshots = SnapshotsServer::new(crate::snapshots::Service::new(store))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let served = tonic::transport::Server::builder()
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tonic::transport::Server::builder()
         .add_service(content)
         .add_service(snapshots)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped(stopping.clone()));
+    let deadline = async {
+        stopped(stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    let served = tokio::select! {
+        served = server => served.map_err(std::io::Error::other),
+        () = deadline => {
+            tracing::warn!("containerd socket: shutdown timeout reached, cutting the calls still open");
+            Ok(())
+        }
+    };
     let _ = std::fs::remove_file(&path);
-    served.map_err(std::io::Error::other)
+    served
 }

@@ -1,7 +1,8 @@
-//! containerd's Snapshots service over kist's snapshots. What arrives
-//! through the socket is held by the `containerd` holder, and only what
-//! that holder holds is listed, stat'ed or removed through it: containerd's
-//! garbage collector removes every snapshot it lists and does not know.
+//! containerd's Snapshots service over kist's snapshots, confined to the
+//! `containerd` holder: what arrives through the socket is held by it, and
+//! the component lists, shows and changes only what it holds (its parents
+//! are seen, not changed): containerd's garbage collector removes every
+//! snapshot it lists and does not know.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -21,10 +22,10 @@ pub struct Service {
 }
 
 impl Service {
-    /// Serves the snapshots of `store` (as the `containerd` holder).
+    /// Serves the snapshots of `store`, confined to the `containerd` holder.
     pub fn new(store: &kist::Store) -> Self {
         Self {
-            store: store.as_holder(HOLDER),
+            store: store.confined_to(HOLDER),
         }
     }
 
@@ -73,16 +74,6 @@ fn info(i: kist::SnapshotInfo) -> Info {
     }
 }
 
-/// containerd's view of a snapshot: `not-found` unless containerd holds it.
-fn stat_held(s: &kist::Snapshots, key: &str) -> kist::Result<kist::SnapshotInfo> {
-    let info = s.stat(key)?;
-    if info.holders.iter().any(|h| h == HOLDER) {
-        Ok(info)
-    } else {
-        Err(kist::Error::NotFound)
-    }
-}
-
 fn parent(p: String) -> Option<String> {
     (!p.is_empty()).then_some(p)
 }
@@ -125,31 +116,19 @@ impl snapshots_server::Snapshots for Service {
 
     async fn mounts(&self, r: Request<MountsRequest>) -> Result<Response<MountsResponse>, Status> {
         let (s, r) = (self.snapshots(), r.into_inner());
-        let m = blocking(move || {
-            stat_held(&s, &r.key)?;
-            s.mounts(&r.key)
-        })
-        .await?;
+        let m = blocking(move || s.mounts(&r.key)).await?;
         Ok(Response::new(MountsResponse { mounts: mounts(m) }))
     }
 
     async fn commit(&self, r: Request<CommitSnapshotRequest>) -> Result<Response<()>, Status> {
         let (s, r) = (self.snapshots(), r.into_inner());
-        blocking(move || {
-            stat_held(&s, &r.key)?;
-            s.commit(&r.name, &r.key, &pairs(&labels(&r.labels)))
-        })
-        .await?;
+        blocking(move || s.commit(&r.name, &r.key, &pairs(&labels(&r.labels)))).await?;
         Ok(Response::new(()))
     }
 
     async fn remove(&self, r: Request<RemoveSnapshotRequest>) -> Result<Response<()>, Status> {
         let (s, r) = (self.snapshots(), r.into_inner());
-        blocking(move || {
-            stat_held(&s, &r.key)?;
-            s.remove(&r.key)
-        })
-        .await?;
+        blocking(move || s.remove(&r.key)).await?;
         Ok(Response::new(()))
     }
 
@@ -158,7 +137,7 @@ impl snapshots_server::Snapshots for Service {
         r: Request<StatSnapshotRequest>,
     ) -> Result<Response<StatSnapshotResponse>, Status> {
         let (s, r) = (self.snapshots(), r.into_inner());
-        let i = blocking(move || stat_held(&s, &r.key)).await?;
+        let i = blocking(move || s.stat(&r.key)).await?;
         Ok(Response::new(StatSnapshotResponse {
             info: Some(info(i)),
         }))
@@ -172,7 +151,7 @@ impl snapshots_server::Snapshots for Service {
         let given = r.info.ok_or_else(|| Status::invalid_argument("no info"))?;
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let i = blocking(move || {
-            let mut current = stat_held(&s, &given.name)?;
+            let mut current = s.stat(&given.name)?;
             current.labels = labels(&given.labels)
                 .into_iter()
                 .map(|(key, value)| kist::Label { key, value })
@@ -193,7 +172,7 @@ impl snapshots_server::Snapshots for Service {
         r: Request<ListSnapshotsRequest>,
     ) -> Result<Response<Self::ListStream>, Status> {
         let (s, r) = (self.snapshots(), r.into_inner());
-        let filters = crate::held_filters(&r.filters);
+        let filters = r.filters;
         let infos = blocking(move || {
             let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
             s.walk(&filters)
@@ -212,11 +191,7 @@ impl snapshots_server::Snapshots for Service {
 
     async fn usage(&self, r: Request<UsageRequest>) -> Result<Response<UsageResponse>, Status> {
         let (s, r) = (self.snapshots(), r.into_inner());
-        let u = blocking(move || {
-            stat_held(&s, &r.key)?;
-            s.usage(&r.key)
-        })
-        .await?;
+        let u = blocking(move || s.usage(&r.key)).await?;
         Ok(Response::new(UsageResponse {
             size: u.size as i64,
             inodes: u.inodes as i64,

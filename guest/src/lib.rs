@@ -24,6 +24,8 @@ mod shared {
     pub mod filters;
     pub mod fs;
     pub mod layout;
+    /// Who a call is for, and what that allows.
+    pub mod scope;
     pub mod validate;
 }
 
@@ -46,6 +48,8 @@ mod content {
     /// Where damaged blobs and labels go.
     pub mod quarantine;
     pub mod store;
+    /// Which blobs a caller sees: held, or reached through references.
+    pub mod visible;
 }
 
 /// Artifacts (`storer`): records owned by objects, deterministic archives,

@@ -9,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::bindings::kist::content::caller::Identity;
 use crate::capabilities::{CapabilitiesCtx, CapabilitiesHost, CapabilitiesView};
 use crate::store::Clock;
 
@@ -18,6 +19,9 @@ pub(crate) struct KistCtx {
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     caps: Arc<CapabilitiesCtx>,
+    /// Who the calls in progress are for (what `caller` answers); set
+    /// each time the instance is handed out.
+    pub(crate) identity: Identity,
 }
 
 impl KistCtx {
@@ -47,6 +51,10 @@ impl KistCtx {
                 .trap_on_grow_failure(true)
                 .build(),
             caps,
+            identity: Identity {
+                holder: "default".to_owned(),
+                confined: false,
+            },
         })
     }
 }
@@ -65,6 +73,7 @@ impl CapabilitiesHost for KistCtx {
         CapabilitiesView {
             ctx: &self.caps,
             table: &mut self.table,
+            identity: &self.identity,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::bindings::exports::kist::content::types::Error as WitError;
 
 /// Everything a kist operation can fail with.
 ///
-/// The first ten cases are the WIT `error` variant: the component refused
+/// The first eleven cases are the WIT `error` variant: the component refused
 /// the operation and nothing stored was changed. The rest are failures of
 /// the sandbox around it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,6 +45,13 @@ pub enum Error {
     /// `kist fsck --repair`, replaces or quarantines it.
     #[error("damaged: {0}")]
     Corrupt(String),
+    /// The handle is confined to a holder ([`Store::confined_to`]) and the
+    /// operation needs more (it administers the whole store, or names
+    /// another holder); nothing changed.
+    ///
+    /// [`Store::confined_to`]: crate::Store::confined_to
+    #[error("denied: {0}")]
+    Denied(String),
     /// A registry operation was refused with one of the distribution
     /// spec's errors (never [`RegistryError::Store`]: store failures are
     /// the cases above).
@@ -86,6 +93,7 @@ impl From<WitError> for Error {
             WitError::Io(m) => Self::Io(m),
             WitError::TooLarge(m) => Self::TooLarge(m),
             WitError::Corrupt(m) => Self::Corrupt(m),
+            WitError::Denied(m) => Self::Denied(m),
         }
     }
 }
@@ -123,6 +131,7 @@ impl From<Error> for std::io::Error {
             Error::InvalidArgument(_) => std::io::ErrorKind::InvalidInput,
             Error::NoSpace(_) => std::io::ErrorKind::StorageFull,
             Error::Timeout => std::io::ErrorKind::TimedOut,
+            Error::Denied(_) => std::io::ErrorKind::PermissionDenied,
             _ => std::io::ErrorKind::Other,
         };
         std::io::Error::new(kind, e)

@@ -1,12 +1,11 @@
 //! [`Check`]: a store check (`kist fsck`), run in steps by the component.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use crate::bindings::exports::kist::content::fsck::Problem;
 use crate::error::Result;
 use crate::held::Held;
-use crate::store::Shared;
+use crate::store::Scoped;
 
 /// The problems a check of the store finds, from
 /// [`Store::check`](crate::Store::check).
@@ -20,7 +19,7 @@ pub struct Check {
 }
 
 impl Check {
-    pub(crate) fn new(shared: &Arc<Shared>, repair: bool) -> Result<Self> {
+    pub(crate) fn new(shared: &Scoped, repair: bool) -> Result<Self> {
         let check = Held::create(shared, |api, s| {
             api.kist_content_fsck()
                 .check()

@@ -1,19 +1,17 @@
 //! [`Held`]: a guest resource (a walker, a check) that lives on one pooled
 //! instance until it is finished, then returns the instance to the pool.
 
-use std::sync::Arc;
-
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::StoreComponent;
 use crate::ctx::KistCtx;
 use crate::error::{Error, Result};
 use crate::session::{GuestResult, Session};
-use crate::store::Shared;
+use crate::store::Scoped;
 
 /// A guest resource and the instance it lives on.
 pub(crate) struct Held {
-    shared: Arc<Shared>,
+    shared: Scoped,
     /// `None` once finished.
     live: Option<(Session, ResourceAny)>,
 }
@@ -21,13 +19,13 @@ pub(crate) struct Held {
 impl Held {
     /// Creates the resource with `create` on a pooled instance.
     pub(crate) fn create(
-        shared: &Arc<Shared>,
+        shared: &Scoped,
         create: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>) -> GuestResult<ResourceAny>,
     ) -> Result<Self> {
         let mut session = shared.session()?;
         match session.call(create) {
             Ok(handle) => Ok(Self {
-                shared: Arc::clone(shared),
+                shared: shared.clone(),
                 live: Some((session, handle)),
             }),
             Err(e) => {

@@ -5,7 +5,6 @@
 //! when space runs short.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceAny;
@@ -15,7 +14,7 @@ use crate::bindings::exports::kist::content::layers::{
 };
 use crate::error::{Error, Result};
 use crate::held::Held;
-use crate::store::{Shared, Store};
+use crate::store::{Scoped, Store};
 use crate::storer::Lent;
 
 /// How much larger than its blob a layer is assumed to unpack, for the
@@ -51,14 +50,14 @@ const WAIT_SLICE: Duration = Duration::from_secs(10);
 /// ```
 #[derive(Clone)]
 pub struct Layers {
-    shared: Arc<Shared>,
+    shared: Scoped,
 }
 
 impl Store {
     /// The store's desired-state layers.
     pub fn layers(&self) -> Layers {
         Layers {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }

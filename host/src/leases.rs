@@ -1,12 +1,11 @@
 //! [`Leases`]: containerd-style leases, holders a client takes before it
 //! writes so that nothing it is in the middle of storing is collected.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bindings::exports::kist::content::leases::{Lease, LeaseResource};
 use crate::error::Result;
-use crate::store::{Shared, Store};
+use crate::store::{Scoped, Store};
 
 /// The leases of a store, from [`Store::leases`].
 ///
@@ -25,14 +24,14 @@ use crate::store::{Shared, Store};
 /// ```
 #[derive(Clone)]
 pub struct Leases {
-    shared: Arc<Shared>,
+    shared: Scoped,
 }
 
 impl Store {
     /// The store's leases.
     pub fn leases(&self) -> Leases {
         Leases {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }

@@ -5,14 +5,13 @@
 //! so blob bytes never pass through guest memory.
 
 use std::io::SeekFrom;
-use std::sync::Arc;
 
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi::p2::{DynInputStream, StreamError};
 
 use crate::error::{Error, Result};
 use crate::session::Session;
-use crate::store::Shared;
+use crate::store::Scoped;
 
 /// Bytes asked of the stream per read.
 const STREAM_CHUNK: usize = 1 << 20;
@@ -20,7 +19,7 @@ const STREAM_CHUNK: usize = 1 << 20;
 /// An open blob, from [`Store::reader`](crate::Store::reader). Implements
 /// [`std::io::Read`] and [`std::io::Seek`].
 pub struct Reader {
-    shared: Arc<Shared>,
+    shared: Scoped,
     digest: String,
     session: Option<Session>,
     handle: ResourceAny,
@@ -31,7 +30,7 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn open(shared: &Arc<Shared>, digest: &str) -> Result<Self> {
+    pub(crate) fn open(shared: &Scoped, digest: &str) -> Result<Self> {
         let mut session = shared.session()?;
         let opened = session
             .call(|api, s| {
@@ -49,7 +48,7 @@ impl Reader {
             });
         match opened {
             Ok((handle, size)) => Ok(Self {
-                shared: Arc::clone(shared),
+                shared: shared.clone(),
                 digest: digest.to_owned(),
                 session: Some(session),
                 handle,

@@ -2,14 +2,12 @@
 //! v1.1) over a store. The HTTP protocol is `kist serve`'s; what may be
 //! stored, and how it is kept, is decided in the component.
 
-use std::sync::Arc;
-
 use crate::bindings::exports::kist::content::registry::{
     Descriptor, Manifest, Page, Pushed, RegistryError,
 };
 use crate::error::{Error, Result};
 use crate::session::Session;
-use crate::store::{Shared, Store};
+use crate::store::{Scoped, Store};
 use crate::writer::Writer;
 
 /// A registry's repositories over a store, from [`Store::registry`]. See
@@ -40,14 +38,14 @@ use crate::writer::Writer;
 /// ```
 #[derive(Clone)]
 pub struct Registry {
-    shared: Arc<Shared>,
+    shared: Scoped,
 }
 
 impl Store {
     /// The registry over this store.
     pub fn registry(&self) -> Registry {
         Registry {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }

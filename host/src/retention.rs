@@ -1,8 +1,6 @@
 //! [`Retention`]: what the store keeps and for how long — cache and
 //! ingest TTLs, quotas, space usage, and collections.
 
-use std::sync::Arc;
-
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::exports::kist::content::retention::{
@@ -10,7 +8,7 @@ use crate::bindings::exports::kist::content::retention::{
 };
 use crate::error::Result;
 use crate::held::Held;
-use crate::store::{Shared, Store};
+use crate::store::{Scoped, Store};
 
 /// A store's retention settings, quotas and collector, from
 /// [`Store::retention`]. See the `retention` interface in `wit/` for the
@@ -30,14 +28,14 @@ use crate::store::{Shared, Store};
 /// ```
 #[derive(Clone)]
 pub struct Retention {
-    shared: Arc<Shared>,
+    shared: Scoped,
 }
 
 impl Store {
     /// The store's retention settings, quotas and collector.
     pub fn retention(&self) -> Retention {
         Retention {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }

@@ -2,13 +2,11 @@
 //! parent chains, handed out as overlay or bind mounts), and layers
 //! applied into and diffed out of snapshots.
 
-use std::sync::Arc;
-
 use crate::bindings::exports::kist::content::snapshots::{
     DiskUsage, Info, Layer, Mount, SnapshotOptions,
 };
 use crate::error::{Error, Result};
-use crate::store::{Shared, Store};
+use crate::store::{Scoped, Store};
 
 /// The snapshots of a store, from [`Store::snapshots`]. What they make is
 /// held by the store's holder ([`Store::as_holder`], [`Store::with_lease`]).
@@ -28,7 +26,7 @@ use crate::store::{Shared, Store};
 /// ```
 #[derive(Clone)]
 pub struct Snapshots {
-    shared: Arc<Shared>,
+    shared: Scoped,
     holder: Option<String>,
 }
 
@@ -36,7 +34,7 @@ impl Store {
     /// The store's snapshots.
     pub fn snapshots(&self) -> Snapshots {
         Snapshots {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
             holder: self.holder.clone(),
         }
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::bindings::kist::content::caller::Identity;
 use crate::capabilities::{CapabilitiesCtx, FetchPolicy};
 use crate::error::{Error, Result};
 use crate::reader::{Reader, Verifier};
@@ -24,6 +25,9 @@ const SMALL_BLOB: u64 = 1 << 20;
 
 /// Idle instances kept for reuse; more are created on demand.
 const MAX_IDLE: usize = 8;
+
+/// The holder of what a handle stores when none is named.
+const DEFAULT_HOLDER: &str = "default";
 
 /// Labels as the WIT list: `kist::labels(&[("app", "demo")])`.
 pub fn labels(labels: &[(&str, &str)]) -> Vec<Label> {
@@ -178,7 +182,13 @@ impl StoreBuilder {
         });
         // The component lays out a new store on its first call.
         Ok(Store {
-            shared,
+            shared: Scoped {
+                shared,
+                identity: Identity {
+                    holder: DEFAULT_HOLDER.to_owned(),
+                    confined: false,
+                },
+            },
             holder: None,
         })
     }
@@ -195,22 +205,54 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// An instance to call into: an idle one, or a new one.
-    pub(crate) fn session(self: &Arc<Self>) -> Result<Session> {
+    fn session(self: &Arc<Self>) -> Result<Session> {
         let idle = self.idle.lock().expect("pool lock").pop();
         idle.map_or_else(|| Session::new(self), Ok)
     }
 
     /// Returns an instance for reuse, unless it trapped.
-    pub(crate) fn recycle(&self, session: Session) {
+    fn recycle(&self, session: Session) {
         let mut idle = self.idle.lock().expect("pool lock");
         if session.healthy() && idle.len() < MAX_IDLE {
             idle.push(session);
         }
     }
+}
+
+/// The store as one handle calls it: the state every handle shares, and
+/// the identity its calls carry (the `caller` capability answers it to
+/// the component, which checks every operation against it).
+#[derive(Clone)]
+pub(crate) struct Scoped {
+    shared: Arc<Shared>,
+    identity: Identity,
+}
+
+impl std::ops::Deref for Scoped {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Scoped {
+    /// An instance whose calls carry this handle's identity; resources made
+    /// on it (readers, writers, walks) keep it for their life.
+    pub(crate) fn session(&self) -> Result<Session> {
+        let mut session = self.shared.session()?;
+        session.store.data_mut().identity = self.identity.clone();
+        Ok(session)
+    }
+
+    /// Returns an instance for reuse, unless it trapped.
+    pub(crate) fn recycle(&self, session: Session) {
+        self.shared.recycle(session);
+    }
 
     /// Runs one call on a pooled instance.
     pub(crate) fn call<R>(
-        self: &Arc<Self>,
+        &self,
         f: impl FnOnce(
             &crate::bindings::StoreComponent,
             &mut wasmtime::Store<crate::ctx::KistCtx>,
@@ -222,7 +264,7 @@ impl Shared {
     /// [`call`](Self::call) for a call that moves `bytes` bytes (see
     /// [`Session::call_for`]).
     pub(crate) fn call_for<R>(
-        self: &Arc<Self>,
+        &self,
         bytes: u64,
         f: impl FnOnce(
             &crate::bindings::StoreComponent,
@@ -259,8 +301,10 @@ impl Shared {
 /// ```
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) shared: Arc<Shared>,
-    /// Who holds what this handle writes; `None`: `default`.
+    /// The store, and the identity this handle's calls carry.
+    pub(crate) shared: Scoped,
+    /// The holder this handle names in calls that take one; `None`: the
+    /// identity's.
     pub(crate) holder: Option<String>,
 }
 
@@ -311,11 +355,61 @@ impl Store {
     /// layers.delete(&d)?; // released: cached until a collection
     /// # Ok(()) }
     /// ```
+    ///
+    /// The handle may still see and change the whole store, as this one
+    /// can; [`confined_to`](Store::confined_to) makes one that cannot. On
+    /// a confined handle this names `holder` in its calls but stays
+    /// confined: the component refuses a holder other than its own.
     pub fn as_holder(&self, holder: &str) -> Store {
+        let mut shared = self.shared.clone();
+        if !shared.identity.confined {
+            shared.identity.holder = holder.to_owned();
+        }
         Store {
-            shared: Arc::clone(&self.shared),
+            shared,
             holder: Some(holder.to_owned()),
         }
+    }
+
+    /// A handle confined to `holder`, for a front end that serves one
+    /// client (kist's containerd plugin is confined to `containerd`). The
+    /// component checks every call it makes: it sees only the blobs
+    /// `holder` holds or reaches through their references, and the
+    /// snapshots and ingests `holder` holds; it changes only those, its
+    /// labels are its own, it names no other holder, and what administers
+    /// the whole store (settings, quotas, collections, purges, checks,
+    /// leases, artifacts, the registry) fails with [`Error::Denied`].
+    /// Anything else is [`Error::NotFound`], as if it were not stored. The
+    /// handles made from it ([`as_holder`](Store::as_holder),
+    /// [`snapshots`](Store::snapshots), readers, writers) stay confined.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), kist::Error> {
+    /// let store = kist::Store::open("/tmp/my-store")?;
+    /// let mine = store.put(b"the administrator's")?;
+    /// let containerd = store.confined_to("containerd");
+    /// let theirs = containerd.put(b"containerd's")?;
+    /// assert!(matches!(containerd.info(&mine), Err(kist::Error::NotFound)));
+    /// assert!(matches!(containerd.purge(&theirs), Err(kist::Error::Denied(_))));
+    /// # Ok(()) }
+    /// ```
+    pub fn confined_to(&self, holder: &str) -> Store {
+        let mut shared = self.shared.clone();
+        if !shared.identity.confined {
+            shared.identity = Identity {
+                holder: holder.to_owned(),
+                confined: true,
+            };
+        }
+        Store {
+            shared,
+            holder: Some(holder.to_owned()),
+        }
+    }
+
+    /// Whether this handle is confined ([`confined_to`](Store::confined_to)).
+    pub fn is_confined(&self) -> bool {
+        self.shared.identity.confined
     }
 
     /// A handle that holds what it writes by the lease `id` (see
@@ -327,7 +421,7 @@ impl Store {
     /// This handle's holder: `default` unless [`as_holder`](Store::as_holder)
     /// named another.
     pub fn holder(&self) -> &str {
-        self.holder.as_deref().unwrap_or("default")
+        self.holder.as_deref().unwrap_or(DEFAULT_HOLDER)
     }
 
     /// Describes the blob `digest`.

@@ -5,7 +5,6 @@
 //! directory, lent for the duration of the call.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::Resource;
@@ -15,7 +14,7 @@ use wasmtime_wasi::{FsPerms, OpenMode};
 use crate::bindings::exports::kist::content::storer::Source as WitSource;
 use crate::error::{Error, Result};
 use crate::held::Held;
-use crate::store::{Shared, labels};
+use crate::store::{Scoped, labels};
 use crate::{ArchiveOptions, Artifact, ExtractOptions, Object, Reader, RetentionPolicy, Store};
 
 /// Default cap on the files archived or extracted in one call: 1 GiB.
@@ -89,7 +88,7 @@ pub enum Source<'a> {
 /// ```
 #[derive(Clone)]
 pub struct Storer {
-    shared: Arc<Shared>,
+    shared: Scoped,
 }
 
 /// A held artifact lock, from [`Storer::lock`]; dropping it releases it.
@@ -101,7 +100,7 @@ impl Store {
     /// The artifacts kept in this store.
     pub fn storer(&self) -> Storer {
         Storer {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }

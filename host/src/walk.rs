@@ -2,12 +2,11 @@
 //! component in batches.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use crate::BlobInfo;
 use crate::error::{Error, Result};
 use crate::held::Held;
-use crate::store::Shared;
+use crate::store::Scoped;
 
 /// Blobs matching a walk's filters, from [`Store::walk`](crate::Store::walk).
 ///
@@ -20,7 +19,7 @@ pub struct Walk {
 }
 
 impl Walk {
-    pub(crate) fn new(shared: &Arc<Shared>, filters: &[&str], cached: bool) -> Result<Self> {
+    pub(crate) fn new(shared: &Scoped, filters: &[&str], cached: bool) -> Result<Self> {
         let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
         let walker = Held::create(shared, |api, s| {
             let store = api.kist_content_store();

@@ -1,7 +1,5 @@
 //! [`Writer`]: the exclusive writer of one ingest.
 
-use std::sync::Arc;
-
 use std::fs::File as StdFile;
 
 use wasmtime::component::{Resource, ResourceAny};
@@ -10,7 +8,7 @@ use wasmtime_wasi::{FsPerms, OpenMode};
 
 use crate::error::{Error, Result};
 use crate::session::Session;
-use crate::store::Shared;
+use crate::store::Scoped;
 use crate::{IngestStatus, WriterOptions};
 
 /// Largest chunk passed to the component in one call; bigger writes are
@@ -37,17 +35,13 @@ const COPY_SLICE: u64 = 256 << 20;
 /// # Ok(()) }
 /// ```
 pub struct Writer {
-    shared: Arc<Shared>,
+    shared: Scoped,
     session: Option<Session>,
     handle: Option<ResourceAny>,
 }
 
 impl Writer {
-    pub(crate) fn open(
-        shared: &Arc<Shared>,
-        reference: &str,
-        options: &WriterOptions,
-    ) -> Result<Self> {
+    pub(crate) fn open(shared: &Scoped, reference: &str, options: &WriterOptions) -> Result<Self> {
         Self::open_with(shared, |session| {
             session.call(|api, s| {
                 api.kist_content_ingester()
@@ -59,13 +53,13 @@ impl Writer {
     /// A writer of the ingest `open` opens on a pooled instance (an
     /// upload, for the registry).
     pub(crate) fn open_with(
-        shared: &Arc<Shared>,
+        shared: &Scoped,
         open: impl FnOnce(&mut Session) -> Result<ResourceAny>,
     ) -> Result<Self> {
         let mut session = shared.session()?;
         match open(&mut session) {
             Ok(handle) => Ok(Self {
-                shared: Arc::clone(shared),
+                shared: shared.clone(),
                 session: Some(session),
                 handle: Some(handle),
             }),

@@ -1,4 +1,4 @@
-//! kist's `copier`, `deflate`, `fetch`, `hasher`, `inflate`, `locks`, `space` and `trees` capabilities in pure wasm (world
+//! kist's `caller`, `copier`, `deflate`, `fetch`, `hasher`, `inflate`, `locks`, `space` and `trees` capabilities in pure wasm (world
 //! `portable-capabilities`), for hosts that do not supply them natively.
 //! Plugged into the store component it yields `kist-portable.wasm`, whose
 //! only imports are standard WASI 0.2.
@@ -13,6 +13,7 @@ mod bindings {
     });
 }
 
+mod caller;
 mod copier;
 mod deflate;
 mod fetch;

@@ -156,13 +156,25 @@ async fn read_all(client: &mut ContentClient<Channel>, digest: &str) -> Vec<u8> 
 fn run<F: std::future::Future<Output = ()>>(case: impl FnOnce(ContentClient<Channel>) -> F) {
     let h = Harness::new(open_embedded);
     let socket = KistSocket::start(&h);
+    on_socket(&socket, |channel| {
+        case(ContentClient::new(channel).max_decoding_message_size(16 << 20))
+    });
+}
+
+/// Runs `case` with a channel to `socket` on a runtime of its own, closed
+/// when it returns (the library's calls may not run inside it: a case
+/// that needs them makes them on another thread).
+pub(crate) fn on_socket<F: std::future::Future<Output = ()>>(
+    socket: &KistSocket,
+    case: impl FnOnce(Channel) -> F,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let channel = containerd_client::connect(&socket.socket).await.unwrap();
-        case(ContentClient::new(channel).max_decoding_message_size(16 << 20)).await;
+        case(channel).await;
     });
 }
 

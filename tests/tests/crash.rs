@@ -89,8 +89,15 @@ fn killed_ingests_recover() {
         store.delete(&sha256(&data)).unwrap();
     }
 
+    // Where a kill lands depends on the machine's load: on a busy one more
+    // land before or after the ingest, so kills go on (up to three times
+    // as many) until a quarter of the planned ones landed mid-ingest.
     let mut landed = Landed::default();
-    for i in 0..iterations {
+    let enough = |landed: &Landed| landed.mid_ingest >= iterations / 4;
+    for i in 0..iterations * 3 {
+        if i >= iterations && enough(&landed) {
+            break;
+        }
         let mut data = base.clone();
         data[..8].copy_from_slice(&i.to_le_bytes());
         let digest = sha256(&data);
@@ -142,7 +149,7 @@ fn killed_ingests_recover() {
     }
     eprintln!("crash test: kills landed {landed:?}");
     assert!(
-        landed.mid_ingest >= iterations / 4,
+        enough(&landed),
         "too few kills landed mid-ingest to prove anything: {landed:?}"
     );
 }

@@ -728,3 +728,85 @@ fn two_layer_apply_processes_take_turns() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&slow.digest));
     assert_clean(&Store::open(&root).unwrap());
 }
+
+/// The layer manager owns its snapshots by holder, never by name (issue
+/// 27, item 1): another holder's snapshot under `layers/` (a user's work,
+/// a containerd namespace called `layers`) survives every run, files and
+/// all, and a layer whose snapshot name another holder took fails alone.
+#[test]
+fn layer_runs_leave_other_holders_snapshots_alone() {
+    require_root();
+    let server = LayerServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &FakeClock::new(), &server);
+    let [a, b] = ["a", "b"].map(|n| plain(&server, n, n.as_bytes()));
+    let admin = store.snapshots();
+    let mounts = admin.prepare("layers/my-work", None, &[]).unwrap();
+    let work = Path::new(&mounts[0].source).join("notes.txt");
+    std::fs::write(&work, "mine").unwrap();
+    let containerd = store.confined_to("containerd").snapshots();
+    containerd
+        .prepare("layers/1/sha256:0123", None, &[])
+        .unwrap();
+    let taken = format!("layers/{}", a.digest);
+    admin.prepare(&taken, None, &[]).unwrap();
+
+    let r = apply(&store, &[&a, &b], 100, &[]);
+    assert!(
+        matches!(outcome(&r, &a), Err(LayerError::Store(_))),
+        "{r:?}"
+    );
+    assert_eq!(action(&r, &b), LayerAction::Installed);
+    let r = apply(&store, &[], 100, &[]);
+    assert_eq!(action(&r, &b), LayerAction::Cached);
+    assert_eq!(r.len(), 1, "{r:?}");
+    let names: Vec<String> = admin
+        .walk(&[])
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    let mut expected = vec![
+        "layers/1/sha256:0123".to_owned(),
+        format!("layers/{}", b.digest),
+        "layers/my-work".to_owned(),
+        taken,
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+    assert_eq!(std::fs::read_to_string(&work).unwrap(), "mine");
+}
+
+/// A snapshot someone made on top of a cached layer keeps that layer past
+/// its TTL, and every other layer of later runs proceeds (issue 27, item
+/// 10: the whole run failed, "is the parent of other snapshots"); once the
+/// child is gone the layer expires.
+#[test]
+fn a_cached_layer_with_children_stays_and_other_layers_proceed() {
+    require_root();
+    let server = LayerServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let store = open(dir.path(), &clock, &server);
+    let [a, b] = ["a", "b"].map(|n| plain(&server, n, n.as_bytes()));
+    apply(&store, &[&a], 100, &[]);
+    apply(&store, &[], 100, &[]);
+    assert_eq!(state(&store, &a), Some(LayerState::Cached));
+    let admin = store.snapshots();
+    admin
+        .prepare("on-top", Some(&format!("layers/{}", a.digest)), &[])
+        .unwrap();
+    clock.advance(Duration::from_secs(200));
+    let r = apply(&store, &[&b], 100, &[]);
+    assert_eq!(action(&r, &b), LayerAction::Installed);
+    assert_eq!(
+        state(&store, &a),
+        Some(LayerState::Cached),
+        "kept by its child"
+    );
+    admin.remove("on-top").unwrap();
+    let r = apply(&store, &[&b], 100, &[]);
+    assert_eq!(action(&r, &a), LayerAction::Removed);
+    assert_eq!(state(&store, &a), None);
+    assert_clean(&store);
+}

@@ -4,6 +4,7 @@
 //! Each file here is a suite; `cargo test <suite>::` runs one of them
 //! (`./test.sh storer::`), `cargo test <suite>::<test>` one test.
 
+mod boundaries;
 mod cli;
 mod concurrency;
 mod conformance;

@@ -1,9 +1,9 @@
 //! A proptest state machine: random sequences of puts (by two holders and
 //! a lease), writes, drops, resumes, commits, aborts, releases, holds,
-//! label changes, references, collections, clock moves (the lease
-//! expires) and host restarts, each answer compared with a plain
-//! in-memory model of the store: which blobs are held, which cached, what
-//! a collection removes.
+//! label changes (each holder's own), references, collections, clock
+//! moves (the lease expires) and host restarts, each answer compared with
+//! a plain in-memory model of the store: which blobs are held, which
+//! cached, whose labels they have, what a collection removes.
 
 // The model is checked before it is updated, so lookups and inserts are
 // apart on purpose.
@@ -77,11 +77,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Labels of one holder.
+type Labels = BTreeMap<String, String>;
+
 /// One stored blob as the model sees it.
 #[derive(Default, Clone)]
 struct Blob {
     holders: BTreeSet<String>,
-    labels: BTreeMap<String, String>,
+    /// Each holder's labels (a holder without labels has no entry).
+    labels: BTreeMap<String, Labels>,
 }
 
 /// What the store should hold.
@@ -120,23 +124,39 @@ impl Model {
             .collect()
     }
 
-    /// Stores `digest` for `holder`: a new or cached blob gets `labels`, a
-    /// held one keeps its own.
-    fn store(&mut self, digest: &str, holder: &str, labels: BTreeMap<String, String>) {
+    /// Stores `digest` for `holder`: a new or cached blob gets `labels`
+    /// (`holder`'s, and nobody else's), a holder new to a held one gets
+    /// them too, and one that held it keeps its own.
+    fn store(&mut self, digest: &str, holder: &str, labels: Labels) {
         let live = self
             .blobs
             .get(digest)
-            .is_some_and(|b| !self.live(b).is_empty());
+            .map(|b| self.live(b))
+            .unwrap_or_default();
         let blob = self.blobs.entry(digest.to_owned()).or_default();
-        if !live {
+        if live.is_empty() {
             // Holds of an expired lease stay in the blob's record until a
             // collection tidies them (releasing one then still succeeds).
             let stale = std::mem::take(&mut blob.holders);
             *blob = Blob::default();
             blob.holders = stale;
-            blob.labels = labels;
+            if !labels.is_empty() {
+                blob.labels.insert(holder.to_owned(), labels);
+            }
+        } else if !live.contains(holder) && !labels.is_empty() {
+            blob.labels.insert(holder.to_owned(), labels);
         }
         blob.holders.insert(holder.to_owned());
+    }
+
+    /// The labels that count for what `b` references: its live holders',
+    /// or every set while nobody holds it.
+    fn counted<'a>(&self, b: &'a Blob) -> impl Iterator<Item = &'a Labels> {
+        let live = self.live(b);
+        b.labels
+            .iter()
+            .filter(move |(h, _)| live.is_empty() || live.contains(*h))
+            .map(|(_, l)| l)
     }
 
     /// What a collection keeps: held blobs and what they reference,
@@ -145,14 +165,43 @@ impl Model {
         let mut keep: BTreeSet<String> = self.held().into_iter().collect();
         let mut queue: Vec<String> = keep.iter().cloned().collect();
         while let Some(d) = queue.pop() {
-            if let Some(target) = self.blobs.get(&d).and_then(|b| b.labels.get(REF_LABEL))
-                && self.blobs.contains_key(target)
-                && keep.insert(target.clone())
-            {
-                queue.push(target.clone());
+            let Some(b) = self.blobs.get(&d) else {
+                continue;
+            };
+            let targets: Vec<String> = self
+                .counted(b)
+                .filter_map(|l| l.get(REF_LABEL).cloned())
+                .collect();
+            for target in targets {
+                if self.blobs.contains_key(&target) && keep.insert(target.clone()) {
+                    queue.push(target);
+                }
             }
         }
         self.blobs.retain(|d, _| keep.contains(d));
+    }
+
+    /// `holder` releases `digest`; whether it held it. Its labels go with
+    /// its hold, unless it was the last holder.
+    fn release(&mut self, digest: &str, holder: &str) -> bool {
+        let Some(b) = self.blobs.get_mut(digest) else {
+            return false;
+        };
+        if !b.holders.remove(holder) {
+            return false;
+        }
+        let b = &self.blobs[digest];
+        if !self.live(b).is_empty() {
+            self.blobs.get_mut(digest).unwrap().labels.remove(holder);
+        }
+        true
+    }
+
+    /// Whether `holder` may change its labels of `b`: it holds it, or its
+    /// set stays with a blob something still keeps.
+    fn may_label(&self, b: &Blob, holder: &str) -> bool {
+        let live = self.live(b);
+        live.contains(holder) || (b.labels.contains_key(holder) && !live.is_empty())
     }
 }
 
@@ -224,11 +273,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let digest = nth_stored(&model, n);
                 let name = HOLDERS[usize::from(holder)];
                 let released = as_holder(&store, holder).delete(&digest);
-                let held = model
-                    .blobs
-                    .get_mut(&digest)
-                    .is_some_and(|b| b.holders.remove(name));
-                if held {
+                if model.release(&digest, name) {
                     prop_assert!(released.is_ok(), "{}: {:?}", at, released);
                 } else {
                     prop_assert!(
@@ -244,19 +289,35 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let held = as_holder(&store, holder).hold(&digest);
                 if holder == 2 && !model.lease_live() {
                     prop_assert!(matches!(held, Err(Error::NotFound)), "{}: {:?}", at, held);
-                } else if let Some(b) = model.blobs.get_mut(&digest) {
+                } else if let Some(b) = model.blobs.get(&digest) {
                     prop_assert!(held.is_ok(), "{}: {:?}", at, held.err());
-                    b.holders.insert(HOLDERS[usize::from(holder)].to_owned());
+                    let name = HOLDERS[usize::from(holder)];
+                    let cached = model.live(b).is_empty();
+                    let b = model.blobs.get_mut(&digest).unwrap();
+                    if cached {
+                        // Taken back: its labels become the holder's.
+                        let kept = b.labels.get(name).or(b.labels.values().next()).cloned();
+                        b.labels = kept.map(|l| (name.to_owned(), l)).into_iter().collect();
+                    }
+                    b.holders.insert(name.to_owned());
                 } else {
                     prop_assert!(matches!(held, Err(Error::NotFound)), "{}: {:?}", at, held);
                 }
             }
             Op::Reference(n, m) => {
+                // Labelled by one of its holders, as that holder.
                 let (from, to) = (nth(&model, n), nth_stored(&model, m));
-                if let Some(b) = model.blobs.get_mut(&from) {
-                    let labelled = store.label(&from, &[(REF_LABEL, Some(to.as_str()))]);
+                if let Some(b) = model.blobs.get(&from) {
+                    let by = model.live(b).into_iter().next().expect("a held blob");
+                    let labelled = store
+                        .as_holder(&by)
+                        .label(&from, &[(REF_LABEL, Some(to.as_str()))]);
                     prop_assert!(labelled.is_ok(), "{}: {:?}", at, labelled.err());
-                    b.labels.insert(REF_LABEL.to_owned(), to);
+                    let b = model.blobs.get_mut(&from).unwrap();
+                    b.labels
+                        .entry(by)
+                        .or_default()
+                        .insert(REF_LABEL.to_owned(), to);
                 }
             }
             Op::Collect => {
@@ -310,6 +371,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     let labels: Vec<(&str, &str)> =
                         value.iter().map(|v| ("k", v.as_str())).collect();
                     let committed = w.commit(None, None, &labels);
+                    let labels = value.map(|v| ("k".to_owned(), v)).into_iter().collect();
                     if model.held().contains(&digest) {
                         prop_assert!(
                             matches!(committed, Err(Error::AlreadyExists)),
@@ -317,7 +379,6 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                             at,
                             committed
                         );
-                        model.store(&digest, "default", BTreeMap::new());
                     } else {
                         prop_assert_eq!(
                             committed.map_err(|e| e.to_string()),
@@ -325,9 +386,8 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                             "{}",
                             at
                         );
-                        let labels = value.map(|v| ("k".to_owned(), v)).into_iter().collect();
-                        model.store(&digest, "default", labels);
                     }
+                    model.store(&digest, "default", labels);
                 }
             }
             Op::Abort(r) => {
@@ -353,11 +413,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Delete(n) => {
                 let digest = nth(&model, n);
                 let deleted = store.delete(&digest);
-                if model
-                    .blobs
-                    .get_mut(&digest)
-                    .is_some_and(|b| b.holders.remove("default"))
-                {
+                if model.release(&digest, "default") {
                     prop_assert!(deleted.is_ok(), "{}: {:?}", at, deleted);
                 } else {
                     prop_assert!(
@@ -372,15 +428,23 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let digest = nth(&model, n);
                 let value = value.map(|v| v.to_string());
                 let labelled = store.label(&digest, &[("k", value.as_deref())]);
-                match model.blobs.get_mut(&digest) {
-                    Some(Blob { labels, .. }) => {
-                        match value {
-                            Some(v) => labels.insert("k".into(), v),
-                            None => labels.remove("k"),
-                        };
-                        prop_assert!(labelled.is_ok(), "{}: {:?}", at, labelled.err());
+                let allowed = model
+                    .blobs
+                    .get(&digest)
+                    .is_some_and(|b| model.may_label(b, "default"));
+                if allowed {
+                    let sets = &mut model.blobs.get_mut(&digest).unwrap().labels;
+                    let mine = sets.entry("default".to_owned()).or_default();
+                    match value {
+                        Some(v) => mine.insert("k".into(), v),
+                        None => mine.remove("k"),
+                    };
+                    if mine.is_empty() {
+                        sets.remove("default");
                     }
-                    None => prop_assert!(matches!(labelled, Err(Error::NotFound)), "{}", at),
+                    prop_assert!(labelled.is_ok(), "{}: {:?}", at, labelled.err());
+                } else {
+                    prop_assert!(matches!(labelled, Err(Error::NotFound)), "{}", at);
                 }
             }
             Op::Restart => {
@@ -396,9 +460,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             let info = store.info(&digest).unwrap();
             let holders: BTreeSet<String> = info.holders.into_iter().collect();
             prop_assert_eq!(&holders, &model.live(blob), "{}: holders of {}", at, digest);
-            let got: BTreeMap<String, String> =
-                info.labels.into_iter().map(|l| (l.key, l.value)).collect();
-            prop_assert_eq!(&got, &blob.labels, "{}: labels of {}", at, digest);
+            // The default handle sees its own labels.
+            let got: Labels = info.labels.into_iter().map(|l| (l.key, l.value)).collect();
+            let mine = blob.labels.get("default").cloned().unwrap_or_default();
+            prop_assert_eq!(&got, &mine, "{}: labels of {}", at, digest);
         }
         let mut cached: Vec<String> = store
             .walk_cached(&[])

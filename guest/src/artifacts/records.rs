@@ -155,8 +155,8 @@ impl Place {
     /// Takes the object's artifact lock, waiting up to `wait_ms`.
     ///
     /// A `try-lock` name polled here rather than the capability's `lock`:
-    /// the lock is held for a whole reconcile, during which blob locks
-    /// (`lock`, which the host may stripe) are taken too.
+    /// the lock is held for a whole reconcile (seconds, an archive's
+    /// writing), which `lock`'s short critical sections are not meant for.
     pub fn lock(&self, wait_ms: u32) -> Result<Guard> {
         let name = format!("artifact/{}", self.key);
         let deadline = Instant::now() + Duration::from_millis(wait_ms.into());

@@ -25,6 +25,7 @@ use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition}
 use crate::shared::filters::{Fields, Filters, label_field};
 use crate::shared::fs;
 use crate::shared::layout;
+use crate::shared::scope::Caller;
 use crate::shared::validate;
 
 /// How long operations wait for an object's artifact lock.
@@ -49,6 +50,7 @@ impl Guest for Component {
         source: Source<'_>,
         metadata: Vec<Label>,
     ) -> Result<Artifact> {
+        Caller::current().administer("artifacts")?;
         let place = Place::of(&object)?;
         records::filename(&filename)?;
         validate::labels(&metadata)?;
@@ -102,6 +104,7 @@ impl Guest for Component {
     }
 
     fn reconcile_storage(object: Object, policy: RetentionPolicy) -> Result<Vec<Artifact>> {
+        Caller::current().administer("artifacts")?;
         let place = Place::of(&object)?;
         layout::ensure()?;
         let _lock = place.lock(LOCK_WAIT_MS)?;
@@ -147,6 +150,7 @@ impl Guest for Component {
     }
 
     fn remove_object(object: Object) -> Result<Vec<Artifact>> {
+        Caller::current().administer("artifacts")?;
         let place = Place::of(&object)?;
         layout::ensure()?;
         let _lock = place.lock(LOCK_WAIT_MS)?;
@@ -158,6 +162,7 @@ impl Guest for Component {
     }
 
     fn archive(dir: &Descriptor, options: ArchiveOptions) -> Result<(String, u64)> {
+        Caller::current().administer("artifacts")?;
         let mut out = NewBlob::create()?;
         archive::write(dir, &options, &mut out)?;
         let (digest, size) = out.publish(holds::DEFAULT)?;
@@ -165,6 +170,7 @@ impl Guest for Component {
     }
 
     fn get(path: String) -> Result<Option<Artifact>> {
+        Caller::current().administer("artifacts")?;
         layout::ensure()?;
         let Some((place, owner, file)) = records::resolve(&path)? else {
             return Ok(None);
@@ -175,6 +181,7 @@ impl Guest for Component {
     }
 
     fn verify(path: String) -> Result<Artifact> {
+        Caller::current().administer("artifacts")?;
         let artifact = Self::get(path)?.ok_or(Error::NotFound)?;
         let d = Digest::parse(&artifact.digest)?;
         match digest_of_blob(&d)? {
@@ -188,6 +195,7 @@ impl Guest for Component {
     }
 
     fn list(filters: Vec<String>) -> Result<Vec<Artifact>> {
+        Caller::current().administer("artifacts")?;
         let filters = Filters::parse(&filters)?;
         layout::ensure()?;
         let mut out = Vec::new();
@@ -208,12 +216,14 @@ impl Guest for Component {
         destination: &Descriptor,
         options: ExtractOptions,
     ) -> Result<u64> {
+        Caller::current().administer("artifacts")?;
         let artifact = Self::get(path)?.ok_or(Error::NotFound)?;
         let d = Digest::parse(&artifact.digest)?;
         extract::extract(&d, &sub_path, destination, &options)
     }
 
     fn lock(object: Object, timeout_ms: u32) -> Result<ArtifactLock> {
+        Caller::current().administer("artifacts")?;
         let place = Place::of(&object)?;
         layout::ensure()?;
         Ok(ArtifactLock::new(HeldLock {

@@ -25,6 +25,7 @@ use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{Error, Result, fs as fs_error};
 use crate::shared::fs::{self, FileType};
 use crate::shared::layout;
+use crate::shared::scope::Caller;
 
 /// Bytes one step hashes at most (a step ends after the chunk that
 /// crosses it), keeping every call far below the host's deadline.
@@ -41,6 +42,8 @@ pub struct Check(RefCell<State>);
 
 /// Where a check is.
 struct State {
+    /// Who started the check: only an unconfined caller may run one.
+    caller: Caller,
     repair: bool,
     /// Phases still to run, next last.
     phases: Vec<Phase>,
@@ -96,6 +99,7 @@ impl GuestCheck for Check {
         phases.push(Phase::Snapshots);
         phases.reverse();
         Self(RefCell::new(State {
+            caller: Caller::current(),
             repair,
             phases,
             current: None,
@@ -106,7 +110,9 @@ impl GuestCheck for Check {
     }
 
     fn next(&self) -> Result<Option<Vec<Problem>>> {
-        self.0.borrow_mut().step()
+        let mut s = self.0.borrow_mut();
+        s.caller.administer("checking the store")?;
+        s.step()
     }
 
     fn progress(&self) -> (u64, u64) {

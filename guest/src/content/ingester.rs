@@ -24,6 +24,7 @@ use crate::shared::error::{self, Error, Result, fs as fs_error, precondition};
 use crate::shared::filters::Filters;
 use crate::shared::fs;
 use crate::shared::layout;
+use crate::shared::scope::Caller;
 use crate::shared::validate;
 
 /// Bytes written between two saved hash states while a writer is open
@@ -35,13 +36,14 @@ impl Guest for Component {
     type Writer = IngestWriter;
 
     fn open_writer(r: String, options: WriterOptions) -> Result<Writer> {
+        let caller = Caller::current();
         validate::reference(&r)?;
         validate::labels(&options.labels)?;
         let declared = Declared {
             total: options.expected_size,
             expected: options.expected.as_deref().map(Digest::parse).transpose()?,
             labels: labels::from_list(options.labels),
-            holder: holds::given(options.holder)?,
+            holder: caller.holder_for(options.holder)?,
         };
         layout::ensure()?;
         if let Some(d) = &declared.expected
@@ -63,7 +65,15 @@ impl Guest for Component {
         let dir = ingest::dir_of(&r);
         let guard = locks::try_lock(&dir).map_err(|e| error::lock(&dir, e))?;
         let (meta, data) = match (Meta::load(&dir)?, ingest::open_data(&dir)?) {
-            (Some(meta), Some(data)) => (reconcile(&dir, meta, &r, &declared)?, data),
+            (Some(meta), Some(data)) => {
+                if !caller.owns(&Vec::from_iter(meta.holders())) {
+                    return Err(Error::Denied(format!(
+                        "ingest {r:?} is another holder's; a caller confined to {:?} may not resume it",
+                        caller.holder
+                    )));
+                }
+                (reconcile(&dir, meta, &r, &declared)?, data)
+            }
             // A dir without data is what a crash right after a commit's
             // rename leaves: the content is stored, the ingest is spent.
             (spent, _) => {
@@ -88,22 +98,27 @@ impl Guest for Component {
     }
 
     fn put(request: PutRequest) -> Result<String> {
-        put::put(request, Durability::Synced)
+        put::put(request, Durability::Synced, &Caller::current())
     }
 
     fn put_batch(requests: Vec<PutRequest>, durability: Durability) -> Result<Vec<Result<String>>> {
-        put::put_batch(requests, durability)
+        put::put_batch(requests, durability, &Caller::current())
     }
 
     fn status(r: String) -> Result<Status> {
+        let caller = Caller::current();
         validate::reference(&r)?;
         layout::ensure()?;
         let dir = ingest::dir_of(&r);
         let meta = Meta::load(&dir)?.ok_or(Error::NotFound)?;
+        if !caller.owns(&Vec::from_iter(meta.holders())) {
+            return Err(Error::NotFound);
+        }
         ingest::status_on_disk(&dir, &meta)
     }
 
     fn list_statuses(filters: Vec<String>) -> Result<Vec<Status>> {
+        let caller = Caller::current();
         let filters = Filters::parse(&filters)?;
         layout::ensure()?;
         let mut out = Vec::new();
@@ -116,6 +131,9 @@ impl Guest for Component {
             let Some(meta) = Meta::load(&dir)? else {
                 continue;
             };
+            if !caller.owns(&Vec::from_iter(meta.holders())) {
+                continue;
+            }
             let status = ingest::status_on_disk(&dir, &meta)?;
             if filters.matches(&status) {
                 out.push(status);
@@ -126,14 +144,22 @@ impl Guest for Component {
     }
 
     fn abort(r: String) -> Result<()> {
+        let caller = Caller::current();
         validate::reference(&r)?;
         layout::ensure()?;
         let dir = ingest::dir_of(&r);
         let _guard = locks::try_lock(&dir).map_err(|e| error::lock(&dir, e))?;
         // Only the directory must exist: an ingest whose metadata is
-        // damaged can still be aborted.
+        // damaged can still be aborted (by an unconfined caller: whose it
+        // is cannot be told).
         if fs::stat(&dir)?.is_none() {
             return Err(Error::NotFound);
+        }
+        if caller.confined {
+            let meta = Meta::load(&dir).ok().flatten().ok_or(Error::NotFound)?;
+            if !caller.owns(&Vec::from_iter(meta.holders())) {
+                return Err(Error::NotFound);
+            }
         }
         ingest::remove(&dir)
     }
@@ -342,6 +368,17 @@ impl State {
     }
 
     fn publish(&mut self, digest: &Digest, labels: &Labels) -> Result<()> {
+        // A lease that ended while the data was written holds nothing: a
+        // blob published for it would be held by no one it names.
+        for id in leases::ingest_leases(&self.meta) {
+            if !leases::holds(id)? {
+                return Err(precondition(format!(
+                    "lease {id:?} expired or was deleted while the ingest was written; \
+                     its blob would be kept by nothing: abort the ingest, or write it again \
+                     under a live lease"
+                )));
+            }
+        }
         holds::touch_references(labels, digest)?;
         let data_path = format!("{}/data", self.dir);
         ingest::sync_data(&self.dir, &self.data)?;

@@ -37,7 +37,7 @@ pub fn stored(digest: &Digest, size: Option<u64>) -> Result<Stored> {
 
 /// What a publish stores besides the bytes.
 pub struct Meta<'a> {
-    /// The blob's labels.
+    /// The blob's labels, for each of its holders.
     pub labels: &'a labels::Labels,
     /// Who holds it from the moment it is visible.
     pub holders: &'a BTreeSet<String>,
@@ -58,6 +58,9 @@ pub struct Meta<'a> {
 /// and this returns `false`: the file is left for the caller to remove. A damaged copy is moved to
 /// `quarantine/` and replaced, keeping its labels and holders under the
 /// new ones. Returns `true` when the file became the blob.
+///
+/// Labels are per holder: each of `meta.holders` gets `meta.labels` on a
+/// blob it did not hold before; one that held it keeps its own.
 pub fn publish(
     dir: &fs::Dir,
     name: &str,
@@ -67,8 +70,7 @@ pub fn publish(
     lock: &Guard,
     durability: Durability,
 ) -> Result<bool> {
-    let mut labels = meta.labels.clone();
-    match stored(digest, Some(size))? {
+    let file = match stored(digest, Some(size))? {
         Stored::Intact => {
             return if hold(digest, meta, lock)? {
                 Ok(false)
@@ -78,19 +80,23 @@ pub fn publish(
         }
         Stored::Damaged => {
             quarantine::quarantine(&digest.blob_path(), "")?;
-            let (kept, _) = labels::load(digest).unwrap_or_default();
-            for (k, v) in kept {
-                labels.entry(k).or_insert(v);
-            }
+            let mut file = labels::load(digest).unwrap_or_default();
             for h in meta.holders {
+                let (mut kept, _) = file.of(h);
+                kept.extend(meta.labels.clone());
+                file.set(h, kept);
                 holds::add(digest, h, lock)?;
             }
+            file
         }
-        Stored::Absent => holds::publish(digest, meta.holders, durability, lock)?,
-    }
+        Stored::Absent => {
+            holds::publish(digest, meta.holders, durability, lock)?;
+            fresh(meta)
+        }
+    };
     // Holds and labels first: a crash before the rename leaves only a
     // record and a label file without a blob, never a blob that lost them.
-    labels::save(digest, &labels, durability)?;
+    labels::save(digest, &file, durability)?;
     layout::blobs(digest.algorithm)?.rename_from(dir, name, &digest.hex)?;
     Ok(true)
 }
@@ -109,17 +115,39 @@ pub fn hold_stored(digest: &Digest, size: Option<u64>, meta: &Meta<'_>) -> Resul
     Ok(true)
 }
 
+/// The labels of a blob stored anew: `meta.labels` for each holder.
+fn fresh(meta: &Meta<'_>) -> labels::LabelFile {
+    let mut file = labels::LabelFile::default();
+    for h in meta.holders {
+        file.set(h, meta.labels.clone());
+    }
+    file
+}
+
 /// Adds `meta.holders` to the stored blob `digest`; returns whether it was
 /// cached (nobody held it): then, stored again as far as anyone can tell,
-/// its labels become `meta.labels`. The caller holds the blob's lock.
+/// its labels become `meta.labels` for each of them. A holder new to a
+/// held blob gets `meta.labels`; one that held it keeps its own. The
+/// caller holds the blob's lock.
 fn hold(digest: &Digest, meta: &Meta<'_>, lock: &Guard) -> Result<bool> {
-    let (labels, _) = labels::load(digest).unwrap_or_default();
-    let was_cached = holds::load(digest)?.live(digest, &labels)?.is_empty();
+    // A damaged label file is left for fsck, unless the blob is stored
+    // anew: then it is replaced.
+    let loaded = labels::load(digest);
+    let mut file = loaded.clone().unwrap_or_default();
+    let live = holds::load(digest)?.live(digest, &file)?;
     for h in meta.holders {
         holds::add(digest, h, lock)?;
     }
-    if was_cached {
-        labels::save(digest, meta.labels, Durability::Synced)?;
+    if live.is_empty() {
+        labels::save(digest, &fresh(meta), Durability::Synced)?;
+        return Ok(true);
     }
-    Ok(was_cached)
+    let newcomers: Vec<&String> = meta.holders.iter().filter(|h| !live.contains(h)).collect();
+    if loaded.is_ok() && !meta.labels.is_empty() && !newcomers.is_empty() {
+        for h in newcomers {
+            file.set(h, meta.labels.clone());
+        }
+        labels::save(digest, &file, Durability::Synced)?;
+    }
+    Ok(false)
 }

@@ -13,6 +13,7 @@ use crate::shared::digest::Digest;
 use crate::shared::error::{self, Error, Result, fs as fs_error, precondition};
 use crate::shared::fs;
 use crate::shared::layout;
+use crate::shared::scope::Caller;
 use crate::shared::validate;
 
 /// Largest blob `put` takes in one call, and largest batch in all.
@@ -21,14 +22,14 @@ pub const MAX_PUT: u64 = 16 << 20;
 const MAX_BATCH: usize = 4096;
 
 /// Stores one blob; with [`Durability::Synced`] it is on disk on return.
-pub fn put(request: PutRequest, durability: Durability) -> Result<String> {
+pub fn put(request: PutRequest, durability: Durability, caller: &Caller) -> Result<String> {
     if request.data.len() as u64 > MAX_PUT {
         return Err(error::invalid(format!(
             "put takes at most {MAX_PUT} bytes; use a writer"
         )));
     }
     layout::ensure()?;
-    let digest = store_one(request, durability)?;
+    let digest = store_one(request, durability, caller)?;
     if durability == Durability::Synced {
         layout::blobs(digest.algorithm)?.sync()?;
     }
@@ -37,7 +38,11 @@ pub fn put(request: PutRequest, durability: Durability) -> Result<String> {
 
 /// Stores each request on its own; with [`Durability::Synced`] every blob
 /// directory a request touched is synced once, before returning.
-pub fn put_batch(requests: Vec<PutRequest>, durability: Durability) -> Result<Vec<Result<String>>> {
+pub fn put_batch(
+    requests: Vec<PutRequest>,
+    durability: Durability,
+    caller: &Caller,
+) -> Result<Vec<Result<String>>> {
     let total: u64 = requests.iter().map(|r| r.data.len() as u64).sum();
     if requests.len() > MAX_BATCH || total > MAX_PUT {
         return Err(error::invalid(format!(
@@ -51,7 +56,7 @@ pub fn put_batch(requests: Vec<PutRequest>, durability: Durability) -> Result<Ve
     let results: Vec<Result<String>> = requests
         .into_iter()
         .map(|r| {
-            let digest = store_one(r, durability)?;
+            let digest = store_one(r, durability, caller)?;
             if !touched.contains(&digest.algorithm) {
                 touched.push(digest.algorithm);
             }
@@ -69,8 +74,8 @@ pub fn put_batch(requests: Vec<PutRequest>, durability: Durability) -> Result<Ve
 /// Checks and stores one blob, syncing its data (not its directory) when
 /// `durability` asks for it. Content already stored succeeds, its labels
 /// unchanged, and is held by the request's holder too.
-fn store_one(request: PutRequest, durability: Durability) -> Result<Digest> {
-    let holder = holds::given(request.holder.clone())?;
+fn store_one(request: PutRequest, durability: Durability, caller: &Caller) -> Result<Digest> {
+    let holder = caller.holder_for(request.holder.clone())?;
     let digest = store_for(request, &holder, durability)?;
     // Once the blob's lock is released: a lease lists what it holds.
     leases::note_content(&holder, &digest)?;

@@ -15,13 +15,15 @@ use crate::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorStat, DirectoryEntryStream,
 };
 use crate::bindings::wasi::io::streams::InputStream;
-use crate::content::{labels, quarantine};
+use crate::content::labels::LabelFile;
+use crate::content::{labels, quarantine, visible};
 use crate::retention::{holds, leases};
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{self, Error, Result, fs as fs_error, invalid};
 use crate::shared::filters::{Fields, Filters, label_field, rest_key};
 use crate::shared::fs::{self, FileType};
 use crate::shared::layout;
+use crate::shared::scope::Caller;
 use crate::shared::validate;
 
 /// Most infos one `walker.next` returns.
@@ -40,24 +42,32 @@ pub fn lock_blob(d: &Digest) -> Result<Guard> {
 }
 
 /// Releases `holder`'s hold on the stored blob `d`; returns who still
-/// holds it. A blob nobody holds any more is cached until a collection;
-/// it keeps its labels meanwhile, so what it references stays reachable
-/// through it while something held references it. `not-found` if
-/// `holder` did not hold it. The caller holds the blob's lock.
+/// holds it. Its labels go with the hold, unless nobody holds the blob any
+/// more: then it is cached until a collection and keeps the last holder's
+/// labels meanwhile, so what it references stays reachable through it
+/// while something held references it. `not-found` if `holder` did not
+/// hold it. The caller holds the blob's lock.
 pub fn release(d: &Digest, holder: &str, lock: &Guard) -> Result<Vec<String>> {
     if fs::stat(&d.blob_path())?.is_none() {
         return Err(Error::NotFound);
     }
     let record = holds::release(d, holder, lock)?;
-    let (labels, _) = labels::load(d).unwrap_or_default();
+    let mut labels = labels::load(d).unwrap_or_default();
+    if !record.holding(d)?.is_empty() && labels.has(holder) {
+        labels.drop_holder(holder);
+        labels::save(d, &labels, fs::Durability::Synced)?;
+    }
     record.live(d, &labels)
 }
 
-/// Which blobs a view of the store shows.
+/// Which blobs a view of the store shows a caller.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum View {
-    /// Those something holds: what `store` is about.
+    /// Those the caller holds (anyone holds, unconfined): what walks list.
     Held,
+    /// Those the caller holds or reaches through references: what it may
+    /// describe and read.
+    Visible,
     /// Those every holder released, still stored.
     Cached,
     /// Every stored blob (what a label update that removed the last hold,
@@ -76,31 +86,46 @@ fn not_a_blob(d: &Digest, kind: FileType) -> Error {
 /// A blob's labels for a rewrite: a damaged label file is moved to
 /// `quarantine/` and counts as none, so labels can always be set again.
 /// The caller holds the blob's lock.
-fn labels_to_rewrite(d: &Digest) -> Result<labels::Labels> {
+fn labels_to_rewrite(d: &Digest) -> Result<LabelFile> {
     match labels::load(d) {
         Err(Error::Corrupt(_)) => {
             let path = format!("{}/{}", layout::label_dir(d.algorithm), d.hex);
             quarantine::quarantine(&path, ".labels")?;
-            Ok(labels::Labels::new())
+            Ok(LabelFile::default())
         }
-        other => other.map(|(labels, _)| labels),
+        other => other,
     }
 }
 
-/// The info of the held blob `d`; `None` if it is not stored or not held.
-fn info_of(d: &Digest) -> Result<Option<Info>> {
-    info_from(d, fs::stat(&d.blob_path())?, true, true, View::Held)
+/// Fails with `not-found` unless the blob `d` is stored and `caller`
+/// sees it (holds or reaches it).
+pub fn require_visible(d: &Digest, caller: &Caller) -> Result<()> {
+    info_of(d, caller)?.map(drop).ok_or(Error::NotFound)
 }
 
-/// The info of the blob `d` from its metadata, if `view` shows it.
-/// `has_labels` and `has_record` say whether to look for its label file
-/// and its hold record.
+/// The info of the blob `d` if `caller` sees it (holds or reaches it);
+/// `None` if it is not stored or not visible.
+fn info_of(d: &Digest, caller: &Caller) -> Result<Option<Info>> {
+    info_from(
+        d,
+        fs::stat(&d.blob_path())?,
+        true,
+        true,
+        View::Visible,
+        caller,
+    )
+}
+
+/// The info of the blob `d` from its metadata, if `view` shows it to
+/// `caller`. `has_labels` and `has_record` say whether to look for its
+/// label file and its hold record.
 fn info_from(
     d: &Digest,
     stat: Option<DescriptorStat>,
     has_labels: bool,
     has_record: bool,
     view: View,
+    caller: &Caller,
 ) -> Result<Option<Info>> {
     let Some(stat) = stat else {
         return Ok(None);
@@ -114,20 +139,29 @@ fn info_from(
     } else {
         holds::Record::implicit()
     };
-    let (labels, labelled_at) = if has_labels {
+    let file = if has_labels {
         labels::load(d)?
     } else {
-        Default::default()
+        LabelFile::default()
     };
-    let holders = record.live(d, &labels)?;
+    let live = record.live(d, &file)?;
     let shown = match view {
-        View::Held => !holders.is_empty(),
-        View::Cached => holders.is_empty(),
+        View::Held => caller.sees(&live),
+        View::Visible => visible::held(caller, d, &live)? || visible::reached(caller, d)?,
+        View::Cached => live.is_empty(),
         View::Any => true,
     };
     if !shown {
         return Ok(None);
     }
+    // Holds the caller does not see are not shown (nor any, for a blob it
+    // only reaches).
+    let holders = if caller.sees(&live) || view == View::Cached {
+        caller.shown(live)
+    } else {
+        Vec::new()
+    };
+    let (labels, labelled_at) = file.of(&caller.holder);
     let created_at = stat.data_modification_timestamp.unwrap_or_else(fs::now);
     Ok(Some(Info {
         digest: d.to_string(),
@@ -146,12 +180,14 @@ impl Guest for Component {
     type Reader = BlobReader;
 
     fn info(digest: String) -> Result<Info> {
+        let caller = Caller::current();
         let d = Digest::parse(&digest)?;
         layout::ensure()?;
-        info_of(&d)?.ok_or(Error::NotFound)
+        info_of(&d, &caller)?.ok_or(Error::NotFound)
     }
 
     fn update(info: Info, fieldpaths: Vec<String>) -> Result<Info> {
+        let caller = Caller::current();
         let d = Digest::parse(&info.digest)?;
         validate::labels(&info.labels)?;
         layout::ensure()?;
@@ -183,14 +219,18 @@ impl Guest for Component {
         if fs::stat(&d.blob_path())?.is_none() {
             return Err(Error::NotFound);
         }
-        let current = labels_to_rewrite(&d)?;
-        if holds::load(&d)?.live(&d, &current)?.is_empty() {
+        let mut file = labels_to_rewrite(&d)?;
+        let live = holds::load(&d)?.live(&d, &file)?;
+        // A holder changes its own labels of what it holds; the last one's
+        // stay with a blob kept by its `gc.root` label, to be removed.
+        let mine = live.contains(&caller.holder) || (file.has(&caller.holder) && !live.is_empty());
+        if !mine {
             return Err(Error::NotFound);
         }
         let labels = match keys {
             None => given,
             Some(keys) => {
-                let mut labels = current;
+                let (mut labels, _) = file.of(&caller.holder);
                 for key in keys {
                     match given.get(&key) {
                         Some(v) => labels.insert(key, v.clone()),
@@ -200,34 +240,38 @@ impl Guest for Component {
                 labels
             }
         };
-        labels::save(&d, &labels, fs::Durability::Synced)?;
+        file.set(&caller.holder, labels);
+        labels::save(&d, &file, fs::Durability::Synced)?;
         let stat = fs::stat(&d.blob_path())?;
-        info_from(&d, stat, true, true, View::Any)?.ok_or(Error::NotFound)
+        info_from(&d, stat, true, true, View::Any, &caller)?.ok_or(Error::NotFound)
     }
 
     fn delete(digest: String, holder: Option<String>) -> Result<Vec<String>> {
+        let caller = Caller::current();
         let d = Digest::parse(&digest)?;
-        let holder = holder.unwrap_or_else(|| holds::DEFAULT.to_owned());
+        let holder = caller.releasing(holder)?;
         layout::ensure()?;
         let blob = lock_blob(&d)?;
-        release(&d, &holder, &blob)
+        release(&d, &holder, &blob).map(|left| caller.shown(left))
     }
 
     fn hold(digest: String, holder: String) -> Result<Info> {
+        let caller = Caller::current();
         let d = Digest::parse(&digest)?;
-        holds::check(&holder)?;
+        let holder = caller.holder_for(Some(holder))?;
         layout::ensure()?;
         let blob = lock_blob(&d)?;
         if fs::stat(&d.blob_path())?.is_none() {
             return Err(Error::NotFound);
         }
-        holds::add(&d, &holder, &blob)?;
+        take(&d, &holder, &blob)?;
         drop(blob);
         leases::note_content(&holder, &d)?;
-        info_of(&d)?.ok_or(Error::NotFound)
+        info_of(&d, &caller)?.ok_or(Error::NotFound)
     }
 
     fn purge(digest: String) -> Result<u64> {
+        Caller::current().administer("purge")?;
         let d = Digest::parse(&digest)?;
         layout::ensure()?;
         let _blob = lock_blob(&d)?;
@@ -242,19 +286,22 @@ impl Guest for Component {
     }
 
     fn walk(filters: Vec<String>) -> Result<Walker> {
-        BlobWalker::start(filters, View::Held)
+        BlobWalker::start(filters, View::Held, Caller::current())
     }
 
     fn walk_cached(filters: Vec<String>) -> Result<Walker> {
-        BlobWalker::start(filters, View::Cached)
+        let caller = Caller::current();
+        caller.administer("listing cached blobs")?;
+        BlobWalker::start(filters, View::Cached, caller)
     }
 
     fn open_reader(digest: String) -> Result<Reader> {
-        Ok(Reader::new(open_blob(&Digest::parse(&digest)?)?))
+        let caller = Caller::current();
+        Ok(Reader::new(open_blob(&Digest::parse(&digest)?, caller)?))
     }
 
     fn read_blob(digest: String, max_size: u64) -> Result<Vec<u8>> {
-        let blob = open_blob(&Digest::parse(&digest)?)?;
+        let blob = open_blob(&Digest::parse(&digest)?, Caller::current())?;
         let max_size = max_size.min(MAX_READ);
         if blob.size > max_size {
             return Err(Error::TooLarge(format!(
@@ -266,10 +313,23 @@ impl Guest for Component {
     }
 }
 
-/// Opens the held blob `d`. The common case costs an open, an `fstat` and
-/// a `stat` of its hold record; what is not a regular file is only looked
-/// at when the open fails or finds something else.
-fn open_blob(d: &Digest) -> Result<BlobReader> {
+/// Makes `holder` hold the stored blob `d`; a cached one is taken back with
+/// its labels, which become `holder`'s. The caller holds the blob's lock.
+pub fn take(d: &Digest, holder: &str, lock: &Guard) -> Result<()> {
+    let mut file = labels::load(d).unwrap_or_default();
+    let was_cached = holds::load(d)?.live(d, &file)?.is_empty();
+    holds::add(d, holder, lock)?;
+    if was_cached {
+        file.pass_to(holder, &[]);
+        labels::save(d, &file, fs::Durability::Synced)?;
+    }
+    Ok(())
+}
+
+/// Opens the blob `d` if `caller` sees it. The common case costs an open,
+/// an `fstat` and a `stat` of its hold record; what is not a regular file
+/// is only looked at when the open fails or finds something else.
+fn open_blob(d: &Digest, caller: Caller) -> Result<BlobReader> {
     layout::ensure()?;
     let path = d.blob_path();
     let fd = match fs::open_existing(&path, DescriptorFlags::READ) {
@@ -288,19 +348,15 @@ fn open_blob(d: &Digest) -> Result<BlobReader> {
     if stat.type_ != FileType::RegularFile {
         return Err(not_a_blob(d, stat.type_));
     }
-    // A cached blob is not shown. Without a record the blob is held by
-    // `default`: the common case costs one `stat`.
-    if layout::holds(d.algorithm)?.stat(&d.hex)?.is_some() {
-        let (labels, _) = labels::load(d).unwrap_or_default();
-        if holds::load(d)?.live(d, &labels)?.is_empty() {
-            return Err(Error::NotFound);
-        }
-    }
-    Ok(BlobReader {
+    let blob = BlobReader {
         fd,
         path,
         size: stat.size,
-    })
+        digest: d.clone(),
+        caller,
+    };
+    blob.check_visible()?;
+    Ok(blob)
 }
 
 /// A walk in progress: the algorithms still to list and the directory
@@ -308,8 +364,9 @@ fn open_blob(d: &Digest) -> Result<BlobReader> {
 pub struct BlobWalker(RefCell<WalkState>);
 
 struct WalkState {
-    /// Which blobs it lists.
+    /// Which blobs it lists, to whom.
     view: View,
+    caller: Caller,
     /// A blob that could not be described, reported by the next call.
     damaged: Option<Error>,
     filters: Filters,
@@ -330,11 +387,12 @@ struct Listing {
 }
 
 impl BlobWalker {
-    fn start(filters: Vec<String>, view: View) -> Result<Walker> {
+    fn start(filters: Vec<String>, view: View, caller: Caller) -> Result<Walker> {
         let filters = Filters::parse(&filters)?;
         layout::ensure()?;
         Ok(Walker::new(BlobWalker(RefCell::new(WalkState {
             view,
+            caller,
             damaged: None,
             filters,
             pending: ALGORITHMS.to_vec(),
@@ -390,7 +448,7 @@ impl GuestWalker for BlobWalker {
             // Stat relative to the open directory: no path walk from the
             // root per blob. A blob deleted since it was listed is skipped.
             let stat = fs::stat_in(&listing.dir, &d.hex, "blobs")?;
-            let info = match info_from(&d, stat, has_labels, has_record, view) {
+            let info = match info_from(&d, stat, has_labels, has_record, view, &s.caller) {
                 Ok(Some(info)) => info,
                 Ok(None) => continue,
                 // One blob's damage is its own: reported, and the walk
@@ -426,20 +484,49 @@ impl Fields for Info {
     }
 }
 
-/// An open blob.
+/// An open blob, and who opened it.
 pub struct BlobReader {
     fd: Descriptor,
     path: String,
     size: u64,
+    digest: Digest,
+    caller: Caller,
 }
 
 impl BlobReader {
+    /// Whether the caller may still read the blob: it was not removed
+    /// (purged, collected) since it was opened, and the caller still sees
+    /// it. An unconfined caller keeps reading a blob released meanwhile;
+    /// a confined one stops when its holder no longer holds or reaches it.
+    /// Without a hold record the blob is held by `default` alone: the
+    /// common case costs one `stat`.
+    fn check_visible(&self) -> Result<()> {
+        let d = &self.digest;
+        let holders = if layout::holds(d.algorithm)?.stat(&d.hex)?.is_some() {
+            holds::load(d)?.live(d, &labels::load(d).unwrap_or_default())?
+        } else {
+            vec![holds::DEFAULT.to_owned()]
+        };
+        if visible::held(&self.caller, d, &holders)? || visible::reached(&self.caller, d)? {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// Checks a read at `offset`: within the blob, which is still there
+    /// for this caller.
     fn check(&self, offset: u64) -> Result<()> {
         if offset > self.size {
-            Err(Error::OutOfRange)
-        } else {
-            Ok(())
+            return Err(Error::OutOfRange);
         }
+        if fs::fstat(&self.fd, &self.path)?.link_count == 0 {
+            return Err(Error::NotFound); // purged or collected
+        }
+        if self.caller.confined {
+            self.check_visible()?;
+        }
+        Ok(())
     }
 }
 

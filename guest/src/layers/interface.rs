@@ -10,6 +10,17 @@ use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
 use crate::shared::filters::Filters;
 use crate::shared::layout;
+use crate::shared::scope::Caller;
+
+/// Fails with `denied` for a caller confined to another holder than the
+/// manager's own (`layers`).
+fn check_caller() -> Result<()> {
+    let caller = Caller::current();
+    if caller.confined && caller.holder != records::HOLDER {
+        return caller.administer("desired-state layers");
+    }
+    Ok(())
+}
 
 impl Guest for Component {
     type Run = Run;
@@ -19,11 +30,13 @@ impl Guest for Component {
         options: Options,
         lent: Vec<LentDir>,
     ) -> Result<RunHandle> {
+        check_caller()?;
         layout::ensure()?;
         Run::start(desired, options, lent).map(RunHandle::new)
     }
 
     fn info(digest: String) -> Result<LayerInfo> {
+        check_caller()?;
         Digest::parse(&digest)?;
         records::current()?
             .items
@@ -33,6 +46,7 @@ impl Guest for Component {
     }
 
     fn list(filters: Vec<String>) -> Result<Vec<LayerInfo>> {
+        check_caller()?;
         let filters = Filters::parse(&filters)?;
         records::current()?
             .items

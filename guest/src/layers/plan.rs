@@ -63,14 +63,28 @@ fn check(d: &LayerDesc) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Removes a layer's snapshot (gone already is fine) and its record.
-pub fn remove_layer(layers: &mut Layers, digest: &str) -> Result<()> {
-    match Component::remove(records::snapshot_name(digest)) {
-        Ok(()) | Err(Error::NotFound) => {}
-        Err(e) => return Err(e),
+/// Removes a layer's snapshot (gone already is fine) and its record;
+/// `false`, changing nothing, while snapshots made on top of it keep it
+/// (it stays cached until they go: one layer's children are its own
+/// business, not the run's).
+pub fn remove_layer(layers: &mut Layers, digest: &str) -> Result<bool> {
+    if !remove_snapshot(&records::snapshot_name(digest))? {
+        return Ok(false);
     }
     layers.items.remove(digest);
-    records::save(layers)
+    records::save(layers)?;
+    Ok(true)
+}
+
+/// Removes the layer snapshot `key` if the manager holds it (another
+/// holder's snapshot of that name is not its to remove, and is not found
+/// here); `false` while it is the parent of other snapshots.
+fn remove_snapshot(key: &str) -> Result<bool> {
+    match Component::remove(key.to_owned()) {
+        Ok(()) | Err(Error::NotFound) => Ok(true),
+        Err(Error::FailedPrecondition(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Decides what happens to every layer; see the module comment.
@@ -102,8 +116,9 @@ pub fn plan(desired: &[LayerDesc], cache_ttl: u64) -> Result<Plan> {
         .map(|(d, _)| d.clone())
         .collect();
     for d in expired {
-        remove_layer(&mut layers, &d)?;
-        others.push((d, LayerAction::Removed));
+        if remove_layer(&mut layers, &d)? {
+            others.push((d, LayerAction::Removed));
+        }
     }
     for (digest, &i) in &wanted {
         let Some(record) = layers.items.get_mut(digest) else {
@@ -159,12 +174,14 @@ fn reconcile(
             others.push((d, LayerAction::Removed));
         }
     }
+    // The manager's snapshots are those it holds, named after their
+    // layer: another holder's snapshot is never its own, whatever its name.
     let prefix = format!("{DIR}/");
     let ours: BTreeSet<String> = snapshots
         .items
-        .keys()
-        .filter(|k| k.starts_with(&prefix))
-        .cloned()
+        .iter()
+        .filter(|(k, r)| k.starts_with(&prefix) && r.holders.contains(records::HOLDER))
+        .map(|(k, _)| k.clone())
         .collect();
     for key in ours {
         let digest = &key[prefix.len()..];
@@ -192,9 +209,8 @@ fn reconcile(
             adopted.insert(digest.to_owned());
             continue;
         }
-        match Component::remove(key.clone()) {
-            Ok(()) | Err(Error::NotFound) => {}
-            Err(e) => return Err(e),
+        if !remove_snapshot(&key)? {
+            continue; // kept by what was made on top of it
         }
         if record.kind == SnapshotState::Committed && !wanted.contains_key(digest) {
             others.push((digest.to_owned(), LayerAction::Removed));

@@ -13,7 +13,9 @@ use crate::bindings::kist::content::locks::{self, Guard};
 use crate::layers::install::{Install, Step};
 use crate::layers::plan::{self, Plan, remove_layer};
 use crate::layers::records::{self, Desc, State};
+use crate::retention::holds::Stamp;
 use crate::shared::error::{self, Error, Result};
+use crate::shared::scope::Caller;
 
 /// The lock a run holds (a `try-lock` name: held for minutes, not a short
 /// critical section).
@@ -39,6 +41,12 @@ struct Inner {
     done: bool,
 }
 
+/// Who the manager's own store operations run as: confined to its holder,
+/// so it sees and removes only the snapshots and blobs it holds.
+fn manager() -> Caller {
+    Caller::internal(records::HOLDER)
+}
+
 /// Takes the layers lock, waiting up to `wait_ms`.
 fn lock(wait_ms: u32) -> Result<Guard> {
     let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
@@ -57,8 +65,8 @@ impl Run {
     /// Locks, plans, and leaves the installs for `step`.
     pub fn start(desired: Vec<LayerDesc>, options: Options, lent: Vec<LentDir>) -> Result<Self> {
         let guard = lock(options.wait_ms)?;
-        let Plan { outcomes, others } =
-            plan::plan(&desired, options.cache_ttl_seconds.unwrap_or(DEFAULT_TTL))?;
+        let ttl = options.cache_ttl_seconds.unwrap_or(DEFAULT_TTL);
+        let Plan { outcomes, others } = manager().acting(|| plan::plan(&desired, ttl))?;
         let pending = (0..desired.len())
             .filter(|&i| outcomes[i].is_none())
             .collect();
@@ -78,20 +86,23 @@ impl Run {
 
 /// Removes the cached layer cached longest ago, noting it in `others`;
 /// `false` if none is left.
+/// A cached layer that snapshots made on top of keep is passed over.
 fn evict_one(others: &mut Vec<(String, LayerAction)>) -> Result<bool> {
     let mut layers = (*records::current()?).clone();
-    let oldest = layers
+    let mut cached: Vec<(String, Stamp)> = layers
         .items
         .iter()
         .filter(|(_, r)| r.state == State::Cached)
-        .min_by_key(|(_, r)| r.since)
-        .map(|(d, _)| d.clone());
-    let Some(digest) = oldest else {
-        return Ok(false);
-    };
-    remove_layer(&mut layers, &digest)?;
-    others.push((digest, LayerAction::Removed));
-    Ok(true)
+        .map(|(d, r)| (d.clone(), r.since))
+        .collect();
+    cached.sort_by_key(|(_, since)| *since);
+    for (digest, _) in cached {
+        if remove_layer(&mut layers, &digest)? {
+            others.push((digest, LayerAction::Removed));
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl GuestRun for Run {
@@ -112,7 +123,8 @@ impl GuestRun for Run {
             },
         };
         let others = &mut inner.others;
-        let stepped = install.step(&inner.lent, inner.max_unpacked, &mut || evict_one(others));
+        let stepped = manager()
+            .acting(|| install.step(&inner.lent, inner.max_unpacked, &mut || evict_one(others)));
         match stepped {
             Ok(Step::Going(progress)) => {
                 inner.current = Some((index, install));

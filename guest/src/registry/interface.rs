@@ -5,11 +5,12 @@ use crate::bindings::exports::kist::content::ingester::Writer;
 use crate::bindings::exports::kist::content::registry::{
     Descriptor, Guest, Manifest, Page, Pushed, RegistryError,
 };
-use crate::content::{index, labels};
+use crate::content::index;
 use crate::registry::names::{self, Refused};
 use crate::registry::{members, push, referrers, repositories, tags, uploads};
 use crate::shared::digest::Digest;
 use crate::shared::error::Error;
+use crate::shared::scope::Caller;
 use crate::shared::{fs, layout};
 
 impl From<Error> for RegistryError {
@@ -39,11 +40,13 @@ fn blob(repository: &str, digest: &str) -> Result<(String, Digest), RegistryErro
 
 impl Guest for Component {
     fn stat_blob(repository: String, digest: String) -> Result<u64, RegistryError> {
+        Caller::current().administer("the registry")?;
         let (holder, d) = blob(&repository, &digest)?;
         members::size(&d, &holder)?.ok_or(RegistryError::BlobUnknown)
     }
 
     fn mount_blob(repository: String, from: String, digest: String) -> Result<bool, RegistryError> {
+        Caller::current().administer("the registry")?;
         let (holder, d) = blob(&repository, &digest)?;
         names::repository(&from)?;
         repositories::note(&repository)?;
@@ -51,19 +54,23 @@ impl Guest for Component {
     }
 
     fn delete_blob(repository: String, digest: String) -> Result<(), RegistryError> {
+        Caller::current().administer("the registry")?;
         let (holder, d) = blob(&repository, &digest)?;
         members::release(&d, &holder)
     }
 
     fn open_upload(repository: String, id: String, create: bool) -> Result<Writer, RegistryError> {
+        Caller::current().administer("the registry")?;
         uploads::open(&repository, &id, create)
     }
 
     fn upload_offset(repository: String, id: String) -> Result<u64, RegistryError> {
+        Caller::current().administer("the registry")?;
         uploads::offset(&repository, &id)
     }
 
     fn cancel_upload(repository: String, id: String) -> Result<(), RegistryError> {
+        Caller::current().administer("the registry")?;
         uploads::cancel(&repository, &id)
     }
 
@@ -73,10 +80,12 @@ impl Guest for Component {
         media_type: String,
         bytes: Vec<u8>,
     ) -> Result<Pushed, RegistryError> {
+        Caller::current().administer("the registry")?;
         push::manifest(&repository, &reference, &media_type, bytes)
     }
 
     fn get_manifest(repository: String, reference: String) -> Result<Manifest, RegistryError> {
+        Caller::current().administer("the registry")?;
         names::repository(&repository)?;
         layout::ensure()?;
         let d = if reference.contains(':') {
@@ -91,8 +100,7 @@ impl Guest for Component {
         if members::size(&d, &holder)?.is_none() {
             return Err(RegistryError::ManifestUnknown);
         }
-        let (labels, _) = labels::load(&d)?;
-        let Some(media_type) = labels.get(push::MEDIA_TYPE_LABEL) else {
+        let Some(media_type) = push::media_type(&d, &holder)? else {
             // Held by the repository but not pushed as a manifest.
             return Err(RegistryError::ManifestUnknown);
         };
@@ -105,6 +113,7 @@ impl Guest for Component {
     }
 
     fn delete_manifest(repository: String, digest: String) -> Result<(), RegistryError> {
+        Caller::current().administer("the registry")?;
         let (holder, d) = blob(&repository, &digest)?;
         if members::size(&d, &holder)?.is_none() {
             return Err(RegistryError::ManifestUnknown);
@@ -119,6 +128,7 @@ impl Guest for Component {
     }
 
     fn delete_tag(repository: String, tag: String) -> Result<(), RegistryError> {
+        Caller::current().administer("the registry")?;
         names::repository(&repository)?;
         names::tag(&tag)?;
         layout::ensure()?;
@@ -139,6 +149,7 @@ impl Guest for Component {
         last: Option<String>,
         n: Option<u32>,
     ) -> Result<Page, RegistryError> {
+        Caller::current().administer("the registry")?;
         names::repository(&repository)?;
         layout::ensure()?;
         let tags = tags::list(&repository)?;
@@ -149,6 +160,7 @@ impl Guest for Component {
     }
 
     fn repositories(last: Option<String>, n: Option<u32>) -> Result<Page, RegistryError> {
+        Caller::current().administer("the registry")?;
         layout::ensure()?;
         Ok(page(repositories::all()?, last, n))
     }
@@ -158,6 +170,7 @@ impl Guest for Component {
         subject: String,
         artifact_type: Option<String>,
     ) -> Result<Vec<Descriptor>, RegistryError> {
+        Caller::current().administer("the registry")?;
         let (holder, subject) = blob(&repository, &subject)?;
         let mut out = Vec::new();
         for (d, entry) in referrers::of(&subject)? {

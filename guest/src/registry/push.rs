@@ -14,6 +14,7 @@ use crate::retention::{holds, settings};
 use crate::shared::digest::Digest;
 use crate::shared::fs::Durability as FsDurability;
 use crate::shared::layout;
+use crate::shared::scope::Caller;
 
 /// The label that keeps the media type a manifest was pushed with.
 pub const MEDIA_TYPE_LABEL: &str = "kist.registry/media-type";
@@ -79,14 +80,18 @@ pub fn manifest(
             holder: Some(holder.clone()),
         },
         Durability::Synced,
+        &Caller::internal(&holder),
     )?;
     {
         let lock = store::lock_blob(&digest)?;
-        // Content stored before by other means lacks the labels.
-        let (mut current, _) = labels::load(&digest)?;
+        // The repository held the bytes before (pushed as a blob): its
+        // labels lack the manifest's.
+        let mut file = labels::load(&digest)?;
+        let (mut current, _) = file.of(&holder);
         if labels.iter().any(|(k, v)| current.get(k) != Some(v)) {
             current.extend(labels);
-            labels::save(&digest, &current, FsDurability::Synced)?;
+            file.set(&holder, current);
+            labels::save(&digest, &file, FsDurability::Synced)?;
         }
         start_untagged_grace(&digest, &holder, &lock)?;
     }
@@ -108,6 +113,19 @@ pub fn manifest(
         digest: digest.to_string(),
         subject: parsed.subject.map(|d| d.to_string()),
     })
+}
+
+/// The media type the manifest `d` was pushed with, as the repository
+/// whose holder is `holder` labelled it, else as another repository did
+/// (a manifest mounted from there). Only repositories' labels count: no
+/// other holder can make a blob a manifest.
+pub fn media_type(d: &Digest, holder: &str) -> Result<Option<String>, RegistryError> {
+    let file = labels::load(d)?;
+    let (own, _) = file.of(holder);
+    Ok(own
+        .get(MEDIA_TYPE_LABEL)
+        .or_else(|| file.find(MEDIA_TYPE_LABEL, |h| h.starts_with(holds::REGISTRY)))
+        .cloned())
 }
 
 /// The labels a manifest is stored with.

@@ -20,6 +20,7 @@ use crate::retention::leases;
 use crate::retention::quota;
 use crate::retention::scan::{Blob, Scan};
 use crate::retention::settings::{self, Config, QuotaRecord};
+use crate::shared::scope::Caller;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::shared::digest::{self, Digest};
@@ -34,6 +35,8 @@ const STEP: usize = 256;
 pub struct Collection(RefCell<State>);
 
 struct State {
+    /// Who started the collection: only an unconfined caller may run one.
+    caller: Caller,
     dry_run: bool,
     stage: Stage,
     /// Blobs and ingests removed so far (digests, ingest dirs) and when,
@@ -61,6 +64,7 @@ enum Stage {
 impl GuestCollection for Collection {
     fn new(dry_run: bool) -> Self {
         Self(RefCell::new(State {
+            caller: Caller::current(),
             dry_run,
             stage: Stage::Start,
             gone: HashMap::new(),
@@ -69,7 +73,9 @@ impl GuestCollection for Collection {
     }
 
     fn next(&self) -> Result<Option<Vec<Removed>>> {
-        self.0.borrow_mut().step()
+        let mut s = self.0.borrow_mut();
+        s.caller.administer("collecting")?;
+        s.step()
     }
 }
 
@@ -380,7 +386,7 @@ fn unlink_cached(
 /// Whether `d`, whose record is `record`, is kept by itself at `now`: a
 /// root holds it, or `index.json` names it.
 fn kept(d: &Digest, record: &Record, now: Stamp) -> Result<bool> {
-    let (labels, _) = labels::load(d).unwrap_or_default();
+    let labels = labels::load(d).unwrap_or_default();
     if !record.roots(d, &labels, now)?.is_empty() {
         return Ok(true);
     }
@@ -411,8 +417,12 @@ fn referenced(
             }
             continue;
         }
-        let (labels, _) = labels::load(&source).unwrap_or_default();
-        if holds::references(&labels).contains(d) && kept(&source, &holds::load(&source)?, now)? {
+        let labels = labels::load(&source).unwrap_or_default();
+        let source_record = holds::load(&source)?;
+        let holders = source_record.holding(&source)?;
+        if holds::references(labels.counted(&holders)).contains(d)
+            && kept(&source, &source_record, now)?
+        {
             return Ok(true);
         }
     }
@@ -428,6 +438,7 @@ pub fn evict(config: &Config, over: &[&QuotaRecord], bytes: u64) -> Result<()> {
     scan.finish()?;
     let filesystem = space::filesystem();
     let mut state = State {
+        caller: Caller::current(),
         dry_run: false,
         stage: Stage::Done,
         gone: HashMap::new(),

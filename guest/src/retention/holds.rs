@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifacts::records;
 use crate::bindings::kist::content::locks::Guard;
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
-use crate::content::labels::Labels;
+use crate::content::labels::{LabelFile, Labels};
 use crate::retention::leases;
 use crate::shared::digest::{self, Digest};
 use crate::shared::error::{Error, Result, corrupt, invalid};
@@ -89,10 +89,16 @@ impl Record {
         }
     }
 
+    /// The holders that hold the blob `d` now, root labels aside: whose
+    /// labels count (see [`LabelFile::counted`]).
+    pub fn holding(&self, d: &Digest) -> Result<Vec<String>> {
+        self.live(d, &LabelFile::default())
+    }
+
     /// The holders that hold the blob `d` now: leases that expired or were
     /// deleted do not, nor artifacts whose record no longer names it; a
     /// `containerd.io/gc.root` label does.
-    pub fn live(&self, d: &Digest, labels: &Labels) -> Result<Vec<String>> {
+    pub fn live(&self, d: &Digest, labels: &LabelFile) -> Result<Vec<String>> {
         let mut live = Vec::new();
         for h in &self.holders {
             let holds = if let Some(id) = h.strip_prefix(LEASE) {
@@ -106,7 +112,7 @@ impl Record {
                 live.push(h.clone());
             }
         }
-        if labels.contains_key(ROOT_LABEL) {
+        if labels.counted(&live).any(|(k, _)| k == ROOT_LABEL) {
             live.push(ROOT_HOLDER.to_owned());
             live.sort();
         }
@@ -118,7 +124,7 @@ impl Record {
     /// collection starts from.
     ///
     /// [`live`]: Record::live
-    pub fn roots(&self, d: &Digest, labels: &Labels, now: Stamp) -> Result<Vec<String>> {
+    pub fn roots(&self, d: &Digest, labels: &LabelFile, now: Stamp) -> Result<Vec<String>> {
         let mut live = self.live(d, labels)?;
         live.retain(|h| self.until.get(h).is_none_or(|until| *until > now));
         Ok(live)
@@ -155,13 +161,6 @@ pub fn check(holder: &str) -> Result<()> {
         return Err(Error::NotFound);
     }
     Ok(())
-}
-
-/// The holder a caller names, `default` if none, checked.
-pub fn given(holder: Option<String>) -> Result<String> {
-    let holder = holder.unwrap_or_else(|| DEFAULT.to_owned());
-    check(&holder)?;
-    Ok(holder)
 }
 
 fn path(d: &Digest) -> String {
@@ -322,7 +321,7 @@ pub fn touch(d: &Digest, source: &Digest) -> Result<()> {
 /// references it.
 pub fn kept_while_writing(d: &Digest, record: &Record) -> Result<bool> {
     let soon = later(now(), GRACE_SECONDS);
-    Ok(!record.roots(d, &Labels::new(), soon)?.is_empty())
+    Ok(!record.roots(d, &LabelFile::default(), soon)?.is_empty())
 }
 
 /// Records in `record`, `d`'s, that `source` references it now. The
@@ -332,13 +331,12 @@ pub fn mark_touched(d: &Digest, mut record: Record, source: &Digest, lock: &Guar
     save(d, &record, Durability::Synced, lock)
 }
 
-/// The digests the `containerd.io/gc.ref.content` labels of `labels`
+/// The digests the `containerd.io/gc.ref.content` labels among `labels`
 /// name: `…content`, `…content.<x>` and `…content/<x>`. Values that are
 /// not digests are no references.
-pub fn references(labels: &Labels) -> Vec<Digest> {
+pub fn references<'a>(labels: impl Iterator<Item = (&'a String, &'a String)>) -> Vec<Digest> {
     const KEY: &str = "containerd.io/gc.ref.content";
     labels
-        .iter()
         .filter(|(k, _)| {
             k.strip_prefix(KEY)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '/']))
@@ -349,7 +347,9 @@ pub fn references(labels: &Labels) -> Vec<Digest> {
 
 /// Touches every blob `labels` reference for `source` (see [`touch`]).
 pub fn touch_references(labels: &Labels, source: &Digest) -> Result<()> {
-    references(labels).iter().try_for_each(|d| touch(d, source))
+    references(labels.iter())
+        .iter()
+        .try_for_each(|d| touch(d, source))
 }
 
 /// Removes what a collection interrupted between unlinking blobs and

@@ -14,16 +14,19 @@ use crate::retention::scan::Scan;
 use crate::retention::settings::{self, QuotaRecord};
 use crate::shared::error::{Error, Result, invalid};
 use crate::shared::layout;
+use crate::shared::scope::Caller;
 
 impl Guest for Component {
     type Collection = Collection;
 
     fn get_settings() -> Result<Settings> {
+        Caller::current().administer("retention settings, quotas and usage")?;
         layout::ensure()?;
         Ok(settings::current()?.settings())
     }
 
     fn set_settings(s: Settings) -> Result<()> {
+        Caller::current().administer("retention settings, quotas and usage")?;
         layout::ensure()?;
         let lock = settings::lock()?;
         let mut config = settings::current()?;
@@ -35,6 +38,7 @@ impl Guest for Component {
     }
 
     fn set_quota(q: Quota) -> Result<()> {
+        Caller::current().administer("retention settings, quotas and usage")?;
         let record = QuotaRecord::from_wit(q)?;
         if record.percent.is_some() && space::filesystem().is_none() {
             return Err(invalid(
@@ -52,6 +56,7 @@ impl Guest for Component {
     }
 
     fn remove_quota(prefix: Option<String>) -> Result<()> {
+        Caller::current().administer("retention settings, quotas and usage")?;
         layout::ensure()?;
         let lock = settings::lock()?;
         let mut config = settings::current()?;
@@ -65,6 +70,7 @@ impl Guest for Component {
     }
 
     fn quotas() -> Result<Vec<Quota>> {
+        Caller::current().administer("retention settings, quotas and usage")?;
         layout::ensure()?;
         Ok(settings::current()?
             .quotas
@@ -74,6 +80,7 @@ impl Guest for Component {
     }
 
     fn usage() -> Result<SpaceUsage> {
+        Caller::current().administer("retention settings, quotas and usage")?;
         layout::ensure()?;
         let config = settings::current()?;
         let mut scan = Scan::new(config.clone())?;

@@ -19,6 +19,7 @@ use crate::shared::digest::{Digest, key_of};
 use crate::shared::error::{self, Error, Result, corrupt, invalid};
 use crate::shared::filters::{Fields, Filters, label_field};
 use crate::shared::fs::{self, Durability};
+use crate::shared::scope::Caller;
 use crate::shared::{layout, validate};
 
 /// Label that sets a lease's expiry (RFC 3339), as containerd's.
@@ -197,6 +198,7 @@ fn parse_expiry(value: &str) -> Result<Stamp> {
 
 impl Guest for Component {
     fn create(id: Option<String>, expires_in: Option<u64>, labels: Vec<Label>) -> Result<Lease> {
+        Caller::current().administer("leases")?;
         validate::labels(&labels)?;
         let labels = labels::from_list(labels);
         let now = holds::now();
@@ -228,6 +230,7 @@ impl Guest for Component {
     }
 
     fn get(id: String) -> Result<Lease> {
+        Caller::current().administer("leases")?;
         layout::ensure()?;
         match load(&id)? {
             Some(r) if r.live(holds::now()) => Ok(r.to_lease()),
@@ -236,6 +239,7 @@ impl Guest for Component {
     }
 
     fn list(filters: Vec<String>) -> Result<Vec<Lease>> {
+        Caller::current().administer("leases")?;
         let filters = Filters::parse(&filters)?;
         layout::ensure()?;
         let now = holds::now();
@@ -250,6 +254,7 @@ impl Guest for Component {
     }
 
     fn delete(id: String) -> Result<()> {
+        Caller::current().administer("leases")?;
         layout::ensure()?;
         let (record, _guard) = live(&id)?;
         // The record goes first: from then on the lease holds nothing,
@@ -259,6 +264,7 @@ impl Guest for Component {
     }
 
     fn add_resource(id: String, resource: LeaseResource) -> Result<()> {
+        Caller::current().administer("leases")?;
         layout::ensure()?;
         let (mut record, _guard) = live(&id)?;
         match resource {
@@ -285,6 +291,7 @@ impl Guest for Component {
     }
 
     fn delete_resource(id: String, resource: LeaseResource) -> Result<()> {
+        Caller::current().administer("leases")?;
         layout::ensure()?;
         let (mut record, _guard) = live(&id)?;
         match resource {
@@ -305,6 +312,7 @@ impl Guest for Component {
     }
 
     fn resources(id: String) -> Result<Vec<LeaseResource>> {
+        Caller::current().administer("leases")?;
         layout::ensure()?;
         let (record, _guard) = live(&id)?;
         Ok(record

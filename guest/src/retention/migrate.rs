@@ -44,7 +44,7 @@ pub fn holds() -> Result<Vec<Digest>> {
                 algorithm: alg,
                 hex,
             };
-            let marked = labels::load(&d).is_ok_and(|(l, _)| l.contains_key(MANAGED));
+            let marked = labels::load(&d).is_ok_and(|l| l.any_has(MANAGED));
             if marked && fs::stat(&d.blob_path())?.is_some() {
                 managed.push(d);
             }
@@ -103,8 +103,8 @@ pub fn holds() -> Result<Vec<Digest>> {
 pub fn unmark(managed: Vec<Digest>) -> Result<()> {
     for d in managed {
         let _lock = store::lock_blob(&d)?;
-        if let Ok((mut l, _)) = labels::load(&d)
-            && l.remove(MANAGED).is_some()
+        if let Ok(mut l) = labels::load(&d)
+            && l.remove_everywhere(MANAGED)
         {
             labels::save(&d, &l, Durability::Synced)?;
         }

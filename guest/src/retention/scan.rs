@@ -11,7 +11,7 @@ use crate::bindings::kist::content::hasher::Algorithm;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DirectoryEntryStream};
 use crate::content::index;
 use crate::content::ingest::Meta;
-use crate::content::labels::{self, Labels};
+use crate::content::labels::{self, LabelFile};
 use crate::registry::referrers;
 use crate::retention::holds::{self, LEASE, Record, Stamp};
 use crate::retention::leases;
@@ -248,16 +248,18 @@ impl Scan {
         };
         let labels = if has_labels {
             // A damaged label file (fsck's business) references nothing.
-            labels::load(&digest).map(|(l, _)| l).unwrap_or_default()
+            labels::load(&digest).unwrap_or_default()
         } else {
-            Labels::new()
+            LabelFile::default()
         };
-        let live = self.live(&digest, &record, &labels)?;
+        let holders = self.holders(&digest, &record, true)?;
+        let live = self.live(&digest, &holders, &labels);
         if !live.is_empty() {
             self.marked.insert(digest.to_string());
             // A blob that only flat leases hold keeps just itself.
             if live.iter().any(|h| !self.flat_lease(h)) {
-                self.follow(&digest, &labels)?;
+                let counted = self.holders(&digest, &record, false)?;
+                self.follow(&digest, &labels, &counted)?;
             }
         }
         self.blobs.insert(
@@ -272,13 +274,13 @@ impl Scan {
         Ok(())
     }
 
-    /// The holders of `d`'s `record` that keep it by themselves now
-    /// (leases judged by the records read at the start; holds with a grace
-    /// only within it), and the `index.json` entries that name it.
-    fn live(&self, d: &Digest, record: &Record, labels: &Labels) -> Result<Vec<String>> {
+    /// The holders of `d`'s `record` that hold it now (leases judged by
+    /// the records read at the start), and with `graced`, only those that
+    /// keep it by themselves (holds with a grace only within it).
+    fn holders(&self, d: &Digest, record: &Record, graced: bool) -> Result<Vec<String>> {
         let mut live = Vec::new();
         for h in &record.holders {
-            if record.until.get(h).is_some_and(|u| *u <= self.started) {
+            if graced && record.until.get(h).is_some_and(|u| *u <= self.started) {
                 continue;
             }
             let holds = if let Some(id) = h.strip_prefix(LEASE) {
@@ -292,22 +294,32 @@ impl Scan {
                 live.push(h.clone());
             }
         }
-        if labels.contains_key(holds::ROOT_LABEL) {
+        Ok(live)
+    }
+
+    /// What keeps `d` by itself now: `holders` (see [`holders`]), a root
+    /// label they count, and the `index.json` entries that name it.
+    ///
+    /// [`holders`]: Self::holders
+    fn live(&self, d: &Digest, holders: &[String], labels: &LabelFile) -> Vec<String> {
+        let mut live = holders.to_vec();
+        if labels.counted(holders).any(|(k, _)| k == holds::ROOT_LABEL) {
             live.push(format!("label/{}", holds::ROOT_LABEL));
         }
         if let Some(names) = self.roots.get(&d.to_string()) {
             live.extend(names.iter().map(|n| format!("index/{n}")));
         }
-        Ok(live)
+        live
     }
 
     /// Queues what the live `d` keeps: what its labels reference, and its
     /// referrers.
-    fn follow(&mut self, d: &Digest, labels: &Labels) -> Result<()> {
-        self.queue.extend(holds::references(labels));
+    fn follow(&mut self, d: &Digest, labels: &LabelFile, holders: &[String]) -> Result<()> {
+        self.queue
+            .extend(holds::references(labels.counted(holders)));
         self.snapshot_refs.extend(
             labels
-                .iter()
+                .counted(holders)
                 .filter(|(k, _)| k.starts_with(SNAPSHOT_REF))
                 .map(|(_, v)| v.clone()),
         );
@@ -368,9 +380,10 @@ impl Scan {
         if self.marked.contains(&key) || !self.blobs.contains_key(&key) {
             return Ok(());
         }
+        let labels = labels::load(d).unwrap_or_default();
+        let holders = self.holders(d, &self.blobs[&key].record, false)?;
         self.marked.insert(key);
-        let (labels, _) = labels::load(d).unwrap_or_default();
-        self.follow(d, &labels)
+        self.follow(d, &labels, &holders)
     }
 
     /// Whether an ingest is past the ingest TTL with no lease holding it.

@@ -53,7 +53,8 @@ pub fn message(e: &Error) -> String {
         | Error::NoSpace(m)
         | Error::Io(m)
         | Error::TooLarge(m)
-        | Error::Corrupt(m) => m.clone(),
+        | Error::Corrupt(m)
+        | Error::Denied(m) => m.clone(),
         other => format!("{other:?}"),
     }
 }

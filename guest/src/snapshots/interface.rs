@@ -8,11 +8,12 @@ use crate::bindings::exports::kist::content::snapshots::{
     DiskUsage, Guest, Info, Layer, Mount, SnapshotOptions,
 };
 use crate::bindings::exports::kist::content::types::Error as WitError;
-use crate::content::labels;
+use crate::content::{labels, store};
 use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, invalid, precondition};
 use crate::shared::filters::{Fields, Filters, label_field, rest_key};
+use crate::shared::scope::Caller;
 use crate::shared::{layout, validate};
 use crate::snapshots::records::{self, Record, State, check_key};
 use crate::snapshots::{apply, diff, mounts, tree};
@@ -24,20 +25,22 @@ fn create(
     options: SnapshotOptions,
     kind: State,
 ) -> Result<Vec<Mount>> {
+    let caller = Caller::current();
     check_key(&key)?;
     if let Some(p) = &parent {
         check_key(p)?;
     }
     validate::labels(&options.labels)?;
-    let holders = records::holders_of(options.holder)?;
+    let holders = records::holders_of(options.holder, &caller)?;
     layout::ensure()?;
     let lock = records::lock()?;
     records::update(&lock, |all| {
         if all.items.contains_key(&key) {
             return Err(Error::AlreadyExists);
         }
+        // A parent is one the caller sees: its own, or under its own.
         if let Some(p) = &parent
-            && all.get(p)?.kind != State::Committed
+            && all.visible(p, &caller)?.kind != State::Committed
         {
             return Err(invalid(format!("parent {p:?} is not committed")));
         }
@@ -111,16 +114,17 @@ impl Guest for Component {
     }
 
     fn commit(name: String, key: String, options: SnapshotOptions) -> Result<(), WitError> {
+        let caller = Caller::current();
         check_key(&name)?;
         check_key(&key)?;
         validate::labels(&options.labels)?;
-        let holders = records::holders_of(options.holder)?;
+        let holders = records::holders_of(options.holder, &caller)?;
         let lock = records::lock()?;
         records::update(&lock, |all| {
+            let active = all.owned(&key, &caller)?;
             if all.items.contains_key(&name) {
                 return Err(Error::AlreadyExists);
             }
-            let active = all.get(&key)?;
             if active.kind != State::Active {
                 return Err(precondition(format!("{key:?} is not an active snapshot")));
             }
@@ -140,8 +144,9 @@ impl Guest for Component {
     }
 
     fn mounts(key: String) -> Result<Vec<Mount>, WitError> {
+        let caller = Caller::current();
         let all = records::current()?;
-        let record = all.get(&key)?;
+        let record = all.owned(&key, &caller)?;
         if record.kind == State::Committed {
             return Err(precondition(format!(
                 "{key:?} is committed: it has no mounts; view it"
@@ -151,9 +156,10 @@ impl Guest for Component {
     }
 
     fn remove(key: String) -> Result<(), WitError> {
+        let caller = Caller::current();
         let lock = records::lock()?;
         let (id, _applying) = records::update(&lock, |all| {
-            let id = all.get(&key)?.id;
+            let id = all.owned(&key, &caller)?.id;
             if all.has_children(&key) {
                 return Err(precondition(format!(
                     "{key:?} is the parent of other snapshots; remove them first"
@@ -171,14 +177,19 @@ impl Guest for Component {
     }
 
     fn stat(key: String) -> Result<Info, WitError> {
-        Ok(records::current()?.get(&key)?.info(&key))
+        let caller = Caller::current();
+        Ok(records::current()?
+            .visible(&key, &caller)?
+            .info_for(&key, &caller))
     }
 
     fn update(info: Info, fieldpaths: Vec<String>) -> Result<Info, WitError> {
+        let caller = Caller::current();
         validate::labels(&info.labels)?;
         let given = labels::from_list(info.labels);
         let lock = records::lock()?;
         records::update(&lock, |all| {
+            all.owned(&info.name, &caller)?;
             let record = all.items.get_mut(&info.name).ok_or(Error::NotFound)?;
             if fieldpaths.is_empty() {
                 record.labels = given.clone();
@@ -202,13 +213,14 @@ impl Guest for Component {
                 }
             }
             record.updated = holds::now();
-            Ok(record.info(&info.name))
+            Ok(record.info_for(&info.name, &caller))
         })
     }
 
     fn usage(key: String) -> Result<DiskUsage, WitError> {
+        let caller = Caller::current();
         let all = records::current()?;
-        let record = all.get(&key)?;
+        let record = all.visible(&key, &caller)?;
         let (size, inodes) = match record.usage {
             Some(u) => u,
             None => tree::usage(&tree::fs_path(record.id))?,
@@ -217,12 +229,14 @@ impl Guest for Component {
     }
 
     fn walk(filters: Vec<String>) -> Result<Vec<Info>, WitError> {
+        let caller = Caller::current();
         let filters = Filters::parse(&filters)?;
         let all = records::current()?;
         Ok(all
             .items
             .iter()
-            .map(|(name, r)| r.info(name))
+            .filter(|(_, r)| caller.owns(&Vec::from_iter(r.holders.iter().cloned())))
+            .map(|(name, r)| r.info_for(name, &caller))
             .filter(|info| filters.matches(&Walked(info)))
             .collect())
     }
@@ -241,12 +255,17 @@ impl Guest for Component {
         media_type: String,
         max_size: u64,
     ) -> Result<String, WitError> {
+        let caller = Caller::current();
         let d = Digest::parse(&blob)?;
+        records::current()?.owned(&key, &caller)?;
+        store::require_visible(&d, &caller)?;
         apply::apply(&key, &d, &media_type, max_size).map(|d| d.to_string())
     }
 
     fn diff(key: String, holder: Option<String>) -> Result<Layer, WitError> {
-        let holder = holds::given(holder)?;
+        let caller = Caller::current();
+        let holder = caller.holder_for(holder)?;
+        records::current()?.owned(&key, &caller)?;
         diff::diff(&key, &holder)
     }
 }

@@ -15,6 +15,7 @@ use crate::retention::holds::{self, Stamp};
 use crate::shared::cached::Cached;
 use crate::shared::error::{self, Error, Result, corrupt, invalid};
 use crate::shared::fs::{self, Durability};
+use crate::shared::scope::Caller;
 
 /// Where snapshots live, relative to the store root.
 pub const DIR: &str = "snapshots";
@@ -65,6 +66,45 @@ impl Snapshots {
         self.items.get(key).ok_or(Error::NotFound)
     }
 
+    /// The record of `key` if `caller` may change it (its holder holds
+    /// it); `not-found` otherwise, as if there were none.
+    pub fn owned(&self, key: &str, caller: &Caller) -> Result<&Record> {
+        let record = self.get(key)?;
+        if caller.owns(&Vec::from_iter(record.holders.iter().cloned())) {
+            Ok(record)
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// The record of `key` if `caller` sees it: it may change it, or it is
+    /// a parent (at any depth) of one it may; `not-found` otherwise.
+    pub fn visible(&self, key: &str, caller: &Caller) -> Result<&Record> {
+        let record = self.get(key)?;
+        if !caller.confined || record.holders.contains(&caller.holder) {
+            return Ok(record);
+        }
+        let mine = self
+            .items
+            .values()
+            .filter(|r| r.holders.contains(&caller.holder));
+        for start in mine {
+            let mut next = start.parent.as_deref();
+            let mut steps = 0;
+            while let Some(name) = next {
+                if name == key {
+                    return Ok(record);
+                }
+                steps += 1;
+                if steps > self.items.len() {
+                    break; // a loop: fsck's business
+                }
+                next = self.items.get(name).and_then(|r| r.parent.as_deref());
+            }
+        }
+        Err(Error::NotFound)
+    }
+
     /// Whether any snapshot has `name` as its parent.
     pub fn has_children(&self, name: &str) -> bool {
         self.items
@@ -92,6 +132,14 @@ impl Snapshots {
 }
 
 impl Record {
+    /// The WIT view of the record named `name`, as `caller` is shown it
+    /// (a confined caller sees its own hold only).
+    pub fn info_for(&self, name: &str, caller: &Caller) -> Info {
+        let mut info = self.info(name);
+        info.holders = caller.shown(info.holders);
+        info
+    }
+
     /// The WIT view of the record named `name`.
     pub fn info(&self, name: &str) -> Info {
         let time = holds::datetime;
@@ -158,6 +206,6 @@ pub fn update<R>(_locked: &Guard, change: impl FnOnce(&mut Snapshots) -> Result<
 }
 
 /// The holders a new snapshot starts with.
-pub fn holders_of(holder: Option<String>) -> Result<BTreeSet<String>> {
-    Ok(BTreeSet::from([holds::given(holder)?]))
+pub fn holders_of(holder: Option<String>, caller: &Caller) -> Result<BTreeSet<String>> {
+    Ok(BTreeSet::from([caller.holder_for(holder)?]))
 }

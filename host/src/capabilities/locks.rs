@@ -9,10 +9,15 @@
 //! of their own, unlinked on release so no files pile up; to stay correct
 //! against that, a taker re-checks after locking that the path still names
 //! the file it locked. `lock` (the waiting kind, for short operations on
-//! one blob) maps names onto a fixed set of stripe files that are never
-//! removed: creating and unlinking a lock file per blob doubled the
-//! metadata work of a small `put`. Two names sharing a stripe only wait
-//! for each other.
+//! one blob) locks one byte of one file, `locks/names`, at an offset the
+//! name's hash gives, with an open-file-description (OFD) record lock:
+//! creating and unlinking a lock file per blob doubled the metadata work
+//! of a small `put`. Each name is its own lock (two names meet only if 62
+//! bits of their sha256 do), so holding several at once cannot make a
+//! holder wait on itself, and names never contend by accident (a fixed set
+//! of stripe files did both). OFD locks, like `flock`, belong to the open
+//! file description: two guards in one process exclude each other, and the
+//! kernel releases a crashed holder's.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -29,8 +34,8 @@ use crate::bindings::kist::content::locks::{Host, HostGuard, LockError};
 
 /// Longest accepted lock name, in bytes.
 const MAX_NAME: usize = 1024;
-/// Stripe files `lock` maps names onto.
-const STRIPES: usize = 256;
+/// The file whose bytes `lock` locks, one per name.
+const NAMES: &str = "names";
 /// Longest pause between two attempts of a waiting `lock`.
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 
@@ -72,18 +77,23 @@ impl LockDir {
         let hash = Sha256::digest(name.as_bytes());
         let (file, own_file) = match deadline {
             None => (hex::encode(hash), true),
-            Some(_) => (
-                format!("stripe-{:02x}", usize::from(hash[0]) % STRIPES),
-                false,
-            ),
+            Some(_) => (NAMES.to_owned(), false),
         };
+        // A name's byte in `names`: 62 bits of its hash (a positive offset
+        // with room for the one byte).
+        let offset = i64::from_be_bytes(hash[..8].try_into().expect("8 bytes")) & (i64::MAX >> 1);
         let io = |e: rustix::io::Errno| LockError::Io(format!("lock file {file}: {e}"));
         let mut backoff = Duration::from_millis(1);
         loop {
             let flags = OFlags::CREATE | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let fd = rustix::fs::openat(&*self.0, file.as_str(), flags, Mode::from_raw_mode(0o600))
                 .map_err(io)?;
-            match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            let locked = if own_file {
+                rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive)
+            } else {
+                lock_byte(&fd, offset)
+            };
+            match locked {
                 // An own file's previous holder may have unlinked it between
                 // our open and our lock: then retry on the new file.
                 Ok(()) if own_file && !self.still_names(&file, &fd) => continue,
@@ -115,6 +125,34 @@ impl LockDir {
             (Ok(ours), Ok(now)) => now.st_ino == ours.st_ino && now.st_dev == ours.st_dev,
             _ => false,
         }
+    }
+}
+
+/// Takes an exclusive OFD record lock on the byte at `offset` of `fd`
+/// without waiting: `WOULDBLOCK` while another open file description holds
+/// it. Released when `fd` is closed.
+fn lock_byte(fd: &OwnedFd, offset: i64) -> rustix::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` is plain data, zero is a valid value for every field
+    // (and `l_pid` must be 0 for OFD locks).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = offset;
+    lock.l_len = 1;
+    // SAFETY: `fd` is an open descriptor for the call's length, and `lock`
+    // a valid `flock` it only reads.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+    if r == 0 {
+        return Ok(());
+    }
+    match rustix::io::Errno::from_io_error(&std::io::Error::last_os_error()) {
+        // Held elsewhere: EAGAIN or EACCES, as POSIX allows either.
+        Some(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {
+            Err(rustix::io::Errno::WOULDBLOCK)
+        }
+        Some(e) => Err(e),
+        None => Err(rustix::io::Errno::IO),
     }
 }
 

@@ -6,14 +6,17 @@
 //! (a layer decompressed on another core while the guest unpacks it),
 //! `fetch` (HTTP(S) downloads, only from the origins the embedder allows)
 //! `copier` (bytes moved between two files the guest holds open, hashed
-//! on the way, without passing through the guest) and `deflate` (gzip on
-//! another core, the same bytes as the portable capabilities make).
+//! on the way, without passing through the guest), `deflate` (gzip on
+//! another core, the same bytes as the portable capabilities make) and
+//! `caller` (who the call in progress is for, which the component checks
+//! every operation against).
 //!
 //! Another wasmtime embedding supplies them the way wasmtime's WASI crates
 //! do: keep a [`CapabilitiesCtx`] in the store data, implement
 //! [`CapabilitiesHost`] to lend a [`CapabilitiesView`] of it, and call
 //! [`add_to_linker`].
 
+mod caller;
 mod copier;
 pub(crate) mod deflate;
 pub(crate) mod fetch;
@@ -34,6 +37,7 @@ pub use self::fetch::FetchPolicy;
 pub use self::hasher::HashState;
 pub use self::locks::LockGuard;
 use crate::bindings::kist::content;
+pub use crate::bindings::kist::content::caller::Identity;
 
 /// Most hashers the guests of one store hold at once.
 const MAX_HASHERS: usize = 4096;
@@ -114,6 +118,9 @@ pub struct CapabilitiesView<'a> {
     pub ctx: &'a CapabilitiesCtx,
     /// The wasmtime store's resource table (hashers and guards live there).
     pub table: &'a mut ResourceTable,
+    /// Who the instance's calls are for: what `caller` answers. Set it
+    /// before each call; the component confines a call by it.
+    pub identity: &'a Identity,
 }
 
 /// Store data that can lend a [`CapabilitiesView`].
@@ -130,7 +137,8 @@ impl HasData for HasCapabilities {
 
 /// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`,
 /// `kist:content/trees`, `kist:content/inflate`, `kist:content/fetch`,
-/// `kist:content/copier` and `kist:content/deflate` to `linker`.
+/// `kist:content/copier`, `kist:content/deflate` and `kist:content/caller`
+/// to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
@@ -142,5 +150,6 @@ pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     content::fetch::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::copier::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::deflate::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::caller::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())
 }

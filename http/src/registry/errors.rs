@@ -68,6 +68,7 @@ impl From<Error> for Failure {
             Error::NoSpace(_) => Failure::new(S::INSUFFICIENT_STORAGE, "DENIED", message),
             Error::TooLarge(_) => Failure::new(S::PAYLOAD_TOO_LARGE, "SIZE_INVALID", message),
             Error::Timeout => Failure::new(S::SERVICE_UNAVAILABLE, "UNAVAILABLE", message),
+            Error::Denied(_) => Failure::new(S::FORBIDDEN, "DENIED", message),
             other => {
                 tracing::warn!("registry: {other}");
                 Failure::new(S::INTERNAL_SERVER_ERROR, "UNKNOWN", message)
