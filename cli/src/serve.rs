@@ -19,9 +19,11 @@ pub struct Args {
     /// before it cuts them; a second signal cuts them at once.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
-    /// Downloads one client address may have in flight; more get 503.
-    #[arg(long, default_value_t = kist_http::Config::default().bodies_per_client)]
-    downloads_per_client: usize,
+    /// Transfers (downloads, uploads, manifests) one client address may
+    /// have in flight; more are refused (503, or 429 for the registry's
+    /// `TOOMANYREQUESTS`).
+    #[arg(long, alias = "downloads-per-client", default_value_t = kist_http::Limits::default().transfers_per_client)]
+    transfers_per_client: usize,
     /// An htpasswd file of bcrypt entries (`htpasswd -B`): the registry
     /// (`/v2/`) then asks every request for Basic credentials.
     #[arg(long)]
@@ -59,9 +61,12 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let limits = kist_http::Limits {
+        transfers_per_client: args.transfers_per_client,
+        ..Default::default()
+    };
     let config = kist_http::Config {
         shutdown_timeout: args.shutdown_timeout,
-        bodies_per_client: args.downloads_per_client,
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(kist_http::Tls::from_pem_files(cert, key)?),
             _ => None,
@@ -99,6 +104,9 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
     }
     let router = kist_http::router_with(store, access);
     runtime.block_on(async {
+        // One admission for every server of the process: their budgets are
+        // the process's memory and descriptors.
+        let admission = kist_http::Admission::start(limits);
         let (first, second) = signals()?;
         // The first signal stops every server.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -119,11 +127,10 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
                 let socket = kist_grpc::bind(&options)
                     .with_context(|| format!("the containerd socket {}", path.display()))?;
                 let (store, stop) = (store.clone(), stopped(stop_rx.clone()));
-                let grace = args.shutdown_timeout;
-                let served =
-                    tokio::spawn(
-                        async move { kist_grpc::serve(&store, socket, stop, grace).await },
-                    );
+                let (grace, admission) = (args.shutdown_timeout, admission.clone());
+                let served = tokio::spawn(async move {
+                    kist_grpc::serve(&store, socket, &admission, stop, grace).await
+                });
                 println!(
                     "containerd services (content, snapshot) on unix://{}",
                     path.display()
@@ -143,7 +150,8 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
             println!(
                 "listening on {scheme}://{addr} (artifact URLs: {scheme}://{hostname}/<path>)"
             );
-            kist_http::serve(listener, router, &config, stopped(stop_rx.clone()), second).await?;
+            let stop = stopped(stop_rx.clone());
+            kist_http::serve(listener, router, &config, &admission, stop, second).await?;
         }
         if let Some(served) = containerd {
             served.await??;

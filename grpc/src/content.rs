@@ -11,21 +11,30 @@ use std::sync::{Arc, Mutex};
 
 use crate::api::containerd::services::content::v1::*;
 use tokio::sync::mpsc;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::errors::{blocking, status};
+use crate::serve::PeerInfo;
 use crate::{HOLDER, timestamp};
 
 /// Ingests of containerd live under this prefix in kist.
 const REF_PREFIX: &str = "containerd/";
 /// Bytes one Read response carries at most (containerd's gRPC limit is
-/// 16 MiB; it asks for 32 KiB at a time anyway).
-const READ_CHUNK: u64 = 1 << 20;
+/// 16 MiB; it asks for 32 KiB at a time anyway). Each message is copied
+/// as it is encoded and buffered by HTTP/2 for a client slow to take it:
+/// a small one keeps what a stalled stream holds small.
+const READ_CHUNK: u64 = 256 << 10;
 
 /// Readers kept open between Read calls: containerd reads a blob in
 /// 32 KiB calls, each of which would otherwise open it again.
 const OPEN_READERS: usize = 8;
+/// What a Read of more than one chunk holds in memory: the chunk read,
+/// its encoded copy and what HTTP/2 buffers of it, with room to spare.
+const READ_MEMORY: u64 = 4 * READ_CHUNK;
+/// What a Write stream holds in memory: the message being decoded.
+const WRITE_MEMORY: u64 = 16 << 20;
 
 /// The service.
 #[derive(Clone)]
@@ -106,6 +115,18 @@ pub(crate) fn kist_ref(r: &str) -> String {
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// Admits a stream of a call on its connection, holding `memory` bytes;
+/// `None` outside `serve` (nothing is limited). A refusal is
+/// `ResourceExhausted`.
+fn admit<T>(request: &Request<T>, memory: u64) -> Result<Option<kist_admission::Transfer>, Status> {
+    request
+        .extensions()
+        .get::<PeerInfo>()
+        .map(|peer| peer.0.stream(memory))
+        .transpose()
+        .map_err(|refused| Status::resource_exhausted(refused.to_string()))
+}
+
 #[tonic::async_trait]
 impl content_server::Content for Service {
     async fn info(&self, r: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
@@ -174,6 +195,7 @@ impl content_server::Content for Service {
         &self,
         r: Request<ReadContentRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
+        let transfer = admit(&r, READ_MEMORY)?;
         let r = r.into_inner();
         let mut reader = self.blocking_here(|service| service.reader(&r.digest))?;
         let size = reader.size();
@@ -202,27 +224,52 @@ impl content_server::Content for Service {
             };
             return Ok(Response::new(Box::pin(tokio_stream::once(Ok(message)))));
         }
-        let (tx, rx) = mpsc::channel(4);
-        let service = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut at = start;
-            while at < end {
-                let len = READ_CHUNK.min(end - at);
-                let message = reader.read_at(at, len).map(|data| ReadContentResponse {
-                    offset: at as i64,
-                    data,
-                });
-                let failed = message.is_err();
-                if tx.blocking_send(message.map_err(status)).is_err() || failed {
-                    return;
+        // A chunk is read (on the blocking pool) only when the client has
+        // taken the one before: nothing is read ahead for a client that
+        // does not read, and no thread waits for it.
+        struct Next {
+            reader: Option<kist::Reader>,
+            at: u64,
+            transfer: Option<kist_admission::Transfer>,
+        }
+        let (service, digest) = (self.clone(), r.digest);
+        let first = Next {
+            reader: Some(reader),
+            at: start,
+            transfer,
+        };
+        let chunks = futures_util::stream::unfold(first, move |mut next| {
+            let (service, digest) = (service.clone(), digest.clone());
+            async move {
+                let mut reader = next.reader.take()?;
+                if next.at >= end {
+                    service.keep(digest, reader);
+                    return None;
                 }
-                at += len;
+                let (at, len) = (next.at, READ_CHUNK.min(end - next.at));
+                let (reader, data) = tokio::task::spawn_blocking(move || {
+                    let data = reader.read_at(at, len);
+                    (reader, data)
+                })
+                .await
+                .ok()?;
+                let message = match data {
+                    Ok(data) => data,
+                    Err(e) => return Some((Err(status(e)), next)),
+                };
+                if let Some(t) = &next.transfer {
+                    t.moved(len);
+                }
+                next.reader = Some(reader);
+                next.at += len;
+                let message = ReadContentResponse {
+                    offset: at as i64,
+                    data: message,
+                };
+                Some((Ok(message), next))
             }
-            service.keep(r.digest, reader);
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn status(&self, r: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -254,21 +301,16 @@ impl content_server::Content for Service {
         &self,
         r: Request<Streaming<WriteContentRequest>>,
     ) -> Result<Response<Self::WriteStream>, Status> {
-        let mut incoming = r.into_inner();
-        let (in_tx, in_rx) = mpsc::channel::<WriteContentRequest>(4);
+        let transfer = admit(&r, WRITE_MEMORY)?;
         let (out_tx, out_rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            while let Some(Ok(message)) = incoming.next().await {
-                if in_tx.send(message).await.is_err() {
-                    break;
-                }
-            }
-        });
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || crate::write::session(&store, in_rx, out_tx));
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(out_rx),
-        )))
+        tokio::spawn(crate::write::session(
+            store,
+            r.into_inner(),
+            out_tx,
+            transfer,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 
     async fn abort(&self, r: Request<AbortRequest>) -> Result<Response<()>, Status> {

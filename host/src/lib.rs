@@ -69,7 +69,7 @@ pub use bindings::exports::kist::content::layers::{
 };
 pub use bindings::exports::kist::content::leases::{Lease, LeaseResource};
 pub use bindings::exports::kist::content::registry::{
-    Descriptor, Manifest, Page, Pushed, RegistryError,
+    Descriptor, Manifest, Page, Pushed, ReferrersPage, RegistryError,
 };
 pub use bindings::exports::kist::content::retention::{
     HolderUsage, Limit, Quota, QuotaUsage, Removed, RemovedKind, Settings, SpaceUsage,

@@ -3,7 +3,7 @@
 //! stored, and how it is kept, is decided in the component.
 
 use crate::bindings::exports::kist::content::registry::{
-    Descriptor, Manifest, Page, Pushed, RegistryError,
+    Manifest, Page, Pushed, ReferrersPage, RegistryError,
 };
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -187,19 +187,24 @@ impl Registry {
     }
 
     /// The manifests of `repository` that refer to `subject`, of
-    /// `artifact_type` if given.
+    /// `artifact_type` if given, sorted by digest: a page of those after
+    /// `after` that fits `max_bytes` of index (at least one).
     pub fn referrers(
         &self,
         repository: &str,
         subject: &str,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Descriptor>> {
+        after: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<ReferrersPage> {
         self.call(|api, s| {
             api.kist_content_registry().call_referrers(
                 s,
                 repository,
                 &subject.to_owned(),
                 artifact_type,
+                after.map(str::to_owned).as_ref(),
+                max_bytes,
             )
         })
     }

@@ -164,7 +164,8 @@ impl Writer {
         })
     }
 
-    /// Discards the data to start over; only `0` is supported.
+    /// Discards the data back to `size` (at most the offset): `0` starts
+    /// over; more undoes a write that turned out wrong.
     pub fn truncate(&mut self, size: u64) -> Result<()> {
         let (session, handle) = self.parts();
         session.call(|api, s| {

@@ -1,22 +1,30 @@
-//! Streaming a blob as a response body without tying a thread to the
-//! client: each chunk is read on tokio's blocking pool and handed over, and
-//! no thread waits while the client is slow to take it. Every route that
-//! sends blob bytes (artifacts, and the registry's blobs) streams this way.
+//! Response bodies, each admitted as a transfer that holds what the server
+//! buffers for it until it ends. A blob streams without tying a thread to
+//! the client: each chunk is read on tokio's blocking pool and handed
+//! over, and no thread waits while the client is slow to take it (every
+//! route that sends blob bytes, artifacts and the registry's blobs,
+//! streams this way). Bytes already in memory (a manifest, a listing) are
+//! sent from it in slices.
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header, response::Builder};
 use axum::response::{IntoResponse, Response};
 use kist::Reader;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::client::Client;
-use crate::limits::Permit;
 use crate::range::{Wanted, wanted};
+use kist_admission::Transfer;
+
+/// Bytes a blob's body may hold queued (four 1 MiB chunks read ahead):
+/// what its transfer is admitted with.
+pub const STREAM_MEMORY: u64 = 4 << 20;
 
 /// The response to a `GET` or `HEAD` of `reader`'s `size` bytes with the
 /// request's `range`: 200, 206 with `Content-Range`, or 416 with
 /// `Content-Range: bytes */size` and no body; `response` has the other
-/// headers. A client with too many bodies in flight gets 503.
+/// headers. A body the admission refuses gets 503.
 pub fn ranged(
     mut response: Builder,
     reader: Reader,
@@ -50,18 +58,35 @@ pub fn ranged(
     if method == Method::HEAD {
         return response.body(Body::empty()).expect("valid response");
     }
-    let Ok(permit) = client.permit() else {
-        return crate::busy();
+    let transfer = match client.transfer(STREAM_MEMORY) {
+        Ok(t) => t,
+        Err(refused) => return crate::busy(refused),
     };
     response
-        .body(stream(reader, start, end, permit))
+        .body(stream(reader, start, end, transfer))
         .expect("valid response")
         .into_response()
 }
 
-/// Bytes `start..end` of `reader` as a body; `permit` (its place among the
-/// bodies in flight) is held until the body ends, however it ends.
-pub fn stream(reader: Reader, start: u64, end: u64, permit: Option<Permit>) -> Body {
+/// `bytes` as a body sent in slices; `transfer` (what admitted it) is
+/// held until the body ends, however it ends.
+pub fn held(bytes: Vec<u8>, transfer: Option<Transfer>) -> Body {
+    const SLICE: usize = 64 << 10;
+    let bytes = axum::body::Bytes::from(bytes);
+    let slices: Vec<Result<axum::body::Bytes, std::io::Error>> = (0..bytes.len())
+        .step_by(SLICE)
+        .map(|at| Ok(bytes.slice(at..bytes.len().min(at + SLICE))))
+        .collect();
+    let stream = tokio_stream::iter(slices).map(move |slice| {
+        let _held = &transfer;
+        slice
+    });
+    Body::from_stream(stream)
+}
+
+/// Bytes `start..end` of `reader` as a body; `transfer` (its admission)
+/// is held until the body ends, however it ends.
+pub fn stream(reader: Reader, start: u64, end: u64, transfer: Option<Transfer>) -> Body {
     // Four 1 MiB chunks read ahead, so reading the blob overlaps sending
     // it (a 1 GiB registry pull, kist-bench: 1 or 2 queued ~0.95 GB/s,
     // 4: ~1.4). A stalled client holds what is queued for as long as it
@@ -69,7 +94,7 @@ pub fn stream(reader: Reader, start: u64, end: u64, permit: Option<Permit>) -> B
     // with 2 or 4 (defects::stalled_downloads_do_not_freeze_serve).
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
-        let _permit = permit;
+        let _transfer = transfer;
         let mut reader = Some(reader);
         let mut at = start;
         let mut first = true;

@@ -1,30 +1,25 @@
-//! [`Client`]: who sent a request, as `connections::serve` tells the
-//! handlers, and its place among the response bodies in flight.
+//! [`Client`]: the connection a request came on, as `connections::serve`
+//! tells the handlers, and the admission of its bodies.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-
-use crate::limits::{Bodies, Permit};
+use kist_admission::{Connection, Refused, Transfer};
 
 /// The client of a request. Outside [`serve`](crate::serve) (the router
 /// mounted in another server) nothing is known and nothing is limited.
 pub struct Client {
-    addr: Option<SocketAddr>,
-    bodies: Option<Arc<Bodies>>,
+    conn: Option<Arc<Connection>>,
 }
 
 impl Client {
-    /// A place for one more response body to this client: `Ok(None)` when
-    /// nothing is limited, `Err(())` when it already has as many as
-    /// allowed (answer 503).
-    pub fn permit(&self) -> Result<Option<Permit>, ()> {
-        match (&self.bodies, self.addr) {
-            (Some(bodies), Some(addr)) => bodies.acquire(addr.ip()).map(Some).ok_or(()),
-            _ => Ok(None),
-        }
+    /// Admits a body on this client's connection that holds `memory`
+    /// bytes of the server's memory; `Ok(None)` when nothing is limited.
+    /// The transfer is the connection's (HTTP/1 serves one request at a
+    /// time): it is timed by what crosses the socket, and cut with it.
+    pub fn transfer(&self, memory: u64) -> Result<Option<Transfer>, Refused> {
+        self.conn.as_ref().map(|c| c.transfer(memory)).transpose()
     }
 }
 
@@ -33,11 +28,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self {
-            addr: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0),
-            bodies: parts.extensions.get::<Arc<Bodies>>().cloned(),
+            conn: parts.extensions.get::<Arc<Connection>>().cloned(),
         })
     }
 }

@@ -1,7 +1,8 @@
-//! Accepting connections and keeping slow or stalled clients from holding
-//! the server: hyper's HTTP/1 server on each connection with a header
-//! deadline, reads and writes that must make progress, and a graceful
-//! shutdown with a deadline.
+//! Accepting connections through the admission layer (`kist-admission`):
+//! each connection and each body is admitted within per-client and total
+//! budgets, timed by the bytes that cross its socket, and cut when it is
+//! slower than the minimum rate; hyper's HTTP/1 server on each connection
+//! with a header deadline, and a graceful shutdown with a deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,13 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio_io_timeout::TimeoutStream;
+use kist_admission::{Admission, Admitted, Client, Connection};
 
-use crate::limits::Bodies;
 use crate::tls::Tls;
 
 /// A connection's byte stream, plain or TLS.
@@ -24,21 +23,13 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
 
 /// How the server treats its clients. `Config::default()` is what
-/// `kist serve` uses.
+/// `kist serve` uses; budgets, rates and stalls are the admission's
+/// ([`kist_admission::Limits`]).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// A client that accepts no bytes of a response for this long is
-    /// disconnected (default 30 s).
-    pub stall_timeout: Duration,
     /// Longest wait for a request's headers, which also closes a
-    /// keep-alive connection idle this long (default 30 s). Handlers
-    /// that read request bodies bound each read themselves.
+    /// keep-alive connection idle this long (default 30 s).
     pub header_timeout: Duration,
-    /// Response bodies one client address may have in flight; more get
-    /// `503 Service Unavailable` at once (default 64).
-    pub bodies_per_client: usize,
-    /// Response bodies in flight in all (default 1024).
-    pub bodies: usize,
     /// How long a shutdown waits for requests in flight before it cuts
     /// them (default 10 s).
     pub shutdown_timeout: Duration,
@@ -50,32 +41,34 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            stall_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
-            bodies_per_client: 64,
-            bodies: 1024,
             shutdown_timeout: Duration::from_secs(10),
             tls: None,
         }
     }
 }
 
+/// A connection and who it is from, as handed to the TLS task and back.
+type Accepted = (Box<dyn Io>, SocketAddr, Arc<Connection>);
+
 /// Serves `router` on `listener` until `shutdown` completes, then stops
 /// accepting and lets requests in flight finish for up to
 /// `config.shutdown_timeout` or until `force` completes (a second signal),
-/// whichever comes first; what is left is cut.
+/// whichever comes first; what is left is cut. Every connection and body
+/// goes through `admission` (shared with the process's other servers, so
+/// their budgets are one).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     config: &Config,
+    admission: &Arc<Admission>,
     shutdown: impl Future<Output = ()>,
     force: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let bodies = Arc::new(Bodies::new(config.bodies, config.bodies_per_client));
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     // TLS handshakes run in their own tasks and come back here when done.
-    let (handshaken, mut ready) = tokio::sync::mpsc::channel::<(Box<dyn Io>, SocketAddr)>(64);
+    let (handshaken, mut ready) = tokio::sync::mpsc::channel::<Accepted>(64);
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -88,28 +81,32 @@ pub async fn serve(
                     continue;
                 }
             },
-            Some((io, peer)) = ready.recv() => {
-                serve_one(io, peer, &router, config, &bodies, &graceful);
+            Some((io, peer, conn)) = ready.recv() => {
+                serve_one(io, peer, conn, &router, config, &graceful);
                 continue;
             }
             () = &mut shutdown => break,
         };
+        let conn = match admission.connect(Client::from_ip(peer.ip())) {
+            Ok(conn) => Arc::new(conn),
+            Err(refused) => {
+                tracing::debug!("refused a connection from {peer}: {refused}");
+                continue; // dropped: closed at once
+            }
+        };
         let _ = tcp.set_nodelay(true);
-        // No read timeout here: hyper keeps a read pending during a whole
-        // response to notice a client hanging up, which must not count as
-        // a stall.
-        let mut io = TimeoutStream::new(tcp);
-        io.set_write_timeout(Some(config.stall_timeout));
-        let io = Box::pin(io);
+        // Timed by the admission: a body that moves too slowly, or a client
+        // that stops reading, is cut through its stream.
+        let io = Admitted::new(tcp, Arc::clone(&conn));
         match &config.tls {
-            None => serve_one(Box::new(io), peer, &router, config, &bodies, &graceful),
+            None => serve_one(Box::new(io), peer, conn, &router, config, &graceful),
             Some(tls) => {
                 let (acceptor, handshaken) = (tls.0.clone(), handshaken.clone());
                 let deadline = config.header_timeout;
                 tokio::spawn(async move {
                     match tokio::time::timeout(deadline, acceptor.accept(io)).await {
                         Ok(Ok(stream)) => {
-                            let _ = handshaken.send((Box::new(stream), peer)).await;
+                            let _ = handshaken.send((Box::new(stream), peer, conn)).await;
                         }
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer}: {e}"),
                         Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
@@ -129,16 +126,17 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves HTTP/1 on one connection until it closes or a shutdown ends it.
+/// Serves HTTP/1 on one connection until it closes, its admission cuts
+/// it, or a shutdown ends it.
 fn serve_one(
     io: Box<dyn Io>,
     peer: SocketAddr,
+    conn: Arc<Connection>,
     router: &Router,
     config: &Config,
-    bodies: &Arc<Bodies>,
     graceful: &GracefulShutdown,
 ) {
-    let service = TowerToHyperService::new(with_client(router.clone(), peer, bodies));
+    let service = TowerToHyperService::new(router.clone().layer(axum::Extension(conn)));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
@@ -149,12 +147,4 @@ fn serve_one(
             tracing::debug!("connection from {peer}: {e}");
         }
     });
-}
-
-/// `router` with what its handlers learn about the connection: the
-/// client's address and the server's body limits.
-fn with_client(router: Router, peer: SocketAddr, bodies: &Arc<Bodies>) -> Router {
-    router
-        .layer(axum::Extension(ConnectInfo(peer)))
-        .layer(axum::Extension(Arc::clone(bodies)))
 }

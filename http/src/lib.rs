@@ -6,21 +6,26 @@
 //! Requests run store calls on tokio's blocking pool, each on an instance
 //! from the store's pool, so downloads proceed in parallel.
 //!
-//! Slow and stalled clients cannot hold the server: reads of blob bytes
-//! never wait on a client while holding a thread, a client that stops
-//! reading is disconnected, downloads in flight are capped per client
-//! address, and shutdown has a deadline (see [`Config`]).
+//! Slow, stalled and greedy clients cannot hold the server: every
+//! connection and every body goes through the admission layer
+//! ([`Admission`], shared with the containerd socket in `kist serve`):
+//! budgets of connections, bodies and memory per client address and in
+//! total (a full server makes room for a newcomer by cutting the slowest
+//! body of whoever holds most), and a minimum transfer rate after a grace,
+//! measured on the socket. Reads of blob bytes never wait on a client
+//! while holding a thread, and shutdown has a deadline (see [`Config`]).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let store = kist::Store::open("/var/lib/kist").expect("store");
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9090").await?;
 //! let config = kist_http::Config::default();
+//! let admission = kist_http::Admission::start(kist_http::Limits::default());
 //! let stop = async {
 //!     let _ = tokio::signal::ctrl_c().await;
 //! };
-//! kist_http::serve(listener, kist_http::router(&store), &config, stop, std::future::pending())
-//!     .await
+//! let router = kist_http::router(&store);
+//! kist_http::serve(listener, router, &config, &admission, stop, std::future::pending()).await
 //! # }
 //! ```
 
@@ -30,7 +35,6 @@ mod artifacts;
 mod body;
 mod client;
 mod connections;
-mod limits;
 mod range;
 mod registry;
 mod tls;
@@ -41,6 +45,7 @@ use axum::response::{IntoResponse, Response};
 use kist::Store;
 
 pub use connections::{Config, serve};
+pub use kist_admission::{Admission, Limits};
 pub use registry::{Access, Htpasswd};
 pub use tls::Tls;
 
@@ -54,19 +59,18 @@ pub fn router(store: &Store) -> Router {
 /// Every route kist serves for `store`, the registry's `/v2/` behind
 /// `access` (artifact downloads are public, as before).
 pub fn router_with(store: &Store, access: Access) -> Router {
-    let stall = Config::default().header_timeout;
     Router::new()
         .merge(artifacts::routes(store.clone()))
-        .merge(registry::routes(store.clone(), access, stall))
+        .merge(registry::routes(store.clone(), access))
 }
 
-/// `503 Service Unavailable` for a client that has as many downloads in
-/// flight as it may: it can retry in a moment.
-fn busy() -> Response {
+/// `503 Service Unavailable` for a body the admission refused: the client
+/// can retry in a moment.
+fn busy(refused: kist_admission::Refused) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "1")],
-        "too many downloads in flight from this address\n",
+        format!("{refused}\n"),
     )
         .into_response()
 }

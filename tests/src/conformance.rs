@@ -493,11 +493,23 @@ pub fn truncate(h: &Harness) {
     let store = h.store();
     let mut w = store.writer("truncate", None, None).unwrap();
     w.write_all(b"wrong data").unwrap();
-    assert!(matches!(w.truncate(3), Err(Error::OutOfRange)));
+    assert!(matches!(w.truncate(11), Err(Error::OutOfRange)));
     w.truncate(0).unwrap();
     assert_eq!(w.status().unwrap().offset, 0);
     w.write_all(b"right").unwrap();
     assert_eq!(w.commit(None, None, &[]).unwrap(), sha256(b"right"));
+    // Back to a size within: what is kept is hashed again, and the hash
+    // holds across a drop and a resume.
+    let mut w = store.writer("cut", None, None).unwrap();
+    w.write_all(b"wrong data").unwrap();
+    w.truncate(5).unwrap();
+    assert_eq!(w.status().unwrap().offset, 5);
+    assert_eq!(w.digest().unwrap(), sha256(b"wrong"));
+    w.write_all(b" turn").unwrap();
+    drop(w);
+    let mut w = store.writer("cut", None, None).unwrap();
+    assert_eq!(w.status().unwrap().offset, 10);
+    assert_eq!(w.commit(None, None, &[]).unwrap(), sha256(b"wrong turn"));
 }
 
 /// An ingest declared with a sha512 digest hashes with sha512 and is

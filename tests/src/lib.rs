@@ -306,10 +306,16 @@ impl Server {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("starting kist serve");
+        // The containerd socket's line, if any, comes first.
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("reading the listening line");
+        while !line.starts_with("listening on") {
+            line.clear();
+            let read = out
+                .read_line(&mut line)
+                .expect("reading the listening line");
+            assert!(read > 0, "kist serve exited without listening");
+        }
         let addr = line
             .split_whitespace()
             .nth(2)

@@ -36,6 +36,15 @@ impl Mounted {
         }
     }
 
+    /// Performs `mounts` on `target`, an existing directory of the test's.
+    pub fn at(mounts: &[Mount], target: &Path) -> Self {
+        kist::mount::mount(mounts, target).expect("mounting");
+        Self {
+            target: target.to_path_buf(),
+            _dir: None,
+        }
+    }
+
     /// Where it is mounted.
     pub fn path(&self) -> &Path {
         &self.target

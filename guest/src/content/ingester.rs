@@ -462,16 +462,24 @@ impl GuestWriter for IngestWriter {
     }
 
     fn truncate(&self, size: u64) -> Result<()> {
-        if size != 0 {
+        let mut s = self.0.borrow_mut();
+        if size > s.offset {
             return Err(Error::OutOfRange);
         }
-        let mut s = self.0.borrow_mut();
         s.data
-            .set_size(0)
+            .set_size(size)
             .map_err(|e| fs_error("truncate", &s.dir, e))?;
+        // The bytes before `size` are unchanged: a hash state saved at or
+        // before it still holds. Then none is kept (one saved past `size`
+        // would describe bytes that are gone); the next checkpoint, or
+        // dropping the writer, saves one at the new offset.
+        s.hasher = if size == 0 {
+            Hasher::new(s.algorithm)
+        } else {
+            ingest::resume_hash(&s.dir, &s.data, s.algorithm, size)?
+        };
         fs::remove_file(&format!("{}/hashstate", s.dir))?;
-        s.hasher = Hasher::new(s.algorithm);
-        s.offset = 0;
+        s.offset = size;
         s.checkpoint = 0;
         Ok(())
     }

@@ -3,7 +3,7 @@
 use crate::Component;
 use crate::bindings::exports::kist::content::ingester::Writer;
 use crate::bindings::exports::kist::content::registry::{
-    Descriptor, Guest, Manifest, Page, Pushed, RegistryError,
+    Descriptor, Guest, Manifest, Page, Pushed, ReferrersPage, RegistryError,
 };
 use crate::content::index;
 use crate::registry::names::{self, Refused};
@@ -169,21 +169,41 @@ impl Guest for Component {
         repository: String,
         subject: String,
         artifact_type: Option<String>,
-    ) -> Result<Vec<Descriptor>, RegistryError> {
+        after: Option<String>,
+        max_bytes: u64,
+    ) -> Result<ReferrersPage, RegistryError> {
         Caller::current().administer("the registry")?;
         let (holder, subject) = blob(&repository, &subject)?;
-        let mut out = Vec::new();
-        for (d, entry) in referrers::of(&subject)? {
-            if members::size(&d, &holder)?.is_none() {
+        let after = after.as_deref().map(names::digest).transpose()?;
+        let mut page = ReferrersPage {
+            descriptors: Vec::new(),
+            more: false,
+        };
+        let mut bytes = 0u64;
+        for d in referrers::listed(&subject)? {
+            if after
+                .as_ref()
+                .is_some_and(|a| d.to_string() <= a.to_string())
+                || members::size(&d, &holder)?.is_none()
+            {
                 continue;
             }
+            let Some(entry) = referrers::entry(&subject, &d)? else {
+                continue; // removed since the listing
+            };
             if artifact_type
                 .as_ref()
                 .is_some_and(|t| entry.artifact_type.as_ref() != Some(t))
             {
                 continue;
             }
-            out.push(Descriptor {
+            let size = entry.index_bytes();
+            if !page.descriptors.is_empty() && bytes.saturating_add(size) > max_bytes {
+                page.more = true;
+                break;
+            }
+            bytes += size;
+            page.descriptors.push(Descriptor {
                 media_type: entry.media_type,
                 digest: d.to_string(),
                 size: entry.size,
@@ -191,7 +211,7 @@ impl Guest for Component {
                 annotations: entry.annotations,
             });
         }
-        Ok(out)
+        Ok(page)
     }
 }
 

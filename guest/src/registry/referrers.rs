@@ -31,6 +31,20 @@ pub struct Entry {
     pub annotations: Vec<(String, String)>,
 }
 
+impl Entry {
+    /// About how many bytes it takes in a referrers index (its descriptor
+    /// in JSON): what pages are bounded by.
+    pub fn index_bytes(&self) -> u64 {
+        let annotations: usize = self
+            .annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum();
+        let text = self.media_type.len() + self.artifact_type.as_ref().map_or(0, String::len);
+        (annotations + text + 256) as u64
+    }
+}
+
 fn subject_dir(subject: &Digest) -> String {
     format!("{DIR}/{}/{}", digest::name(subject.algorithm), subject.hex)
 }
@@ -55,23 +69,25 @@ pub fn record(subject: &Digest, referrer: &Digest, entry: &Entry, _locked: &Guar
     fs::write_atomic(&dir, &entry_name(referrer), &bytes, Durability::Synced)
 }
 
-/// The referrers of `subject`, with their entries.
-pub fn of(subject: &Digest) -> Result<Vec<(Digest, Entry)>> {
-    let dir = subject_dir(subject);
-    let mut out = Vec::new();
-    for (name, _) in fs::list_dir(&dir)?.unwrap_or_default() {
-        let Some(referrer) = parse_name(&name) else {
-            continue; // a temporary file
-        };
-        let path = format!("{dir}/{name}");
-        let Some(bytes) = fs::read_file(&path)? else {
-            continue;
-        };
-        let entry = serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))?;
-        out.push((referrer, entry));
-    }
-    out.sort_by_key(|(referrer, _)| referrer.to_string());
+/// The referrers of `subject`, sorted by digest, without reading their
+/// entries.
+pub fn listed(subject: &Digest) -> Result<Vec<Digest>> {
+    let names = fs::list_dir(&subject_dir(subject))?.unwrap_or_default();
+    // Temporary files are not entries.
+    let mut out: Vec<Digest> = names.iter().filter_map(|(n, _)| parse_name(n)).collect();
+    out.sort_by_key(Digest::to_string);
     Ok(out)
+}
+
+/// The entry of `referrer` under `subject`, if it has one.
+pub fn entry(subject: &Digest, referrer: &Digest) -> Result<Option<Entry>> {
+    let path = format!("{}/{}", subject_dir(subject), entry_name(referrer));
+    let Some(bytes) = fs::read_file(&path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| corrupt(&path, e))
 }
 
 fn parse_name(name: &str) -> Option<Digest> {

@@ -324,8 +324,7 @@ impl Scan {
                 .map(|(_, v)| v.clone()),
         );
         if self.subjects.contains(&d.to_string()) {
-            self.queue
-                .extend(referrers::of(d)?.into_iter().map(|(referrer, _)| referrer));
+            self.queue.extend(referrers::listed(d)?);
         }
         Ok(())
     }

@@ -10,11 +10,13 @@
 //! opened first without following and changed through that descriptor.
 
 use std::collections::HashSet;
+use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{
-    AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps, XattrFlags,
+    AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, StatxAttributes, StatxFlags, Timespec,
+    Timestamps, XattrFlags,
 };
 use rustix::io::Errno;
 
@@ -311,7 +313,8 @@ impl Host for CapabilitiesView<'_> {
             let st = rustix::fs::fstat(&dir).map_err(|e| os("stat", &path, e))?;
             let mut seen = HashSet::new();
             let mut total = (st.st_blocks as u64 * 512, 1);
-            walk_usage(dir, st.st_dev, &mut seen, &mut total).map_err(|e| os("usage", &path, e))?;
+            let home = Mount::of(&dir, &st).map_err(|e| os("usage", &path, e))?;
+            walk_usage(dir, &home, &mut seen, &mut total).map_err(|e| os("usage", &path, e))?;
             Ok(total)
         })())
     }
@@ -319,10 +322,9 @@ impl Host for CapabilitiesView<'_> {
     fn remove_tree(&mut self, path: String) -> wasmtime::Result<Result<bool, TreeError>> {
         Ok((|| {
             let (dir, name) = self.ctx.trees.parent(&path)?;
-            let root_dev = rustix::fs::fstat(&dir)
-                .map_err(|e| os("stat", &path, e))?
-                .st_dev;
-            match remove_entry(dir.as_fd(), name.as_bytes(), root_dev) {
+            let st = rustix::fs::fstat(&dir).map_err(|e| os("stat", &path, e))?;
+            let home = Mount::of(dir.as_fd(), &st).map_err(|e| os("stat", &path, e))?;
+            match remove_entry(dir.as_fd(), name.as_bytes(), &home) {
                 Ok(()) => Ok(true),
                 Err(Errno::NOENT) => Ok(false),
                 Err(Errno::BUSY) => Err(TreeError::Io(format!(
@@ -345,11 +347,71 @@ impl CapabilitiesView<'_> {
     }
 }
 
+/// The mount a tree lives on: what it must not leave. Something mounted
+/// inside it (a bind mount of a directory of the same filesystem
+/// included, which has the same device) is another mount.
+struct Mount {
+    dev: u64,
+    /// The mount's id, where the kernel tells it (Linux 5.8+).
+    id: Option<u64>,
+}
+
+impl Mount {
+    /// The mount of the open directory `dir` (whose `fstat` is `st`).
+    fn of(dir: impl AsFd, st: &Stat) -> rustix::io::Result<Self> {
+        Ok(Self {
+            dev: st.st_dev,
+            id: mount_id(dir.as_fd(), c"")?,
+        })
+    }
+
+    /// Whether `name` in `dir` (whose `stat` is `st`) is where something
+    /// else is mounted: another device, another mount id, or the root of a
+    /// mount (`STATX_ATTR_MOUNT_ROOT`).
+    fn left_at(&self, dir: BorrowedFd<'_>, name: &CStr, st: &Stat) -> rustix::io::Result<bool> {
+        if st.st_dev != self.dev {
+            return Ok(true);
+        }
+        let x = match rustix::fs::statx(dir, name, statx_flags(), StatxFlags::MNT_ID) {
+            Ok(x) => x,
+            Err(Errno::NOSYS) => return Ok(false), // no statx: the device it is
+            Err(e) => return Err(e),
+        };
+        let root = x.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+            && x.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+        let other = self
+            .id
+            .is_some_and(|id| x.stx_mask & StatxFlags::MNT_ID.bits() != 0 && x.stx_mnt_id != id);
+        Ok(root || other)
+    }
+}
+
+/// How `statx` looks at an entry: the entry itself, never an automount.
+fn statx_flags() -> AtFlags {
+    AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT
+}
+
+/// The mount id of `name` in `dir` (`dir` itself for an empty name), if
+/// the kernel tells it.
+fn mount_id(dir: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<Option<u64>> {
+    let flags = statx_flags()
+        | if name.is_empty() {
+            AtFlags::EMPTY_PATH
+        } else {
+            AtFlags::empty()
+        };
+    match rustix::fs::statx(dir, name, flags, StatxFlags::MNT_ID) {
+        Ok(x) if x.stx_mask & StatxFlags::MNT_ID.bits() != 0 => Ok(Some(x.stx_mnt_id)),
+        Ok(_) | Err(Errno::NOSYS) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Adds up the allocated bytes and objects under the open directory `dir`,
-/// each inode once, not leaving device `dev`.
+/// each inode once, not leaving the mount `home`.
 fn walk_usage(
     dir: OwnedFd,
-    dev: u64,
+    home: &Mount,
     seen: &mut HashSet<u64>,
     total: &mut (u64, u64),
 ) -> rustix::io::Result<()> {
@@ -360,7 +422,7 @@ fn walk_usage(
             continue;
         }
         let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        if st.st_dev != dev || (st.st_nlink > 1 && !seen.insert(st.st_ino)) {
+        if home.left_at(dir.as_fd(), name, &st)? || (st.st_nlink > 1 && !seen.insert(st.st_ino)) {
             continue;
         }
         total.0 += st.st_blocks as u64 * 512;
@@ -368,7 +430,7 @@ fn walk_usage(
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
-                Ok(child) => walk_usage(child, dev, seen, total)?,
+                Ok(child) => walk_usage(child, home, seen, total)?,
                 // overlay's mode-000 work dir, for a caller that is not root.
                 Err(Errno::ACCESS) => {}
                 Err(e) => return Err(e),
@@ -379,15 +441,19 @@ fn walk_usage(
 }
 
 /// Removes `name` in `dir` and everything below it, making unreadable
-/// directories readable first; `BUSY` if a mount point is inside. Names
-/// are bytes: what a directory holds need not be UTF-8.
-fn remove_entry(dir: BorrowedFd<'_>, name: &[u8], dev: u64) -> rustix::io::Result<()> {
-    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+/// directories readable first; `BUSY`, stopping there, at anything mounted
+/// inside (a bind mount of the same filesystem included: removing through
+/// it would delete what it shows). Names are bytes: what a directory
+/// holds need not be UTF-8.
+fn remove_entry(dir: BorrowedFd<'_>, name: &[u8], home: &Mount) -> rustix::io::Result<()> {
+    let name = std::ffi::CString::new(name).map_err(|_| Errno::INVAL)?;
+    let st = rustix::fs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+    if home.left_at(dir, &name, &st)? {
+        return Err(Errno::BUSY);
+    }
+    let name = name.as_bytes();
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
         return rustix::fs::unlinkat(dir, name, AtFlags::empty());
-    }
-    if st.st_dev != dev {
-        return Err(Errno::BUSY);
     }
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let child = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
@@ -406,7 +472,7 @@ fn remove_entry(dir: BorrowedFd<'_>, name: &[u8], dev: u64) -> rustix::io::Resul
         }
     }
     for n in names {
-        remove_entry(child.as_fd(), &n, dev)?;
+        remove_entry(child.as_fd(), &n, home)?;
     }
     rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
 }

@@ -1,5 +1,6 @@
 //! `/v2/<name>/manifests/<reference>`: manifests are parsed and checked in
-//! the component; here they are only carried, up to 4 MiB.
+//! the component; here they are only carried, up to 4 MiB, each body
+//! admitted for the memory it holds (see `kist-admission`).
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -7,7 +8,8 @@ use axum::response::Response;
 use http_body_util::BodyExt;
 
 use super::errors::{Failure, Reply};
-use super::{Registry, blocking};
+use super::{Registry, admit, blocking};
+use crate::client::Client;
 
 /// The largest manifest accepted (the spec's recommended minimum limit).
 pub const MAX_MANIFEST: usize = 4 << 20;
@@ -20,6 +22,7 @@ pub async fn put(
     reference: String,
     headers: &HeaderMap,
     body: Body,
+    client: &Client,
 ) -> Reply {
     let too_large = || {
         Failure::new(
@@ -35,16 +38,12 @@ pub async fn put(
     if declared.is_some_and(|n| n > MAX_MANIFEST as u64) {
         return Err(too_large());
     }
+    // Held until the push is stored: the body, then the component's copy.
+    let _transfer = admit(client, declared.unwrap_or(MAX_MANIFEST as u64))?;
     let limited = http_body_util::Limited::new(body, MAX_MANIFEST);
-    let bytes = tokio::time::timeout(registry.stall, limited.collect())
+    let bytes = limited
+        .collect()
         .await
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "MANIFEST_INVALID",
-                "the body stalled",
-            )
-        })?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large()
@@ -81,8 +80,16 @@ pub async fn put(
 }
 
 /// `GET` or `HEAD` of a manifest by tag or digest, with the media type it
-/// was pushed with.
-pub async fn get(registry: &Registry, name: String, reference: String, method: &Method) -> Reply {
+/// was pushed with. Admitted for the largest manifest before it is read,
+/// then for its size while it is sent.
+pub async fn get(
+    registry: &Registry,
+    name: String,
+    reference: String,
+    method: &Method,
+    client: &Client,
+) -> Reply {
+    let transfer = admit(client, MAX_MANIFEST as u64)?;
     let store = registry.store.clone();
     let manifest = blocking::run(move || store.registry().get_manifest(&name, &reference)).await?;
     let response = Response::builder()
@@ -94,7 +101,10 @@ pub async fn get(registry: &Registry, name: String, reference: String, method: &
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        Body::from(manifest.bytes)
+        if let Some(t) = &transfer {
+            t.shrink(manifest.bytes.len() as u64);
+        }
+        crate::body::held(manifest.bytes, transfer)
     };
     Ok(response.body(body).expect("valid response"))
 }

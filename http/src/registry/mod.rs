@@ -14,7 +14,6 @@ mod uploads;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -23,23 +22,21 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use kist::Store;
-use tokio::sync::Semaphore;
+use kist_admission::Transfer;
 
 pub use auth::{Access, Htpasswd};
 use errors::{Failure, Reply};
 use paths::Endpoint;
 
-/// Uploads (requests with blob bodies) in flight at once; more get 429.
-const UPLOADS: usize = 64;
+/// What an upload's body holds in memory: the piece filling from the
+/// network and the one being written (see `upload_body`).
+const UPLOAD_MEMORY: u64 = 2 << 20;
 
 /// What the registry's handlers share.
 #[derive(Clone)]
 struct Registry {
     store: Store,
     access: Arc<Access>,
-    /// A request body that sends nothing for this long is cut.
-    stall: Duration,
-    uploads: Arc<Semaphore>,
 }
 
 /// A request's query parameters, decoded.
@@ -57,12 +54,10 @@ impl Query {
 }
 
 /// The registry routes over `store` with `access`.
-pub fn routes(store: Store, access: Access, stall: Duration) -> Router {
+pub fn routes(store: Store, access: Access) -> Router {
     let registry = Registry {
         store,
         access: Arc::new(access),
-        stall,
-        uploads: Arc::new(Semaphore::new(UPLOADS)),
     };
     Router::new()
         .route("/v2", any(handle))
@@ -140,7 +135,7 @@ async fn route(
             _ => not_allowed("GET, HEAD"),
         },
         Endpoint::Catalog => match m {
-            "GET" => listings::catalog(registry, query).await,
+            "GET" => listings::catalog(registry, query, client).await,
             _ => not_allowed("GET"),
         },
         Endpoint::Blob { name, digest } => match m {
@@ -150,51 +145,50 @@ async fn route(
         },
         Endpoint::Uploads { name } => match m {
             "POST" => {
-                let _slot = upload_slot(registry)?;
-                uploads::start(registry, name, query, body).await
+                let _transfer = admit(client, UPLOAD_MEMORY)?;
+                uploads::start(registry, name, query, headers, body).await
             }
             _ => not_allowed("POST"),
         },
         Endpoint::Upload { name, id } => match m {
             "GET" => uploads::status(registry, name, id).await,
             "PATCH" => {
-                let _slot = upload_slot(registry)?;
+                let _transfer = admit(client, UPLOAD_MEMORY)?;
                 uploads::patch(registry, name, id, headers, body).await
             }
             "PUT" => {
-                let _slot = upload_slot(registry)?;
-                uploads::put(registry, name, id, query, body).await
+                let _transfer = admit(client, UPLOAD_MEMORY)?;
+                uploads::put(registry, name, id, query, headers, body).await
             }
             "DELETE" => uploads::cancel(registry, name, id).await,
             _ => not_allowed("GET, PATCH, PUT, DELETE"),
         },
         Endpoint::Manifest { name, reference } => match m {
-            "GET" | "HEAD" => manifests::get(registry, name, reference, method).await,
-            "PUT" => manifests::put(registry, name, reference, headers, body).await,
+            "GET" | "HEAD" => manifests::get(registry, name, reference, method, client).await,
+            "PUT" => manifests::put(registry, name, reference, headers, body, client).await,
             "DELETE" => manifests::delete(registry, name, reference).await,
             _ => not_allowed("GET, HEAD, PUT, DELETE"),
         },
         Endpoint::Tags { name } => match m {
-            "GET" => listings::tags(registry, name, query).await,
+            "GET" => listings::tags(registry, name, query, client).await,
             _ => not_allowed("GET"),
         },
         Endpoint::Referrers { name, digest } => match m {
-            "GET" => listings::referrers(registry, name, digest, query).await,
+            "GET" => listings::referrers(registry, name, digest, query, client).await,
             _ => not_allowed("GET"),
         },
     }
 }
 
-/// A place among the uploads in flight, or 429.
-fn upload_slot(registry: &Registry) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
-    Arc::clone(&registry.uploads)
-        .try_acquire_owned()
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOOMANYREQUESTS",
-                "too many uploads in flight",
-            )
-            .with_header(header::RETRY_AFTER, "1".into())
-        })
+/// Admits a body of `client` holding `memory` bytes, or 429 (the spec's
+/// `TOOMANYREQUESTS`) with what it has too much of.
+fn admit(client: &crate::client::Client, memory: u64) -> Result<Option<Transfer>, Failure> {
+    client.transfer(memory).map_err(|refused| {
+        Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            refused.to_string(),
+        )
+        .with_header(header::RETRY_AFTER, "1".into())
+    })
 }

@@ -1,11 +1,10 @@
-//! Request bodies into uploads: the body is read a frame at a time, each
-//! read bounded by a deadline (a client that stops sending is cut), and
-//! written to the upload in 1 MiB pieces on the blocking pool, so no
-//! thread waits on the client and memory per upload stays bounded (two
-//! pieces: the next one fills from the network while the last one is
-//! hashed and written; the two buffers are reused, never reallocated).
-
-use std::time::Duration;
+//! Request bodies into uploads: the body is read a frame at a time (a
+//! client that sends too slowly is cut by the admission layer, which
+//! drops this), and written to the upload in 1 MiB pieces on the blocking
+//! pool, so no thread waits on the client and memory per upload stays
+//! bounded (two pieces: the next one fills from the network while the
+//! last one is hashed and written; the two buffers are reused, never
+//! reallocated).
 
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -18,29 +17,16 @@ use super::errors::Failure;
 /// How much of a body is gathered before it is written.
 const PIECE: usize = 1 << 20;
 
-/// Appends `body` to `writer`; the writer and the bytes appended. A body
-/// that stalls for `stall` fails; what was written before stays in the
-/// upload (it resumes at its offset).
-pub async fn append(
-    writer: Writer,
-    mut body: Body,
-    stall: Duration,
-) -> Result<(Writer, u64), Failure> {
+/// Appends `body` to `writer`; the writer and the bytes appended. What was
+/// written before a failure (or a cut) stays in the upload: it resumes at
+/// its offset.
+pub async fn append(writer: Writer, mut body: Body) -> Result<(Writer, u64), Failure> {
     let mut idle = Some((writer, Vec::with_capacity(PIECE)));
     let mut writing: Option<blocking::Running<(Writer, Vec<u8>)>> = None;
     let mut piece = Vec::with_capacity(PIECE);
     let mut written = 0u64;
     loop {
-        let frame = tokio::time::timeout(stall, next_data(&mut body))
-            .await
-            .map_err(|_| {
-                Failure::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "BLOB_UPLOAD_INVALID",
-                    "the body stalled",
-                )
-            })?;
-        let done = match frame {
+        let done = match next_data(&mut body).await {
             Some(Ok(bytes)) => {
                 piece.extend_from_slice(&bytes);
                 false

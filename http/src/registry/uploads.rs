@@ -5,7 +5,7 @@
 //! replicas.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use super::errors::{Failure, Reply};
@@ -60,8 +60,15 @@ fn new_id() -> Result<String, Failure> {
 
 /// `POST /v2/<name>/blobs/uploads/`: a mount (`?mount=&from=`, 201, or an
 /// upload when the source does not hold the blob), a monolithic upload
-/// (`?digest=`, 201) or a new upload (202).
-pub async fn start(registry: &Registry, name: String, query: &Query, body: Body) -> Reply {
+/// (`?digest=`, 201; the upload is dropped if the bytes are not that
+/// digest's: the client never learnt its address) or a new upload (202).
+pub async fn start(
+    registry: &Registry,
+    name: String,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Reply {
     if let Some(digest) = query.get("mount") {
         let store = registry.store.clone();
         let (to, from, d) = (
@@ -80,15 +87,107 @@ pub async fn start(registry: &Registry, name: String, query: &Query, body: Body)
     let store = registry.store.clone();
     let (repo, upload) = (name.clone(), id.clone());
     let writer = blocking::run(move || store.registry().open_upload(&repo, &upload, true)).await?;
-    match query.get("digest") {
-        Some(digest) => finish(registry, name, writer, body, digest).await,
-        None => Ok(progress(StatusCode::ACCEPTED, &name, &id, 0)),
+    let Some(digest) = query.get("digest") else {
+        return Ok(progress(StatusCode::ACCEPTED, &name, &id, 0));
+    };
+    let finished = finish(&name, &id, writer, headers, body, digest).await;
+    if finished.is_err() {
+        let store = registry.store.clone();
+        let _ = blocking::run(move || store.registry().cancel_upload(&name, &id)).await;
     }
+    finished
 }
 
-/// `PATCH` of an upload: appends the body. With `Content-Range:
-/// start-end`, `start` must be the upload's offset (else 416 with the
-/// current `Range`); without it, the body is a streamed append.
+/// A `Content-Range` of a chunk: `<start>-<end>`, inclusive (with or
+/// without a `bytes ` unit); `None` if it is not one, or ends before it
+/// starts.
+fn chunk_range(value: &HeaderValue) -> Option<(u64, u64)> {
+    let value = value.to_str().ok()?.trim();
+    let value = value.strip_prefix("bytes ").unwrap_or(value);
+    let (start, end) = value.split_once('-')?;
+    let (start, end) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    (start <= end).then_some((start, end))
+}
+
+/// A 416 for a chunk that does not fit upload `id` of `name` at `offset`.
+fn misplaced(name: &str, id: &str, offset: u64, why: String) -> Failure {
+    Failure::new(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "BLOB_UPLOAD_INVALID",
+        why,
+    )
+    .with_header(header::LOCATION, location(name, id))
+    .with_header(header::RANGE, range(offset))
+}
+
+/// Appends a chunk to upload `id` of `name`. With `Content-Range`, the
+/// chunk must start at the upload's offset, its length match any
+/// `Content-Length`, and the body be exactly that long: otherwise 416,
+/// with the upload as it was (a body of another length is cut back off),
+/// so the client can `GET` the offset and resume. Without it, the body
+/// is appended as it comes.
+async fn append_chunk(
+    name: &str,
+    id: &str,
+    mut writer: kist::Writer,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<kist::Writer, Failure> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(upload_body::append(writer, body).await?.0);
+    };
+    let (mut writer, offset) = blocking::run(move || {
+        let offset = writer.status()?.offset;
+        Ok((writer, offset))
+    })
+    .await?;
+    let Some((start, end)) = chunk_range(value) else {
+        return Err(misplaced(
+            name,
+            id,
+            offset,
+            format!("Content-Range {value:?} is not <start>-<end>"),
+        ));
+    };
+    let length = end - start + 1;
+    if start != offset {
+        return Err(misplaced(
+            name,
+            id,
+            offset,
+            format!("a chunk must start at the upload's offset {offset}"),
+        ));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n != length) {
+        return Err(misplaced(
+            name,
+            id,
+            offset,
+            format!(
+                "Content-Length {} is not the {length} bytes of Content-Range {start}-{end}",
+                declared.unwrap_or_default()
+            ),
+        ));
+    }
+    let (w, appended) = upload_body::append(writer, body).await?;
+    writer = w;
+    if appended != length {
+        blocking::run(move || writer.truncate(offset)).await?;
+        return Err(misplaced(
+            name,
+            id,
+            offset,
+            format!("the body had {appended} bytes; Content-Range {start}-{end} says {length}"),
+        ));
+    }
+    Ok(writer)
+}
+
+/// `PATCH` of an upload: appends the body, a chunk checked against its
+/// `Content-Range` if it has one (see `append_chunk`).
 pub async fn patch(
     registry: &Registry,
     name: String,
@@ -96,42 +195,22 @@ pub async fn patch(
     headers: &HeaderMap,
     body: Body,
 ) -> Reply {
-    let mut writer = open(registry, &name, &id).await?;
-    if let Some(value) = headers.get(header::CONTENT_RANGE) {
-        let start = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().trim_start_matches("bytes ").split_once('-'))
-            .and_then(|(start, _)| start.trim().parse::<u64>().ok());
-        let (w, offset) = blocking::run(move || {
-            let offset = writer.status()?.offset;
-            Ok((writer, offset))
-        })
-        .await?;
-        writer = w;
-        if start != Some(offset) {
-            return Err(Failure::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "BLOB_UPLOAD_INVALID",
-                format!("a chunk must start at the upload's offset {offset}"),
-            )
-            .with_header(header::LOCATION, location(&name, &id))
-            .with_header(header::RANGE, range(offset)));
-        }
-    }
-    let (mut writer, _) = upload_body::append(writer, body, registry.stall).await?;
+    let writer = open(registry, &name, &id).await?;
+    let mut writer = append_chunk(&name, &id, writer, headers, body).await?;
     let offset = blocking::run(move || Ok(writer.status()?.offset)).await?;
     Ok(progress(StatusCode::ACCEPTED, &name, &id, offset))
 }
 
-/// `PUT` of an upload with `?digest=` and an optional last chunk: 201, or
-/// 400 `DIGEST_INVALID` when the bytes have another digest (the upload is
+/// `PUT` of an upload with `?digest=` and an optional last chunk (checked
+/// against its `Content-Range` as a `PATCH` is): 201, or 400
+/// `DIGEST_INVALID` when the bytes have another digest (the upload is
 /// kept).
 pub async fn put(
     registry: &Registry,
     name: String,
     id: String,
     query: &Query,
+    headers: &HeaderMap,
     body: Body,
 ) -> Reply {
     let Some(digest) = query.get("digest") else {
@@ -142,18 +221,19 @@ pub async fn put(
         ));
     };
     let writer = open(registry, &name, &id).await?;
-    finish(registry, name, writer, body, digest).await
+    finish(&name, &id, writer, headers, body, digest).await
 }
 
-/// Appends `body` and commits the upload as `digest`.
+/// Appends the last chunk and commits upload `id` of `name` as `digest`.
 async fn finish(
-    registry: &Registry,
-    name: String,
+    name: &str,
+    id: &str,
     writer: kist::Writer,
+    headers: &HeaderMap,
     body: Body,
     digest: String,
 ) -> Reply {
-    let (writer, _) = upload_body::append(writer, body, registry.stall).await?;
+    let writer = append_chunk(name, id, writer, headers, body).await?;
     let expected = digest.clone();
     // Already stored and held by this repository: the push is done too.
     blocking::run(move || match writer.commit(None, Some(&expected), &[]) {
@@ -164,7 +244,7 @@ async fn finish(
         Err(e) => Err(e),
     })
     .await?;
-    Ok(created(&name, &digest))
+    Ok(created(name, &digest))
 }
 
 /// `GET` of an upload: 204 with its `Range`.

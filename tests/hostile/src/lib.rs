@@ -575,7 +575,9 @@ impl registry::Guest for Hostile {
         _: String,
         _: String,
         _: Option<String>,
-    ) -> Result<Vec<registry::Descriptor>, registry::RegistryError> {
+        _: Option<String>,
+        _: u64,
+    ) -> Result<registry::ReferrersPage, registry::RegistryError> {
         unreachable!()
     }
 }
