@@ -85,7 +85,7 @@ pub enum Command {
         #[arg(long)]
         retain: u32,
         /// Remove other artifacts older than this (e.g. 1h, 7d).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = crate::parse_duration)]
         ttl: Option<Duration>,
         /// Only this kind of owner.
         #[arg(long)]

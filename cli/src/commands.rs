@@ -19,7 +19,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
             output,
             no_verify,
         } => get(store, &digest, output.as_deref(), !no_verify, out),
-        Command::Info { digest } => out.info(&store.info(&digest)?),
+        Command::Info { digest } => out.info(&named(store.info(&digest), &digest)?),
         Command::Ls {
             quiet,
             cached,
@@ -29,13 +29,13 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         Command::Hold { digests } => {
             let infos = digests
                 .iter()
-                .map(|d| store.hold(d))
-                .collect::<kist::Result<Vec<_>>>()?;
+                .map(|d| named(store.hold(d), d))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             out.list(&infos, false)
         }
         Command::Purge { digests } => {
             for d in &digests {
-                store.purge(d)?;
+                named(store.purge(d), d)?;
             }
             let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
             out.done_all(&digests)
@@ -56,7 +56,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
                 })
                 .collect::<Option<Vec<_>>>()
                 .context("labels are given as key=value (key= removes)")?;
-            out.info(&store.label(&digest, &changes)?)
+            out.info(&named(store.label(&digest, &changes), &digest)?)
         }
         Command::Active { regex } => {
             // A /regex/ literal keeps the regex's own escapes intact.
@@ -74,13 +74,20 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         }
         Command::Fsck { repair } => fsck(store, repair, out),
         Command::Abort { reference } => {
-            store.abort(&reference)?;
+            named(store.abort(&reference), &format!("ingest {reference:?}"))?;
             out.done(&reference)
         }
         Command::Component { which, output } => component(which, output.as_deref()),
         Command::Artifact { command } => crate::artifact::run(store, command, out),
         Command::Serve(args) => crate::serve::run(store, args),
     }
+}
+
+/// `result`, a failure naming `what` it was about: `kist: sha256:…: not
+/// found` rather than a bare `not found` (the exit status still tells a
+/// missing thing by the error kept underneath).
+pub(crate) fn named<T>(result: kist::Result<T>, what: &str) -> anyhow::Result<T> {
+    result.with_context(|| what.to_owned())
 }
 
 /// Lists blobs. One that cannot be described (damaged labels) gets a line
@@ -144,7 +151,7 @@ pub fn get(
     verify: bool,
     out: &Output,
 ) -> anyhow::Result<()> {
-    let mut reader = store.reader(digest)?;
+    let mut reader = named(store.reader(digest), digest)?;
     let mut copy = |to: &mut dyn Write| -> kist::Result<u64> {
         if verify {
             reader.copy_verified_to(to)

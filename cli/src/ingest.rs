@@ -70,6 +70,8 @@ pub fn run(store: &Store, args: Args, out: &Output) -> anyhow::Result<()> {
     let leased;
     let store = match &args.lease {
         Some(id) => {
+            // A lease that is not there is what the error names.
+            crate::commands::named(store.leases().get(id), &format!("lease {id:?}"))?;
             leased = store.with_lease(id);
             &leased
         }
@@ -235,6 +237,12 @@ fn open_source(path: &Path) -> anyhow::Result<(Source, Option<u64>, String)> {
     let meta = file
         .metadata()
         .with_context(|| format!("reading {}", path.display()))?;
+    if meta.is_dir() {
+        anyhow::bail!(
+            "{}: is a directory (ingest stores one file)",
+            path.display()
+        );
+    }
     if !meta.is_file() {
         // A pipe (`<(cmd)`, `/dev/stdin`) or a device: read it as a stream.
         return Ok((Source::Stream(Box::new(file)), None, stream_ref()?));

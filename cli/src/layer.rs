@@ -30,16 +30,17 @@ pub enum Command {
         /// A directory `file://` URLs may name (repeatable, read-only).
         #[arg(long)]
         lend: Vec<PathBuf>,
-        /// Seconds a layer that becomes cached now stays cached (default
-        /// 30 days).
-        #[arg(long)]
-        ttl: Option<u64>,
+        /// How long a layer that becomes cached now stays cached: `30d`,
+        /// `12h`, or seconds (default 30 days).
+        #[arg(long, value_parser = crate::parse_duration)]
+        ttl: Option<std::time::Duration>,
         /// Refuse layers that unpack to more than this many bytes.
         #[arg(long)]
         max_unpacked: Option<u64>,
-        /// Seconds to wait for another `kist layer apply` on this store.
-        #[arg(long, default_value_t = 600)]
-        wait: u32,
+        /// How long to wait for another `kist layer apply` on this store:
+        /// `10m`, or seconds.
+        #[arg(long, default_value = "600", value_parser = crate::parse_duration)]
+        wait: std::time::Duration,
     },
     /// List stored layers (filters over `digest`, `id`, `version`,
     /// `os-version`, `state`, `annotations.<key>`).
@@ -117,9 +118,9 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         } => {
             let desired = read_desired(&desired)?;
             let options = kist::LayerOptions {
-                cache_ttl_seconds: ttl,
+                cache_ttl_seconds: ttl.map(|t| t.as_secs()),
                 max_unpacked,
-                wait_ms: wait.saturating_mul(1000),
+                wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
             };
             let lend: Vec<&Path> = lend.iter().map(PathBuf::as_path).collect();
             let bar = progress_bar();
@@ -140,7 +141,10 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
             let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
             show_infos(&layers.list(&filters)?, format)
         }
-        Command::Info { digest } => show_infos(&[layers.info(&digest)?], format),
+        Command::Info { digest } => {
+            let info = crate::commands::named(layers.info(&digest), &format!("layer {digest}"))?;
+            show_infos(&[info], format)
+        }
     }
 }
 

@@ -16,7 +16,7 @@ pub enum Command {
         #[arg(long)]
         id: Option<String>,
         /// It expires after this long (e.g. 1h, 30m); never by default.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = crate::parse_duration)]
         expire: Option<Duration>,
         /// Labels, `key=value` (repeatable).
         #[arg(long = "label", value_parser = crate::parse_label)]
@@ -53,7 +53,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         }
         Command::Rm { ids } => {
             for id in &ids {
-                leases.delete(id)?;
+                crate::commands::named(leases.delete(id), &format!("lease {id:?}"))?;
             }
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             out.done_all(&ids)

@@ -250,9 +250,10 @@ fn main() -> ExitCode {
 }
 
 impl Command {
-    /// Whether the command stores something, so that a store is created
-    /// where there is none. The others only read or change what is there:
-    /// on a mistyped `--store` they fail and create nothing.
+    /// Whether the command stores something (content, a lease, a setting),
+    /// so that a store is created where there is none. The others only
+    /// read or change what is there: on a mistyped `--store` they fail and
+    /// create nothing.
     fn creates_store(&self) -> bool {
         matches!(
             self,
@@ -267,6 +268,15 @@ impl Command {
                 | Command::Layer {
                     command: layer::Command::Apply { .. }
                 }
+                | Command::Lease {
+                    command: lease::Command::Create { .. }
+                }
+                | Command::Quota {
+                    command: retention::Quota::Set { .. }
+                }
+                | Command::Config {
+                    command: retention::Config::Set { .. }
+                }
         )
     }
 
@@ -278,6 +288,15 @@ impl Command {
             _ => Ok(kist::FetchPolicy::default()),
         }
     }
+}
+
+/// A duration as every kist flag takes one: `30d`, `90m`, `1h30m`, or a
+/// bare number of seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(seconds) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30d, 90m or seconds)"))
 }
 
 /// Parses `key=value`.

@@ -421,8 +421,14 @@ fn kind(k: ProblemKind) -> &'static str {
     }
 }
 
-/// RFC 3339 in UTC, to the second.
+/// RFC 3339 in UTC, to the second; a time past the year 9999 (what the
+/// format can write) shows as its last second.
 pub(crate) fn time(t: Datetime) -> String {
+    const LAST: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let t = Datetime {
+        seconds: t.seconds.min(LAST),
+        nanoseconds: t.nanoseconds,
+    };
     humantime::format_rfc3339_seconds(kist::system_time(t)).to_string()
 }
 

@@ -43,7 +43,7 @@ pub enum Config {
         /// `cache-ttl`, `ingest-ttl`, `upload-grace` or `untagged-grace`.
         key: String,
         /// The duration.
-        #[arg(value_parser = humantime::parse_duration)]
+        #[arg(value_parser = crate::parse_duration)]
         value: Duration,
     },
     /// Show the settings.

@@ -17,7 +17,7 @@ pub struct Args {
     hostname: Option<String>,
     /// How long a shutdown (SIGINT or SIGTERM) waits for requests in flight
     /// before it cuts them; a second signal cuts them at once.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     shutdown_timeout: Duration,
     /// Transfers (downloads, uploads, manifests) one client address may
     /// have in flight; more are refused (503, or 429 for the registry's
@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
     /// Run a collection (what `kist gc` does) this often; `0s` turns it off.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = crate::parse_duration)]
     gc_interval: Duration,
     /// Also serve containerd's Content and Snapshots services (proxy
     /// plugins) on this unix socket, mode 0600.
@@ -88,17 +88,14 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         },
         anonymous_pull: args.anonymous_pull,
     };
-    if access.htpasswd.is_none() && !args.no_http {
-        if !args.addr.ip().is_loopback() && !args.insecure_no_auth {
-            anyhow::bail!(
-                "{} is not a loopback address and the registry has no authentication: \
-                 give --htpasswd FILE, or --insecure-no-auth to serve it open anyway",
-                args.addr
-            );
-        }
-        eprintln!(
-            "kist: WARNING: the registry (/v2/) has no authentication: whoever reaches {} may push, \
-             retag and delete (give --htpasswd FILE)",
+    if access.htpasswd.is_none()
+        && !args.no_http
+        && !args.addr.ip().is_loopback()
+        && !args.insecure_no_auth
+    {
+        anyhow::bail!(
+            "{} is not a loopback address and the registry has no authentication: \
+             give --htpasswd FILE, or --insecure-no-auth to serve it open anyway",
             args.addr
         );
     }
@@ -143,8 +140,11 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         if args.no_http {
             stopped(stop_rx.clone()).await;
         } else {
-            let listener = tokio::net::TcpListener::bind(args.addr).await?;
+            let listener = tokio::net::TcpListener::bind(args.addr)
+                .await
+                .with_context(|| format!("listening on {}", args.addr))?;
             let addr = listener.local_addr()?;
+            warn_if_exposed(args.htpasswd.is_some(), config.tls.is_some(), addr);
             let hostname = args.hostname.unwrap_or_else(|| addr.to_string());
             // Tests and scripts read this line to find a port picked with :0.
             println!(
@@ -165,6 +165,24 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
     // Connections cut at the deadline may leave a chunk read in flight.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Says on stderr, loudly, what a client on the network can do: anything,
+/// without credentials (`authenticated` false), or send its credentials in
+/// cleartext (Basic authentication over plain HTTP off loopback). `addr`
+/// is the address bound (the port a `:0` picked).
+fn warn_if_exposed(authenticated: bool, tls: bool, addr: SocketAddr) {
+    if !authenticated {
+        eprintln!(
+            "kist: WARNING: the registry (/v2/) has no authentication: whoever reaches {addr} may \
+             push, retag and delete (give --htpasswd FILE)"
+        );
+    } else if !tls && !addr.ip().is_loopback() {
+        eprintln!(
+            "kist: WARNING: the registry asks for passwords over plain HTTP on {addr}: they cross \
+             the network in cleartext (give --tls-cert and --tls-key)"
+        );
+    }
 }
 
 /// Runs a collection every `interval` (none if it is zero) on the blocking

@@ -112,11 +112,14 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         Command::Mounts { key } => show.mounts(&snapshots.mounts(&key)?),
         Command::Rm { keys } => {
             for key in &keys {
-                snapshots.remove(key)?;
+                crate::commands::named(snapshots.remove(key), &format!("snapshot {key:?}"))?;
             }
             out.done_all(&keys.iter().map(String::as_str).collect::<Vec<_>>())
         }
-        Command::Info { key } => show.infos(&[snapshots.stat(&key)?]),
+        Command::Info { key } => {
+            let info = crate::commands::named(snapshots.stat(&key), &format!("snapshot {key:?}"))?;
+            show.infos(&[info])
+        }
         Command::Ls { filters } => {
             show.infos(&snapshots.walk(&filters.iter().map(String::as_str).collect::<Vec<_>>())?)
         }
@@ -132,7 +135,8 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
             show.usages(&usages)
         }
         Command::Label { key, labels } => {
-            let mut info = snapshots.stat(&key)?;
+            let mut info =
+                crate::commands::named(snapshots.stat(&key), &format!("snapshot {key:?}"))?;
             let paths: Vec<String> = labels.iter().map(|(k, _)| format!("labels.{k}")).collect();
             info.labels = labels
                 .into_iter()

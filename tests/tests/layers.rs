@@ -810,3 +810,79 @@ fn a_cached_layer_with_children_stays_and_other_layers_proceed() {
     assert_eq!(state(&store, &a), None);
     assert_clean(&store);
 }
+
+/// A layer is charged to the `layers` quota while it unpacks, not after:
+/// a gzip bomb (200 MiB of zeros in a blob of about 2 MiB) under a
+/// 50 MiB quota stops within the quota and fails alone with `no-space`
+/// (issue 27, item 9: the store grew to 979 MiB before it was refused).
+#[test]
+fn layers_are_charged_while_they_unpack() {
+    require_root();
+    let server = LayerServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &FakeClock::new(), &server);
+    store
+        .retention()
+        .set_quota(Some("layers"), kist::Limit::Bytes(50 << 20))
+        .unwrap();
+    let zeros = vec![0u8; 200 << 20];
+    let bomb = served(
+        &server,
+        "bomb",
+        layer(&[("etc/zeros", &zeros)]),
+        Behaviour::Normal,
+    );
+    assert!(bomb.size < 4 << 20, "{}", bomb.size);
+    let fine = plain(&server, "fine", b"fine\n");
+    let r = apply(&store, &[&bomb, &fine], 100, &[]);
+    match outcome(&r, &bomb) {
+        Err(LayerError::Store(kist::StoreError::NoSpace(why))) => {
+            assert!(why.contains("quota"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(action(&r, &fine), LayerAction::Installed);
+    let usage = store.retention().usage().unwrap();
+    let layers = &usage.quotas[0];
+    assert!(layers.used < 50 << 20, "{usage:?}");
+    assert_clean(&store);
+}
+
+/// A TTL past the year 9999, as seconds or a duration, is forever: the
+/// layer's and the lease's expiries are kept at 9999-12-31T23:59:59Z and
+/// every listing shows them (issue 27: `layer ls`, `layer info` and
+/// `lease ls` panicked for the whole store, and the TTL overflowed).
+#[test]
+fn ttls_past_the_year_9999_are_forever_and_listable() {
+    require_root();
+    let server = LayerServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &FakeClock::new(), &server);
+    let a = plain(&server, "a", b"alpha\n");
+    let ttl = u64::MAX.to_string();
+    for args in [vec!["--ttl", ttl.as_str()], vec!["--ttl", "30000000d"]] {
+        let out = cli_apply(dir.path(), &[&a], &server.origin(), &args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let out = cli_apply(dir.path(), &[], &server.origin(), &args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(state(&store, &a), Some(LayerState::Cached));
+    }
+    let kist = |args: &[&str]| {
+        let out = Command::new(kist_bin())
+            .arg("--store")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(kist(&["layer", "ls"]).contains("9999-12-31T23:59:59Z"));
+    assert!(kist(&["layer", "info", &a.digest]).contains("9999-12-31T23:59:59Z"));
+    kist(&["lease", "create", "--id", "long", "--expire", &ttl]);
+    assert!(kist(&["lease", "ls"]).contains("9999-12-31T23:59:59Z"));
+}

@@ -6,7 +6,7 @@ use crate::bindings::kist::content::locks::Guard;
 use std::collections::BTreeSet;
 
 use crate::content::{labels, quarantine, store};
-use crate::retention::holds;
+use crate::retention::{holds, quota};
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
 use crate::shared::fs::{self, FileType};
@@ -107,12 +107,25 @@ pub fn publish(
 /// hold added then would be a record without a blob. Returns whether it
 /// was stored.
 pub fn hold_stored(digest: &Digest, size: Option<u64>, meta: &Meta<'_>) -> Result<bool> {
+    // A new hold counts against the holder's quotas as storing it would.
+    if let Some(s) = stat_size(digest)? {
+        for h in meta.holders {
+            quota::charge_hold(digest, h, s)?;
+        }
+    }
     let lock = store::lock_blob(digest)?;
     if stored(digest, size)? != Stored::Intact {
         return Ok(false);
     }
     hold(digest, meta, &lock)?;
     Ok(true)
+}
+
+/// The size of what is stored as `digest`, if anything is.
+fn stat_size(digest: &Digest) -> Result<Option<u64>> {
+    Ok(layout::blobs(digest.algorithm)?
+        .stat(&digest.hex)?
+        .map(|s| s.size))
 }
 
 /// The labels of a blob stored anew: `meta.labels` for each holder.

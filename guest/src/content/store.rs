@@ -17,7 +17,7 @@ use crate::bindings::wasi::filesystem::types::{
 use crate::bindings::wasi::io::streams::InputStream;
 use crate::content::labels::LabelFile;
 use crate::content::{labels, quarantine, visible};
-use crate::retention::{holds, leases};
+use crate::retention::{holds, leases, quota};
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{self, Error, Result, fs as fs_error, invalid};
 use crate::shared::filters::{Fields, Filters, label_field, rest_key};
@@ -260,6 +260,8 @@ impl Guest for Component {
         let d = Digest::parse(&digest)?;
         let holder = caller.holder_for(Some(holder))?;
         layout::ensure()?;
+        let size = fs::stat(&d.blob_path())?.ok_or(Error::NotFound)?.size;
+        quota::charge_hold(&d, &holder, size)?;
         let blob = lock_blob(&d)?;
         if fs::stat(&d.blob_path())?.is_none() {
             return Err(Error::NotFound);

@@ -19,7 +19,7 @@ use crate::content::ingester::IngestWriter;
 use crate::layers::plan::DIFF_ID_LABEL;
 use crate::layers::records::{self, Desc, HOLDER, Record, State};
 use crate::layers::source::Source;
-use crate::retention::{holds, quota};
+use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
 use crate::snapshots::apply;
@@ -253,21 +253,17 @@ impl Install {
         let installed = (|| {
             let blob = Digest::parse(digest)?;
             Component::prepare(key.clone(), None, options(Vec::new()))?;
-            let diff_id = match apply::apply(&key, &blob, "", max_unpacked) {
+            // Charged as it unpacks: past the quotas it stops, and a cached
+            // layer evicted makes room for another try.
+            let unpacked = with_room(room, || apply::apply(&key, &blob, "", max_unpacked));
+            let diff_id = match unpacked {
                 Ok(d) => d.to_string(),
                 Err(e) => {
                     let _ = Component::remove(key.clone());
                     return Err(e);
                 }
             };
-            // Charged before the commit: a recount (which a charge over
-            // the quota makes) counts committed snapshots only, so the
-            // tree is counted once.
             let usage = Component::usage(key.clone())?.size;
-            if let Err(e) = with_room(room, || quota::charge(HOLDER, usage)) {
-                let _ = Component::remove(key.clone());
-                return Err(e);
-            }
             let label = Label {
                 key: DIFF_ID_LABEL.to_owned(),
                 value: diff_id.clone(),

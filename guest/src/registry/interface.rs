@@ -56,6 +56,14 @@ impl Guest for Component {
     fn delete_blob(repository: String, digest: String) -> Result<(), RegistryError> {
         Caller::current().administer("the registry")?;
         let (holder, d) = blob(&repository, &digest)?;
+        if members::size(&d, &holder)?.is_none() {
+            return Err(RegistryError::BlobUnknown);
+        }
+        // A manifest deleted as a blob takes its tags with it, as a delete
+        // by the manifests endpoint does: none is left naming nothing.
+        let lock = index::lock()?;
+        let digest = d.to_string();
+        tags::remove(&lock, &repository, |_, m| m.digest().as_ref() == digest)?;
         members::release(&d, &holder)
     }
 

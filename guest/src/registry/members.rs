@@ -4,7 +4,7 @@
 
 use crate::bindings::exports::kist::content::registry::RegistryError;
 use crate::content::store;
-use crate::retention::holds;
+use crate::retention::{holds, quota};
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
 use crate::shared::fs::{self, FileType};
@@ -18,8 +18,12 @@ pub fn size(d: &Digest, holder: &str) -> Result<Option<u64>> {
     Ok((held && stat.type_ == FileType::RegularFile).then_some(stat.size))
 }
 
-/// Makes `holder` hold `d` if `from` does; false if `from` does not.
+/// Makes `holder` hold `d` if `from` does; false if `from` does not. The
+/// hold counts against `holder`'s quotas as a push would.
 pub fn mount(d: &Digest, holder: &str, from: &str) -> Result<bool> {
+    if let Some(bytes) = size(d, from)? {
+        quota::charge_hold(d, holder, bytes)?;
+    }
     let lock = store::lock_blob(d)?;
     if size(d, from)?.is_none() {
         return Ok(false);

@@ -269,7 +269,6 @@ pub fn grace_of(holder: &str) -> Result<Option<Stamp>> {
     Ok(Some(later(now(), grace)))
 }
 
-/// `stamp` plus `seconds`.
 /// A [`Stamp`] as WIT's `datetime`.
 pub fn datetime((seconds, nanoseconds): Stamp) -> Datetime {
     Datetime {
@@ -278,8 +277,14 @@ pub fn datetime((seconds, nanoseconds): Stamp) -> Datetime {
     }
 }
 
+/// The latest time a record keeps: 9999-12-31T23:59:59Z, the last second
+/// RFC 3339 (and every tool that prints one) can write. Later expiries are
+/// this one: forever, as far as anyone can tell.
+pub const LAST: u64 = 253_402_300_799;
+
+/// `stamp` plus `seconds`, at most [`LAST`].
 pub fn later(stamp: Stamp, seconds: u64) -> Stamp {
-    (stamp.0.saturating_add(seconds), stamp.1)
+    (stamp.0.saturating_add(seconds).min(LAST), stamp.1)
 }
 
 /// Releases `holder`'s hold on `d`; returns the record after. `not-found`

@@ -208,8 +208,8 @@ impl Guest for Component {
         };
         check_id(&id)?;
         let expires = match (expires_in, labels.get(EXPIRE_LABEL)) {
-            (Some(s), _) => Some((now.0.saturating_add(s), now.1)),
-            (None, Some(v)) => Some(parse_expiry(v)?),
+            (Some(s), _) => Some(holds::later(now, s)),
+            (None, Some(v)) => Some(parse_expiry(v).map(|(s, n)| (s.min(holds::LAST), n))?),
             (None, None) => None,
         };
         layout::ensure()?;

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::kist::content::locks;
 use crate::bindings::kist::content::space;
-use crate::retention::collector;
 use crate::retention::scan::Scan;
 use crate::retention::settings::{self, Config, QuotaRecord};
+use crate::retention::{collector, holds};
+use crate::shared::digest::Digest;
 use crate::shared::error::{self, Error, Result, corrupt};
 use crate::shared::fs::{self, Durability};
 
@@ -68,6 +69,17 @@ fn load() -> Result<Option<Counters>> {
 /// Forgets the counters (the quotas changed): the next charge counts.
 pub fn reset() -> Result<()> {
     fs::remove_file(FILE).map(drop)
+}
+
+/// Charges the blob `d` (of `size` bytes) for `holder` if it is about to
+/// hold it without holding it already: a new hold (a mount, an adopted
+/// blob, content stored before) counts against its quotas as a write
+/// does, and is refused the same way.
+pub fn charge_hold(d: &Digest, holder: &str, size: u64) -> Result<()> {
+    if holds::load(d)?.holders.contains(holder) {
+        return Ok(());
+    }
+    charge(holder, size)
 }
 
 /// Charges `bytes` about to be written for `holder` against every quota

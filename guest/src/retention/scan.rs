@@ -21,6 +21,7 @@ use crate::shared::error::{Error, Result, fs as fs_error};
 use crate::shared::fs::{self, FileType};
 use crate::shared::layout;
 use crate::snapshots::records as snapshots;
+use crate::snapshots::tree;
 
 /// Labels through which a blob keeps a snapshot, as in containerd:
 /// `containerd.io/gc.ref.snapshot.<snapshotter>[/<x>]`.
@@ -94,8 +95,8 @@ pub struct Scan {
     /// Snapshots live blobs name in `containerd.io/gc.ref.snapshot.*`
     /// labels: they are kept (see `snapshots::retention`).
     pub snapshot_refs: BTreeSet<String>,
-    /// Committed snapshots' holders and recorded bytes: they count against
-    /// quotas as blobs do (an unpacked layer is space like its blob).
+    /// Snapshots' holders and bytes: they count against quotas as blobs do
+    /// (an unpacked layer is space like its blob). See [`snapshot_usage`].
     snapshot_usage: Vec<(BTreeSet<String>, u64)>,
     /// `index.json`'s entries: digest → names.
     roots: BTreeMap<String, Vec<String>>,
@@ -106,6 +107,28 @@ pub struct Scan {
     /// Algorithms still to list.
     pending: Vec<Algorithm>,
     phase: Phase,
+}
+
+/// What snapshots weigh, by holders: committed ones what their records
+/// say, and what a layer being applied into an active one has unpacked so
+/// far (charged as it unpacks: a recount meanwhile must not forget it).
+fn snapshot_usage() -> Result<Vec<(BTreeSet<String>, u64)>> {
+    let mut out = Vec::new();
+    for r in snapshots::current()?.items.values() {
+        let bytes = match r.usage {
+            Some((bytes, _)) => bytes,
+            None => {
+                let staging = tree::apply_path(r.id);
+                if fs::stat(&staging)?.is_none() {
+                    continue;
+                }
+                // Gone since the look (the apply finished or failed): nothing.
+                tree::usage(&staging).map_or(0, |(bytes, _)| bytes)
+            }
+        };
+        out.push((r.holders.clone(), bytes));
+    }
+    Ok(out)
 }
 
 impl Scan {
@@ -123,11 +146,7 @@ impl Scan {
             ingests: Vec::new(),
             marked: BTreeSet::new(),
             snapshot_refs: BTreeSet::new(),
-            snapshot_usage: snapshots::current()?
-                .items
-                .values()
-                .filter_map(|r| Some((r.holders.clone(), r.usage?.0)))
-                .collect(),
+            snapshot_usage: snapshot_usage()?,
             // A damaged index fails the collection: its roots are unknown.
             roots: index::roots()?,
             subjects: referrers::subjects()?,
@@ -324,7 +343,13 @@ impl Scan {
                 .map(|(_, v)| v.clone()),
         );
         if self.subjects.contains(&d.to_string()) {
-            self.queue.extend(referrers::listed(d)?);
+            // A referrer every repository deleted is not kept by its
+            // subject: only one something still holds (past its grace).
+            for referrer in referrers::listed(d)? {
+                if !holds::load(&referrer)?.holders.is_empty() {
+                    self.queue.push(referrer);
+                }
+            }
         }
         Ok(())
     }
@@ -400,11 +425,13 @@ impl Scan {
             .filter(|b| prefix.is_none() || b.counted_by(counts))
             .map(|b| b.size)
             .sum();
+        // An ingest counts what it declared it will write (reserved at its
+        // open), so a recount keeps the reservations of writes under way.
         let ingests: u64 = self
             .ingests
             .iter()
             .filter(|i| prefix.is_none() || i.meta.holders().iter().any(|h| counts(h)))
-            .map(|i| i.size)
+            .map(|i| i.size.max(i.meta.total.unwrap_or(0)))
             .sum();
         let snapshots: u64 = self
             .snapshot_usage

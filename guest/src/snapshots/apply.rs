@@ -16,6 +16,7 @@ use crate::bindings::kist::content::trees::{self, Attributes};
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
 use crate::content::new_blob::{from_io, to_io};
+use crate::retention::quota;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition};
 use crate::shared::fs;
@@ -29,11 +30,18 @@ const OPAQUE: &str = ".wh..wh..opq";
 const ENTRY_COST: u64 = 512;
 /// Decompressed bytes are taken and files written in chunks of this size.
 const CHUNK: usize = 1 << 20;
+/// Unpacked bytes are charged against the holder's quotas once this many
+/// are due (a charge rewrites the quota counters: not one per small
+/// file); what is left is charged at the end.
+const CHARGE_STEP: u64 = 1 << 20;
 /// xattr prefixes kept from a layer: overlay's own (`trusted.overlay.*`)
 /// must come from whiteout conversion only, never from a layer.
 const KEPT_XATTRS: [&str; 2] = ["user.", "security."];
 
 /// Unpacks `blob` into the active snapshot `key`; returns the diff id.
+/// What it unpacks is charged, as it goes, against the quotas of the
+/// snapshot's holder: a layer that unpacks past them (a gzip bomb) stops
+/// there with `no-space`, having written at most a step past them.
 pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Result<Digest> {
     let all = records::current()?;
     let record = all.get(key)?;
@@ -41,6 +49,7 @@ pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Resul
         return Err(precondition(format!("{key:?} is not an active snapshot")));
     }
     let id = record.id;
+    let holder = record.holders.iter().next().cloned();
     let _building = tree::apply_lock(id)?;
     if !fs::list_dir(&tree::fs_path(id))?
         .unwrap_or_default()
@@ -55,7 +64,7 @@ pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Resul
     fs::mkdir(&staging)?;
     let built = (|| {
         let dir = fs::open_dir(&staging)?.ok_or(Error::NotFound)?;
-        let mut unpacker = Unpacker::new(&staging, &dir, max_size);
+        let mut unpacker = Unpacker::new(&staging, &dir, max_size, holder);
         let diff_id = unpacker.run(blob, media_type)?;
         unpacker.finish()?;
         Ok(diff_id)
@@ -165,6 +174,9 @@ struct Unpacker<'a> {
     dir: &'a Descriptor,
     max_size: u64,
     used: u64,
+    /// Who the unpacked bytes are charged to, and how many were so far.
+    holder: Option<String>,
+    charged: u64,
     made: HashMap<String, Made>,
     /// Directories' attributes, set at the end (writing into a directory
     /// changes its time; a read-only one could not be written into).
@@ -173,12 +185,14 @@ struct Unpacker<'a> {
 }
 
 impl<'a> Unpacker<'a> {
-    fn new(root: &'a str, dir: &'a Descriptor, max_size: u64) -> Self {
+    fn new(root: &'a str, dir: &'a Descriptor, max_size: u64, holder: Option<String>) -> Self {
         Self {
             root,
             dir,
             max_size,
             used: 0,
+            holder,
+            charged: 0,
             made: HashMap::from([(String::new(), Made::Dir)]),
             dir_attributes: Vec::new(),
             buffer: Vec::new(),
@@ -221,8 +235,19 @@ impl<'a> Unpacker<'a> {
         inflated.finish()
     }
 
-    /// Sets the directories' attributes, deepest first.
+    /// Charges what was unpacked and not charged yet to the holder.
+    fn charge(&mut self) -> Result<()> {
+        if let Some(holder) = self.holder.as_deref() {
+            quota::charge(holder, self.used - self.charged)?;
+        }
+        self.charged = self.used;
+        Ok(())
+    }
+
+    /// Charges the rest, and sets the directories' attributes, deepest
+    /// first.
     fn finish(&mut self) -> Result<()> {
+        self.charge()?;
         let mut dirs = std::mem::take(&mut self.dir_attributes);
         dirs.sort_by_key(|(p, _)| {
             std::cmp::Reverse(p.matches('/').count() + usize::from(!p.is_empty()))
@@ -253,6 +278,11 @@ impl<'a> Unpacker<'a> {
                  {ENTRY_COST} bytes per entry)",
                 self.max_size
             )));
+        }
+        // Before its bytes are written: what has not been charged yet, once
+        // it makes a step (or the entry alone is large).
+        if self.used - self.charged >= CHARGE_STEP {
+            self.charge()?;
         }
         let rel = clean(&entry.path_bytes())?;
         let attributes = attributes(entry.header())?;
