@@ -15,10 +15,12 @@ pub struct Limits {
     /// Transfers one client may have in flight (default 64).
     pub transfers_per_client: usize,
     /// Bytes the server may hold in memory for transfers, in all (default
-    /// 1 GiB): a download's read-ahead, a manifest or index being sent or
-    /// received, a stream's queued messages.
+    /// 768 MiB): a download's read-ahead, a manifest or index being sent or
+    /// received, a stream's queued messages. The process's resident size
+    /// under load is this and what the allocator keeps of freed memory.
     pub memory: u64,
-    /// Bytes held for one client's transfers (default 256 MiB).
+    /// Bytes held for one client's transfers (default 256 MiB: its 64
+    /// transfers' worth of downloads).
     pub memory_per_client: u64,
     /// Bytes per second every transfer must average once its grace is
     /// over, counted from the grace's end (default 4 KiB/s: 32 kbit/s,
@@ -39,7 +41,7 @@ impl Default for Limits {
             connections_per_client: 256,
             transfers: 1024,
             transfers_per_client: 64,
-            memory: 1 << 30,
+            memory: 768 << 20,
             memory_per_client: 256 << 20,
             min_rate: 4 << 10,
             grace: Duration::from_secs(10),

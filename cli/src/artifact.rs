@@ -64,8 +64,9 @@ pub enum Command {
     Ls {
         /// Filters; an artifact is listed if any matches.
         filters: Vec<String>,
-        /// The host name artifact URLs use.
-        #[arg(long, default_value = "localhost")]
+        /// The host (and port) artifact URLs use: what `kist serve` answers
+        /// on.
+        #[arg(long, default_value = "localhost:9090")]
         hostname: String,
     },
     /// Write an artifact's bytes (a path or a latest alias) to stdout or a

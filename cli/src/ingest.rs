@@ -287,10 +287,12 @@ fn progress_bar(total: Option<u64>, done: u64) -> ProgressBar {
     }
     let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
     bar.set_draw_target(ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}")
-            .expect("valid template"),
-    );
+    // Without a declared size there is no total to show, nor a bar.
+    let template = match total {
+        Some(_) => "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+        None => "{spinner} {bytes} {binary_bytes_per_sec}",
+    };
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
     bar.set_position(done);
     bar
 }

@@ -242,7 +242,7 @@ fn show_infos(infos: &[LayerInfo], format: Format) -> anyhow::Result<()> {
         Format::Json => print_json(&Value::Array(infos.iter().map(info_json).collect())),
         Format::Table => table(
             &[
-                "DIGEST", "ID", "VERSION", "STATE", "SINCE", "EXPIRES", "SIZE", "PATH",
+                "DIGEST", "ID", "VERSION", "STATE", "SINCE", "EXPIRES", "SIZE", "DIFF ID", "PATH",
             ],
             infos.iter().map(|i| {
                 vec![
@@ -253,6 +253,7 @@ fn show_infos(infos: &[LayerInfo], format: Format) -> anyhow::Result<()> {
                     time(i.since),
                     i.expires.map(time).unwrap_or_default(),
                     i.size.to_string(),
+                    i.diff_id.clone(),
                     i.path.clone(),
                 ]
             }),

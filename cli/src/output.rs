@@ -162,10 +162,10 @@ impl Output {
             ));
         }
         table(
-            &["PATH", "REVISION", "SIZE", "UPDATED", "DIGEST"],
+            &["URL", "REVISION", "SIZE", "UPDATED", "DIGEST"],
             artifacts.iter().map(|a| {
                 vec![
-                    a.path.clone(),
+                    a.url(hostname),
                     a.revision.clone(),
                     a.size.to_string(),
                     time(a.last_update),
@@ -290,8 +290,12 @@ impl Output {
                 .iter()
                 .map(|r| vec![kind(r.kind).to_owned(), r.name.clone(), r.bytes.to_string()]),
         )?;
-        let verb = if dry_run { "would free" } else { "freed" };
-        lines([format!("{} removed, {verb} {freed} bytes", removed.len())])
+        let (done, verb) = if dry_run {
+            ("would be removed", "would free")
+        } else {
+            ("removed", "freed")
+        };
+        lines([format!("{} {done}, {verb} {freed} bytes", removed.len())])
     }
 
     /// Quotas with what counts against them.

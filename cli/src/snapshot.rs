@@ -167,11 +167,11 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         }
         Command::Diff { key } => show.layer(&snapshots.diff(&key)?),
         Command::Mount { key, target } => {
-            kist::mount::mount(&snapshots.mounts(&key)?, &target)?;
+            snapshots.mount(&key, &target)?;
             out.done(&target.display().to_string())
         }
         Command::Umount { target } => {
-            kist::mount::unmount(&target)?;
+            snapshots.unmount(&target)?;
             out.done(&target.display().to_string())
         }
     }

@@ -22,6 +22,11 @@ pub(crate) struct KistCtx {
     /// Who the calls in progress are for (what `caller` answers); set
     /// each time the instance is handed out.
     pub(crate) identity: Identity,
+    /// Calls the guest made to the host (WASI and kist's capabilities),
+    /// and how many there were at the last deadline: a call that made
+    /// some since is working, and its deadline is pushed back.
+    pub(crate) host_calls: u64,
+    pub(crate) host_calls_seen: u64,
 }
 
 impl KistCtx {
@@ -55,12 +60,15 @@ impl KistCtx {
                 holder: "default".to_owned(),
                 confined: false,
             },
+            host_calls: 0,
+            host_calls_seen: 0,
         })
     }
 }
 
 impl WasiView for KistCtx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.host_calls += 1;
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
@@ -70,6 +78,7 @@ impl WasiView for KistCtx {
 
 impl CapabilitiesHost for KistCtx {
     fn capabilities(&mut self) -> CapabilitiesView<'_> {
+        self.host_calls += 1;
         CapabilitiesView {
             ctx: &self.caps,
             table: &mut self.table,

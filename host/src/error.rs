@@ -57,8 +57,9 @@ pub enum Error {
     /// the cases above).
     #[error("registry: {0:?}")]
     Registry(RegistryError),
-    /// The component ran past its deadline and was stopped.
-    #[error("the store component ran past its deadline and was interrupted")]
+    /// The component ran a whole deadline without asking the host for
+    /// anything (a runaway loop) and was stopped.
+    #[error("the store component ran past its deadline without progress and was interrupted")]
     Timeout,
     /// The component trapped (for example it hit its memory limit) or could
     /// not be loaded; the next call gets a fresh instance.

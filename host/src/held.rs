@@ -42,20 +42,9 @@ impl Held {
         goes_on: fn(&Error) -> bool,
         f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>, ResourceAny) -> GuestResult<R>,
     ) -> Option<Result<R>> {
-        self.call_for(0, goes_on, f)
-    }
-
-    /// [`call`](Self::call) for a step that may move `bytes` bytes (see
-    /// [`Session::call_for`]).
-    pub(crate) fn call_for<R>(
-        &mut self,
-        bytes: u64,
-        goes_on: fn(&Error) -> bool,
-        f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>, ResourceAny) -> GuestResult<R>,
-    ) -> Option<Result<R>> {
         let (session, handle) = self.live.as_mut()?;
         let handle = *handle;
-        let result = session.call_for(bytes, |api, s| f(api, s, handle));
+        let result = session.call(|api, s| f(api, s, handle));
         if result.as_ref().is_err_and(|e| !goes_on(e)) {
             self.finish();
         }

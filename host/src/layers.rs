@@ -17,9 +17,6 @@ use crate::held::Held;
 use crate::store::{Scoped, Store};
 use crate::storer::Lent;
 
-/// How much larger than its blob a layer is assumed to unpack, for the
-/// deadline of the step that unpacks it.
-const UNPACK_RATIO: u64 = 8;
 /// The longest one call waits for another run's lock.
 const WAIT_SLICE: Duration = Duration::from_secs(10);
 
@@ -98,7 +95,6 @@ impl Layers {
                 Ok((path, Lent::read(&absolute)))
             })
             .collect::<Result<_>>()?;
-        let biggest = desired.iter().map(|d| d.size).max().unwrap_or(0);
         // The wait for another run is taken in slices, each one call: a
         // single call waiting longer than the call deadline would be
         // interrupted.
@@ -129,8 +125,7 @@ impl Layers {
             }
         };
         loop {
-            let step = held.call_for(
-                biggest.saturating_mul(UNPACK_RATIO),
+            let step = held.call(
                 |_| false,
                 |api, s, run: ResourceAny| api.kist_content_layers().run().call_step(s, run),
             );

@@ -48,6 +48,7 @@ mod held;
 mod layers;
 mod leases;
 pub mod mount;
+mod mounted;
 #[cfg(feature = "compose")]
 mod plug;
 mod reader;

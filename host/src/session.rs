@@ -1,6 +1,6 @@
 //! One component instance in its own wasmtime store, and the discipline of
-//! calling into it: a deadline per call, and no reuse after a trap (a
-//! trapped instance cannot be entered again).
+//! calling into it: a deadline that a call working keeps pushing back, and
+//! no reuse after a trap (a trapped instance cannot be entered again).
 
 use std::sync::Arc;
 
@@ -10,11 +10,6 @@ use crate::ctx::KistCtx;
 use crate::error::{Error, Result};
 use crate::runtime::TICK;
 use crate::store::Shared;
-
-/// The slowest rate at which a call that moves data is assumed to move
-/// it, in bytes per second, for its deadline: archiving in wasm runs at
-/// ~24 MB/s here, so 4 MiB/s leaves room for a loaded machine.
-pub(crate) const MIN_RATE: u64 = 4 << 20;
 
 /// A live instance of the store component.
 pub(crate) struct Session {
@@ -41,6 +36,19 @@ impl Session {
         store.limiter(|ctx| &mut ctx.limits);
         let deadline_ticks = (options.call_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(deadline_ticks);
+        // At the deadline a call that asked the host for anything since the
+        // last one (a file read or written, bytes hashed, a lock) is working,
+        // however slowly the machine lets it: it gets another deadline. One
+        // that asked for nothing is a runaway loop, and is stopped. No
+        // wall-clock limit cuts work that is making progress.
+        store.epoch_deadline_callback(move |mut ctx| {
+            let ctx = ctx.data_mut();
+            if ctx.host_calls == ctx.host_calls_seen {
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            ctx.host_calls_seen = ctx.host_calls;
+            Ok(wasmtime::UpdateDeadline::Continue(deadline_ticks))
+        });
         let api = shared.runtime.pre.instantiate(&mut store)?;
         Ok(Self {
             store,
@@ -55,24 +63,12 @@ impl Session {
         &mut self,
         f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>) -> GuestResult<R>,
     ) -> Result<R> {
-        self.call_for(0, f)
-    }
-
-    /// [`call`](Self::call) for a call that moves `bytes` bytes of data
-    /// (an archive, an extraction): its deadline grows by the time they
-    /// take at [`MIN_RATE`], so a large tree is not cut short while a
-    /// runaway call is still stopped.
-    pub(crate) fn call_for<R>(
-        &mut self,
-        bytes: u64,
-        f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>) -> GuestResult<R>,
-    ) -> Result<R> {
         if self.poisoned {
             return Err(Error::Component("this instance trapped earlier".into()));
         }
-        let extra = (bytes / MIN_RATE).saturating_mul(1000) / TICK.as_millis() as u64;
-        self.store
-            .set_epoch_deadline(self.deadline_ticks.saturating_add(extra));
+        let ctx = self.store.data_mut();
+        ctx.host_calls_seen = ctx.host_calls;
+        self.store.set_epoch_deadline(self.deadline_ticks);
         match f(&self.api, &mut self.store) {
             Ok(result) => result.map_err(Error::from),
             Err(trap) => {

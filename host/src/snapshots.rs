@@ -5,6 +5,8 @@
 use crate::bindings::exports::kist::content::snapshots::{
     DiskUsage, Info, Layer, Mount, SnapshotOptions,
 };
+use std::path::Path;
+
 use crate::error::{Error, Result};
 use crate::store::{Scoped, Store};
 
@@ -43,9 +45,18 @@ impl Store {
 /// Most a layer may unpack to in [`Snapshots::apply`] unless
 /// [`Snapshots::apply_with_limit`] says otherwise: 64 GiB.
 pub const DEFAULT_MAX_UNPACKED: u64 = 64 << 30;
-/// How much larger than its blob a layer is assumed to unpack, for the
-/// call's deadline.
-const UNPACK_RATIO: u64 = 8;
+
+/// The tree a snapshot's mounts write to, or show: an active overlay's
+/// `upperdir`, else the bind mount's source.
+fn own_tree(mounts: &[Mount]) -> Option<String> {
+    let m = mounts.first()?;
+    if m.type_ == "bind" {
+        return Some(m.source.clone());
+    }
+    m.options
+        .iter()
+        .find_map(|o| o.strip_prefix("upperdir=").map(str::to_owned))
+}
 
 impl Snapshots {
     fn options(&self, labels: &[(&str, &str)]) -> SnapshotOptions {
@@ -154,10 +165,56 @@ impl Snapshots {
     }
 
     /// Removes the snapshot `key`; [`Error::FailedPrecondition`] if it has
-    /// children.
+    /// children, or if its tree is mounted somewhere (unmount it first: a
+    /// tree removed under a mount would only be half gone).
     pub fn remove(&self, key: &str) -> Result<()> {
+        let tree = self
+            .shared
+            .call(|api, s| api.kist_content_snapshots().call_mounts(s, key))
+            .ok()
+            .and_then(|m| self.absolute(m).ok())
+            .and_then(|m| own_tree(&m));
+        if let Some(tree) = tree
+            && let Some(at) = crate::mounted::mounted_at(&tree).first()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "{key:?} is mounted at {}: unmount it first",
+                at.display()
+            )));
+        }
         self.shared
             .call(|api, s| api.kist_content_snapshots().call_remove(s, key))
+    }
+
+    /// Performs the mounts of `key` on `target` (as root), which must not
+    /// be inside the store: mounted there, a tree would hide the store's
+    /// own files (its blobs, its records).
+    pub fn mount(&self, key: &str, target: &Path) -> Result<()> {
+        let mounts = self.mounts(key)?;
+        let inside = target
+            .canonicalize()
+            .map_err(|e| Error::Io(format!("{}: {e}", target.display())))?
+            .starts_with(&self.shared.root);
+        if inside {
+            return Err(Error::InvalidArgument(format!(
+                "{}: inside the store; mount snapshots elsewhere",
+                target.display()
+            )));
+        }
+        crate::mount::mount(&mounts, target)
+    }
+
+    /// Unmounts `target` if what is mounted there is one of this store's
+    /// snapshots; anything else is [`Error::InvalidArgument`], untouched.
+    pub fn unmount(&self, target: &Path) -> Result<()> {
+        let snapshots = format!("{}/snapshots", self.shared.root.display());
+        if !crate::mounted::is_snapshot_mount(target, &snapshots) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: no snapshot of this store is mounted there",
+                target.display()
+            )));
+        }
+        crate::mount::unmount(target)
     }
 
     /// What the store knows about `key`.
@@ -208,14 +265,8 @@ impl Snapshots {
         media_type: &str,
         max_size: u64,
     ) -> Result<String> {
-        // The deadline grows with the data unpacked: the blob's size times
-        // a generous compression ratio, at most the cap.
-        let stored = self
-            .shared
-            .call(|api, s| api.kist_content_store().call_info(s, &blob.to_owned()))?;
-        let bytes = stored.size.saturating_mul(UNPACK_RATIO).min(max_size);
         let blob = blob.to_owned();
-        self.shared.call_for(bytes, |api, s| {
+        self.shared.call(|api, s| {
             api.kist_content_snapshots()
                 .call_apply(s, key, &blob, media_type, max_size)
         })

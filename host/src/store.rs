@@ -79,8 +79,12 @@ impl StoreBuilder {
         self
     }
 
-    /// Interrupts any single call into the component that runs longer than
-    /// this (default 120 s); it fails with [`Error::Timeout`].
+    /// Interrupts a call into the component that runs this long (default
+    /// 120 s) without asking the host for anything: a runaway loop; it
+    /// fails with [`Error::Timeout`]. A call that keeps working (reading or
+    /// writing files, hashing, taking locks) gets another period each
+    /// time, so slow work on a busy machine is never cut. Also the longest
+    /// one lock wait may last.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.options.call_timeout = timeout;
         self
@@ -258,21 +262,8 @@ impl Scoped {
             &mut wasmtime::Store<crate::ctx::KistCtx>,
         ) -> GuestResult<R>,
     ) -> Result<R> {
-        self.call_for(0, f)
-    }
-
-    /// [`call`](Self::call) for a call that moves `bytes` bytes (see
-    /// [`Session::call_for`]).
-    pub(crate) fn call_for<R>(
-        &self,
-        bytes: u64,
-        f: impl FnOnce(
-            &crate::bindings::StoreComponent,
-            &mut wasmtime::Store<crate::ctx::KistCtx>,
-        ) -> GuestResult<R>,
-    ) -> Result<R> {
         let mut session = self.session()?;
-        let result = session.call_for(bytes, f);
+        let result = session.call(f);
         self.recycle(session);
         result
     }

@@ -162,13 +162,9 @@ impl Lent {
 impl Storer {
     /// Runs `f` with `lent` (if any) open as a descriptor in the instance,
     /// and closes it afterwards whatever happened.
-    ///
-    /// `bytes` is the data the call will move, which stretches its deadline
-    /// (see [`Session::call_for`](crate::session::Session::call_for)).
     fn with_dir<R>(
         &self,
         lent: Option<Lent>,
-        bytes: u64,
         f: impl FnOnce(
             &crate::bindings::StoreComponent,
             &mut wasmtime::Store<crate::ctx::KistCtx>,
@@ -184,7 +180,7 @@ impl Storer {
             }
         };
         let rep = dir.as_ref().map(Resource::rep);
-        let result = session.call_for(bytes, |api, s| f(api, s, dir));
+        let result = session.call(|api, s| f(api, s, dir));
         if let Some(rep) = rep {
             let table = &mut session.store.data_mut().table;
             let _ = table.delete(Resource::<Descriptor>::new_own(rep));
@@ -205,7 +201,6 @@ impl Storer {
         metadata: &[(&str, &str)],
     ) -> Result<Artifact> {
         let metadata = labels(metadata);
-        let bytes = source_size(&source);
         let (lent, plan) = match source {
             Source::Directory(dir, options) => (Some(Lent::read(dir)), Plan::Directory(options)),
             Source::File(path) => {
@@ -218,7 +213,7 @@ impl Storer {
             }
             Source::Blob(digest) => (None, Plan::Blob(digest.to_owned())),
         };
-        self.with_dir(lent, bytes, |api, s, dir| {
+        self.with_dir(lent, |api, s, dir| {
             let source = match (plan, dir) {
                 (Plan::Directory(options), Some(d)) => WitSource::Directory((d, options)),
                 (Plan::File(name), Some(d)) => WitSource::File((d, name)),
@@ -251,8 +246,7 @@ impl Storer {
 
     /// Archives `dir` into a blob; returns its digest and size.
     pub fn archive(&self, dir: &Path, options: &ArchiveOptions) -> Result<(String, u64)> {
-        let bytes = tree_size(dir, options.max_size);
-        self.with_dir(Some(Lent::read(dir)), bytes, |api, s, d| {
+        self.with_dir(Some(Lent::read(dir)), |api, s, d| {
             api.kist_content_storer()
                 .call_archive(s, d.expect("lent"), options)
         })
@@ -303,12 +297,10 @@ impl Storer {
         dest: &Path,
         options: &ExtractOptions,
     ) -> Result<u64> {
-        let artifact = self.get(path)?.ok_or(Error::NotFound)?;
+        self.get(path)?.ok_or(Error::NotFound)?;
         std::fs::create_dir_all(dest)
             .map_err(|e| Error::Io(format!("creating {}: {e}", dest.display())))?;
-        // Read twice (check, then write), and at most max-size written.
-        let bytes = (2 * artifact.size).saturating_add(options.max_size);
-        self.with_dir(Some(Lent::write(dest)), bytes, |api, s, d| {
+        self.with_dir(Some(Lent::write(dest)), |api, s, d| {
             api.kist_content_storer()
                 .call_extract(s, path, sub_path, d.expect("lent"), *options)
         })
@@ -323,37 +315,4 @@ impl Storer {
         })?;
         Ok(ArtifactLock { _held: held })
     }
-}
-
-/// The bytes `source` makes the component read (a directory's files, at
-/// most `max-size` of them; a file's size); 0 when unknown.
-fn source_size(source: &Source<'_>) -> u64 {
-    match source {
-        Source::Directory(dir, options) => tree_size(dir, options.max_size),
-        Source::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
-        Source::Blob(_) => 0,
-    }
-}
-
-/// The total size of the regular files under `dir` (symlinks not
-/// followed), counting stops past `cap`.
-fn tree_size(dir: &Path, cap: u64) -> u64 {
-    let mut total = 0u64;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.metadata() {
-                Ok(m) if m.is_dir() => pending.push(entry.path()),
-                Ok(m) if m.is_file() => total = total.saturating_add(m.len()),
-                _ => {}
-            }
-            if total > cap {
-                return cap;
-            }
-        }
-    }
-    total
 }

@@ -128,7 +128,7 @@ impl Writer {
         let mut copied = 0;
         let result = loop {
             let slice = COPY_SLICE.min(length - copied);
-            let call = session.call_for(slice, |api, s| {
+            let call = session.call(|api, s| {
                 api.kist_content_ingester().writer().call_write_from(
                     s,
                     handle,

@@ -886,3 +886,55 @@ fn ttls_past_the_year_9999_are_forever_and_listable() {
     kist(&["lease", "create", "--id", "long", "--expire", &ttl]);
     assert!(kist(&["lease", "ls"]).contains("9999-12-31T23:59:59Z"));
 }
+
+/// A download slower than the minimum rate fails after its grace instead
+/// of holding the layers lock for as long as the origin drips (a small
+/// item of issue 27), and the next run resumes it with a `Range`.
+#[test]
+fn a_dripping_origin_is_cut_and_the_next_run_resumes() {
+    require_root();
+    let server = LayerServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = FetchPolicy::default()
+        .allow(&server.origin())
+        .unwrap()
+        .min_rate(4096, Duration::from_secs(2));
+    let store = FakeClock::new()
+        .builder(dir.path())
+        .fetch_policy(policy)
+        .open()
+        .unwrap();
+    let slow = served(
+        &server,
+        "slow",
+        sized_layer("data", 200_000, 7),
+        Behaviour::Trickle(1000),
+    );
+    let started = Instant::now();
+    let r = apply(&store, &[&slow], 100, &[]);
+    assert!(
+        matches!(outcome(&r, &slow), Err(LayerError::Download(_))),
+        "{r:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    server.set("slow", Behaviour::Normal);
+    let r = apply(&store, &[&slow], 100, &[]);
+    assert_eq!(action(&r, &slow), LayerAction::Installed);
+    let ranges: Vec<_> = server
+        .requests("slow")
+        .into_iter()
+        .map(|q| q.range)
+        .collect();
+    assert!(
+        ranges
+            .last()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|r| r.starts_with("bytes=")),
+        "{ranges:?}"
+    );
+}

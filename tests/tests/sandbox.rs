@@ -97,9 +97,12 @@ fn memory_cap_traps_and_recovers() {
     assert!(matches!(r.read_at(0, 12 << 20), Err(Error::Component(_))));
 }
 
-/// A call running past its deadline is interrupted; the store stays usable.
+/// A call that keeps working is never cut by its deadline, however short
+/// and however long the work (a resume that re-hashes 64 MiB under a
+/// 20 ms deadline completes); a runaway call, one that asks the host for
+/// nothing, is (`hostile::runaways_are_stopped`).
 #[test]
-fn deadline_interrupts_a_long_call() {
+fn the_deadline_spares_calls_that_make_progress() {
     let h = Harness::new(open_embedded);
     let data = bytes(64 << 20, 2);
     let mut w = h.store().writer("slow", None, None).unwrap();
@@ -117,23 +120,11 @@ fn deadline_interrupts_a_long_call() {
         .call_timeout(Duration::from_millis(20))
         .open()
         .unwrap();
-    assert!(matches!(
-        strict.writer("slow", None, None),
-        Err(Error::Timeout)
-    ));
-    // The same host serves the next call. 20 ms is tight for a loaded
-    // machine (CI measured a put past it once): a call that times out too
-    // is tried again, the host must answer within a few.
-    let put = (0..5)
-        .map(|_| strict.put(b"still works"))
-        .find(|r| !matches!(r, Err(Error::Timeout)))
-        .expect("a put within 20 ms in five tries");
-    assert_eq!(put.unwrap(), sha256(b"still works"));
-    let mut w = h.store().writer("slow", None, None).unwrap();
-    assert_eq!(
-        w.status().unwrap().offset,
-        64 << 20,
-        "the interrupted resume lost nothing"
+    let started = std::time::Instant::now();
+    let mut resumed = strict.writer("slow", None, None).unwrap();
+    assert!(
+        started.elapsed() > Duration::from_millis(20),
+        "not a long call"
     );
-    assert_eq!(w.digest().unwrap(), sha256(&data));
+    assert_eq!(resumed.digest().unwrap(), sha256(&data));
 }

@@ -25,15 +25,22 @@ pub struct FetchPolicy {
     origins: Vec<String>,
     connect_timeout: Duration,
     read_timeout: Duration,
+    /// Bytes per second a body must average once `grace` is over.
+    min_rate: u64,
+    grace: Duration,
 }
 
 impl Default for FetchPolicy {
-    /// Nothing allowed; 10 s to connect, 30 s without a byte.
+    /// Nothing allowed; 10 s to connect, 30 s without a byte, and at least
+    /// 4 KiB/s on average after the first 10 s (an origin dripping a byte
+    /// now and then must not hold the layers lock forever).
     fn default() -> Self {
         Self {
             origins: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            min_rate: 4 << 10,
+            grace: Duration::from_secs(10),
         }
     }
 }
@@ -55,6 +62,11 @@ impl FetchPolicy {
     /// Allows `origin` (`http://host[:port]` or `https://host[:port]`; a
     /// path, if any, is ignored: origins are allowed whole).
     pub fn allow(mut self, origin: &str) -> Result<Self, String> {
+        if !origin.contains("://") {
+            return Err(format!(
+                "{origin}: an origin names its scheme: http://{origin} or https://{origin}"
+            ));
+        }
         let url = Url::parse(origin).map_err(|e| format!("{origin}: {e}"))?;
         let origin = origin_of(&url)
             .ok_or_else(|| format!("{origin}: an origin is http:// or https:// with a host"))?;
@@ -66,6 +78,15 @@ impl FetchPolicy {
     pub fn timeouts(mut self, connect: Duration, read: Duration) -> Self {
         self.connect_timeout = connect;
         self.read_timeout = read;
+        self
+    }
+
+    /// Sets the bytes per second a body must average once `grace` has
+    /// passed since its request (counted from the end of the grace); a
+    /// slower one fails, and the next try resumes it with a range.
+    pub fn min_rate(mut self, bytes_per_second: u64, grace: Duration) -> Self {
+        self.min_rate = bytes_per_second;
+        self.grace = grace;
         self
     }
 
@@ -99,6 +120,28 @@ pub struct Download {
     /// Bytes the server announced for the body, if it did.
     announced: Option<u64>,
     read: u64,
+    /// When it was asked for, and the pace it must keep.
+    started: std::time::Instant,
+    min_rate: u64,
+    grace: Duration,
+}
+
+impl Download {
+    /// A failure if the body is slower than its minimum rate by now.
+    fn too_slow(&self) -> Option<FetchError> {
+        let elapsed = self.started.elapsed();
+        let late = elapsed.checked_sub(self.grace)?;
+        let due = (self.min_rate as f64 * late.as_secs_f64()) as u64;
+        (self.read < due).then(|| {
+            FetchError::Io(format!(
+                "the origin sent {} bytes in {:.0} s, slower than {} bytes/s; \
+                 the next try resumes where this one stopped",
+                self.read,
+                elapsed.as_secs_f64(),
+                self.min_rate
+            ))
+        })
+    }
 }
 
 /// A ureq transport error as the guest sees it.
@@ -135,6 +178,7 @@ fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
 }
 
 fn get(policy: &FetchPolicy, url: &str, offset: u64) -> Result<Download, FetchError> {
+    let started = std::time::Instant::now();
     let agent = policy.agent();
     let mut url = policy.check(url)?;
     for _ in 0..=MAX_REDIRECTS {
@@ -184,6 +228,9 @@ fn get(policy: &FetchPolicy, url: &str, offset: u64) -> Result<Download, FetchEr
             start,
             announced: length,
             read: 0,
+            started,
+            min_rate: policy.min_rate,
+            grace: policy.grace,
         });
     }
     Err(FetchError::Io(format!(
@@ -229,6 +276,9 @@ impl HostDownload for CapabilitiesView<'_> {
             }
         };
         d.read += n as u64;
+        if let Some(slow) = d.too_slow() {
+            return Ok(Err(slow));
+        }
         if n == 0
             && let Some(announced) = d.announced
             && d.read < announced
