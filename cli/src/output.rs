@@ -36,6 +36,7 @@ impl Output {
             ("created", time(info.created_at)),
             ("updated", time(info.updated_at)),
             ("holders", info.holders.join(",")),
+            ("graces", graces(info)),
             ("labels", labels(info)),
         ];
         table(
@@ -204,6 +205,7 @@ fn info_json(i: &BlobInfo) -> Value {
         "created_at": time(i.created_at),
         "updated_at": time(i.updated_at),
         "holders": i.holders,
+        "graces": i.graces.iter().map(|(h, t)| json!({"holder": h, "until": time(*t)})).collect::<Vec<_>>(),
         "labels": label_map(&i.labels),
     })
 }
@@ -434,6 +436,15 @@ pub(crate) fn time(t: Datetime) -> String {
         nanoseconds: t.nanoseconds,
     };
     humantime::format_rfc3339_seconds(kist::system_time(t)).to_string()
+}
+
+/// Holds that keep the blob by themselves only until a time.
+fn graces(info: &BlobInfo) -> String {
+    info.graces
+        .iter()
+        .map(|(h, until)| format!("{h} until {}", time(*until)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn labels(info: &BlobInfo) -> String {

@@ -14,8 +14,9 @@ pub enum Error {
     /// The blob, ingest or ref does not exist.
     #[error("not found")]
     NotFound,
-    /// The blob is already stored (on commit: the ingest was removed).
-    #[error("already exists")]
+    /// The blob is already stored (on commit: the ingest was removed, and
+    /// the content is there: a commit that gets this has succeeded).
+    #[error("already exists (the content is stored: a commit that gets this has succeeded)")]
     AlreadyExists,
     /// Another writer or operation holds the ref or blob; retry later.
     #[error("unavailable: locked by another writer")]

@@ -447,6 +447,7 @@ impl Store {
             created_at: zero,
             updated_at: zero,
             holders: Vec::new(),
+            graces: Vec::new(),
             labels: last
                 .iter()
                 .filter_map(|(k, v)| {

@@ -1532,3 +1532,33 @@ fn snapshot_mounts_stay_out_of_the_store_and_off_other_mounts() {
     snapshots.unmount(target.path()).unwrap();
     snapshots.remove("work").unwrap();
 }
+
+/// `snapshot diff` writes only what `apply` takes back: a device node or a
+/// name that is not UTF-8 in the tree is refused, naming it, instead of a
+/// layer the round trip cannot apply (a small item of issue 27).
+#[test]
+fn diff_refuses_what_apply_would_refuse() {
+    use std::os::unix::ffi::OsStrExt;
+    kist_tests::trees::require_root();
+    let h = Harness::new(open_embedded);
+    let snapshots = h.store().snapshots();
+    let mounts = snapshots.prepare("names", None, &[]).unwrap();
+    let tree = std::path::PathBuf::from(&mounts[0].source);
+    std::fs::write(tree.join(std::ffi::OsStr::from_bytes(b"bad-\xff")), "x").unwrap();
+    match snapshots.diff("names") {
+        Err(Error::InvalidArgument(why)) => assert!(why.contains("not UTF-8"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let mounts = snapshots.prepare("devices", None, &[]).unwrap();
+    let tree = std::path::PathBuf::from(&mounts[0].source);
+    let made = std::process::Command::new("mknod")
+        .arg(tree.join("null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    match snapshots.diff("devices") {
+        Err(Error::InvalidArgument(why)) => assert!(why.contains("device node"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -162,6 +162,15 @@ fn info_from(
         Vec::new()
     };
     let (labels, labelled_at) = file.of(&caller.holder);
+    let graces = holders
+        .iter()
+        .filter_map(|h| {
+            record
+                .until
+                .get(h)
+                .map(|u| (h.clone(), holds::datetime(*u)))
+        })
+        .collect();
     let created_at = stat.data_modification_timestamp.unwrap_or_else(fs::now);
     Ok(Some(Info {
         digest: d.to_string(),
@@ -172,6 +181,7 @@ fn info_from(
             .unwrap_or(created_at),
         labels: labels::to_list(labels),
         holders,
+        graces,
     }))
 }
 

@@ -13,7 +13,7 @@ use crate::bindings::kist::content::trees::{self, Node, NodeKind};
 use crate::bindings::wasi::filesystem::types::DescriptorFlags;
 use crate::content::new_blob::{DescriptorReader, NewBlob, from_io};
 use crate::shared::digest::Digest;
-use crate::shared::error::{Error, Result, precondition};
+use crate::shared::error::{Error, Result, invalid, precondition};
 use crate::shared::fs;
 use crate::snapshots::records::{self, State};
 use crate::snapshots::tree::{self, join};
@@ -96,7 +96,18 @@ impl Walk<'_> {
         } else {
             self.full(rel)
         };
-        let mut names: Vec<String> = fs::list_dir(&path)?
+        // A name that is not UTF-8 cannot cross WASI 0.2 (names are strings),
+        // and `apply` refuses one: said plainly, naming the directory.
+        let listed = fs::list_dir(&path).map_err(|e| match e {
+            Error::Io(m) if m.contains("illegal byte sequence") || m.contains("Illegal byte") => {
+                invalid(format!(
+                    "{path} holds a name that is not UTF-8: layers carry UTF-8 names \
+                     (apply refuses others); rename it"
+                ))
+            }
+            e => e,
+        })?;
+        let mut names: Vec<String> = listed
             .unwrap_or_default()
             .into_iter()
             .map(|(n, _)| n)
@@ -168,15 +179,17 @@ impl Walk<'_> {
                 header.set_size(node.size);
                 out.append_data(&mut header, rel, reader).map_err(io)?;
             }
-            NodeKind::Fifo | NodeKind::CharacterDevice | NodeKind::BlockDevice => {
-                header.set_entry_type(match node.kind {
-                    NodeKind::Fifo => tar::EntryType::Fifo,
-                    NodeKind::CharacterDevice => tar::EntryType::Char,
-                    _ => tar::EntryType::Block,
-                });
+            // What `apply` would refuse is not written: the layer diff makes
+            // must apply again.
+            NodeKind::CharacterDevice | NodeKind::BlockDevice => {
+                return Err(invalid(format!(
+                    "{rel} is a device node: layers carry none (apply refuses them); remove it \
+                     from the snapshot to diff it"
+                )));
+            }
+            NodeKind::Fifo => {
+                header.set_entry_type(tar::EntryType::Fifo);
                 header.set_size(0);
-                header.set_device_major(node.rdev.0).map_err(io)?;
-                header.set_device_minor(node.rdev.1).map_err(io)?;
                 out.append_data(&mut header, rel, std::io::empty())
                     .map_err(io)?;
             }
