@@ -20,6 +20,17 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `kist --store STORE ARGS...`, run to its end.
+fn kist_at(store: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(kist_tests::kist_bin())
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("KIST_STORE")
+        .output()
+        .unwrap()
+}
+
 fn denied<T: std::fmt::Debug>(r: kist::Result<T>) {
     assert!(matches!(r, Err(Error::Denied(_))), "not denied: {r:?}");
 }
@@ -153,13 +164,7 @@ fn what_the_collector_keeps_is_readable() {
     assert_eq!(collect(&store), 0);
     assert!(store.info(&child).unwrap().holders.is_empty());
     assert_eq!(store.get(&child).unwrap(), b"child");
-    let out = std::process::Command::new(kist_tests::kist_bin())
-        .arg("--store")
-        .arg(h.path())
-        .args(["info", &child])
-        .env_remove("KIST_STORE")
-        .output()
-        .unwrap();
+    let out = kist_at(h.path(), &["info", &child]);
     assert!(out.status.success(), "kist info: {out:?}");
     store.as_holder("b").delete(&parent).unwrap();
     assert!(collect(&store) > 0);
@@ -1021,13 +1026,7 @@ fn snapshot_removal_stops_at_a_bind_mount_of_the_same_filesystem() {
         options: vec!["rbind".into(), "rw".into()],
     };
     let mounted = kist_tests::trees::Mounted::at(&[bind], &tree.join("mnt"));
-    let out = std::process::Command::new(kist_tests::kist_bin())
-        .arg("--store")
-        .arg(h.path())
-        .args(["snapshot", "rm", "work"])
-        .env_remove("KIST_STORE")
-        .output()
-        .unwrap();
+    let out = kist_at(h.path(), &["snapshot", "rm", "work"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         std::fs::read_to_string(victim.join("precious")).unwrap(),
@@ -1332,13 +1331,7 @@ fn serve_warns_with_the_address_it_listens_on() {
     assert!(said.contains("cleartext"), "{said}");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = std::process::Command::new(kist_tests::kist_bin())
-        .arg("--store")
-        .arg(h.path())
-        .args(["serve", "--addr", &addr])
-        .env_remove("KIST_STORE")
-        .output()
-        .unwrap();
+    let out = kist_at(h.path(), &["serve", "--addr", &addr]);
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains(&addr) && said.contains("in use"), "{said}");
@@ -1399,15 +1392,7 @@ fn a_commit_for_an_expired_lease_fails() {
 #[test]
 fn the_cli_names_what_it_did_not_find_and_creates_stores_to_write() {
     let dir = tempfile::tempdir().unwrap();
-    let kist = |store: &str, args: &[&str]| {
-        std::process::Command::new(kist_tests::kist_bin())
-            .arg("--store")
-            .arg(dir.path().join(store))
-            .args(args)
-            .env_remove("KIST_STORE")
-            .output()
-            .unwrap()
-    };
+    let kist = |store: &str, args: &[&str]| kist_at(&dir.path().join(store), args);
     for (store, args) in [
         ("a", vec!["config", "set", "cache-ttl", "1h"]),
         ("b", vec!["quota", "set", "10M"]),
@@ -1561,4 +1546,118 @@ fn diff_refuses_what_apply_would_refuse() {
         Err(Error::InvalidArgument(why)) => assert!(why.contains("device node"), "{why}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// The CLI's small wording defects of issue 27: the version is the WIT's,
+/// `gc --dry-run` says what it would remove, `artifact ls` shows URLs (on
+/// `kist serve`'s port), and an origin without a scheme says what to
+/// write.
+#[test]
+fn the_cli_says_what_it_means() {
+    let h = Harness::new(open_embedded);
+    let kist = |args: &[&str]| kist_at(h.path(), args);
+    let version = kist(&["--version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).contains("0.7.0"));
+    let store = h.store();
+    let d = store.put(b"released").unwrap();
+    store.delete(&d).unwrap();
+    let gc = kist(&["gc", "--dry-run"]);
+    assert!(
+        String::from_utf8_lossy(&gc.stdout).contains("1 would be removed"),
+        "{gc:?}"
+    );
+    let blob = store.put(b"an artifact").unwrap();
+    store
+        .storer()
+        .reconcile_artifact(
+            &kist::Object::new("Bucket", "ns", "b", "u"),
+            "r",
+            "a.txt",
+            kist::Source::Blob(&blob),
+            &[],
+        )
+        .unwrap();
+    let ls = kist(&["artifact", "ls"]);
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains("http://localhost:9090/bucket/ns/b/a.txt"),
+        "{ls:?}"
+    );
+    let desired = h.path().parent().unwrap().join("desired.json");
+    std::fs::write(&desired, "[]").unwrap();
+    let apply = kist(&[
+        "layer",
+        "apply",
+        desired.to_str().unwrap(),
+        "--allow-origin",
+        "127.0.0.1:8088",
+    ]);
+    let said = String::from_utf8_lossy(&apply.stderr);
+    assert!(said.contains("http://127.0.0.1:8088"), "{said}");
+}
+
+/// A referrers index is paged by its size: 20 referrers of 1 MiB of
+/// annotations each come in pages of at most 4 MiB, each with a `Link` to
+/// the next, and following them gives every referrer once (item 2: one
+/// 79 MiB response per request, which 30 stalled clients made 2.7 GB).
+#[test]
+fn referrers_come_in_bounded_pages() {
+    use kist_tests::http::{body, fetch};
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    let subject = kist_tests::oci::Image::new(&[b"subject".to_vec()], None);
+    push(&store, "app", "v1", &subject);
+    let config = b"{}".to_vec();
+    let mut w = store
+        .registry()
+        .open_upload("app", &"f".repeat(32), true)
+        .unwrap();
+    w.write_all(&config).unwrap();
+    w.commit(None, Some(&sha256(&config)), &[]).unwrap();
+    let mut pushed = Vec::new();
+    for i in 0..20 {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": kist_tests::oci::MANIFEST,
+            "artifactType": "application/vnd.example.note",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                       "digest": sha256(&config), "size": config.len()},
+            "layers": [],
+            "subject": {"mediaType": kist_tests::oci::MANIFEST,
+                        "digest": subject.digest, "size": subject.manifest.len()},
+            "annotations": {"note": format!("{i}").repeat(1 << 20)},
+        })
+        .to_string();
+        let pushed_as = store
+            .registry()
+            .put_manifest(
+                "app",
+                &sha256(manifest.as_bytes()),
+                kist_tests::oci::MANIFEST,
+                manifest.as_bytes(),
+            )
+            .unwrap();
+        pushed.push(pushed_as.digest);
+    }
+    let server = kist_tests::Server::start(h.path());
+    let mut next = Some(format!("/v2/app/referrers/{}", subject.digest));
+    let mut seen = Vec::new();
+    while let Some(path) = next {
+        let r = fetch(ureq::get(&server.url(path.trim_start_matches('/'))));
+        assert_eq!(r.status(), 200);
+        next = r.header("link").map(|l| {
+            l.trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap()
+                .to_owned()
+        });
+        let page = body(r);
+        assert!(page.len() <= 4 << 20, "a page of {} bytes", page.len());
+        let index: serde_json::Value = serde_json::from_slice(&page).unwrap();
+        for m in index["manifests"].as_array().unwrap() {
+            seen.push(m["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    pushed.sort();
+    assert_eq!(seen, pushed, "every referrer once, in digest order");
 }
