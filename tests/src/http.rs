@@ -27,3 +27,10 @@ pub fn body(r: ureq::Response) -> Vec<u8> {
     r.into_reader().read_to_end(&mut out).unwrap();
     out
 }
+
+/// The path of the next page a paged listing's `Link` header names
+/// (`<PATH>; rel="next"`), if there is one.
+pub fn next_page(r: &ureq::Response) -> Option<String> {
+    let link = r.header("link")?;
+    Some(link.trim_start_matches('<').split('>').next()?.to_owned())
+}

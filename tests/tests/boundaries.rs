@@ -1601,7 +1601,7 @@ fn the_cli_says_what_it_means() {
 /// 79 MiB response per request, which 30 stalled clients made 2.7 GB).
 #[test]
 fn referrers_come_in_bounded_pages() {
-    use kist_tests::http::{body, fetch};
+    use kist_tests::http::{body, fetch, next_page};
     let h = Harness::new(open_embedded);
     let store = h.store();
     let subject = kist_tests::oci::Image::new(&[b"subject".to_vec()], None);
@@ -1644,13 +1644,7 @@ fn referrers_come_in_bounded_pages() {
     while let Some(path) = next {
         let r = fetch(ureq::get(&server.url(path.trim_start_matches('/'))));
         assert_eq!(r.status(), 200);
-        next = r.header("link").map(|l| {
-            l.trim_start_matches('<')
-                .split('>')
-                .next()
-                .unwrap()
-                .to_owned()
-        });
+        next = next_page(&r);
         let page = body(r);
         assert!(page.len() <= 4 << 20, "a page of {} bytes", page.len());
         let index: serde_json::Value = serde_json::from_slice(&page).unwrap();

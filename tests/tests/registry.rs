@@ -2,7 +2,7 @@
 //! HTTP: every status path, uploads across restarts and kills, races,
 //! collections during pushes, hostile input and authentication.
 
-use kist_tests::http::{body, fetch, send};
+use kist_tests::http::{body, fetch, next_page, send};
 use kist_tests::oci::{Image, MANIFEST};
 use kist_tests::{Harness, Server, open_embedded, sha256, sha512};
 
@@ -805,13 +805,7 @@ fn many_tags_page_through_links() {
     while let Some(path) = next.take() {
         let r = c.get(&path);
         assert_eq!(r.status(), 200, "{path}");
-        next = r.header("link").map(|l| {
-            l.trim_start_matches('<')
-                .split('>')
-                .next()
-                .unwrap()
-                .to_owned()
-        });
+        next = next_page(&r);
         let doc: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
         let page = doc["tags"].as_array().unwrap();
         assert!(page.len() <= 100);
