@@ -39,6 +39,8 @@ mod content {
     pub mod ingester;
     /// Label files, one per labelled blob.
     pub mod labels;
+    /// `lending`: blobs lent to the host to read natively.
+    pub mod lending;
     /// A blob written as a stream (archives, copied files).
     pub mod new_blob;
     /// The one step that makes a blob visible.

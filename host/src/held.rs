@@ -3,7 +3,7 @@
 
 use wasmtime::component::ResourceAny;
 
-use crate::bindings::StoreComponent;
+use crate::bindings::StoreCore;
 use crate::ctx::KistCtx;
 use crate::error::{Error, Result};
 use crate::session::{GuestResult, Session};
@@ -20,7 +20,7 @@ impl Held {
     /// Creates the resource with `create` on a pooled instance.
     pub(crate) fn create(
         shared: &Scoped,
-        create: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>) -> GuestResult<ResourceAny>,
+        create: impl FnOnce(&StoreCore, &mut wasmtime::Store<KistCtx>) -> GuestResult<ResourceAny>,
     ) -> Result<Self> {
         let mut session = shared.session()?;
         match session.call(create) {
@@ -40,7 +40,7 @@ impl Held {
     pub(crate) fn call<R>(
         &mut self,
         goes_on: fn(&Error) -> bool,
-        f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>, ResourceAny) -> GuestResult<R>,
+        f: impl FnOnce(&StoreCore, &mut wasmtime::Store<KistCtx>, ResourceAny) -> GuestResult<R>,
     ) -> Option<Result<R>> {
         let (session, handle) = self.live.as_mut()?;
         let handle = *handle;

@@ -1,67 +1,77 @@
 //! [`Reader`]: a blob opened for reading.
 //!
-//! Bulk reads use the component's `read-via-stream`: the guest hands the
-//! host a `wasi:io` stream over the file, and the host reads it directly,
-//! so blob bytes never pass through guest memory.
+//! The component opens and checks the blob once and lends its file to the
+//! host (`kist:content/lender`); every read after that is a `pread` of the
+//! lent file, with no call into the component and no instance held. The
+//! loan stops serving when the blob is purged or collected (the file is
+//! unlinked), and is asked for again, with the component's check, when
+//! the component revoked its loans or a second has passed since the last
+//! check: a caller that lost the blob meanwhile (released, a reference
+//! gone, a hold expired, another process's change) gets `NotFound` from
+//! its next read.
+//!
+//! A component that lends to itself (the store composed with the portable
+//! capabilities, for hosts without native ones) is read through its
+//! `reader` resource instead: one call per chunk, each checked there.
 
 use std::io::SeekFrom;
+use std::time::{Duration, Instant};
 
-use wasmtime::component::{Resource, ResourceAny};
-use wasmtime_wasi::p2::{DynInputStream, StreamError};
+use wasmtime::component::ResourceAny;
 
+use crate::bindings::kist::content::lender::LoanError;
+use crate::capabilities::Loan;
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::store::Scoped;
 
-/// Bytes asked of the stream per read.
-const STREAM_CHUNK: usize = 1 << 20;
+/// Bytes a [`Reader::next_chunk`] reads.
+const CHUNK: usize = 1 << 20;
+/// Longest a reader serves a loan without the component checking again
+/// (changes made by other processes revoke nothing here).
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// An open blob, from [`Store::reader`](crate::Store::reader). Implements
 /// [`std::io::Read`] and [`std::io::Seek`].
 pub struct Reader {
     shared: Scoped,
     digest: String,
-    session: Option<Session>,
-    handle: ResourceAny,
+    source: Source,
     size: u64,
     pos: u64,
-    stream: Option<Resource<DynInputStream>>,
-    buf: bytes::Bytes,
+}
+
+/// Where a reader's bytes come from.
+enum Source {
+    /// A loan the host reads natively; `checked` is when the component
+    /// last checked the caller may read the blob.
+    Lent { loan: Loan, checked: Instant },
+    /// The component's `reader` resource, on an instance held for it.
+    /// (`None` once the reader is dropped.)
+    Guest {
+        session: Option<Box<Session>>,
+        handle: ResourceAny,
+    },
 }
 
 impl Reader {
     pub(crate) fn open(shared: &Scoped, digest: &str) -> Result<Self> {
-        let mut session = shared.session()?;
-        let opened = session
-            .call(|api, s| {
-                api.kist_content_store()
-                    .call_open_reader(s, &digest.to_owned())
-            })
-            .and_then(|handle| {
-                let size = session.call(|api, s| {
-                    api.kist_content_store()
-                        .reader()
-                        .call_size(s, handle)
-                        .map(Ok)
-                })?;
-                Ok((handle, size))
-            });
-        match opened {
-            Ok((handle, size)) => Ok(Self {
-                shared: shared.clone(),
-                digest: digest.to_owned(),
-                session: Some(session),
-                handle,
-                size,
-                pos: 0,
-                stream: None,
-                buf: bytes::Bytes::new(),
-            }),
-            Err(e) => {
-                shared.recycle(session);
-                Err(e)
+        let (source, size) = match lend(shared, digest) {
+            Some(loan) => {
+                let loan = loan?;
+                let size = loan.size();
+                let checked = Instant::now();
+                (Source::Lent { loan, checked }, size)
             }
-        }
+            None => open_in_guest(shared, digest)?,
+        };
+        Ok(Self {
+            shared: shared.clone(),
+            digest: digest.to_owned(),
+            source,
+            size,
+            pos: 0,
+        })
     }
 
     /// The blob's size in bytes.
@@ -69,16 +79,14 @@ impl Reader {
         self.size
     }
 
-    /// Reads up to `len` bytes at `offset` through the component (no
-    /// stream); fewer only at the end of the blob.
+    /// Reads up to `len` bytes at `offset` (at most 16 MiB); fewer only
+    /// at the end of the blob.
     pub fn read_at(&mut self, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let handle = self.handle;
-        let session = self.session.as_mut().expect("live reader");
-        session.call(|api, s| {
-            api.kist_content_store()
-                .reader()
-                .call_read_at(s, handle, offset, len)
-        })
+        let len = len.min(16 << 20).min(self.size.saturating_sub(offset));
+        let mut buf = vec![0; len as usize];
+        let n = self.fill(&mut buf, offset)?;
+        buf.truncate(n);
+        Ok(buf)
     }
 
     /// Copies the rest of the blob to `out` in large chunks; returns the
@@ -94,7 +102,7 @@ impl Reader {
     /// the blob's digest (bit rot, a truncated file). Write to a
     /// temporary place and keep it only on success.
     pub fn copy_verified_to(&mut self, out: &mut (impl std::io::Write + ?Sized)) -> Result<u64> {
-        std::io::Seek::seek(self, SeekFrom::Start(0))?;
+        self.pos = 0;
         let mut check = Verifier::new(&self.digest);
         let copied = self.copy(out, |chunk| check.update(chunk))?;
         check.finish(copied)?;
@@ -119,64 +127,114 @@ impl Reader {
         }
     }
 
-    /// The next bytes at the current position, up to 1 MiB, without a
-    /// copy; empty at the end of the blob.
+    /// The next bytes at the current position, up to 1 MiB; empty at the
+    /// end of the blob.
     pub fn next_chunk(&mut self) -> Result<bytes::Bytes> {
-        if !self.buf.is_empty() {
-            let chunk = std::mem::take(&mut self.buf);
-            self.pos += chunk.len() as u64;
-            return Ok(chunk);
-        }
-        if self.pos >= self.size {
-            return Ok(bytes::Bytes::new());
-        }
-        let session = self.session.as_mut().expect("live reader");
-        let stream = match self.stream.take() {
-            Some(s) => s,
-            None => {
-                let (handle, pos) = (self.handle, self.pos);
-                session.call(|api, s| {
-                    api.kist_content_store()
-                        .reader()
-                        .call_read_via_stream(s, handle, pos)
-                })?
-            }
-        };
-        let read = session
-            .store
-            .data_mut()
-            .table
-            .get_mut(&stream)
-            .map_err(|e| Error::Component(e.to_string()));
-        let chunk =
-            match read.map(|s| wasmtime_wasi::runtime::in_tokio(s.blocking_read(STREAM_CHUNK))) {
-                Ok(Ok(chunk)) => chunk,
-                Ok(Err(StreamError::Closed)) => bytes::Bytes::new(),
-                Ok(Err(e)) => return Err(Error::Io(format!("reading blob: {e}"))),
-                Err(e) => return Err(e),
-            };
-        self.stream = Some(stream);
-        self.pos += chunk.len() as u64;
-        Ok(chunk)
+        let len = CHUNK.min(self.size.saturating_sub(self.pos) as usize);
+        let mut buf = bytes::BytesMut::zeroed(len);
+        let n = self.fill(&mut buf, self.pos)?;
+        buf.truncate(n);
+        self.pos += n as u64;
+        Ok(buf.freeze())
     }
 
-    fn drop_stream(&mut self) {
-        if let (Some(stream), Some(session)) = (self.stream.take(), self.session.as_mut()) {
-            let _ = session.store.data_mut().table.delete(stream);
+    /// Fills `buf` from `offset`; fewer bytes only at the end.
+    fn fill(&mut self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        if offset > self.size {
+            return Err(Error::OutOfRange);
         }
+        match &mut self.source {
+            Source::Lent { loan, checked } => {
+                // A confined caller's right to the blob can end while it
+                // reads (an unconfined one keeps reading what is released,
+                // as an open file outlives its name); a purge ends both.
+                let confined = self.shared.identity().confined;
+                if confined && (loan.revoked() || checked.elapsed() >= RECHECK) {
+                    *loan = lend(&self.shared, &self.digest).expect("lends, as it did")?;
+                    *checked = Instant::now();
+                }
+                loan.read_at(buf, offset).map_err(loan_error)
+            }
+            Source::Guest { session, handle } => {
+                let handle = *handle;
+                let len = buf.len() as u64;
+                let session = session.as_mut().expect("a live reader's instance");
+                let bytes = session.call(|api, s| {
+                    api.kist_content_store()
+                        .reader()
+                        .call_read_at(s, handle, offset, len)
+                })?;
+                buf[..bytes.len()].copy_from_slice(&bytes);
+                Ok(bytes.len())
+            }
+        }
+    }
+}
+
+/// The blob `digest`, checked and lent by the component, or `None` if
+/// it does not lend to this host.
+fn lend(shared: &Scoped, digest: &str) -> Option<Result<Loan>> {
+    let mut session = match shared.session() {
+        Ok(s) => s,
+        Err(e) => return Some(Err(e)),
+    };
+    let lent = session.call_lending(|api, s| {
+        let lent = api
+            .kist_content_lending()
+            .call_lend(&mut *s, &digest.to_owned())?;
+        // The loan leaves the instance's table: the instance goes back to
+        // the pool, and the reader owns the file.
+        Ok(match lent {
+            Ok(loan) => Ok(s.data_mut().table.delete(loan)?),
+            Err(e) => Err(e.into()),
+        })
+    });
+    shared.recycle(session);
+    lent
+}
+
+/// The blob `digest` opened by the component's `reader` resource, and its
+/// size.
+fn open_in_guest(shared: &Scoped, digest: &str) -> Result<(Source, u64)> {
+    let mut session = shared.session()?;
+    let opened = session
+        .call(|api, s| {
+            api.kist_content_store()
+                .call_open_reader(s, &digest.to_owned())
+        })
+        .and_then(|handle| {
+            let size = session.call(|api, s| {
+                api.kist_content_store()
+                    .reader()
+                    .call_size(s, handle)
+                    .map(Ok)
+            })?;
+            Ok((handle, size))
+        });
+    match opened {
+        Ok((handle, size)) => {
+            let session = Some(Box::new(session));
+            Ok((Source::Guest { session, handle }, size))
+        }
+        Err(e) => {
+            shared.recycle(session);
+            Err(e)
+        }
+    }
+}
+
+/// What a failed read of a loan means to the caller.
+fn loan_error(e: LoanError) -> Error {
+    match e {
+        LoanError::Gone | LoanError::Revoked => Error::NotFound,
+        LoanError::OutOfRange(_) => Error::OutOfRange,
+        LoanError::BadDescriptor(m) | LoanError::Io(m) => Error::Io(m),
     }
 }
 
 impl std::io::Read for Reader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.buf.is_empty() {
-            let chunk = self.next_chunk().map_err(std::io::Error::from)?;
-            // Hand back what does not fit and un-count it.
-            self.pos -= chunk.len() as u64;
-            self.buf = chunk;
-        }
-        let n = out.len().min(self.buf.len());
-        out[..n].copy_from_slice(&self.buf.split_to(n));
+        let n = self.fill(out, self.pos.min(self.size))?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -192,22 +250,20 @@ impl std::io::Seek for Reader {
         .ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
         })?;
-        if target != self.pos || !self.buf.is_empty() {
-            self.buf = bytes::Bytes::new();
-            self.drop_stream();
-            self.pos = target;
-        }
+        self.pos = target;
         Ok(target)
     }
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.drop_stream();
-        if let Some(mut session) = self.session.take() {
-            let handle = self.handle;
+        // A loan closes its file by itself.
+        if let Source::Guest { session, handle } = &mut self.source
+            && let Some(mut session) = session.take()
+        {
+            let handle = *handle;
             let _ = session.call(|_, s| handle.resource_drop(s).map(Ok));
-            self.shared.recycle(session);
+            self.shared.recycle(*session);
         }
     }
 }

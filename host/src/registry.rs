@@ -58,7 +58,7 @@ type RegistryResult<R> = wasmtime::Result<std::result::Result<R, RegistryError>>
 fn call_on<R>(
     session: &mut Session,
     f: impl FnOnce(
-        &crate::bindings::StoreComponent,
+        &crate::bindings::StoreCore,
         &mut wasmtime::Store<crate::ctx::KistCtx>,
     ) -> RegistryResult<R>,
 ) -> Result<R> {
@@ -73,7 +73,7 @@ impl Registry {
     fn call<R>(
         &self,
         f: impl FnOnce(
-            &crate::bindings::StoreComponent,
+            &crate::bindings::StoreCore,
             &mut wasmtime::Store<crate::ctx::KistCtx>,
         ) -> RegistryResult<R>,
     ) -> Result<R> {

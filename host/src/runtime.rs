@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::bindings::StoreComponentPre;
+use crate::bindings::StoreCoreIndices;
+use crate::bindings::lending::LendingHostIndices;
 use crate::ctx::KistCtx;
 use crate::error::{Error, Result};
 
@@ -31,7 +32,14 @@ pub(crate) const TICK: Duration = Duration::from_millis(10);
 /// An engine with the component loaded and linked.
 pub(crate) struct Runtime {
     pub(crate) engine: Engine,
-    pub(crate) pre: StoreComponentPre<KistCtx>,
+    pub(crate) pre: InstancePre<KistCtx>,
+    /// Where `store-core`'s exports are in the component.
+    pub(crate) core: StoreCoreIndices,
+    /// Where `lending` is, if the component lends to this host: it imports
+    /// `lender` (the store built alone does; a composition that plugs in
+    /// the portable capabilities lends to itself, and its blobs are read
+    /// through `store.reader`).
+    pub(crate) lending: Option<LendingHostIndices>,
 }
 
 impl Runtime {
@@ -70,8 +78,22 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         crate::capabilities::add_to_linker(&mut linker)?;
-        let pre = StoreComponentPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(Self { engine, pre })
+        let lends_to_host = component
+            .component_type()
+            .imports(&engine)
+            .any(|(name, _)| name.starts_with("kist:content/lender@"));
+        let pre = linker.instantiate_pre(&component)?;
+        let core = StoreCoreIndices::new(&pre)?;
+        let lending = match lends_to_host {
+            true => Some(LendingHostIndices::new(&pre)?),
+            false => None,
+        };
+        Ok(Self {
+            engine,
+            pre,
+            core,
+            lending,
+        })
     }
 }
 

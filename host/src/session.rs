@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::bindings::StoreComponent;
+use crate::bindings::StoreCore;
 use crate::bindings::exports::kist::content::types::Error as WitError;
+use crate::bindings::lending::LendingHost;
 use crate::ctx::KistCtx;
 use crate::error::{Error, Result};
 use crate::runtime::TICK;
@@ -14,7 +15,9 @@ use crate::store::Shared;
 /// A live instance of the store component.
 pub(crate) struct Session {
     pub(crate) store: wasmtime::Store<KistCtx>,
-    pub(crate) api: StoreComponent,
+    pub(crate) api: StoreCore,
+    /// `lending`, when the component lends to this host.
+    pub(crate) lending: Option<LendingHost>,
     deadline_ticks: u64,
     poisoned: bool,
 }
@@ -49,10 +52,18 @@ impl Session {
             ctx.host_calls_seen = ctx.host_calls;
             Ok(wasmtime::UpdateDeadline::Continue(deadline_ticks))
         });
-        let api = shared.runtime.pre.instantiate(&mut store)?;
+        let runtime = &shared.runtime;
+        let instance = runtime.pre.instantiate(&mut store)?;
+        let api = runtime.core.load(&mut store, &instance)?;
+        let lending = runtime
+            .lending
+            .as_ref()
+            .map(|lending| lending.load(&mut store, &instance))
+            .transpose()?;
         Ok(Self {
             store,
             api,
+            lending,
             deadline_ticks,
             poisoned: false,
         })
@@ -61,15 +72,30 @@ impl Session {
     /// Calls into the guest with a fresh deadline and maps the outcome.
     pub(crate) fn call<R>(
         &mut self,
-        f: impl FnOnce(&StoreComponent, &mut wasmtime::Store<KistCtx>) -> GuestResult<R>,
+        f: impl FnOnce(&StoreCore, &mut wasmtime::Store<KistCtx>) -> GuestResult<R>,
     ) -> Result<R> {
+        self.enter(|this| f(&this.api, &mut this.store))
+    }
+
+    /// [`call`](Self::call) for `lending`; `None` when the component does
+    /// not lend to this host.
+    pub(crate) fn call_lending<R>(
+        &mut self,
+        f: impl FnOnce(&LendingHost, &mut wasmtime::Store<KistCtx>) -> GuestResult<R>,
+    ) -> Option<Result<R>> {
+        self.lending
+            .is_some()
+            .then(|| self.enter(|this| f(this.lending.as_ref().expect("lends"), &mut this.store)))
+    }
+
+    fn enter<R>(&mut self, f: impl FnOnce(&mut Self) -> GuestResult<R>) -> Result<R> {
         if self.poisoned {
             return Err(Error::Component("this instance trapped earlier".into()));
         }
         let ctx = self.store.data_mut();
         ctx.host_calls_seen = ctx.host_calls;
         self.store.set_epoch_deadline(self.deadline_ticks);
-        match f(&self.api, &mut self.store) {
+        match f(self) {
             Ok(result) => result.map_err(Error::from),
             Err(trap) => {
                 self.poisoned = true;

@@ -249,6 +249,11 @@ impl Scoped {
         Ok(session)
     }
 
+    /// Who this handle's calls are for.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// Returns an instance for reuse, unless it trapped.
     pub(crate) fn recycle(&self, session: Session) {
         self.shared.recycle(session);
@@ -258,7 +263,7 @@ impl Scoped {
     pub(crate) fn call<R>(
         &self,
         f: impl FnOnce(
-            &crate::bindings::StoreComponent,
+            &crate::bindings::StoreCore,
             &mut wasmtime::Store<crate::ctx::KistCtx>,
         ) -> GuestResult<R>,
     ) -> Result<R> {

@@ -166,7 +166,7 @@ impl Storer {
         &self,
         lent: Option<Lent>,
         f: impl FnOnce(
-            &crate::bindings::StoreComponent,
+            &crate::bindings::StoreCore,
             &mut wasmtime::Store<crate::ctx::KistCtx>,
             Option<Resource<Descriptor>>,
         ) -> crate::session::GuestResult<R>,

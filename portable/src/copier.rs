@@ -73,7 +73,7 @@ fn write_all(target: &Descriptor, bytes: &[u8], at: u64) -> Result<(), CopyError
 }
 
 /// Refuses anything but a regular file open for `needed`.
-fn check(d: &Descriptor, needed: DescriptorFlags, role: &str) -> Result<(), CopyError> {
+pub(crate) fn check(d: &Descriptor, needed: DescriptorFlags, role: &str) -> Result<(), CopyError> {
     let bad = |why: &str| Err(CopyError::BadDescriptor(format!("{role}: {why}")));
     match d.get_type().map_err(|e| io(role, e))? {
         DescriptorType::RegularFile => {}

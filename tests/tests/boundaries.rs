@@ -1557,7 +1557,7 @@ fn the_cli_says_what_it_means() {
     let h = Harness::new(open_embedded);
     let kist = |args: &[&str]| kist_at(h.path(), args);
     let version = kist(&["--version"]);
-    assert!(String::from_utf8_lossy(&version.stdout).contains("0.7.0"));
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
     let store = h.store();
     let d = store.put(b"released").unwrap();
     store.delete(&d).unwrap();

@@ -130,6 +130,45 @@ fn copier_moves_only_what_the_guest_may_move() {
     assert_outside_untouched(&scene);
 }
 
+/// Proves: the host reads only what the component could lend it: a
+/// regular file it opened for reading beneath the store, within the
+/// file's bytes. A directory, a write-only descriptor, a range past the
+/// end or wrapping around are refused by `lender`; `..` and a planted
+/// symlink never open; what is lent is read exactly.
+#[test]
+fn the_host_reads_only_what_the_guest_may_lend() {
+    use std::io::Read;
+    let scene = Scene::new();
+    let store = scene.hostile(Duration::from_secs(10));
+    for (attack, refusal) in [
+        ("directory", "BadDescriptor"),
+        ("write-only", "BadDescriptor"),
+        ("past-the-end", "OutOfRange"),
+        ("offset-wraps", "OutOfRange"),
+        ("dotdot", "opening ../outside/canary"),
+        ("planted-symlink", "opening planted/canary"),
+    ] {
+        match store.reader(attack) {
+            Err(Error::Io(m)) => {
+                assert!(
+                    m.starts_with("refused: ") && m.contains(refusal),
+                    "{attack}: {m}"
+                )
+            }
+            Err(other) => panic!("{attack}: unexpected error {other:?}"),
+            Ok(r) => panic!("{attack}: ESCAPED, the host was lent {} bytes", r.size()),
+        }
+    }
+    let mut lent = Vec::new();
+    store
+        .reader("oci-layout")
+        .unwrap()
+        .read_to_end(&mut lent)
+        .unwrap();
+    assert_eq!(lent, std::fs::read(scene.store.join("oci-layout")).unwrap());
+    assert_outside_untouched(&scene);
+}
+
 /// Proves: `fetch` reaches only the allowed origin: another origin
 /// (directly, through a redirect from the allowed one, hidden behind
 /// userinfo or another name for its host), other schemes and empty URLs are refused, and the

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::exports::kist::content::types::Label;
 use crate::bindings::kist::content::hasher::Algorithm;
+use crate::bindings::kist::content::lender;
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::shared::digest::{self, Digest};
 use crate::shared::error::{Result, corrupt};
@@ -186,12 +187,17 @@ pub fn save(d: &Digest, file: &LabelFile, durability: fs::Durability) -> Result<
     }
     let dir = layout::label_dir(d.algorithm);
     let bytes = serde_json::to_vec(file).expect("labels serialise");
-    fs::write_atomic(&dir, &d.hex, &bytes, durability)
+    fs::write_atomic(&dir, &d.hex, &bytes, durability)?;
+    // A reference (`gc.ref`) may have gone with the old labels.
+    lender::revoke();
+    Ok(())
 }
 
 /// Removes a blob's labels; the caller holds the blob's lock.
 pub fn remove(d: &Digest) -> Result<()> {
-    layout::labels(d.algorithm)?.remove(&d.hex).map(drop)
+    layout::labels(d.algorithm)?.remove(&d.hex)?;
+    lender::revoke();
+    Ok(())
 }
 
 /// Hex names of the `alg` blobs that have labels, so a walk reads label

@@ -341,7 +341,7 @@ pub fn take(d: &Digest, holder: &str, lock: &Guard) -> Result<()> {
 /// Opens the blob `d` if `caller` sees it. The common case costs an open,
 /// an `fstat` and a `stat` of its hold record; what is not a regular file
 /// is only looked at when the open fails or finds something else.
-fn open_blob(d: &Digest, caller: Caller) -> Result<BlobReader> {
+pub fn open_blob(d: &Digest, caller: Caller) -> Result<BlobReader> {
     layout::ensure()?;
     let path = d.blob_path();
     let fd = match fs::open_existing(&path, DescriptorFlags::READ) {
@@ -498,9 +498,9 @@ impl Fields for Info {
 
 /// An open blob, and who opened it.
 pub struct BlobReader {
-    fd: Descriptor,
-    path: String,
-    size: u64,
+    pub fd: Descriptor,
+    pub path: String,
+    pub size: u64,
     digest: Digest,
     caller: Caller,
 }

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::records;
+use crate::bindings::kist::content::lender;
 use crate::bindings::kist::content::locks::Guard;
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::content::labels::{LabelFile, Labels};
@@ -190,13 +191,18 @@ pub fn save(d: &Digest, record: &Record, durability: Durability, _locked: &Guard
         return remove(d);
     }
     let bytes = serde_json::to_vec(record).expect("records serialise");
-    fs::write_atomic(&layout::hold_dir(d.algorithm), &d.hex, &bytes, durability)
+    fs::write_atomic(&layout::hold_dir(d.algorithm), &d.hex, &bytes, durability)?;
+    // A holder may have gone: no loan outlives the check it was made under.
+    lender::revoke();
+    Ok(())
 }
 
 /// Removes the record of `d` (the blob is gone, or held by `default`
 /// only). The caller holds the blob's lock.
 pub fn remove(d: &Digest) -> Result<()> {
-    layout::holds(d.algorithm)?.remove(&d.hex).map(drop)
+    layout::holds(d.algorithm)?.remove(&d.hex)?;
+    lender::revoke();
+    Ok(())
 }
 
 /// The record a blob published now for `holders` starts with, replacing

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::Component;
 use crate::bindings::exports::kist::content::leases::{Guest, Lease, LeaseResource};
 use crate::bindings::exports::kist::content::types::Label;
+use crate::bindings::kist::content::lender;
 use crate::bindings::kist::content::locks::{self, Guard};
 use crate::content::{ingest, labels, store};
 use crate::retention::holds::{self, LEASE, Stamp};
@@ -114,7 +115,10 @@ fn save(record: &Record) -> Result<()> {
 
 /// Removes the lease `id`'s record. The caller holds its lock.
 pub fn remove(id: &str) -> Result<()> {
-    fs::remove_file(&path_of(id)).map(drop)
+    fs::remove_file(&path_of(id))?;
+    // What the lease kept may no longer be reached.
+    lender::revoke();
+    Ok(())
 }
 
 /// Serialises changes to one lease.

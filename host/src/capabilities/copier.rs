@@ -154,7 +154,11 @@ impl CapabilitiesView<'_> {
 
 /// The open file behind a guest's descriptor, if it is a regular file
 /// opened (and permitted) for `mode`.
-fn file(descriptor: &Descriptor, mode: OpenMode, role: &str) -> Result<Arc<File>, CopyError> {
+pub(super) fn file(
+    descriptor: &Descriptor,
+    mode: OpenMode,
+    role: &str,
+) -> Result<Arc<File>, CopyError> {
     let bad = |why: &str| Err(CopyError::BadDescriptor(format!("{role}: {why}")));
     let Descriptor::File(f) = descriptor else {
         return bad("a directory");

@@ -9,7 +9,8 @@
 //! on the way, without passing through the guest), `deflate` (gzip on
 //! another core, the same bytes as the portable capabilities make) and
 //! `caller` (who the call in progress is for, which the component checks
-//! every operation against).
+//! every operation against) and `lender` (a blob file the component
+//! opened and checked, lent to the host to read or send natively).
 //!
 //! Another wasmtime embedding supplies them the way wasmtime's WASI crates
 //! do: keep a [`CapabilitiesCtx`] in the store data, implement
@@ -22,6 +23,7 @@ pub(crate) mod deflate;
 pub(crate) mod fetch;
 pub(crate) mod hasher;
 pub(crate) mod inflate;
+pub(crate) mod lender;
 pub(crate) mod locks;
 mod slots;
 mod space;
@@ -35,6 +37,7 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use self::fetch::FetchPolicy;
 pub use self::hasher::HashState;
+pub use self::lender::Loan;
 pub use self::locks::LockGuard;
 use crate::bindings::kist::content;
 pub use crate::bindings::kist::content::caller::Identity;
@@ -67,6 +70,7 @@ pub struct CapabilitiesCtx {
     max_lock_wait: Duration,
     fetch: fetch::FetchPolicy,
     direct_io: bool,
+    revocations: Arc<lender::Revocations>,
 }
 
 impl CapabilitiesCtx {
@@ -86,6 +90,7 @@ impl CapabilitiesCtx {
             max_lock_wait: Duration::from_secs(60),
             fetch: fetch::FetchPolicy::default(),
             direct_io: true,
+            revocations: Arc::default(),
         })
     }
 
@@ -137,7 +142,8 @@ impl HasData for HasCapabilities {
 
 /// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`,
 /// `kist:content/trees`, `kist:content/inflate`, `kist:content/fetch`,
-/// `kist:content/copier`, `kist:content/deflate` and `kist:content/caller`
+/// `kist:content/copier`, `kist:content/deflate`, `kist:content/caller` and
+/// `kist:content/lender`
 /// to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
@@ -151,5 +157,6 @@ pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     content::copier::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::deflate::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::caller::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::lender::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())
 }

@@ -16,12 +16,13 @@ mod bindings {
 }
 
 use bindings::exports::kist::content::{
-    fsck, ingester, layers, leases, registry, retention, snapshots, store, storer, types,
+    fsck, ingester, layers, leases, lending, registry, retention, snapshots, store, storer, types,
 };
 use bindings::kist::content::copier;
 use bindings::kist::content::fetch;
 use bindings::kist::content::hasher::{Algorithm, Hasher};
 use bindings::kist::content::inflate::{Compression, Inflater};
+use bindings::kist::content::lender::{self, Loan};
 use bindings::kist::content::locks;
 use bindings::kist::content::trees::{self, Attributes};
 use bindings::wasi::filesystem::preopens;
@@ -94,6 +95,64 @@ fn copy_escapes() -> String {
         "{} | copied {copied:?} | beyond {beyond:?} | sha256 {hex}",
         tries.join(" / ")
     )
+}
+
+/// What `store.lend(name)` lends: the attack `name`'s descriptor and
+/// range. A refusal by `lender` (or by WASI, for what the guest cannot
+/// open) comes back as `io("refused: ...")`; anything lent is what the
+/// host will read.
+fn lend_attack(name: &str) -> Result<Loan, Error> {
+    let dir = root();
+    let open = |path: &str, flags: DescriptorFlags, how: OpenFlags, follow: PathFlags| {
+        dir.open_at(follow, path, how, flags)
+            .map_err(|e| Error::Io(format!("refused: opening {path}: {e:?}")))
+    };
+    let plain = |path: &str, flags: DescriptorFlags| {
+        open(path, flags, OpenFlags::empty(), PathFlags::empty())
+    };
+    let (descriptor, offset, length) = match name {
+        "directory" => (root(), 0, 0),
+        "write-only" => (
+            open(
+                "copy-scratch",
+                DescriptorFlags::WRITE,
+                OpenFlags::CREATE,
+                PathFlags::empty(),
+            )?,
+            0,
+            0,
+        ),
+        "past-the-end" => (plain("oci-layout", DescriptorFlags::READ)?, 0, 1 << 40),
+        "offset-wraps" => (plain("oci-layout", DescriptorFlags::READ)?, u64::MAX, 2),
+        "dotdot" => (
+            open(
+                "../outside/canary",
+                DescriptorFlags::READ,
+                OpenFlags::empty(),
+                PathFlags::SYMLINK_FOLLOW,
+            )?,
+            0,
+            6,
+        ),
+        "planted-symlink" => (
+            open(
+                "planted/canary",
+                DescriptorFlags::READ,
+                OpenFlags::empty(),
+                PathFlags::SYMLINK_FOLLOW,
+            )?,
+            0,
+            6,
+        ),
+        // Legal: a file beneath the store, whole.
+        "oci-layout" => {
+            let file = plain("oci-layout", DescriptorFlags::READ)?;
+            let size = file.stat().expect("stat").size;
+            (file, 0, size)
+        }
+        other => return Err(Error::Io(format!("unknown lend attack {other}"))),
+    };
+    lender::lend(descriptor, offset, length).map_err(|e| Error::Io(format!("refused: {e:?}")))
 }
 
 /// `refused: <what>` if `attempt` failed, `ESCAPED: <what>` if it worked.
@@ -319,6 +378,12 @@ impl store::Guest for Hostile {
     }
     fn read_blob(_: String, _: u64) -> Result<Vec<u8>, Error> {
         unreachable!()
+    }
+}
+
+impl lending::Guest for Hostile {
+    fn lend(name: String) -> Result<Loan, Error> {
+        lend_attack(&name)
     }
 }
 
