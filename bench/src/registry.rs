@@ -126,12 +126,17 @@ pub fn run(
         push(r, "bench/pull", &file, &digest, false)?;
     }
     std::fs::remove_file(&file)?;
+    let cpu: Vec<std::cell::Cell<f64>> = registries.iter().map(|_| Default::default()).collect();
     let contenders = registries
         .iter()
-        .map(|r| {
+        .zip(&cpu)
+        .map(|(r, cpu)| {
             let digest = &digest;
             Contender::new(r.name, move |_| {
-                time(|| pull(r, "bench/pull", digest).map(drop))
+                let before = r.cpu_seconds()?;
+                let took = time(|| pull(r, "bench/pull", digest).map(drop))?;
+                cpu.set(cpu.get() + r.cpu_seconds()? - before);
+                Ok(took)
             })
         })
         .collect();
@@ -141,6 +146,16 @@ pub fn run(
         Unit::Bytes(size),
         &samples,
     );
+    let gib = (reps as u64 * size) as f64 / f64::from(1 << 30);
+    report.note(&format!(
+        "Server CPU per GiB pulled (user + system, /proc): {}",
+        registries
+            .iter()
+            .zip(&cpu)
+            .map(|(r, cpu)| format!("{} {:.2} s", r.name, cpu.get() / gib))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let contenders = registries
         .iter()
         .map(|r| {
@@ -166,8 +181,65 @@ pub fn run(
         &samples,
     );
 
+    after_push(report, &registries, &file, size, reps)?;
     skopeo(report, &registries, &dir, reps)?;
     tag_updates(report, &registries, &dir, tags)?;
+    Ok(())
+}
+
+/// A pull right after its push, against `dd iflag=direct` of the blob
+/// file kist stored (the device's read limit: kist writes blobs with
+/// direct I/O, so they are not in the page cache after a push).
+fn after_push(
+    report: &mut Report,
+    registries: &[Running],
+    file: &Path,
+    size: u64,
+    reps: usize,
+) -> anyhow::Result<()> {
+    let mib = size >> 20;
+    let kist_blob = |digest: &str| {
+        file.parent()
+            .expect("a scratch directory")
+            .join("kist/blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let mut contenders: Vec<Contender> = registries
+        .iter()
+        .map(|r| {
+            Contender::new(r.name, move |rep| {
+                let digest = random_file(file, size, 5000 + rep as u64)?;
+                push(r, "bench/fresh", file, &digest, false)?;
+                time(|| pull(r, "bench/fresh", &digest).map(drop))
+            })
+        })
+        .collect();
+    let kist = registries
+        .iter()
+        .find(|r| r.name == "kist serve")
+        .context("kist among the registries")?;
+    contenders.push(Contender::new(
+        "dd iflag=direct (kist's blob)",
+        move |rep| {
+            let digest = random_file(file, size, 7000 + rep as u64)?;
+            push(kist, "bench/fresh", file, &digest, false)?;
+            let blob = kist_blob(&digest);
+            time(|| {
+                let out = std::process::Command::new("dd")
+                    .arg(format!("if={}", blob.display()))
+                    .args(["of=/dev/null", "bs=4M", "iflag=direct", "status=none"])
+                    .status()?;
+                anyhow::ensure!(out.success(), "dd failed");
+                Ok(())
+            })
+        },
+    ));
+    let samples = interleave(reps, contenders)?;
+    report.section(
+        &format!("Registry pull of a {mib} MiB layer right after its push"),
+        Unit::Bytes(size),
+        &samples,
+    );
     Ok(())
 }
 

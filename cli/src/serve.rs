@@ -137,6 +137,7 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
             None => None,
         };
         let collector = collect_every(store, args.gc_interval);
+        let index = sync_index_every(store, Duration::from_secs(1));
         if args.no_http {
             stopped(stop_rx.clone()).await;
         } else {
@@ -158,6 +159,11 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         }
         if let Some(c) = collector {
             c.abort();
+        }
+        index.abort();
+        let registry = store.registry();
+        if let Err(e) = tokio::task::spawn_blocking(move || registry.sync_index()).await? {
+            tracing::warn!("writing tags into index.json failed: {e}");
         }
         eprintln!("kist: shut down");
         anyhow::Ok(())
@@ -212,6 +218,25 @@ fn collect_every(store: &Store, interval: Duration) -> Option<tokio::task::JoinH
             }
         }
     }))
+}
+
+/// Writes tag changes into `index.json` every `interval` (tags are
+/// journaled first, and `index.json` rewritten in batches), so tools that
+/// read the layout themselves see a pushed tag a moment later.
+fn sync_index_every(store: &Store, interval: Duration) -> tokio::task::JoinHandle<()> {
+    let registry = store.registry();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        loop {
+            ticks.tick().await;
+            let registry = registry.clone();
+            match tokio::task::spawn_blocking(move || registry.sync_index()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("writing tags into index.json failed: {e}"),
+                Err(e) => tracing::warn!("writing tags into index.json panicked: {e}"),
+            }
+        }
+    })
 }
 
 /// Two futures: the first SIGINT or SIGTERM, and the one after it.

@@ -23,6 +23,8 @@ mod shared {
     pub mod error;
     pub mod filters;
     pub mod fs;
+    /// Records kept as a base file and a journal of changes.
+    pub mod journal;
     pub mod layout;
     /// Who a call is for, and what that allows.
     pub mod scope;

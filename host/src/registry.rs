@@ -173,6 +173,14 @@ impl Registry {
         })
     }
 
+    /// Writes tag changes still in the store's journal into `index.json`,
+    /// for tools that read the OCI layout themselves (skopeo's `oci:`
+    /// transport); returns whether there were any. kist's own calls see
+    /// every change at once; `kist serve` syncs every second.
+    pub fn sync_index(&self) -> Result<bool> {
+        self.call(|api, s| api.kist_content_registry().call_sync_index(s))
+    }
+
     /// The tags of `repository`, sorted, after `last`, at most `n`.
     pub fn tags(&self, repository: &str, last: Option<&str>, n: Option<u32>) -> Result<Page> {
         self.call(|api, s| {

@@ -17,8 +17,8 @@ use crate::client::Client;
 use crate::range::{Wanted, wanted};
 use kist_admission::Transfer;
 
-/// Bytes a blob's body may hold queued (four 1 MiB chunks read ahead):
-/// what its transfer is admitted with.
+/// Bytes a blob's body may hold (two 1 MiB chunks read ahead and the one
+/// being sent): what its transfer is admitted with.
 pub const STREAM_MEMORY: u64 = 4 << 20;
 
 /// The response to a `GET` or `HEAD` of `reader`'s `size` bytes with the
@@ -87,12 +87,11 @@ pub fn held(bytes: Vec<u8>, transfer: Option<Transfer>) -> Body {
 /// Bytes `start..end` of `reader` as a body; `transfer` (its admission)
 /// is held until the body ends, however it ends.
 pub fn stream(reader: Reader, start: u64, end: u64, transfer: Option<Transfer>) -> Body {
-    // Four 1 MiB chunks read ahead, so reading the blob overlaps sending
-    // it (a 1 GiB registry pull, kist-bench: 1 or 2 queued ~0.95 GB/s,
-    // 4: ~1.4). A stalled client holds what is queued for as long as it
-    // stalls: 600 stalled downloads leave `kist serve` at ~135 MiB RSS
-    // with 2 or 4 (defects::stalled_downloads_do_not_freeze_serve).
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    // Two 1 MiB chunks read ahead (each a `pread` of the blob's lent
+    // file), so reading overlaps sending; with the one hyper is writing,
+    // a stalled client holds 3 MiB, within what its transfer reserved
+    // (defects::stalled_downloads_do_not_freeze_serve).
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
         let _transfer = transfer;
         let mut reader = Some(reader);

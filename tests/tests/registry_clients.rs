@@ -90,7 +90,22 @@ fn skopeo_copies_in_and_out() {
             b.bytes
         );
     }
-    // The store directory is an OCI image layout: tags are its references.
+    // The store directory is an OCI image layout: tags are its references,
+    // written into index.json by the server a moment after the push (it
+    // journals them first and writes index.json every second).
+    let index = h.path().join("index.json");
+    let mut waited = 0;
+    while !std::fs::read_to_string(&index)
+        .unwrap_or_default()
+        .contains("lib/demo:v1")
+    {
+        waited += 1;
+        assert!(
+            waited < 600,
+            "the server never wrote lib/demo:v1 into index.json"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let direct = work.path().join("direct");
     run(
         skopeo(&[

@@ -93,8 +93,9 @@ fn memory_cap_traps_and_recovers() {
     assert_eq!(small.put(b"after").unwrap(), sha256(b"after"));
     // 12 MiB through a 3 MiB guest: the stream bypasses guest memory.
     assert_eq!(small.get(&d).unwrap(), big);
+    // And so does a reader: the host reads the file the component lent it.
     let mut r = small.reader(&d).unwrap();
-    assert!(matches!(r.read_at(0, 12 << 20), Err(Error::Component(_))));
+    assert_eq!(r.read_at(0, 12 << 20).unwrap(), big);
 }
 
 /// A call that keeps working is never cut by its deadline, however short

@@ -3,51 +3,64 @@
 //! `org.opencontainers.image.ref.name` is `<repository>:<tag>` is a
 //! registry tag. Other tools (skopeo, umoci) read and write the same file.
 //!
-//! Changes happen under one lock and replace the file whole, so a reader
-//! sees the index before or after a change, never half of one.
+//! Changes go to `index.journal` first, one synced line each, and are
+//! written into `index.json` in batches (see `shared::journal`): a tag
+//! update costs the same with ten tags or ten thousand, and a crash leaves
+//! each tag as it was or as it was set, never half of one. `index.json`
+//! lags the journal until the next compaction: the server compacts when
+//! tags have been quiet for a moment (`registry.sync-index`), and the CLI
+//! after each command that changes tags, so tools that read the file see
+//! what kist sees.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
 use oci_spec::image::{Descriptor, ImageIndex};
 
 use crate::bindings::kist::content::locks::{self, Guard};
-use crate::shared::cached::Cached;
 use crate::shared::digest::Digest;
 use crate::shared::error::{self, Result, corrupt};
-use crate::shared::fs::{self, Durability};
+use crate::shared::journal::{Change, Format, Journal, View};
 
 /// The file.
 pub const FILE: &str = "index.json";
 /// The annotation that names an entry.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// `index.json` as a journal's base: entries by name (an entry without
+/// one is keyed by its digest after a NUL, which no name starts with).
+struct IndexFile;
+
+impl Format for IndexFile {
+    type Record = Descriptor;
+    const BASE: &'static str = FILE;
+    const JOURNAL: &'static str = "index.journal";
+
+    fn decode(bytes: &[u8]) -> Result<BTreeMap<String, Descriptor>> {
+        let entries: Entries = serde_json::from_slice(bytes).map_err(|e| corrupt(FILE, e))?;
+        Ok(entries
+            .manifests
+            .into_iter()
+            .map(|d| (key(&d), d))
+            .collect())
+    }
+
+    fn encode(records: &BTreeMap<String, Descriptor>) -> Vec<u8> {
+        let mut index = ImageIndex::default();
+        index.set_manifests(records.values().cloned().collect());
+        serde_json::to_vec(&index).expect("an index serialises")
+    }
+}
+
 thread_local! {
-    static CACHED: Cached<Index> = const { Cached::new() };
+    static JOURNAL: Journal<IndexFile> = const { Journal::new() };
+    /// The digests of the view last asked about, with that view.
+    static DIGESTS: RefCell<Option<Digests>> = const { RefCell::new(None) };
 }
 
-/// The index as read, with the set of its entries' digests (a collection
-/// asks "does the index name this blob?" once per blob it removes).
-pub struct Index {
-    entries: Vec<Descriptor>,
-    digests: HashSet<String>,
-}
-
-impl Index {
-    fn new(entries: Vec<Descriptor>) -> Self {
-        let digests = entries.iter().map(|d| d.digest().to_string()).collect();
-        Self { entries, digests }
-    }
-
-    /// The entries.
-    pub fn manifests(&self) -> &[Descriptor] {
-        &self.entries
-    }
-}
-
-fn parse(bytes: &[u8]) -> Result<ImageIndex> {
-    serde_json::from_slice(bytes).map_err(|e| corrupt(FILE, e))
-}
+/// A view of the index, and the digests its entries name.
+type Digests = (Rc<View<Descriptor>>, HashSet<String>);
 
 /// What reads need of the file: its entries.
 #[derive(serde::Deserialize)]
@@ -55,26 +68,47 @@ struct Entries {
     manifests: Vec<Descriptor>,
 }
 
-/// The index as it is now (an empty one if the file is missing).
-pub fn current() -> Result<Rc<Index>> {
-    let parsed = CACHED.with(|c| {
-        c.get(FILE, |bytes| {
-            let entries: Entries = serde_json::from_slice(bytes).map_err(|e| corrupt(FILE, e))?;
-            Ok(Index::new(entries.manifests))
-        })
-    })?;
-    Ok(parsed.unwrap_or_else(|| Rc::new(Index::new(Vec::new()))))
+/// The key of an entry.
+fn key(d: &Descriptor) -> String {
+    ref_name(d).map_or_else(|| format!("\0{}", d.digest()), str::to_owned)
+}
+
+/// Every entry as it is now, by name.
+pub fn current() -> Result<Rc<View<Descriptor>>> {
+    JOURNAL.with(Journal::current)
+}
+
+/// The entry named `name`.
+pub fn get(name: &str) -> Result<Option<Descriptor>> {
+    Ok(current()?.records.get(name).cloned())
+}
+
+/// The entries whose names start with `prefix`, by name.
+pub fn with_prefix(prefix: &str) -> Result<Vec<(String, Descriptor)>> {
+    Ok(current()?
+        .records
+        .range(prefix.to_owned()..)
+        .take_while(|(name, _)| name.starts_with(prefix))
+        .map(|(name, d)| (name.clone(), d.clone()))
+        .collect())
 }
 
 /// Whether an entry of the index is the blob `d`.
 pub fn names(d: &Digest) -> Result<bool> {
-    Ok(current()?.digests.contains(&d.to_string()))
-}
-
-fn empty() -> ImageIndex {
-    let mut index = ImageIndex::default();
-    index.set_manifests(Vec::new());
-    index
+    let view = current()?;
+    DIGESTS.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if !matches!(&*cell, Some((seen, _)) if Rc::ptr_eq(seen, &view)) {
+            let digests = view
+                .records
+                .values()
+                .map(|d| d.digest().to_string())
+                .collect();
+            *cell = Some((Rc::clone(&view), digests));
+        }
+        let (_, digests) = cell.as_ref().expect("just filled");
+        Ok(digests.contains(&d.to_string()))
+    })
 }
 
 /// The name of an entry, if it has one.
@@ -89,7 +123,7 @@ pub fn ref_name(d: &Descriptor) -> Option<&str> {
 /// without one): the roots `index.json` holds.
 pub fn roots() -> Result<BTreeMap<String, Vec<String>>> {
     let mut roots: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for d in current()?.manifests() {
+    for d in current()?.records.values() {
         let digest = d.digest().to_string();
         let name = ref_name(d).map_or_else(|| digest.clone(), str::to_owned);
         roots.entry(digest).or_default().push(name);
@@ -102,25 +136,33 @@ pub fn lock() -> Result<Guard> {
     locks::lock("index.json", 10_000).map_err(|e| error::lock("index.json", e))
 }
 
-/// Changes the entries with `change` (the caller holds [`lock`]), which
-/// says whether it changed anything, and writes the index back if so.
-pub fn update<R>(
-    _locked: &Guard,
-    change: impl FnOnce(&mut Vec<Descriptor>) -> (R, bool),
-) -> Result<R> {
-    // Read afresh: the cached copy is only as new as its last stat.
-    let mut index = match fs::read_file(FILE)? {
-        Some(bytes) => parse(&bytes)?,
-        None => empty(),
-    };
-    let mut manifests = index.manifests().clone();
-    let (result, changed) = change(&mut manifests);
-    if changed {
-        index.set_manifests(manifests);
-        let bytes = serde_json::to_vec(&index).expect("an index serialises");
-        fs::write_atomic(".", FILE, &bytes, Durability::Synced)?;
+/// Names `entry` `name` (the caller holds [`lock`]); returns the entry
+/// the name had before, if any.
+pub fn set(locked: &Guard, name: &str, entry: Descriptor) -> Result<Option<Descriptor>> {
+    let old = get(name)?;
+    if old.as_ref() != Some(&entry) {
+        let change = Change::Set(name.to_owned(), entry);
+        JOURNAL.with(|j| j.apply(locked, vec![change]))?;
     }
-    Ok(result)
+    Ok(old)
+}
+
+/// Removes the entries named `names` (the caller holds [`lock`]).
+pub fn remove(locked: &Guard, names: Vec<String>) -> Result<()> {
+    let changes = names.into_iter().map(Change::Remove).collect();
+    JOURNAL.with(|j| j.apply(locked, changes))
+}
+
+/// Writes what the journal holds into `index.json` (the caller holds
+/// [`lock`]); returns whether there was anything to write.
+pub fn sync(locked: &Guard) -> Result<bool> {
+    JOURNAL.with(|j| {
+        let pending = j.pending()?;
+        if pending {
+            j.compact(locked)?;
+        }
+        Ok(pending)
+    })
 }
 
 /// A descriptor named `name`.

@@ -135,6 +135,12 @@ impl Guest for Component {
         })
     }
 
+    fn sync_index() -> Result<bool, RegistryError> {
+        layout::ensure()?;
+        let lock = index::lock()?;
+        Ok(index::sync(&lock)?)
+    }
+
     fn delete_tag(repository: String, tag: String) -> Result<(), RegistryError> {
         Caller::current().administer("the registry")?;
         names::repository(&repository)?;

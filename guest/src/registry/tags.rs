@@ -9,25 +9,20 @@ use crate::shared::error::Result;
 
 /// The descriptor `tag` of `repository` points at.
 pub fn get(repository: &str, tag: &str) -> Result<Option<Descriptor>> {
-    let name = names::tag_name(repository, tag);
-    Ok(index::current()?
-        .manifests()
-        .iter()
-        .find(|d| index::ref_name(d) == Some(name.as_str()))
-        .cloned())
+    index::get(&names::tag_name(repository, tag))
+}
+
+/// The tags of `repository`, sorted, with what each points at.
+fn of(repository: &str) -> Result<Vec<(String, Descriptor)>> {
+    Ok(index::with_prefix(&names::tag_name(repository, ""))?
+        .into_iter()
+        .filter_map(|(name, d)| Some((names::tag_of(&name, repository)?.to_owned(), d)))
+        .collect())
 }
 
 /// The tags of `repository`, sorted.
 pub fn list(repository: &str) -> Result<Vec<String>> {
-    let mut tags: Vec<String> = index::current()?
-        .manifests()
-        .iter()
-        .filter_map(|d| names::tag_of(index::ref_name(d)?, repository))
-        .map(str::to_owned)
-        .collect();
-    tags.sort();
-    tags.dedup();
-    Ok(tags)
+    Ok(of(repository)?.into_iter().map(|(tag, _)| tag).collect())
 }
 
 /// Points `tag` of `repository` at the manifest `d`; returns the digest it
@@ -47,23 +42,10 @@ pub fn set(
         Descriptor::new(MediaType::from(media_type), size, digest),
         &name,
     );
-    index::update(locked, |manifests| {
-        let at = manifests
-            .iter()
-            .position(|m| index::ref_name(m) == Some(name.as_str()));
-        match at {
-            Some(i) => {
-                let old = manifests[i].digest().to_string();
-                let changed = manifests[i] != entry;
-                manifests[i] = entry;
-                ((old != d.to_string()).then_some(old), changed)
-            }
-            None => {
-                manifests.push(entry);
-                (None, true)
-            }
-        }
-    })
+    let before = index::set(locked, &name, entry)?;
+    Ok(before
+        .map(|old| old.digest().to_string())
+        .filter(|old| *old != d.to_string()))
 }
 
 /// Removes the tags of `repository` that `matches` picks; returns the
@@ -73,19 +55,11 @@ pub fn remove(
     repository: &str,
     matches: impl Fn(&str, &Descriptor) -> bool,
 ) -> Result<Vec<String>> {
-    index::update(locked, |manifests| {
-        let mut removed = Vec::new();
-        manifests.retain(|m| {
-            let tag = index::ref_name(m).and_then(|n| names::tag_of(n, repository));
-            match tag {
-                Some(tag) if matches(tag, m) => {
-                    removed.push(m.digest().to_string());
-                    false
-                }
-                _ => true,
-            }
-        });
-        let changed = !removed.is_empty();
-        (removed, changed)
-    })
+    let (names, removed) = of(repository)?
+        .into_iter()
+        .filter(|(tag, d)| matches(tag, d))
+        .map(|(tag, d)| (names::tag_name(repository, &tag), d.digest().to_string()))
+        .unzip();
+    index::remove(locked, names)?;
+    Ok(removed)
 }

@@ -623,6 +623,9 @@ impl registry::Guest for Hostile {
     fn delete_tag(_: String, _: String) -> Result<(), registry::RegistryError> {
         unreachable!()
     }
+    fn sync_index() -> Result<bool, registry::RegistryError> {
+        unreachable!()
+    }
     fn tags(
         _: String,
         _: Option<String>,
