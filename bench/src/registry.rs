@@ -189,7 +189,9 @@ pub fn run(
 
 /// A pull right after its push, against `dd iflag=direct` of the blob
 /// file kist stored (the device's read limit: kist writes blobs with
-/// direct I/O, so they are not in the page cache after a push).
+/// direct I/O, so they are not in the page cache after a push). Dirty
+/// pages are written back between the push and the timed pull, so one
+/// contender's buffered writes do not compete with another's reads.
 fn after_push(
     report: &mut Report,
     registries: &[Running],
@@ -210,6 +212,7 @@ fn after_push(
             Contender::new(r.name, move |rep| {
                 let digest = random_file(file, size, 5000 + rep as u64)?;
                 push(r, "bench/fresh", file, &digest, false)?;
+                settle()?;
                 time(|| pull(r, "bench/fresh", &digest).map(drop))
             })
         })
@@ -223,6 +226,7 @@ fn after_push(
         move |rep| {
             let digest = random_file(file, size, 7000 + rep as u64)?;
             push(kist, "bench/fresh", file, &digest, false)?;
+            settle()?;
             let blob = kist_blob(&digest);
             time(|| {
                 let out = std::process::Command::new("dd")
@@ -239,6 +243,16 @@ fn after_push(
         &format!("Registry pull of a {mib} MiB layer right after its push"),
         Unit::Bytes(size),
         &samples,
+    );
+    Ok(())
+}
+
+/// Writes back every dirty page (`sync`): a contender's buffered push
+/// must not be flushed to the device while the next one reads from it.
+fn settle() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::process::Command::new("sync").status()?.success(),
+        "sync failed"
     );
     Ok(())
 }

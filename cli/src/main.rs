@@ -235,7 +235,16 @@ fn main() -> ExitCode {
                 Some(h) => store.as_holder(h),
                 None => store,
             })
-            .and_then(|store| commands::run(&store, cli.command, &out))
+            .and_then(|store| {
+                commands::run(&store, cli.command, &out)?;
+                // A command that moved tags (a delete, a collection) leaves
+                // them journaled: write them into index.json for tools that
+                // read the layout themselves.
+                if let Err(e) = store.registry().sync_index() {
+                    eprintln!("kist: warning: writing tags into index.json: {e}");
+                }
+                Ok(())
+            })
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,10 +27,6 @@ use crate::store::Scoped;
 
 /// Bytes a [`Reader::next_chunk`] reads.
 const CHUNK: usize = 1 << 20;
-/// How far ahead of a sequential reader the kernel is asked to read (a
-/// 1 GiB pull right after its push, not cached: ~0.3 GB/s reading 1 MiB
-/// at a time, near the device's speed with this window).
-const PREFETCH: u64 = 16 << 20;
 /// Longest a reader serves a loan without the component checking again
 /// (changes made by other processes revoke nothing here).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -43,8 +39,6 @@ pub struct Reader {
     source: Source,
     size: u64,
     pos: u64,
-    /// Where the last prefetch asked the kernel to read up to.
-    prefetched: u64,
 }
 
 /// Where a reader's bytes come from.
@@ -77,7 +71,6 @@ impl Reader {
             source,
             size,
             pos: 0,
-            prefetched: 0,
         })
     }
 
@@ -138,13 +131,6 @@ impl Reader {
     /// end of the blob.
     pub fn next_chunk(&mut self) -> Result<bytes::Bytes> {
         let len = CHUNK.min(self.size.saturating_sub(self.pos) as usize);
-        // Keep the kernel reading a window or two ahead.
-        if let Source::Lent { loan, .. } = &self.source
-            && self.pos + PREFETCH > self.prefetched
-        {
-            loan.prefetch(self.pos, 2 * PREFETCH);
-            self.prefetched = self.pos + 2 * PREFETCH;
-        }
         let mut buf = bytes::BytesMut::zeroed(len);
         let n = self.fill(&mut buf, self.pos)?;
         buf.truncate(n);
@@ -265,7 +251,6 @@ impl std::io::Seek for Reader {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
         })?;
         self.pos = target;
-        self.prefetched = 0; // prefetch again from here
         Ok(target)
     }
 }

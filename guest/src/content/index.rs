@@ -153,6 +153,11 @@ pub fn remove(locked: &Guard, names: Vec<String>) -> Result<()> {
     JOURNAL.with(|j| j.apply(locked, changes))
 }
 
+/// Whether the journal holds changes `index.json` lacks.
+pub fn pending() -> Result<bool> {
+    JOURNAL.with(Journal::pending)
+}
+
 /// Writes what the journal holds into `index.json` (the caller holds
 /// [`lock`]); returns whether there was anything to write.
 pub fn sync(locked: &Guard) -> Result<bool> {

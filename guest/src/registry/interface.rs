@@ -136,7 +136,11 @@ impl Guest for Component {
     }
 
     fn sync_index() -> Result<bool, RegistryError> {
-        layout::ensure()?;
+        // Checked before locking: most calls find nothing to write, and a
+        // store only read (a read-only mount) is never locked for it.
+        if !index::pending()? {
+            return Ok(false);
+        }
         let lock = index::lock()?;
         Ok(index::sync(&lock)?)
     }

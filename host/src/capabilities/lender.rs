@@ -72,20 +72,6 @@ impl Loan {
         }
     }
 
-    /// Asks the kernel to start reading `len` bytes at `offset` within the
-    /// loan into the page cache, without waiting: a sequential reader
-    /// calls it ahead of where it reads, so a blob that is not cached
-    /// (kist writes blobs with direct I/O) streams at the device's speed
-    /// instead of one synchronous read at a time. Only a hint: failures
-    /// are ignored.
-    pub fn prefetch(&self, offset: u64, len: u64) {
-        let len = len.min(self.size.saturating_sub(offset));
-        if let Some(len) = std::num::NonZeroU64::new(len) {
-            let at = self.start + offset;
-            let _ = rustix::fs::fadvise(&*self.file, at, Some(len), rustix::fs::Advice::WillNeed);
-        }
-    }
-
     /// Fills `buf` from `offset` within the loan; returns the bytes read,
     /// fewer than `buf` only at the loan's end. Fails with `gone` once the
     /// file was removed; [`revoked`](Self::revoked) is the caller's to
