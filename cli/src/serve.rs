@@ -160,11 +160,9 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         if let Some(c) = collector {
             c.abort();
         }
+        // What the last second journaled is written by `main`, as after
+        // every command.
         index.abort();
-        let registry = store.registry();
-        if let Err(e) = tokio::task::spawn_blocking(move || registry.sync_index()).await? {
-            tracing::warn!("writing tags into index.json failed: {e}");
-        }
         eprintln!("kist: shut down");
         anyhow::Ok(())
     })?;

@@ -86,33 +86,28 @@ pub fn held(bytes: Vec<u8>, transfer: Option<Transfer>) -> Body {
 
 /// Bytes `start..end` of `reader` as a body; `transfer` (its admission)
 /// is held until the body ends, however it ends.
-pub fn stream(reader: Reader, start: u64, end: u64, transfer: Option<Transfer>) -> Body {
+pub fn stream(mut reader: Reader, start: u64, end: u64, transfer: Option<Transfer>) -> Body {
     // Two 1 MiB chunks read ahead (each a `pread` of the blob's lent
     // file), so reading overlaps sending; with the one hyper is writing,
     // a stalled client holds 3 MiB, within what its transfer reserved
     // (defects::stalled_downloads_do_not_freeze_serve).
     let (tx, rx) = tokio::sync::mpsc::channel(2);
+    // A seek only moves the reader's position: no I/O here.
+    let _ = std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(start));
     tokio::spawn(async move {
         let _transfer = transfer;
         let mut reader = Some(reader);
         let mut at = start;
-        let mut first = true;
         while at < end {
             let mut r = reader.take().expect("reader is back");
             let read = tokio::task::spawn_blocking(move || {
-                let chunk = if std::mem::take(&mut first) {
-                    std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(start))
-                        .and_then(|_| r.next_chunk().map_err(std::io::Error::from))
-                } else {
-                    r.next_chunk().map_err(std::io::Error::from)
-                };
-                (r, chunk, first)
+                let chunk = r.next_chunk().map_err(std::io::Error::from);
+                (r, chunk)
             })
             .await;
-            let Ok((r, chunk, still_first)) = read else {
+            let Ok((r, chunk)) = read else {
                 return; // the read panicked; the body ends short
             };
-            first = still_first;
             reader = Some(r);
             let chunk = match chunk {
                 Ok(c) if c.is_empty() => Err(std::io::Error::other("blob ended early")),

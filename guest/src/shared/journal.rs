@@ -75,6 +75,7 @@ struct Header {
 type Version = Option<((u64, u32), u64)>;
 
 /// The records as this instance last read them.
+#[derive(Clone)]
 pub struct View<R> {
     /// Every record, by name.
     pub records: BTreeMap<String, R>,
@@ -281,16 +282,4 @@ fn version(path: &str) -> Result<Version> {
 /// `path`'s directory and name.
 fn split(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or((".", path))
-}
-
-impl<R: Clone> Clone for View<R> {
-    fn clone(&self) -> Self {
-        Self {
-            records: self.records.clone(),
-            base: self.base,
-            journal: self.journal.clone(),
-            read: self.read,
-            lines: self.lines,
-        }
-    }
 }
