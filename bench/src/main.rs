@@ -165,12 +165,19 @@ fn main() -> anyhow::Result<()> {
         registry::run(&mut report, &tools, work, size, reps.min(3), tags)?;
     }
     if wanted(Scenario::Snapshots) {
-        let (files, size, cycles) = if quick {
-            (200, 4 << 20, 5)
+        let (files, size, cycles, kept) = if quick {
+            (200, 4 << 20, 5, 100)
         } else {
-            (10_000, 256 << 20, 30)
+            (10_000, 256 << 20, 30, 10_000)
         };
-        snapshots::run(&mut report, &tools, work, files, size, cycles, reps.min(3))?;
+        snapshots::run(
+            &mut report,
+            &tools,
+            work,
+            (files, size),
+            (cycles, kept),
+            reps.min(3),
+        )?;
     }
     if wanted(Scenario::Layers) {
         let (count, size) = if quick { (2, 4 << 20) } else { (20, 50 << 20) };

@@ -2,7 +2,8 @@
 //! `tar xzf` into a directory (the physical job: inflate, create, write),
 //! and prepare + commit + remove cycles against containerd's overlayfs
 //! snapshotter driven by `ctr snapshots` (one process per step, as the
-//! `kist snapshot` CLI; the library's in-process rate beside them).
+//! `kist snapshot` CLI; the library's in-process rate beside them), and
+//! how the rate holds as the snapshots kept grow to thousands.
 
 use std::io::Write;
 use std::path::Path;
@@ -53,9 +54,8 @@ pub fn run(
     report: &mut Report,
     tools: &Tools,
     work: &Path,
-    files: usize,
-    size: u64,
-    cycles: usize,
+    (files, size): (usize, u64),
+    (cycles, kept): (usize, usize),
     reps: usize,
 ) -> anyhow::Result<()> {
     let blob = work.join("layer.tar.gz");
@@ -176,5 +176,33 @@ pub fn run(
         "ctr and the kist CLI both start a process per step; the library row is kist without \
          process start-up (containerd's in-process snapshotter cannot be driven without Go).",
     );
+    growth(report, &store, kept)
+}
+
+/// Prepare + commit of `kept` snapshots that stay (in chains of ten, as
+/// the layers of images), timed per tenth: the rate of the last tenth
+/// is what a store that size sustains.
+fn growth(report: &mut Report, store: &kist::Store, kept: usize) -> anyhow::Result<()> {
+    let snapshots = store.snapshots();
+    let step = (kept / 10).max(1);
+    let mut rates = Vec::new();
+    for block in 0..kept.div_ceil(step) {
+        let t = time(|| {
+            for i in block * step..((block + 1) * step).min(kept) {
+                let (key, name) = (format!("grow-{i}-active"), format!("grow-{i}"));
+                let parent = (i % 10 != 0).then(|| format!("grow-{}", i - 1));
+                snapshots.prepare(&key, parent.as_deref(), &[])?;
+                snapshots.commit(&name, &key, &[])?;
+            }
+            Ok(())
+        })?;
+        rates.push(step as f64 / t.as_secs_f64());
+    }
+    let (first, last) = (rates[0], rates[rates.len() - 1]);
+    report.note(&format!(
+        "Snapshot metadata as it grows (library, prepare + commit of {kept} snapshots kept, \
+         in chains of ten): first {step} at {first:.0}/s, last {step} at {last:.0}/s ({:.2}x)",
+        last / first
+    ));
     Ok(())
 }

@@ -19,6 +19,18 @@ pub fn require_root() {
     );
 }
 
+/// The snapshot trees in the store at `root` (`snapshots/<number>`),
+/// leaving out the metadata files beside them.
+pub fn snapshot_trees(root: &Path) -> Vec<String> {
+    let mut trees: Vec<String> = std::fs::read_dir(root.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.parse::<u64>().is_ok())
+        .collect();
+    trees.sort();
+    trees
+}
+
 /// A mount that is undone when dropped (also when the test fails).
 pub struct Mounted {
     target: PathBuf,

@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use kist::{Error, SnapshotKind, Snapshots};
-use kist_tests::trees::{Mounted, assert_same, require_root};
+use kist_tests::trees::{Mounted, assert_same, require_root, snapshot_trees};
 use kist_tests::{Harness, open_embedded};
 
 /// The testsuite's `opt`: every snapshot carries a gc.root label.
@@ -691,11 +691,134 @@ fn snapshots_join_the_retention_graph() {
     );
     let left: Vec<String> = s.walk(&[]).unwrap().into_iter().map(|i| i.name).collect();
     assert_eq!(left, ["mine"], "what `default` holds stays");
+    assert_eq!(snapshot_trees(h.path()).len(), 1, "trees went too");
+}
+
+/// The updates in the store's snapshot journal: one JSON array of
+/// changes per line after the header.
+fn journal_updates(root: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(root.join("snapshots/snapshots.journal")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The records the store at `root` has: its base file with its journal
+/// replayed over it, as any reader reads them.
+fn replayed_records(root: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("snapshots/snapshots.json")).unwrap())
+            .unwrap();
+    let mut items = base["items"].as_object().unwrap().clone();
+    for update in journal_updates(root) {
+        for change in update.as_array().unwrap() {
+            if let Some(set) = change.get("set") {
+                items.insert(set[0].as_str().unwrap().to_owned(), set[1].clone());
+            } else {
+                items.remove(change["remove"].as_str().unwrap());
+            }
+        }
+    }
+    items
+}
+
+fn names(s: &Snapshots) -> Vec<String> {
+    let mut names: Vec<String> = s.walk(&[]).unwrap().into_iter().map(|i| i.name).collect();
+    names.sort();
+    names
+}
+
+/// Proves: snapshot records are a base file plus a journal of updates. A
+/// call appends one line for all it changed (a commit's move from key to
+/// name is one line, so a crash never leaves neither), a call that fails
+/// appends nothing, hundreds of updates fold into the base while another
+/// instance keeps reading the same records, and a store whose metadata is
+/// only the file earlier versions wrote (`next` and `items`) opens with
+/// its snapshots and gives new ones fresh trees.
+#[test]
+fn snapshot_records_are_a_journaled_base() {
+    let (h, s) = setup();
+    s.prepare("a-active", None, &[]).unwrap();
+    let before = journal_updates(h.path()).len();
+    s.commit("a", "a-active", &[]).unwrap();
+    let updates = journal_updates(h.path());
+    assert_eq!(updates.len(), before + 1, "a commit is one update");
+    let changes = updates.last().unwrap().as_array().unwrap();
     assert_eq!(
-        std::fs::read_dir(h.path().join("snapshots"))
-            .unwrap()
-            .count(),
+        changes.len(),
         2,
-        "trees went too"
+        "the key goes and the name comes: {changes:?}"
+    );
+
+    let journal = h.path().join("snapshots/snapshots.journal");
+    let size = std::fs::metadata(&journal).unwrap().len();
+    assert!(matches!(
+        s.prepare("a", None, &[]),
+        Err(Error::AlreadyExists)
+    ));
+    assert!(matches!(
+        s.commit("b", "missing", &[]),
+        Err(Error::NotFound)
+    ));
+    assert!(s.prepare("b", Some("missing"), &[]).is_err());
+    assert!(matches!(s.remove("missing"), Err(Error::NotFound)));
+    assert_eq!(
+        std::fs::metadata(&journal).unwrap().len(),
+        size,
+        "failed calls append nothing"
+    );
+
+    let other = open_embedded(h.path()).snapshots();
+    for i in 0..300 {
+        let parent = (i % 10 != 0).then(|| format!("n-{}", i - 1));
+        s.prepare(&format!("k-{i}"), parent.as_deref(), &[])
+            .unwrap();
+        s.commit(&format!("n-{i}"), &format!("k-{i}"), &[]).unwrap();
+        if i % 50 == 0 {
+            assert_eq!(
+                names(&other),
+                names(&s),
+                "after {i}: another instance agrees"
+            );
+        }
+    }
+    assert!(
+        journal_updates(h.path()).len() < 300,
+        "the journal was folded into the base"
+    );
+    assert_eq!(names(&other), names(&s));
+
+    // What an earlier kist left: the records in snapshots.json alone.
+    let records = replayed_records(h.path());
+    assert_eq!(records.len(), 301);
+    let top = records
+        .values()
+        .map(|r| r["id"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let old = serde_json::json!({"next": top + 1, "items": records});
+    std::fs::write(h.path().join("snapshots/snapshots.json"), old.to_string()).unwrap();
+    std::fs::remove_file(&journal).unwrap();
+    let reopened = open_embedded(h.path()).snapshots();
+    assert_eq!(
+        names(&reopened),
+        names(&s),
+        "an older store's records are read"
+    );
+    let trees = snapshot_trees(h.path());
+    reopened.prepare("c", Some("n-299"), &[]).unwrap();
+    let new: Vec<String> = snapshot_trees(h.path())
+        .into_iter()
+        .filter(|t| !trees.contains(t))
+        .collect();
+    assert_eq!(new.len(), 1, "one new tree: {new:?}");
+    assert!(
+        new[0].parse::<u64>().unwrap() > top,
+        "{new:?} is above {top}"
+    );
+    assert!(
+        kist_tests::fsck(&h.store(), false).is_empty(),
+        "fsck is clean"
     );
 }

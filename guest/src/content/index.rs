@@ -3,7 +3,7 @@
 //! `org.opencontainers.image.ref.name` is `<repository>:<tag>` is a
 //! registry tag. Other tools (skopeo, umoci) read and write the same file.
 //!
-//! Changes go to `index.journal` first, one synced line each, and are
+//! Changes go to `index.journal` first, one synced line per update, and are
 //! written into `index.json` in batches (see `shared::journal`): a tag
 //! update costs the same with ten tags or ten thousand, and a crash leaves
 //! each tag as it was or as it was set, never half of one. `index.json`

@@ -14,7 +14,7 @@ use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
 use crate::shared::validate;
-use crate::snapshots::records::{self as snapshots, State as SnapshotState};
+use crate::snapshots::records::{self as snapshots, Lookup as _, State as SnapshotState};
 
 /// Longest URL accepted.
 const MAX_URL: usize = 8192;
@@ -165,7 +165,7 @@ fn reconcile(
     let lost: Vec<String> = layers
         .items
         .keys()
-        .filter(|d| !snapshots.items.contains_key(&records::snapshot_name(d)))
+        .filter(|d| !snapshots.contains_key(&records::snapshot_name(d)))
         .cloned()
         .collect();
     for d in lost {
@@ -178,7 +178,6 @@ fn reconcile(
     // layer: another holder's snapshot is never its own, whatever its name.
     let prefix = format!("{DIR}/");
     let ours: BTreeSet<String> = snapshots
-        .items
         .iter()
         .filter(|(k, r)| k.starts_with(&prefix) && r.holders.contains(records::HOLDER))
         .map(|(k, _)| k.clone())
@@ -188,7 +187,7 @@ fn reconcile(
         if layers.items.contains_key(digest) {
             continue;
         }
-        let record = snapshots.get(&key)?;
+        let record = snapshots.record(&key)?;
         let adopt = wanted
             .get(digest)
             .filter(|_| record.kind == SnapshotState::Committed);

@@ -13,6 +13,7 @@ use crate::shared::cached::Cached;
 use crate::shared::error::{Error, Result, corrupt};
 use crate::shared::filters::{Fields, rest_key};
 use crate::shared::fs::{self, Durability};
+use crate::snapshots::records::Lookup as _;
 use crate::snapshots::{records as snapshots, tree};
 
 /// Where layer records live, relative to the store root.
@@ -124,7 +125,7 @@ impl Record {
     /// The WIT view; the tree's path comes from the snapshot's record.
     pub fn info(&self) -> Result<LayerInfo> {
         let snapshots = snapshots::current()?;
-        let snapshot = snapshots.get(&snapshot_name(&self.desc.digest))?;
+        let snapshot = snapshots.record(&snapshot_name(&self.desc.digest))?;
         let d = &self.desc;
         Ok(LayerInfo {
             desc: LayerDesc {

@@ -114,7 +114,7 @@ pub struct Scan {
 /// far (charged as it unpacks: a recount meanwhile must not forget it).
 fn snapshot_usage() -> Result<Vec<(BTreeSet<String>, u64)>> {
     let mut out = Vec::new();
-    for r in snapshots::current()?.items.values() {
+    for r in snapshots::current()?.values() {
         let bytes = match r.usage {
             Some((bytes, _)) => bytes,
             None => {

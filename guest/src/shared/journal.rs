@@ -6,10 +6,13 @@
 //!   an OCI image index); it is rewritten whole only when the journal has
 //!   grown to a fraction of it (amortised O(1) per change), or when asked
 //!   ([`Journal::compact`]).
-//! - A journal line is one complete change (`set` or `remove` of one
-//!   name). A crash mid-append leaves a torn last line, which readers
-//!   ignore and the next writer cuts off: every change is there whole or
-//!   not at all, so each name has its old record or its new one.
+//! - A journal line is one complete update: the `set` or `remove` of
+//!   every name it changed. A crash mid-append leaves a torn last line,
+//!   which readers ignore and the next writer cuts off: every update is
+//!   there whole or not at all, so each name has its old record or its new
+//!   one, and an update of several names (a snapshot's commit renames it)
+//!   is never half there. Lines are synced before an update returns, so
+//!   a line that does not parse ends what was ever acknowledged.
 //! - The journal's first line names it (a fresh id per compaction); it is
 //!   replaced by a rename after the base, and readers open it before they
 //!   read the base, so a reader may pair the new base with the old journal
@@ -32,12 +35,12 @@ use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, Open
 use crate::shared::error::{Result, corrupt, fs as fs_error};
 use crate::shared::fs::{self, Durability};
 
-/// Journal lines always kept before a compaction is due, however small
-/// the base.
-const MIN_LINES: usize = 256;
-/// A compaction is due once the journal has more lines than the map has
+/// Changes always kept in the journal before a compaction is due,
+/// however small the base.
+const MIN_CHANGES: usize = 256;
+/// A compaction is due once the journal has more changes than the map has
 /// records divided by this.
-const LINES_PER_RECORD: usize = 4;
+const CHANGES_PER_RECORD: usize = 4;
 /// Longest journal header read.
 const HEADER: u64 = 256;
 
@@ -84,7 +87,80 @@ pub struct View<R> {
     /// Bytes of the journal applied (up to the end of its last whole line).
     read: u64,
     /// Changes in the journal.
-    lines: usize,
+    changes: usize,
+}
+
+impl<R> std::ops::Deref for View<R> {
+    type Target = BTreeMap<String, R>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.records
+    }
+}
+
+/// The records while [`Journal::update`] changes them: reads see the
+/// changes made so far; each change remembers what it replaced, to write
+/// the changed names only, or to undo them all if the update fails.
+pub struct Tx<'a, R> {
+    records: &'a mut BTreeMap<String, R>,
+    /// Every changed name's record before the update (`None`: it had none).
+    before: BTreeMap<String, Option<R>>,
+}
+
+impl<R: Clone> Tx<'_, R> {
+    /// Gives `name` `record`; returns the record it had.
+    pub fn insert(&mut self, name: String, record: R) -> Option<R> {
+        let old = self.records.insert(name.clone(), record);
+        self.before.entry(name).or_insert_with(|| old.clone());
+        old
+    }
+
+    /// Removes `name`'s record; returns it.
+    pub fn remove(&mut self, name: &str) -> Option<R> {
+        let old = self.records.remove(name)?;
+        self.before
+            .entry(name.to_owned())
+            .or_insert_with(|| Some(old.clone()));
+        Some(old)
+    }
+
+    /// `name`'s record, to change in place.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut R> {
+        let record = self.records.get_mut(name)?;
+        self.before
+            .entry(name.to_owned())
+            .or_insert_with(|| Some(record.clone()));
+        Some(record)
+    }
+
+    /// The changes made, one per changed name.
+    fn changes(&self) -> Vec<Change<R>> {
+        self.before
+            .keys()
+            .map(|name| match self.records.get(name) {
+                Some(record) => Change::Set(name.clone(), record.clone()),
+                None => Change::Remove(name.clone()),
+            })
+            .collect()
+    }
+
+    /// Puts back every record as it was before the update.
+    fn undo(self) {
+        for (name, old) in self.before {
+            match old {
+                Some(record) => self.records.insert(name, record),
+                None => self.records.remove(&name),
+            };
+        }
+    }
+}
+
+impl<R> std::ops::Deref for Tx<'_, R> {
+    type Target = BTreeMap<String, R>;
+
+    fn deref(&self) -> &Self::Target {
+        self.records
+    }
 }
 
 /// A journaled map, cached per instance.
@@ -122,43 +198,96 @@ impl<F: Format> Journal<F> {
     /// Appends `changes` to the journal (synced), and compacts it if it is
     /// due. The caller holds the lock that covers the base file.
     pub fn apply(&self, locked: &Guard, changes: Vec<Change<F::Record>>) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let view = self.current()?;
-        let Some(header) = view.journal.clone() else {
-            // No journal yet: start one on the base as it is.
-            drop(view);
-            self.compact(locked)?;
-            return self.apply(locked, changes);
+        self.update(locked, |tx| {
+            for change in changes {
+                match change {
+                    Change::Set(name, record) => tx.insert(name, record),
+                    Change::Remove(name) => tx.remove(&name),
+                };
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `change` on the records as they are now and, if it succeeds,
+    /// appends what it changed to the journal (one synced write) and
+    /// compacts the journal if that is due; if it fails, nothing changes.
+    /// Costs what `change` touches, not what the map holds. The caller
+    /// holds the lock that covers the base file.
+    pub fn update<T>(
+        &self,
+        locked: &Guard,
+        change: impl FnOnce(&mut Tx<'_, F::Record>) -> Result<T>,
+    ) -> Result<T> {
+        let (fd, mut view) = self.writable(locked)?;
+        let mut tx = Tx {
+            records: &mut view.records,
+            before: BTreeMap::new(),
         };
-        let mut bytes = Vec::new();
-        for change in &changes {
-            serde_json::to_writer(&mut bytes, change).expect("changes serialise");
-            bytes.push(b'\n');
+        let out = change(&mut tx);
+        let (out, changes) = match out {
+            Ok(out) => {
+                let changes = tx.changes();
+                (out, changes)
+            }
+            Err(e) => {
+                tx.undo();
+                self.cached.replace(Some(Rc::new(view)));
+                return Err(e);
+            }
+        };
+        if changes.is_empty() {
+            self.cached.replace(Some(Rc::new(view)));
+            return Ok(out);
         }
-        let flags = DescriptorFlags::READ | DescriptorFlags::WRITE;
-        let fd = fs::open(F::JOURNAL, OpenFlags::empty(), flags)?;
-        if read_header(&fd)? != Some(header) {
-            // Compacted by a writer this instance has not seen: read again.
-            drop(view);
-            self.cached.replace(None);
-            return self.apply(locked, changes);
-        }
+        let mut bytes = serde_json::to_vec(&changes).expect("changes serialise");
+        bytes.push(b'\n');
         // Cut a torn line a crash may have left, then append.
-        fd.set_size(view.read)
-            .map_err(|e| fs_error("truncate", F::JOURNAL, e))?;
-        fs::write_all(&fd, F::JOURNAL, &bytes, view.read)?;
-        fd.sync_data()
-            .map_err(|e| fs_error("sync", F::JOURNAL, e))?;
-        let due = view.lines + changes.len() > MIN_LINES.max(view.records.len() / LINES_PER_RECORD);
-        drop(view);
+        let appended = (|| {
+            fd.set_size(view.read)
+                .map_err(|e| fs_error("truncate", F::JOURNAL, e))?;
+            fs::write_all(&fd, F::JOURNAL, &bytes, view.read)?;
+            fd.sync_data().map_err(|e| fs_error("sync", F::JOURNAL, e))
+        })();
+        if let Err(e) = appended {
+            // What is in the file is unknown: read it again next time.
+            self.cached.replace(None);
+            return Err(e);
+        }
+        view.read += bytes.len() as u64;
+        view.changes += changes.len();
+        let due = view.changes > MIN_CHANGES.max(view.records.len() / CHANGES_PER_RECORD);
+        self.cached.replace(Some(Rc::new(view)));
         if due {
             self.compact(locked)?;
         }
-        Ok(())
+        Ok(out)
     }
 
+    /// The journal, open to append, and the records as they are now, taken
+    /// out of the cache to be changed in place (copied only if a reader
+    /// still holds them).
+    fn writable(&self, locked: &Guard) -> Result<(Descriptor, View<F::Record>)> {
+        let view = self.current()?;
+        let flags = DescriptorFlags::READ | DescriptorFlags::WRITE;
+        let fd = match view.journal {
+            Some(_) => fs::open(F::JOURNAL, OpenFlags::empty(), flags)?,
+            None => {
+                // No journal yet: start one on the base as it is.
+                drop(view);
+                self.compact(locked)?;
+                return self.writable(locked);
+            }
+        };
+        if read_header(&fd)? != view.journal {
+            // Compacted by a writer this instance has not seen: read again.
+            drop(view);
+            self.cached.replace(None);
+            return self.writable(locked);
+        }
+        self.cached.replace(None);
+        Ok((fd, Rc::unwrap_or_clone(view)))
+    }
     /// Writes every record to the base file and starts an empty journal.
     /// The caller holds the lock that covers the base file.
     pub fn compact(&self, _locked: &Guard) -> Result<()> {
@@ -179,7 +308,7 @@ impl<F: Format> Journal<F> {
 
     /// Whether the journal holds changes the base file lacks.
     pub fn pending(&self) -> Result<bool> {
-        Ok(self.current()?.lines > 0)
+        Ok(self.current()?.changes > 0)
     }
 }
 
@@ -201,7 +330,7 @@ fn reload<F: Format>(base: Version) -> Result<View<F::Record>> {
         base,
         journal: None,
         read: 0,
-        lines: 0,
+        changes: 0,
     };
     if let Some(fd) = journal {
         replay(&mut view, &fd, F::JOURNAL)?;
@@ -239,15 +368,17 @@ fn replay<R: DeserializeOwned>(view: &mut View<R>, fd: &Descriptor, path: &str) 
         let Some(body) = line.strip_suffix(b"\n") else {
             break;
         };
-        let Ok(change) = serde_json::from_slice::<Change<R>>(body) else {
+        let Ok(changes) = serde_json::from_slice::<Vec<Change<R>>>(body) else {
             break; // torn by a crash: the next writer cuts it off
         };
-        match change {
-            Change::Set(name, record) => view.records.insert(name, record),
-            Change::Remove(name) => view.records.remove(&name),
-        };
+        view.changes += changes.len();
+        for change in changes {
+            match change {
+                Change::Set(name, record) => view.records.insert(name, record),
+                Change::Remove(name) => view.records.remove(&name),
+            };
+        }
         used += line.len();
-        view.lines += 1;
     }
     view.journal = Some(header);
     view.read = from + used as u64;

@@ -20,7 +20,7 @@ use crate::retention::quota;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition};
 use crate::shared::fs;
-use crate::snapshots::records::{self, State};
+use crate::snapshots::records::{self, Lookup, State};
 use crate::snapshots::tree::{self, join};
 
 /// OCI whiteout prefix, and the opaque-directory marker.
@@ -44,7 +44,7 @@ const KEPT_XATTRS: [&str; 2] = ["user.", "security."];
 /// there with `no-space`, having written at most a step past them.
 pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Result<Digest> {
     let all = records::current()?;
-    let record = all.get(key)?;
+    let record = all.record(key)?;
     if record.kind != State::Active {
         return Err(precondition(format!("{key:?} is not an active snapshot")));
     }

@@ -1,7 +1,7 @@
 //! What `fsck` checks in `snapshots/`: trees no record owns and builds
 //! nobody is running (removed by a repair), records whose tree is gone
-//! and an unreadable metadata file (reported), the metadata file's
-//! temporary sibling (removed by a repair).
+//! and an unreadable metadata file (reported), the temporary siblings of
+//! the metadata file and its journal (removed by a repair).
 
 use crate::bindings::exports::kist::content::fsck::{Problem, ProblemKind};
 use crate::check::fsck::problem;
@@ -17,13 +17,19 @@ pub fn entry(name: &str, kind: FileType, repair: bool) -> Result<Option<Problem>
     if name == records::FILE {
         return metadata(&path);
     }
+    if name == records::JOURNAL {
+        return Ok(None); // read (and its torn tail ignored) with the metadata
+    }
     let removed = |mut p: Problem, gone: bool| {
         if gone {
             p.repaired = Some("removed".into());
         }
         p
     };
-    if name == format!(".{}.tmp", records::FILE) {
+    if [records::FILE, records::JOURNAL]
+        .map(|f| format!(".{f}.tmp"))
+        .contains(&name.to_owned())
+    {
         let p = problem(
             ProblemKind::TempFile,
             &path,
@@ -42,7 +48,7 @@ pub fn entry(name: &str, kind: FileType, repair: bool) -> Result<Option<Problem>
     let Ok(_idle) = tree::apply_lock(id) else {
         return Ok(None);
     };
-    let owned = records::current()?.items.values().any(|r| r.id == id);
+    let owned = records::current()?.values().any(|r| r.id == id);
     if !owned {
         let p = problem(
             ProblemKind::OrphanSnapshot,
@@ -74,7 +80,7 @@ fn metadata(path: &str) -> Result<Option<Problem>> {
         }
     };
     let mut missing = Vec::new();
-    for (name, record) in &all.items {
+    for (name, record) in all.iter() {
         if fs::stat(&tree::fs_path(record.id))?.is_none() {
             missing.push(format!("{name:?} (tree {})", record.id));
         }

@@ -15,7 +15,7 @@ use crate::content::new_blob::{DescriptorReader, NewBlob, from_io};
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, invalid, precondition};
 use crate::shared::fs;
-use crate::snapshots::records::{self, State};
+use crate::snapshots::records::{self, Lookup, State};
 use crate::snapshots::tree::{self, join};
 
 /// Hashes what is written through it (the uncompressed tar: the diff id).
@@ -43,7 +43,7 @@ type Out = tar::Builder<std::io::BufWriter<Hashing<flate2::write::GzEncoder<NewB
 /// Stores the changes of `key` as a layer blob held by `holder`.
 pub fn diff(key: &str, holder: &str) -> Result<Layer> {
     let all = records::current()?;
-    let record = all.get(key)?;
+    let record = all.record(key)?;
     if record.kind == State::View {
         return Err(precondition(format!(
             "{key:?} is a view: it has no changes"

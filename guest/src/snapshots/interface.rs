@@ -15,7 +15,7 @@ use crate::shared::error::{Error, Result, invalid, precondition};
 use crate::shared::filters::{Fields, Filters, label_field, rest_key};
 use crate::shared::scope::Caller;
 use crate::shared::{layout, validate};
-use crate::snapshots::records::{self, Record, State, check_key};
+use crate::snapshots::records::{self, Lookup, Record, State, check_key};
 use crate::snapshots::{apply, diff, mounts, tree};
 
 /// Makes a snapshot of kind `kind` (active or view).
@@ -35,7 +35,7 @@ fn create(
     layout::ensure()?;
     let lock = records::lock()?;
     records::update(&lock, |all| {
-        if all.items.contains_key(&key) {
+        if all.contains_key(&key) {
             return Err(Error::AlreadyExists);
         }
         // A parent is one the caller sees: its own, or under its own.
@@ -44,11 +44,7 @@ fn create(
         {
             return Err(invalid(format!("parent {p:?} is not committed")));
         }
-        let id = all.next;
-        all.next += 1;
-        // A crash after the tree was made but before the record was
-        // written leaves the tree of an id that is given out again.
-        tree::remove(id)?;
+        let id = fresh_id(all.next_id())?;
         tree::create(id, kind == State::Active && parent.is_some())?;
         let now = holds::now();
         let record = Record {
@@ -62,9 +58,27 @@ fn create(
             usage: None,
         };
         let mounts = mounts::of(all, &record)?;
-        all.items.insert(key, record);
+        all.insert(key, record);
         Ok(mounts)
     })
+}
+
+/// Tries before a new snapshot gives up on finding a free tree number.
+const ID_TRIES: u64 = 64;
+
+/// A tree number from `next` up whose tree is not there. A crash after a
+/// tree was made but before its record was written, or a removal whose
+/// tree was mounted, leaves a tree no record owns: it is removed and its
+/// number given out again, or passed over while it cannot go.
+fn fresh_id(next: u64) -> Result<u64> {
+    let mut last = None;
+    for id in next..next + ID_TRIES {
+        match tree::remove(id) {
+            Ok(()) => return Ok(id),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("tried at least once"))
 }
 
 /// What walk filters see of a snapshot.
@@ -122,7 +136,7 @@ impl Guest for Component {
         let lock = records::lock()?;
         records::update(&lock, |all| {
             let active = all.owned(&key, &caller)?;
-            if all.items.contains_key(&name) {
+            if all.contains_key(&name) {
                 return Err(Error::AlreadyExists);
             }
             if active.kind != State::Active {
@@ -130,7 +144,7 @@ impl Guest for Component {
             }
             let _not_applying = tree::apply_lock(active.id)?;
             let usage = tree::usage(&tree::fs_path(active.id))?;
-            let mut record = all.items.remove(&key).expect("looked up above");
+            let mut record = all.remove(&key).expect("looked up above");
             let now = holds::now();
             record.kind = State::Committed;
             record.labels = labels::from_list(options.labels);
@@ -138,7 +152,7 @@ impl Guest for Component {
             record.created = now;
             record.updated = now;
             record.usage = Some(usage);
-            all.items.insert(name, record);
+            all.insert(name, record);
             Ok(())
         })
     }
@@ -166,7 +180,7 @@ impl Guest for Component {
                 )));
             }
             let applying = tree::apply_lock(id)?;
-            all.items.remove(&key);
+            all.remove(&key);
             Ok((id, applying))
         })?;
         drop(lock);
@@ -190,7 +204,7 @@ impl Guest for Component {
         let lock = records::lock()?;
         records::update(&lock, |all| {
             all.owned(&info.name, &caller)?;
-            let record = all.items.get_mut(&info.name).ok_or(Error::NotFound)?;
+            let record = all.get_mut(&info.name).ok_or(Error::NotFound)?;
             if fieldpaths.is_empty() {
                 record.labels = given.clone();
             }
@@ -233,7 +247,6 @@ impl Guest for Component {
         let filters = Filters::parse(&filters)?;
         let all = records::current()?;
         Ok(all
-            .items
             .iter()
             .filter(|(_, r)| caller.owns(&Vec::from_iter(r.holders.iter().cloned())))
             .map(|(name, r)| r.info_for(name, &caller))
@@ -243,7 +256,7 @@ impl Guest for Component {
 
     fn cleanup() -> Result<u32, WitError> {
         let lock = records::lock()?;
-        let owned: HashSet<u64> = records::current()?.items.values().map(|r| r.id).collect();
+        let owned: HashSet<u64> = records::current()?.values().map(|r| r.id).collect();
         let removed = tree::cleanup(&owned);
         drop(lock);
         removed

@@ -4,7 +4,7 @@
 
 use crate::bindings::exports::kist::content::snapshots::Mount;
 use crate::shared::error::Result;
-use crate::snapshots::records::{Record, Snapshots, State};
+use crate::snapshots::records::{Lookup, Record, Snapshots, State};
 use crate::snapshots::tree;
 
 fn bind(path: String, read_only: bool) -> Mount {

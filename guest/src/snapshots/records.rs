@@ -1,7 +1,9 @@
-//! `snapshots/snapshots.json`: every snapshot's record in one file,
-//! replaced whole under one lock, so each call changes the metadata
-//! atomically (the way containerd's snapshotters use one bolt
-//! transaction). Trees live in `snapshots/<id>/` under short numbers.
+//! `snapshots/snapshots.json`: every snapshot's record, kept as the base
+//! of a journal (`snapshots.journal`, see `shared::journal`) and changed
+//! under one lock, so each call changes the metadata atomically (the way
+//! containerd's snapshotters use one bolt transaction) and costs one
+//! synced line for what it changed, not a rewrite of every record. Trees
+//! live in `snapshots/<id>/` under short numbers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -12,15 +14,17 @@ use crate::bindings::exports::kist::content::snapshots::{Info, Kind};
 use crate::bindings::kist::content::locks::{self, Guard};
 use crate::content::labels::{self, Labels};
 use crate::retention::holds::{self, Stamp};
-use crate::shared::cached::Cached;
 use crate::shared::error::{self, Error, Result, corrupt, invalid};
-use crate::shared::fs::{self, Durability};
+use crate::shared::fs;
+use crate::shared::journal::{Format, Journal, Tx, View};
 use crate::shared::scope::Caller;
 
 /// Where snapshots live, relative to the store root.
 pub const DIR: &str = "snapshots";
 /// The metadata file's name in [`DIR`].
 pub const FILE: &str = "snapshots.json";
+/// The journal of changes since, in [`DIR`].
+pub const JOURNAL: &str = "snapshots.journal";
 /// The lock every metadata change holds.
 const LOCK: &str = "snapshots";
 /// Longest key or name, in bytes (containerd's keys carry a chain id).
@@ -52,24 +56,67 @@ pub struct Record {
     pub usage: Option<(u64, u64)>,
 }
 
-/// The whole metadata file.
-#[derive(Serialize, Deserialize, Default, Clone)]
-pub struct Snapshots {
-    /// The next tree number to give out.
-    pub next: u64,
-    pub items: BTreeMap<String, Record>,
+/// Every snapshot's record, by name.
+pub type Snapshots = BTreeMap<String, Record>;
+
+/// The metadata file.
+#[derive(Serialize, Deserialize)]
+struct File {
+    /// The next tree number to give out (written for older versions of
+    /// kist, which read it; ids now follow the highest in use).
+    #[serde(default)]
+    next: u64,
+    items: Snapshots,
 }
 
-impl Snapshots {
-    /// The record of `key`, or `not-found`.
-    pub fn get(&self, key: &str) -> Result<&Record> {
-        self.items.get(key).ok_or(Error::NotFound)
+/// `snapshots.json` as a journal's base.
+struct MetadataFile;
+
+impl Format for MetadataFile {
+    type Record = Record;
+    // [`DIR`]/[`FILE`] and [`DIR`]/[`JOURNAL`].
+    const BASE: &'static str = "snapshots/snapshots.json";
+    const JOURNAL: &'static str = "snapshots/snapshots.journal";
+
+    fn decode(bytes: &[u8]) -> Result<Snapshots> {
+        let file: File = serde_json::from_slice(bytes).map_err(|e| corrupt(&path(), e))?;
+        Ok(file.items)
     }
 
+    fn encode(items: &Snapshots) -> Vec<u8> {
+        let file = File {
+            next: items.next_id(),
+            items: items.clone(),
+        };
+        serde_json::to_vec(&file).expect("records serialise")
+    }
+}
+
+/// What the snapshots' records answer.
+pub trait Lookup {
+    /// The record of `key`, or `not-found`.
+    fn record(&self, key: &str) -> Result<&Record>;
     /// The record of `key` if `caller` may change it (its holder holds
     /// it); `not-found` otherwise, as if there were none.
-    pub fn owned(&self, key: &str, caller: &Caller) -> Result<&Record> {
-        let record = self.get(key)?;
+    fn owned(&self, key: &str, caller: &Caller) -> Result<&Record>;
+    /// The record of `key` if `caller` sees it: it may change it, or it is
+    /// a parent (at any depth) of one it may; `not-found` otherwise.
+    fn visible(&self, key: &str, caller: &Caller) -> Result<&Record>;
+    /// Whether any snapshot has `name` as its parent.
+    fn has_children(&self, name: &str) -> bool;
+    /// The trees of `record`'s parents, nearest first.
+    fn parent_ids(&self, record: &Record) -> Result<Vec<u64>>;
+    /// The lowest tree number above every one in use.
+    fn next_id(&self) -> u64;
+}
+
+impl Lookup for Snapshots {
+    fn record(&self, key: &str) -> Result<&Record> {
+        self.get(key).ok_or(Error::NotFound)
+    }
+
+    fn owned(&self, key: &str, caller: &Caller) -> Result<&Record> {
+        let record = self.record(key)?;
         if caller.owns(&Vec::from_iter(record.holders.iter().cloned())) {
             Ok(record)
         } else {
@@ -77,17 +124,12 @@ impl Snapshots {
         }
     }
 
-    /// The record of `key` if `caller` sees it: it may change it, or it is
-    /// a parent (at any depth) of one it may; `not-found` otherwise.
-    pub fn visible(&self, key: &str, caller: &Caller) -> Result<&Record> {
-        let record = self.get(key)?;
+    fn visible(&self, key: &str, caller: &Caller) -> Result<&Record> {
+        let record = self.record(key)?;
         if !caller.confined || record.holders.contains(&caller.holder) {
             return Ok(record);
         }
-        let mine = self
-            .items
-            .values()
-            .filter(|r| r.holders.contains(&caller.holder));
+        let mine = self.values().filter(|r| r.holders.contains(&caller.holder));
         for start in mine {
             let mut next = start.parent.as_deref();
             let mut steps = 0;
@@ -96,38 +138,37 @@ impl Snapshots {
                     return Ok(record);
                 }
                 steps += 1;
-                if steps > self.items.len() {
+                if steps > self.len() {
                     break; // a loop: fsck's business
                 }
-                next = self.items.get(name).and_then(|r| r.parent.as_deref());
+                next = self.get(name).and_then(|r| r.parent.as_deref());
             }
         }
         Err(Error::NotFound)
     }
 
-    /// Whether any snapshot has `name` as its parent.
-    pub fn has_children(&self, name: &str) -> bool {
-        self.items
-            .values()
-            .any(|r| r.parent.as_deref() == Some(name))
+    fn has_children(&self, name: &str) -> bool {
+        self.values().any(|r| r.parent.as_deref() == Some(name))
     }
 
-    /// The trees of `key`'s parents, nearest first.
-    pub fn parent_ids(&self, record: &Record) -> Result<Vec<u64>> {
+    fn parent_ids(&self, record: &Record) -> Result<Vec<u64>> {
         let mut ids = Vec::new();
         let mut next = record.parent.as_deref();
         while let Some(name) = next {
             let parent = self
-                .items
                 .get(name)
                 .ok_or_else(|| corrupt(&path(), format!("parent {name:?} has no record")))?;
             ids.push(parent.id);
             next = parent.parent.as_deref();
-            if ids.len() > self.items.len() {
+            if ids.len() > self.len() {
                 return Err(corrupt(&path(), "a parent chain loops"));
             }
         }
         Ok(ids)
+    }
+
+    fn next_id(&self) -> u64 {
+        self.values().map(|r| r.id + 1).max().unwrap_or(0)
     }
 }
 
@@ -160,7 +201,7 @@ impl Record {
 }
 
 fn path() -> String {
-    format!("{DIR}/{FILE}")
+    MetadataFile::BASE.to_owned()
 }
 
 /// Checks a key or name: 1 to 4096 bytes without control characters.
@@ -174,18 +215,13 @@ pub fn check_key(key: &str) -> Result<()> {
 }
 
 thread_local! {
-    static CURRENT: Cached<Snapshots> = const { Cached::new() };
+    static RECORDS: Journal<MetadataFile> = const { Journal::new() };
 }
 
-/// The snapshots as last written (parsed again only when the file changed).
-pub fn current() -> Result<Rc<Snapshots>> {
-    CURRENT
-        .with(|c| {
-            c.get(&path(), |bytes| {
-                serde_json::from_slice(bytes).map_err(|e| corrupt(&path(), e))
-            })
-        })
-        .map(|s| s.unwrap_or_default())
+/// The snapshots as they are now (the journal's new lines read, the base
+/// parsed again only when it changed).
+pub fn current() -> Result<Rc<View<Record>>> {
+    RECORDS.with(Journal::current)
 }
 
 /// Holds the metadata lock.
@@ -194,15 +230,14 @@ pub fn lock() -> Result<Guard> {
     locks::lock(LOCK, 10_000).map_err(|e| error::lock(LOCK, e))
 }
 
-/// Changes the snapshots under `_locked` with `change` and writes them if
-/// it succeeds; returns what `change` returns.
-pub fn update<R>(_locked: &Guard, change: impl FnOnce(&mut Snapshots) -> Result<R>) -> Result<R> {
-    let mut snapshots = (*current()?).clone();
-    let out = change(&mut snapshots)?;
-    let bytes = serde_json::to_vec(&snapshots)
-        .map_err(|e| Error::Io(format!("encoding {}: {e}", path())))?;
-    fs::write_atomic(DIR, FILE, &bytes, Durability::Synced)?;
-    Ok(out)
+/// Changes the snapshots under `locked` with `change` and journals what it
+/// changed if it succeeds (nothing changes if it fails); returns what
+/// `change` returns.
+pub fn update<R>(
+    locked: &Guard,
+    change: impl FnOnce(&mut Tx<'_, Record>) -> Result<R>,
+) -> Result<R> {
+    RECORDS.with(|journal| journal.update(locked, change))
 }
 
 /// The holders a new snapshot starts with.

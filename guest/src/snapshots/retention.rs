@@ -9,12 +9,12 @@ use std::collections::BTreeSet;
 use crate::retention::holds::LEASE;
 use crate::retention::leases;
 use crate::shared::error::Result;
-use crate::snapshots::records::{self, Snapshots};
+use crate::snapshots::records::{self, Lookup, Snapshots};
 use crate::snapshots::tree;
 
 /// Whether nothing keeps the snapshot `name` any more.
 fn collectable(all: &Snapshots, name: &str, referenced: &BTreeSet<String>) -> Result<bool> {
-    let record = all.get(name)?;
+    let record = all.record(name)?;
     if referenced.contains(name) || all.has_children(name) {
         return Ok(false);
     }
@@ -31,15 +31,15 @@ fn collectable(all: &Snapshots, name: &str, referenced: &BTreeSet<String>) -> Re
 /// which they free); returns their names. A `dry_run` only names them.
 pub fn collect(referenced: &BTreeSet<String>, dry_run: bool) -> Result<Vec<String>> {
     // Most stores have no snapshots: no lock (and no `snapshots/` made).
-    if records::current()?.items.is_empty() {
+    if records::current()?.is_empty() {
         return Ok(Vec::new());
     }
     let lock = records::lock()?;
-    let mut all = (*records::current()?).clone();
+    let mut all = records::current()?.records.clone();
     let mut gone = Vec::new();
     loop {
         let mut round = Vec::new();
-        for name in all.items.keys() {
+        for name in all.keys() {
             if collectable(&all, name, referenced)? {
                 round.push(name.clone());
             }
@@ -48,7 +48,7 @@ pub fn collect(referenced: &BTreeSet<String>, dry_run: bool) -> Result<Vec<Strin
             break;
         }
         for name in round {
-            let record = all.items.remove(&name).expect("listed");
+            let record = all.remove(&name).expect("listed");
             gone.push((name, record.id));
         }
     }
@@ -57,7 +57,9 @@ pub fn collect(referenced: &BTreeSet<String>, dry_run: bool) -> Result<Vec<Strin
     }
     let names: BTreeSet<&str> = gone.iter().map(|(n, _)| n.as_str()).collect();
     records::update(&lock, |current| {
-        current.items.retain(|n, _| !names.contains(n.as_str()));
+        for name in names {
+            current.remove(name);
+        }
         Ok(())
     })?;
     drop(lock);
