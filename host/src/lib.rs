@@ -51,6 +51,7 @@ pub mod mount;
 mod mounted;
 #[cfg(feature = "compose")]
 mod plug;
+mod read_ahead;
 mod reader;
 mod registry;
 mod retention;

@@ -22,6 +22,7 @@ use wasmtime::component::ResourceAny;
 use crate::bindings::kist::content::lender::LoanError;
 use crate::capabilities::Loan;
 use crate::error::{Error, Result};
+use crate::read_ahead::ReadAhead;
 use crate::session::Session;
 use crate::store::Scoped;
 
@@ -45,7 +46,11 @@ pub struct Reader {
 enum Source {
     /// A loan the host reads natively; `checked` is when the component
     /// last checked the caller may read the blob.
-    Lent { loan: Loan, checked: Instant },
+    Lent {
+        loan: Loan,
+        checked: Instant,
+        ahead: ReadAhead,
+    },
     /// The component's `reader` resource, on an instance held for it.
     /// (`None` once the reader is dropped.)
     Guest {
@@ -61,7 +66,15 @@ impl Reader {
                 let loan = loan?;
                 let size = loan.size();
                 let checked = Instant::now();
-                (Source::Lent { loan, checked }, size)
+                let ahead = ReadAhead::default();
+                (
+                    Source::Lent {
+                        loan,
+                        checked,
+                        ahead,
+                    },
+                    size,
+                )
             }
             None => open_in_guest(shared, digest)?,
         };
@@ -144,7 +157,11 @@ impl Reader {
             return Err(Error::OutOfRange);
         }
         match &mut self.source {
-            Source::Lent { loan, checked } => {
+            Source::Lent {
+                loan,
+                checked,
+                ahead,
+            } => {
                 // A confined caller's right to the blob can end while it
                 // reads (an unconfined one keeps reading what is released,
                 // as an open file outlives its name); a purge ends both.
@@ -153,7 +170,9 @@ impl Reader {
                     *loan = lend(&self.shared, &self.digest).expect("lends, as it did")?;
                     *checked = Instant::now();
                 }
-                loan.read_at(buf, offset).map_err(loan_error)
+                let read = loan.read_at(buf, offset).map_err(loan_error)?;
+                ahead.after_read(loan, offset, read);
+                Ok(read)
             }
             Source::Guest { session, handle } => {
                 let handle = *handle;

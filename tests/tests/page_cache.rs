@@ -63,3 +63,43 @@ fn direct_io_leaves_the_page_cache_alone_unless_turned_off() {
         assert_eq!(store.get(&digest).unwrap(), data);
     }
 }
+
+/// Proves: a blob read from the device (just ingested with direct I/O),
+/// sequentially in containerd's 32 KiB reads and in 1 MiB chunks, comes
+/// back byte for byte while the reader reads ahead of itself, and a purge
+/// in the middle stops the reader at once: reading ahead only fills the
+/// page cache, every read is still the loan's checked read.
+#[test]
+fn reads_from_the_device_read_ahead_and_stop_at_a_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = kist::Store::open(dir.path().join("store")).unwrap();
+    const SIZE: usize = 48 << 20;
+    let ingest = |seed| {
+        let data = bytes(SIZE, seed);
+        let mut writer = store.writer(&format!("cold-{seed}"), None, None).unwrap();
+        std::io::copy(&mut &data[..], &mut writer).unwrap();
+        (writer.commit(None, None, &[]).unwrap(), data)
+    };
+
+    let (digest, data) = ingest(7);
+    let mut reader = store.reader(&digest).unwrap();
+    let mut at = 0;
+    while at < SIZE {
+        let piece = reader.read_at(at as u64, 32 << 10).unwrap();
+        assert_eq!(piece, data[at..at + piece.len()], "32 KiB read at {at}");
+        at += piece.len();
+    }
+
+    let (digest, data) = ingest(8);
+    let mut chunked = store.reader(&digest).unwrap();
+    let mut copy = Vec::new();
+    for _ in 0..8 {
+        copy.extend_from_slice(&chunked.next_chunk().unwrap());
+    }
+    assert_eq!(copy, data[..copy.len()], "1 MiB chunks");
+    store.purge(&digest).unwrap();
+    assert!(
+        matches!(chunked.next_chunk(), Err(kist::Error::NotFound)),
+        "a purged blob is not served, read ahead or not"
+    );
+}

@@ -98,6 +98,67 @@ impl Loan {
         }
         Ok(read)
     }
+
+    /// Whether the page cache holds all of `len` bytes from `offset`
+    /// (`mincore` of a mapping of them: no I/O, and no read that would
+    /// start the kernel's read-ahead, as `RWF_NOWAIT` reads do). True when
+    /// it cannot be told.
+    pub(crate) fn cached(&self, offset: u64, len: u64) -> bool {
+        let len = len.min(self.size.saturating_sub(offset));
+        if len == 0 {
+            return true;
+        }
+        resident(&self.file, self.start + offset, len as usize).unwrap_or(true)
+    }
+
+    /// Reads `len` bytes from `offset` on a thread of its own and drops
+    /// them, so they are in the page cache when a read asks: several of
+    /// these keep the device as busy as it needs to be to reach its speed
+    /// (one synchronous read at a time reaches a fraction of it), with no
+    /// buffer held once they end. `None` if no thread could be started.
+    pub(crate) fn warm(&self, offset: u64, len: usize) -> Option<std::thread::JoinHandle<()>> {
+        let file = Arc::clone(&self.file);
+        let at = self.start + offset;
+        std::thread::Builder::new()
+            .name("kist-read-ahead".into())
+            .spawn(move || {
+                let mut buf = vec![0; len];
+                let _ = file.read_at(&mut buf, at);
+            })
+            .ok()
+    }
+}
+
+/// Whether every page of `len` bytes at `at` of `file` is in the page
+/// cache; `None` if the kernel would not say.
+fn resident(file: &File, at: u64, len: usize) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    let skew = (at % page as u64) as usize;
+    let span = skew + len;
+    let offset = libc::off_t::try_from(at - skew as u64).ok()?;
+    // SAFETY: a fresh private read-only mapping of an open file, never
+    // dereferenced (mincore only asks about its pages) and unmapped below.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            offset,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return None;
+    }
+    let mut pages = vec![0u8; span.div_ceil(page)];
+    // SAFETY: `map` spans `span` bytes and `pages` has a byte per page.
+    let asked = unsafe { libc::mincore(map, span, pages.as_mut_ptr()) };
+    // SAFETY: the mapping made above, of `span` bytes.
+    unsafe { libc::munmap(map, span) };
+    (asked == 0).then(|| pages.iter().all(|p| p & 1 == 1))
 }
 
 impl Host for CapabilitiesView<'_> {

@@ -1,0 +1,72 @@
+//! Read-ahead for blobs that are not in the page cache.
+//!
+//! Blobs are written with direct I/O (ingest at the device's speed leaves
+//! the page cache alone), so a blob pulled right after its push comes from
+//! the device, and one synchronous read at a time reaches a fraction of
+//! what the device gives (measured on this project's machines: 1 GiB in
+//! 1 MiB `pread`s took 1.9–3.3 s; with eight in flight 0.67 s; `dd
+//! iflag=direct bs=4M` 0.32–0.41 s). The kernel's own read-ahead keeps
+//! too little in flight for such a device (`POSIX_FADV_SEQUENTIAL`: 1.9–2.8
+//! s), and `posix_fadvise(WILLNEED)` is cut to one read-ahead window per
+//! call. So once a reader reads on sequentially and the bytes after its
+//! read are not all in the page cache, they are read on threads of their
+//! own (a few chunks ahead, never past the blob), and the reader's own
+//! reads then find them there. Reads of cached blobs, and reads that jump
+//! about, start nothing.
+
+use std::collections::VecDeque;
+use std::thread::JoinHandle;
+
+use crate::capabilities::Loan;
+
+/// Bytes each read ahead covers.
+const CHUNK: u64 = 1 << 20;
+/// Reads ahead in flight at once, per reader.
+const DEPTH: usize = 8;
+
+/// One reader's read-ahead.
+#[derive(Default)]
+pub(crate) struct ReadAhead {
+    /// Where the reader's last read ended (a read starting there is
+    /// sequential).
+    last_end: Option<u64>,
+    /// Whether the reader reads on sequentially from the device.
+    active: bool,
+    /// Where the next read ahead starts.
+    next: u64,
+    /// The reads ahead in flight.
+    flights: VecDeque<JoinHandle<()>>,
+}
+
+impl ReadAhead {
+    /// Notes a read of `len` bytes at `offset` of `loan`, and reads ahead
+    /// of it while the reader reads sequentially what the page cache does
+    /// not hold.
+    pub fn after_read(&mut self, loan: &Loan, offset: u64, len: usize) {
+        let end = offset + len as u64;
+        let sequential = self.last_end == Some(offset);
+        self.last_end = Some(end);
+        if !sequential {
+            self.active = false;
+            return;
+        }
+        if !self.active {
+            if loan.cached(end, CHUNK) {
+                return;
+            }
+            self.active = true;
+            self.next = end;
+        }
+        self.flights.retain(|f| !f.is_finished());
+        self.next = self.next.max(end);
+        let horizon = loan.size().min(end + CHUNK * DEPTH as u64);
+        while self.flights.len() < DEPTH && self.next < horizon {
+            let len = CHUNK.min(horizon - self.next);
+            let Some(flight) = loan.warm(self.next, len as usize) else {
+                break;
+            };
+            self.flights.push_back(flight);
+            self.next += len;
+        }
+    }
+}
