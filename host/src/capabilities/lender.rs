@@ -30,6 +30,12 @@ use crate::bindings::kist::content::lender::{Host, HostLoan, LoanError};
 /// Most bytes one `read-at` of the WIT loan returns.
 const MAX_READ: u64 = 16 << 20;
 
+/// Reads ahead ([`Loan::warm`]) running in the process.
+static WARMING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Most reads ahead running at once in the process (each holds a buffer
+/// of up to 1 MiB while it runs).
+const MAX_WARMING: usize = 64;
+
 /// How many times a store's component revoked its loans: a loan made at
 /// generation `n` is void once it is past `n`.
 #[derive(Default)]
@@ -117,15 +123,26 @@ impl Loan {
     /// (one synchronous read at a time reaches a fraction of it), with no
     /// buffer held once they end. `None` if no thread could be started.
     pub(crate) fn warm(&self, offset: u64, len: usize) -> Option<std::thread::JoinHandle<()>> {
+        // The process's reads ahead are bounded, and so the memory their
+        // buffers take (64 MiB), however many readers read cold blobs.
+        if WARMING.fetch_add(1, Ordering::AcqRel) >= MAX_WARMING {
+            WARMING.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
         let file = Arc::clone(&self.file);
         let at = self.start + offset;
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("kist-read-ahead".into())
             .spawn(move || {
                 let mut buf = vec![0; len];
                 let _ = file.read_at(&mut buf, at);
-            })
-            .ok()
+                drop(buf);
+                WARMING.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            WARMING.fetch_sub(1, Ordering::AcqRel);
+        }
+        spawned.ok()
     }
 }
 
