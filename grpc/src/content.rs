@@ -52,14 +52,11 @@ impl Service {
         }
     }
 
-    /// An open reader of `digest`: a kept one, or a new one.
-    fn reader(&self, digest: &str) -> kist::Result<kist::Reader> {
-        let kept = {
-            let mut readers = self.readers.lock().expect("readers lock");
-            let at = readers.iter().position(|(d, _)| d == digest);
-            at.map(|i| readers.swap_remove(i).1)
-        };
-        kept.map_or_else(|| self.store.reader(digest), Ok)
+    /// The reader of `digest` kept from an earlier Read, if there is one.
+    fn kept(&self, digest: &str) -> Option<kist::Reader> {
+        let mut readers = self.readers.lock().expect("readers lock");
+        let at = readers.iter().position(|(d, _)| d == digest);
+        at.map(|i| readers.swap_remove(i).1)
     }
 
     /// Runs a short store call (an open reader's 32 KiB read) on this
@@ -197,7 +194,10 @@ impl content_server::Content for Service {
     ) -> Result<Response<Self::ReadStream>, Status> {
         let transfer = admit(&r, READ_MEMORY)?;
         let r = r.into_inner();
-        let mut reader = self.blocking_here(|service| service.reader(&r.digest))?;
+        let mut reader = match self.kept(&r.digest) {
+            Some(reader) => reader,
+            None => self.blocking_here(|service| service.store.reader(&r.digest))?,
+        };
         let size = reader.size();
         let start = u64::try_from(r.offset).map_err(|_| Status::out_of_range("negative offset"))?;
         if start > size {
@@ -212,12 +212,15 @@ impl content_server::Content for Service {
         };
         if end - start <= READ_CHUNK {
             // containerd reads 32 KiB at a time: one chunk, answered here
-            // without a trip through another thread.
-            let data = self.blocking_here(|service| {
-                let data = reader.read_at(start, end - start)?;
-                service.keep(r.digest, reader);
-                Ok(data)
-            })?;
+            // without a trip through another thread, and, when the read
+            // needs no component call (a lent blob whose check is not
+            // due: nearly every one), without handing this thread over.
+            let read = match reader.read_at_lent(start, end - start) {
+                Some(read) => read.map_err(status),
+                None => self.blocking_here(|_| reader.read_at(start, end - start)),
+            };
+            let data = read?;
+            self.keep(r.digest, reader);
             let message = ReadContentResponse {
                 offset: start as i64,
                 data,

@@ -53,7 +53,9 @@ impl ReadAhead {
             return;
         }
         if !self.active {
-            if loan.cached(end, CHUNK) {
+            // Asked once per chunk read past (a mapping per small read
+            // would cost more than the read).
+            if offset / CHUNK == end / CHUNK || loan.cached(end, CHUNK) {
                 return;
             }
             self.active = true;

@@ -102,6 +102,43 @@ impl Reader {
         Ok(buf)
     }
 
+    /// Reads as [`read_at`](Self::read_at) does when that needs nothing of
+    /// the component: the blob is lent and no check of the caller is due,
+    /// so the read is one `pread`, fit for an async runtime's own thread
+    /// (where a component call may not run, and handing the thread over
+    /// for a short read costs more than the read). `None` when the read
+    /// needs the component: call `read_at` where blocking is allowed.
+    ///
+    /// ```no_run
+    /// # fn main() -> kist::Result<()> {
+    /// let store = kist::Store::open("/var/lib/kist")?;
+    /// let mut reader = store.reader("sha256:…")?;
+    /// let bytes = match reader.read_at_lent(0, 32 << 10) {
+    ///     Some(read) => read?,
+    ///     None => reader.read_at(0, 32 << 10)?, // on a blocking thread
+    /// };
+    /// # Ok(()) }
+    /// ```
+    pub fn read_at_lent(&mut self, offset: u64, len: u64) -> Option<Result<Vec<u8>>> {
+        match &self.source {
+            Source::Lent { .. } if !self.check_due() => Some(self.read_at(offset, len)),
+            _ => None,
+        }
+    }
+
+    /// Whether the component must check the caller again before the next
+    /// read of a loan: a confined caller's right to the blob can end while
+    /// it reads (an unconfined one keeps reading what is released, as an
+    /// open file outlives its name; a purge ends both).
+    fn check_due(&self) -> bool {
+        match &self.source {
+            Source::Lent { loan, checked, .. } => {
+                self.shared.identity().confined && (loan.revoked() || checked.elapsed() >= RECHECK)
+            }
+            Source::Guest { .. } => false,
+        }
+    }
+
     /// Copies the rest of the blob to `out` in large chunks; returns the
     /// bytes copied. The bytes are not checked against the digest: see
     /// [`copy_verified_to`](Self::copy_verified_to).
@@ -156,17 +193,14 @@ impl Reader {
         if offset > self.size {
             return Err(Error::OutOfRange);
         }
+        let check = self.check_due();
         match &mut self.source {
             Source::Lent {
                 loan,
                 checked,
                 ahead,
             } => {
-                // A confined caller's right to the blob can end while it
-                // reads (an unconfined one keeps reading what is released,
-                // as an open file outlives its name); a purge ends both.
-                let confined = self.shared.identity().confined;
-                if confined && (loan.revoked() || checked.elapsed() >= RECHECK) {
+                if check {
                     *loan = lend(&self.shared, &self.digest).expect("lends, as it did")?;
                     *checked = Instant::now();
                 }
