@@ -121,7 +121,7 @@ mod snapshots {
     pub mod interface;
     /// Overlay and bind mounts.
     pub mod mounts;
-    /// `snapshots/snapshots.json`: every snapshot's record.
+    /// `snapshots/snapshots.json` and its journal: every snapshot's record.
     pub mod records;
     /// What keeps a snapshot, and collecting the rest.
     pub mod retention;
