@@ -6,16 +6,15 @@
 //! what the device gives (measured on this project's machines, `kist get
 //! --no-verify` of 1 GiB just ingested: 2.2–3.7 s reading one 1 MiB chunk
 //! at a time; 0.62–1.34 s with 8 reads ahead, 0.52–1.34 s with 16,
-//! 0.47–1.12 s with 32; `dd iflag=direct bs=4M` 0.40–0.46 s). The kernel's own read-ahead keeps
-//! too little in flight for such a device (`POSIX_FADV_SEQUENTIAL`: 1.9–2.8
-//! s), and `posix_fadvise(WILLNEED)` is cut to one read-ahead window per
-//! call. So once a reader reads on sequentially and the bytes after its
+//! 0.47–1.12 s with 32; `dd iflag=direct bs=4M` 0.40–0.46 s). The
+//! kernel's own read-ahead keeps too little in flight for such a device
+//! (`POSIX_FADV_SEQUENTIAL`: 1.9–2.8 s), and `posix_fadvise(WILLNEED)` is
+//! cut to one read-ahead window per call. So once a reader reads on sequentially and the bytes after its
 //! read are not all in the page cache, they are read on threads of their
 //! own (a few chunks ahead, never past the blob), and the reader's own
 //! reads then find them there. Reads of cached blobs, and reads that jump
 //! about, start nothing.
 
-use std::collections::VecDeque;
 use std::thread::JoinHandle;
 
 use crate::capabilities::Loan;
@@ -37,7 +36,7 @@ pub(crate) struct ReadAhead {
     /// Where the next read ahead starts.
     next: u64,
     /// The reads ahead in flight.
-    flights: VecDeque<JoinHandle<()>>,
+    flights: Vec<JoinHandle<()>>,
 }
 
 impl ReadAhead {
@@ -69,7 +68,7 @@ impl ReadAhead {
             let Some(flight) = loan.warm(self.next, len as usize) else {
                 break;
             };
-            self.flights.push_back(flight);
+            self.flights.push(flight);
             self.next += len;
         }
     }

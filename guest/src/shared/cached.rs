@@ -12,7 +12,17 @@ use crate::shared::error::Result;
 use crate::shared::fs;
 
 /// A file's version: modification time (seconds, nanoseconds) and size.
-type Version = ((u64, u32), u64);
+pub type Version = ((u64, u32), u64);
+
+/// The version of the file at `path`, `None` if there is none.
+pub fn version(path: &str) -> Result<Option<Version>> {
+    Ok(fs::stat(path)?.map(|stat| {
+        let time = stat
+            .data_modification_timestamp
+            .map_or((0, 0), |t| (t.seconds, t.nanoseconds));
+        (time, stat.size)
+    }))
+}
 
 /// The last parsed content of one file.
 pub struct Cached<T>(RefCell<Option<(Version, Rc<T>)>>);
@@ -26,15 +36,10 @@ impl<T> Cached<T> {
     /// The content of `path` as `parse` makes it (`None` if there is no
     /// such file), parsed again only when the file changed.
     pub fn get(&self, path: &str, parse: impl FnOnce(&[u8]) -> Result<T>) -> Result<Option<Rc<T>>> {
-        let Some(stat) = fs::stat(path)? else {
+        let Some(version) = version(path)? else {
             self.0.replace(None);
             return Ok(None);
         };
-        let version = (
-            stat.data_modification_timestamp
-                .map_or((0, 0), |t| (t.seconds, t.nanoseconds)),
-            stat.size,
-        );
         if let Some((v, value)) = &*self.0.borrow()
             && *v == version
         {

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::kist::content::locks::Guard;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags};
+use crate::shared::cached::{Version, version};
 use crate::shared::error::{Result, corrupt, fs as fs_error};
 use crate::shared::fs::{self, Durability};
 
@@ -74,15 +75,13 @@ struct Header {
     journal: String,
 }
 
-/// A file's version: modification time and size.
-type Version = Option<((u64, u32), u64)>;
-
 /// The records as this instance last read them.
 #[derive(Clone)]
 pub struct View<R> {
     /// Every record, by name.
     pub records: BTreeMap<String, R>,
-    base: Version,
+    /// The base file's version when read (`None`: there was none).
+    base: Option<Version>,
     journal: Option<Header>,
     /// Bytes of the journal applied (up to the end of its last whole line).
     read: u64,
@@ -288,6 +287,7 @@ impl<F: Format> Journal<F> {
         self.cached.replace(None);
         Ok((fd, Rc::unwrap_or_clone(view)))
     }
+
     /// Writes every record to the base file and starts an empty journal.
     /// The caller holds the lock that covers the base file.
     pub fn compact(&self, _locked: &Guard) -> Result<()> {
@@ -319,7 +319,7 @@ impl<F: Format> Journal<F> {
 /// journal was started on or a newer one that already holds its changes
 /// (which replaying them again leaves as it is). Reading the base first
 /// could pair an old base with a new journal and lose a batch.
-fn reload<F: Format>(base: Version) -> Result<View<F::Record>> {
+fn reload<F: Format>(base: Option<Version>) -> Result<View<F::Record>> {
     let journal = fs::open_existing(F::JOURNAL, DescriptorFlags::READ)?;
     let records = match fs::read_file(F::BASE)? {
         Some(bytes) => F::decode(&bytes)?,
@@ -398,16 +398,6 @@ fn read_header(fd: &Descriptor) -> Result<Option<Header>> {
 
 fn header_len(header: &Header) -> u64 {
     serde_json::to_vec(header).expect("headers serialise").len() as u64 + 1
-}
-
-/// `path`'s version, `None` if it is missing.
-fn version(path: &str) -> Result<Version> {
-    Ok(fs::stat(path)?.map(|stat| {
-        let time = stat
-            .data_modification_timestamp
-            .map_or((0, 0), |t| (t.seconds, t.nanoseconds));
-        (time, stat.size)
-    }))
 }
 
 /// `path`'s directory and name.
