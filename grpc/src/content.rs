@@ -6,8 +6,10 @@
 //! survives that because containerd never sees it. Ingests live under refs
 //! prefixed `containerd/`, so its refs cannot collide with other holders'.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::api::containerd::services::content::v1::*;
 use tokio::sync::mpsc;
@@ -30,6 +32,13 @@ const READ_CHUNK: u64 = 256 << 10;
 /// Readers kept open between Read calls: containerd reads a blob in
 /// 32 KiB calls, each of which would otherwise open it again.
 const OPEN_READERS: usize = 8;
+/// How long an Info answered by the component may be answered again
+/// without it while a kept reader of its blob is still checked: the proxy
+/// asks Info before every 32 KiB Read, and each would cost a component
+/// call. Another process's change to the blob's labels shows within this.
+const INFO_SHOWN_FOR: Duration = Duration::from_secs(1);
+/// Infos remembered at most (a few per kept reader).
+const INFOS_REMEMBERED: usize = 8 * OPEN_READERS;
 /// What a Read of more than one chunk holds in memory: the chunk read,
 /// its encoded copy and what HTTP/2 buffers of it, with room to spare.
 const READ_MEMORY: u64 = 4 * READ_CHUNK;
@@ -41,6 +50,8 @@ const WRITE_MEMORY: u64 = 16 << 20;
 pub struct Service {
     store: kist::Store,
     readers: Arc<Mutex<Vec<(String, kist::Reader)>>>,
+    /// Infos the component answered lately, and when.
+    infos: Arc<Mutex<HashMap<String, (Info, Instant)>>>,
 }
 
 impl Service {
@@ -49,7 +60,44 @@ impl Service {
         Self {
             store: store.confined_to(HOLDER),
             readers: Arc::default(),
+            infos: Arc::default(),
         }
+    }
+
+    /// The Info of `digest` the component answered less than
+    /// [`INFO_SHOWN_FOR`] ago, if a kept reader of that blob shows that
+    /// nothing a caller may see changed since (its loan is not revoked,
+    /// the blob not removed, its check not due).
+    fn shown(&self, digest: &str) -> Option<Info> {
+        let stands = self
+            .readers
+            .lock()
+            .expect("readers lock")
+            .iter()
+            .any(|(d, r)| d == digest && r.check_stands());
+        let infos = self.infos.lock().expect("infos lock");
+        let (info, at) = infos.get(digest).filter(|_| stands)?;
+        (at.elapsed() < INFO_SHOWN_FOR).then(|| info.clone())
+    }
+
+    /// Remembers the Info the component answered for `digest`; at most
+    /// [`INFOS_REMEMBERED`], the ones too old to be shown again going first
+    /// (only the blobs being read need them: a burst of Infos of many
+    /// blobs starts over).
+    fn remember(&self, digest: String, info: Info, at: Instant) {
+        let mut infos = self.infos.lock().expect("infos lock");
+        if infos.len() >= INFOS_REMEMBERED {
+            infos.retain(|_, (_, at)| at.elapsed() < INFO_SHOWN_FOR);
+        }
+        if infos.len() >= INFOS_REMEMBERED {
+            infos.clear();
+        }
+        infos.insert(digest, (info, at));
+    }
+
+    /// Forgets the Info of `digest` (this service changed or deleted it).
+    fn forget(&self, digest: &str) {
+        self.infos.lock().expect("infos lock").remove(digest);
     }
 
     /// The reader of `digest` kept from an earlier Read, if there is one.
@@ -127,18 +175,22 @@ fn admit<T>(request: &Request<T>, memory: u64) -> Result<Option<kist_admission::
 #[tonic::async_trait]
 impl content_server::Content for Service {
     async fn info(&self, r: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
-        let (store, d) = (self.store.clone(), r.into_inner().digest);
+        let digest = r.into_inner().digest;
+        if let Some(info) = self.shown(&digest) {
+            return Ok(Response::new(InfoResponse { info: Some(info) }));
+        }
+        let (store, d, asked) = (self.store.clone(), digest.clone(), Instant::now());
         // Under containerd's default `shared` policy an Info of a blob its
         // namespace lacks adopts that blob: containerd holds it from then on.
-        let i = blocking(move || store.hold(&d)).await?;
-        Ok(Response::new(InfoResponse {
-            info: Some(info(i)),
-        }))
+        let i = info(blocking(move || store.hold(&d)).await?);
+        self.remember(digest, i.clone(), asked);
+        Ok(Response::new(InfoResponse { info: Some(i) }))
     }
 
     async fn update(&self, r: Request<UpdateRequest>) -> Result<Response<UpdateResponse>, Status> {
         let (store, r) = (self.store.clone(), r.into_inner());
         let given = r.info.ok_or_else(|| Status::invalid_argument("no info"))?;
+        let (digest, asked) = (given.digest.clone(), Instant::now());
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let i = blocking(move || {
             let mut current = store.info(&given.digest)?;
@@ -152,9 +204,10 @@ impl content_server::Content for Service {
             store.update(&current, &paths)
         })
         .await?;
-        Ok(Response::new(UpdateResponse {
-            info: Some(info(i)),
-        }))
+        // What an Info answered before the update showed is stale.
+        let i = info(i);
+        self.remember(digest, i.clone(), asked);
+        Ok(Response::new(UpdateResponse { info: Some(i) }))
     }
 
     type ListStream = Stream_<ListContentResponse>;
@@ -182,7 +235,13 @@ impl content_server::Content for Service {
 
     async fn delete(&self, r: Request<DeleteContentRequest>) -> Result<Response<()>, Status> {
         let (store, d) = (self.store.clone(), r.into_inner().digest);
-        blocking(move || store.delete(&d)).await?;
+        let deleted = blocking({
+            let d = d.clone();
+            move || store.delete(&d)
+        })
+        .await;
+        self.forget(&d);
+        deleted?;
         Ok(Response::new(()))
     }
 

@@ -40,6 +40,7 @@
 mod batch;
 mod bindings;
 pub mod capabilities;
+mod chunks;
 pub mod components;
 mod ctx;
 mod error;

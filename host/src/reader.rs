@@ -21,13 +21,12 @@ use wasmtime::component::ResourceAny;
 
 use crate::bindings::kist::content::lender::LoanError;
 use crate::capabilities::Loan;
+use crate::chunks::CHUNK;
 use crate::error::{Error, Result};
 use crate::read_ahead::ReadAhead;
 use crate::session::Session;
 use crate::store::Scoped;
 
-/// Bytes a [`Reader::next_chunk`] reads.
-const CHUNK: usize = 1 << 20;
 /// Longest a reader serves a loan without the component checking again
 /// (changes made by other processes revoke nothing here).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -126,6 +125,20 @@ impl Reader {
         }
     }
 
+    /// Whether what the component showed when it last checked this
+    /// reader (the blob's info) may be shown again without asking it: the
+    /// blob is lent and still linked, its loan not revoked (nothing a
+    /// caller may see shrank in this process), and the check is less than
+    /// a second old (another process's change shows within that).
+    pub fn check_stands(&self) -> bool {
+        match &self.source {
+            Source::Lent { loan, checked, .. } => {
+                !loan.revoked() && checked.elapsed() < RECHECK && loan.linked()
+            }
+            Source::Guest { .. } => false,
+        }
+    }
+
     /// Whether the component must check the caller again before the next
     /// read of a loan: a confined caller's right to the blob can end while
     /// it reads (an unconfined one keeps reading what is released, as an
@@ -181,11 +194,9 @@ impl Reader {
     /// end of the blob.
     pub fn next_chunk(&mut self) -> Result<bytes::Bytes> {
         let len = CHUNK.min(self.size.saturating_sub(self.pos) as usize);
-        let mut buf = bytes::BytesMut::zeroed(len);
-        let n = self.fill(&mut buf, self.pos)?;
-        buf.truncate(n);
-        self.pos += n as u64;
-        Ok(buf.freeze())
+        let chunk = crate::chunks::chunk(len, |buf| self.fill(buf, self.pos))?;
+        self.pos += chunk.len() as u64;
+        Ok(chunk)
     }
 
     /// Fills `buf` from `offset`; fewer bytes only at the end.

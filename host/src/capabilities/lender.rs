@@ -69,6 +69,12 @@ impl Loan {
         self.revocations.now() != self.generation
     }
 
+    /// Whether the lent file is still linked (not purged or collected):
+    /// one `fstat`.
+    pub fn linked(&self) -> bool {
+        self.check().is_ok()
+    }
+
     /// Whether the lent file is still linked (not purged or collected).
     fn check(&self) -> Result<(), LoanError> {
         match self.file.metadata() {
