@@ -2,6 +2,7 @@
 
 mod artifact;
 mod commands;
+mod config_file;
 mod ingest;
 mod layer;
 mod lease;
@@ -14,7 +15,7 @@ mod stdout;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::output::Output;
 
@@ -177,6 +178,9 @@ enum Command {
     /// /<kind>/<namespace>/<name>/<file>, with Range and ETag) and an OCI
     /// registry under /v2/ (push and pull with skopeo, oras, ctr, docker)
     /// until SIGINT or SIGTERM.
+    // A flag given twice counts once, the last: `--config` puts the
+    // file's settings before the command line's (see `config_file`).
+    #[command(args_override_self = true)]
     Serve(serve::Args),
     /// Write a WebAssembly component kist is built with, to run or compose
     /// in hosts of your own (see `kist::components`).
@@ -209,7 +213,18 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("KIST_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let cli = match Cli::try_parse() {
+    let serve = Cli::command()
+        .find_subcommand("serve")
+        .expect("serve is a subcommand")
+        .clone();
+    let argv = match config_file::expand(std::env::args_os().collect(), &serve) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("kist: {e:#}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -9,6 +9,11 @@ use kist::Store;
 
 #[derive(ClapArgs)]
 pub struct Args {
+    /// Read settings from this TOML file first: its keys are the long
+    /// names of these flags and of `--store` (`addr = "0.0.0.0:5000"`,
+    /// `anonymous-pull = true`); a flag given here overrides the file.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9090")]
     addr: SocketAddr,
@@ -54,10 +59,23 @@ pub struct Args {
     /// With --containerd: serve only the socket, no HTTP.
     #[arg(long, requires = "containerd")]
     no_http: bool,
+    /// Serve `/metrics` (OpenMetrics text, for Prometheus) and `/healthz`
+    /// on this address instead of beside the registry. They need no
+    /// credentials and show counts by route template, never names.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Write one JSON line per request (method, path, route, status,
+    /// bytes, duration, client, user) to this file; `-`: standard error.
+    #[arg(long)]
+    access_log: Option<std::path::PathBuf>,
 }
 
 /// Serves `store` on `args.addr`; prints the address it listens on.
 pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
+    if let Some(path) = &args.config {
+        // Its settings are in `args` already (see `config_file`).
+        eprintln!("kist: settings from {}", path.display());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -99,11 +117,25 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
             args.addr
         );
     }
-    let router = kist_http::router_with(store, access);
+    let log = match &args.access_log {
+        None => None,
+        Some(path) if path.as_os_str() == "-" => Some(kist_http::AccessLog::Stderr),
+        Some(path) => Some(
+            kist_http::AccessLog::file(path)
+                .with_context(|| format!("the access log {}", path.display()))?,
+        ),
+    };
+    let metrics = kist_http::Metrics::new(store);
+    let mut router = kist_http::router_with(store, access);
+    if args.metrics_addr.is_none() {
+        router = router.merge(metrics.routes());
+    }
+    let router = kist_http::observed(router, &metrics, log);
     runtime.block_on(async {
         // One admission for every server of the process: their budgets are
         // the process's memory and descriptors.
         let admission = kist_http::Admission::start(limits);
+        metrics.watch(&admission);
         let (first, second) = signals()?;
         // The first signal stops every server.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -136,7 +168,30 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let collector = collect_every(store, args.gc_interval);
+        let metrics_server = match args.metrics_addr {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr} for metrics"))?;
+                let addr = listener.local_addr()?;
+                if !addr.ip().is_loopback() {
+                    eprintln!(
+                        "kist: WARNING: /metrics and /healthz on {addr} have no authentication: \
+                         whoever reaches it sees request counts and store usage"
+                    );
+                }
+                println!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+                let router = kist_http::observed(metrics.routes(), &metrics, None);
+                let (config, admission) = (config.clone(), admission.clone());
+                let stop = stopped(stop_rx.clone());
+                Some(tokio::spawn(async move {
+                    let force = std::future::pending();
+                    kist_http::serve(listener, router, &config, &admission, stop, force).await
+                }))
+            }
+            None => None,
+        };
+        let collector = collect_every(store, args.gc_interval, &metrics);
         let index = sync_index_every(store, Duration::from_secs(1));
         if args.no_http {
             stopped(stop_rx.clone()).await;
@@ -155,6 +210,9 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
             kist_http::serve(listener, router, &config, &admission, stop, second).await?;
         }
         if let Some(served) = containerd {
+            served.await??;
+        }
+        if let Some(served) = metrics_server {
             served.await??;
         }
         if let Some(c) = collector {
@@ -191,11 +249,15 @@ fn warn_if_exposed(authenticated: bool, tls: bool, addr: SocketAddr) {
 
 /// Runs a collection every `interval` (none if it is zero) on the blocking
 /// pool; each is stepwise, so writers are never held up for long.
-fn collect_every(store: &Store, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
+fn collect_every(
+    store: &Store,
+    interval: Duration,
+    metrics: &kist_http::Metrics,
+) -> Option<tokio::task::JoinHandle<()>> {
     if interval.is_zero() {
         return None;
     }
-    let store = store.clone();
+    let (store, metrics) = (store.clone(), metrics.clone());
     Some(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.tick().await; // the first tick is now: wait one interval
@@ -210,9 +272,18 @@ fn collect_every(store: &Store, interval: Duration) -> Option<tokio::task::JoinH
             })
             .await;
             match ran {
-                Ok(Ok(freed)) => tracing::info!("collection freed {freed} bytes"),
-                Ok(Err(e)) => tracing::warn!("collection failed: {e}"),
-                Err(e) => tracing::warn!("collection panicked: {e}"),
+                Ok(Ok(freed)) => {
+                    tracing::info!("collection freed {freed} bytes");
+                    metrics.collected(Some(freed));
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("collection failed: {e}");
+                    metrics.collected(None);
+                }
+                Err(e) => {
+                    tracing::warn!("collection panicked: {e}");
+                    metrics.collected(None);
+                }
             }
         }
     }))

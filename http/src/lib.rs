@@ -35,6 +35,8 @@ mod artifacts;
 mod body;
 mod client;
 mod connections;
+mod metrics;
+mod observe;
 mod range;
 mod registry;
 mod tls;
@@ -46,6 +48,8 @@ use kist::Store;
 
 pub use connections::{Config, serve};
 pub use kist_admission::{Admission, Limits};
+pub use metrics::Metrics;
+pub use observe::{AccessLog, observed};
 pub use registry::{Access, Htpasswd};
 pub use tls::Tls;
 

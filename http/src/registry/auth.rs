@@ -82,18 +82,19 @@ pub struct Access {
 }
 
 impl Access {
-    /// `Ok` if the request may go on; a 401 with `WWW-Authenticate`
-    /// otherwise. The check runs on the blocking pool (bcrypt).
+    /// `Ok` with the user who authenticated (`None`: anonymous) if the
+    /// request may go on; a 401 with `WWW-Authenticate` otherwise. The
+    /// check runs on the blocking pool (bcrypt).
     pub async fn allow(
         self: &std::sync::Arc<Self>,
         read: bool,
         headers: &HeaderMap,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<String>, Failure> {
         let Some(_) = &self.htpasswd else {
-            return Ok(());
+            return Ok(None);
         };
         if read && self.anonymous_pull {
-            return Ok(());
+            return Ok(None);
         }
         let credentials = headers
             .get(header::AUTHORIZATION)
@@ -106,19 +107,21 @@ impl Access {
             })
             .and_then(|b| String::from_utf8(b).ok());
         let this = std::sync::Arc::clone(self);
-        let ok = match credentials {
+        let user = match credentials {
             Some(c) => tokio::task::spawn_blocking(move || {
                 let (user, password) = c.split_once(':').unwrap_or((&c, ""));
-                this.htpasswd
+                let ok = this
+                    .htpasswd
                     .as_ref()
-                    .is_some_and(|h| h.check(user, password))
+                    .is_some_and(|h| h.check(user, password));
+                ok.then(|| user.to_owned())
             })
             .await
-            .unwrap_or(false),
-            None => false,
+            .unwrap_or(None),
+            None => None,
         };
-        if ok {
-            return Ok(());
+        if user.is_some() {
+            return Ok(user);
         }
         Err(Failure::new(
             StatusCode::UNAUTHORIZED,

@@ -53,6 +53,17 @@ impl Query {
     }
 }
 
+/// The route template of a `/v2` path, for metrics and the access log;
+/// `None` if `path` is not under `/v2`.
+pub(crate) fn route_of(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("/v2")?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    Some(paths::endpoint(rest).map_or("/v2/{unknown}", |e| e.route()))
+}
+
 /// The registry routes over `store` with `access`.
 pub fn routes(store: Store, access: Access) -> Router {
     let registry = Registry {
@@ -75,9 +86,10 @@ async fn handle(
     body: Body,
 ) -> Response {
     let read = method == Method::GET || method == Method::HEAD;
-    if let Err(refused) = registry.access.allow(read, &headers).await {
-        return refused.into_response();
-    }
+    let user = match registry.access.allow(read, &headers).await {
+        Ok(user) => user,
+        Err(refused) => return refused.into_response(),
+    };
     let rest = uri.path().strip_prefix("/v2").unwrap_or_default();
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let Some(endpoint) = paths::endpoint(rest) else {
@@ -94,6 +106,9 @@ async fn handle(
         "Docker-Distribution-API-Version",
         header::HeaderValue::from_static("registry/2.0"),
     );
+    if let Some(user) = user {
+        response.extensions_mut().insert(crate::observe::User(user));
+    }
     response
 }
 

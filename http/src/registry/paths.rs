@@ -23,6 +23,23 @@ pub enum Endpoint {
     Referrers { name: String, digest: String },
 }
 
+impl Endpoint {
+    /// The endpoint's route template, names and references left out (a
+    /// metric's label: one series per endpoint, not per repository).
+    pub fn route(&self) -> &'static str {
+        match self {
+            Self::Base => "/v2/",
+            Self::Catalog => "/v2/_catalog",
+            Self::Blob { .. } => "/v2/{name}/blobs/{digest}",
+            Self::Uploads { .. } => "/v2/{name}/blobs/uploads/",
+            Self::Upload { .. } => "/v2/{name}/blobs/uploads/{id}",
+            Self::Manifest { .. } => "/v2/{name}/manifests/{reference}",
+            Self::Tags { .. } => "/v2/{name}/tags/list",
+            Self::Referrers { .. } => "/v2/{name}/referrers/{digest}",
+        }
+    }
+}
+
 /// The endpoint of `rest`, the path after `/v2/`; `None` for none.
 pub fn endpoint(rest: &str) -> Option<Endpoint> {
     if rest.is_empty() {
