@@ -143,9 +143,24 @@ impl Registry {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<Pushed> {
+        self.put_manifest_tagged(repository, reference, media_type, bytes, &[])
+    }
+
+    /// Stores a manifest as [`put_manifest`](Self::put_manifest) does and
+    /// points `tags` of `repository` at it too, all or none (a push by
+    /// digest with `?tag=`: how a manifest whose digest is not sha256 gets
+    /// tags).
+    pub fn put_manifest_tagged(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+        tags: &[String],
+    ) -> Result<Pushed> {
         self.call(|api, s| {
             api.kist_content_registry()
-                .call_put_manifest(s, repository, reference, media_type, bytes)
+                .call_put_manifest(s, repository, reference, media_type, bytes, tags)
         })
     }
 

@@ -935,3 +935,45 @@ fn killed_tag_updates_leave_each_tag_old_or_new() {
         .collect();
     assert_eq!(named, acked);
 }
+
+/// `?tag=` on a push by digest (OCI distribution 1.1): every tag given
+/// points at the manifest, one `OCI-Tag` each, also for a sha512 digest
+/// (which a push by tag cannot give: it names the manifest by sha256); a
+/// malformed tag among them refuses the push before anything is stored.
+#[test]
+fn push_by_digest_with_tags() {
+    let h = Harness::new(open_embedded);
+    let server = Server::start(h.path());
+    let c = Client::new(&server);
+    let img = image(7, 2);
+    for b in img.blobs() {
+        c.push_blob("app", &b.bytes);
+    }
+    let d512 = sha512(&img.manifest);
+    let bad = format!("/v2/app/manifests/{d512}?tag=v1&tag=bad%20tag");
+    let r = send(
+        c.req("PUT", &bad).set("Content-Type", MANIFEST),
+        &img.manifest,
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(r), "MANIFEST_INVALID");
+    assert_eq!(c.get(&format!("/v2/app/manifests/{d512}")).status(), 404);
+    assert_eq!(c.get("/v2/app/manifests/v1").status(), 404);
+
+    let good = format!("/v2/app/manifests/{d512}?tag=v1&tag=latest");
+    let r = send(
+        c.req("PUT", &good).set("Content-Type", MANIFEST),
+        &img.manifest,
+    );
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.all("oci-tag"), ["v1", "latest"]);
+    assert_eq!(r.header("docker-content-digest"), Some(d512.as_str()));
+    for tag in ["v1", "latest"] {
+        let r = c.get(&format!("/v2/app/manifests/{tag}"));
+        assert_eq!(r.header("docker-content-digest"), Some(d512.as_str()));
+        assert_eq!(body(r), img.manifest);
+    }
+    let tags: serde_json::Value =
+        serde_json::from_slice(&body(c.get("/v2/app/tags/list"))).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["latest", "v1"]));
+}

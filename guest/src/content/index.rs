@@ -136,15 +136,25 @@ pub fn lock() -> Result<Guard> {
     locks::lock("index.json", 10_000).map_err(|e| error::lock("index.json", e))
 }
 
-/// Names `entry` `name` (the caller holds [`lock`]); returns the entry
-/// the name had before, if any.
-pub fn set(locked: &Guard, name: &str, entry: Descriptor) -> Result<Option<Descriptor>> {
-    let old = get(name)?;
-    if old.as_ref() != Some(&entry) {
-        let change = Change::Set(name.to_owned(), entry);
-        JOURNAL.with(|j| j.apply(locked, vec![change]))?;
+/// Names each entry of `entries` by its name, in one update (a crash
+/// leaves all or none; the caller holds [`lock`]); returns the entries
+/// the names had before, in order.
+pub fn set(locked: &Guard, entries: Vec<(String, Descriptor)>) -> Result<Vec<Option<Descriptor>>> {
+    let view = current()?;
+    let olds: Vec<_> = entries
+        .iter()
+        .map(|(name, _)| view.records.get(name).cloned())
+        .collect();
+    let changes: Vec<_> = entries
+        .into_iter()
+        .zip(&olds)
+        .filter(|((_, entry), old)| old.as_ref() != Some(entry))
+        .map(|((name, entry), _)| Change::Set(name, entry))
+        .collect();
+    if !changes.is_empty() {
+        JOURNAL.with(|j| j.apply(locked, changes))?;
     }
-    Ok(old)
+    Ok(olds)
 }
 
 /// Removes the entries named `names` (the caller holds [`lock`]).

@@ -87,9 +87,10 @@ impl Guest for Component {
         reference: String,
         media_type: String,
         bytes: Vec<u8>,
+        tags: Vec<String>,
     ) -> Result<Pushed, RegistryError> {
         Caller::current().administer("the registry")?;
-        push::manifest(&repository, &reference, &media_type, bytes)
+        push::manifest(&repository, &reference, &media_type, bytes, &tags)
     }
 
     fn get_manifest(repository: String, reference: String) -> Result<Manifest, RegistryError> {

@@ -22,12 +22,14 @@ pub const MEDIA_TYPE_LABEL: &str = "kist.registry/media-type";
 /// references (containerd's).
 const REF_LABEL: &str = "containerd.io/gc.ref.content.";
 
-/// Stores the manifest `bytes` pushed to `repository` as `reference`.
+/// Stores the manifest `bytes` pushed to `repository` as `reference`, and
+/// points `more_tags` at it.
 pub fn manifest(
     repository: &str,
     reference: &str,
     content_type: &str,
     bytes: Vec<u8>,
+    more_tags: &[String],
 ) -> Result<Pushed, RegistryError> {
     names::repository(repository)?;
     let by_digest = if reference.contains(':') {
@@ -36,6 +38,17 @@ pub fn manifest(
         names::tag(reference)?;
         None
     };
+    for tag in more_tags {
+        names::tag(tag)?;
+    }
+    let mut tags: Vec<&str> = by_digest
+        .is_none()
+        .then_some(reference)
+        .into_iter()
+        .chain(more_tags.iter().map(String::as_str))
+        .collect();
+    tags.sort_unstable();
+    tags.dedup();
     let parsed = manifests::parse(content_type, &bytes)?;
     let algorithm = by_digest
         .as_ref()
@@ -95,17 +108,10 @@ pub fn manifest(
         }
         start_untagged_grace(&digest, &holder, &lock)?;
     }
-    if by_digest.is_none() {
+    if !tags.is_empty() {
         let lock = index::lock()?;
-        let before = tags::set(
-            &lock,
-            repository,
-            reference,
-            &digest,
-            &parsed.media_type,
-            size,
-        )?;
-        if let Some(before) = before {
+        let before = tags::set(&lock, repository, &tags, &digest, &parsed.media_type, size)?;
+        for before in before {
             untagged_from_now(&before, &holder)?;
         }
     }

@@ -25,27 +25,35 @@ pub fn list(repository: &str) -> Result<Vec<String>> {
     Ok(of(repository)?.into_iter().map(|(tag, _)| tag).collect())
 }
 
-/// Points `tag` of `repository` at the manifest `d`; returns the digest it
-/// pointed at before, if another. The caller holds `index::lock`.
+/// Points `tags` of `repository` at the manifest `d`, all in one update;
+/// returns the digests they pointed at before, where another. The caller
+/// holds `index::lock`.
 pub fn set(
     locked: &crate::bindings::kist::content::locks::Guard,
     repository: &str,
-    tag: &str,
+    tags: &[&str],
     d: &Digest,
     media_type: &str,
     size: u64,
-) -> Result<Option<String>> {
-    let name = names::tag_name(repository, tag);
+) -> Result<Vec<String>> {
     let digest: oci_spec::image::Digest =
         d.to_string().parse().expect("kist digests are OCI digests");
-    let entry = index::named(
-        Descriptor::new(MediaType::from(media_type), size, digest),
-        &name,
-    );
-    let before = index::set(locked, &name, entry)?;
+    let descriptor = Descriptor::new(MediaType::from(media_type), size, digest);
+    let entries = tags
+        .iter()
+        .map(|tag| {
+            let name = names::tag_name(repository, tag);
+            let entry = index::named(descriptor.clone(), &name);
+            (name, entry)
+        })
+        .collect();
+    let before = index::set(locked, entries)?;
     Ok(before
+        .into_iter()
+        .flatten()
         .map(|old| old.digest().to_string())
-        .filter(|old| *old != d.to_string()))
+        .filter(|old| *old != d.to_string())
+        .collect())
 }
 
 /// Removes the tags of `repository` that `matches` picks; returns the

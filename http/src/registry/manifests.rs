@@ -14,16 +14,29 @@ use crate::client::Client;
 /// The largest manifest accepted (the spec's recommended minimum limit).
 pub const MAX_MANIFEST: usize = 4 << 20;
 
+/// Where a manifest is pushed: `/v2/<name>/manifests/<reference>` with
+/// the `?tag=` values (OCI distribution 1.1) to point at it too.
+pub struct Pushed {
+    pub name: String,
+    pub reference: String,
+    pub tags: Vec<String>,
+}
+
 /// `PUT` of a manifest by tag or digest: 201 with `Location`,
-/// `Docker-Content-Digest` and, when it has a subject, `OCI-Subject`.
+/// `Docker-Content-Digest`, one `OCI-Tag` per `?tag=` applied (all or
+/// none) and, when it has a subject, `OCI-Subject`.
 pub async fn put(
     registry: &Registry,
-    name: String,
-    reference: String,
+    pushed: Pushed,
     headers: &HeaderMap,
     body: Body,
     client: &Client,
 ) -> Reply {
+    let Pushed {
+        name,
+        reference,
+        tags,
+    } = pushed;
     let too_large = || {
         Failure::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -58,11 +71,11 @@ pub async fn put(
         .unwrap_or_default()
         .to_owned();
     let store = registry.store.clone();
-    let repo = name.clone();
+    let (repo, tagged) = (name.clone(), tags.clone());
     let pushed = blocking::run(move || {
         store
             .registry()
-            .put_manifest(&repo, &reference, &media_type, &bytes)
+            .put_manifest_tagged(&repo, &reference, &media_type, &bytes, &tagged)
     })
     .await?;
     let mut response = Response::builder()
@@ -73,6 +86,9 @@ pub async fn put(
         )
         .header("Docker-Content-Digest", &pushed.digest)
         .header(header::CONTENT_LENGTH, 0);
+    for tag in &tags {
+        response = response.header("OCI-Tag", tag);
+    }
     if let Some(subject) = &pushed.subject {
         response = response.header("OCI-Subject", subject);
     }

@@ -12,7 +12,6 @@ mod paths;
 mod upload_body;
 mod uploads;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -39,8 +38,8 @@ struct Registry {
     access: Arc<Access>,
 }
 
-/// A request's query parameters, decoded.
-struct Query(HashMap<String, String>);
+/// A request's query parameters, decoded, in order.
+struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(uri: &Uri) -> Self {
@@ -48,8 +47,22 @@ impl Query {
         Self(pairs.into_owned().collect())
     }
 
+    /// The value of `key`, the last if it is given more than once.
     fn get(&self, key: &str) -> Option<String> {
-        self.0.get(key).cloned()
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Every value of `key`, in order (`?tag=a&tag=b`).
+    fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
@@ -180,7 +193,15 @@ async fn route(
         },
         Endpoint::Manifest { name, reference } => match m {
             "GET" | "HEAD" => manifests::get(registry, name, reference, method, client).await,
-            "PUT" => manifests::put(registry, name, reference, headers, body, client).await,
+            "PUT" => {
+                let tags = query.all("tag");
+                let pushed = manifests::Pushed {
+                    name,
+                    reference,
+                    tags,
+                };
+                manifests::put(registry, pushed, headers, body, client).await
+            }
             "DELETE" => manifests::delete(registry, name, reference).await,
             _ => not_allowed("GET, HEAD, PUT, DELETE"),
         },

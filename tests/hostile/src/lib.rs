@@ -611,6 +611,7 @@ impl registry::Guest for Hostile {
         _: String,
         _: String,
         _: Vec<u8>,
+        _: Vec<String>,
     ) -> Result<registry::Pushed, registry::RegistryError> {
         unreachable!()
     }
