@@ -96,7 +96,7 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
     } else {
         "http"
     };
-    let access = kist_http::Access {
+    let access = std::sync::Arc::new(kist_http::Access {
         htpasswd: match &args.htpasswd {
             Some(path) => Some(
                 kist_http::Htpasswd::load(path)
@@ -105,7 +105,7 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
             None => None,
         },
         anonymous_pull: args.anonymous_pull,
-    };
+    });
     if access.htpasswd.is_none()
         && !args.no_http
         && !args.addr.ip().is_loopback()
@@ -126,7 +126,7 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         ),
     };
     let metrics = kist_http::Metrics::new(store);
-    let mut router = kist_http::router_with(store, access);
+    let mut router = kist_http::router_with(store, access.clone());
     if args.metrics_addr.is_none() {
         router = router.merge(metrics.routes());
     }
@@ -137,6 +137,7 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         let admission = kist_http::Admission::start(limits);
         metrics.watch(&admission);
         let (first, second) = signals()?;
+        reload_on_hangup(access)?;
         // The first signal stops every server.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -306,6 +307,26 @@ fn sync_index_every(store: &Store, interval: Duration) -> tokio::task::JoinHandl
             }
         }
     })
+}
+
+/// Reads the htpasswd file again on every SIGHUP, without dropping a
+/// connection; a file that does not read keeps the users as they were.
+fn reload_on_hangup(access: std::sync::Arc<kist_http::Access>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let access = access.clone();
+            match tokio::task::spawn_blocking(move || access.reload()).await {
+                Ok(Ok(())) => eprintln!("kist: SIGHUP: read the htpasswd file again"),
+                Ok(Err(e)) => eprintln!(
+                    "kist: WARNING: SIGHUP: reading the htpasswd file again: {e}; the users stay as they were"
+                ),
+                Err(e) => eprintln!("kist: WARNING: SIGHUP: reading the htpasswd file again: {e}"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Two futures: the first SIGINT or SIGTERM, and the one after it.

@@ -57,12 +57,13 @@ pub use tls::Tls;
 /// Unknown paths get 404; a known path asked with another method gets 405
 /// with `Allow`.
 pub fn router(store: &Store) -> Router {
-    router_with(store, Access::default())
+    router_with(store, std::sync::Arc::default())
 }
 
 /// Every route kist serves for `store`, the registry's `/v2/` behind
-/// `access` (artifact downloads are public, as before).
-pub fn router_with(store: &Store, access: Access) -> Router {
+/// `access` (artifact downloads are public, as before); keep a clone of
+/// `access` to [`reload`](Access::reload) it.
+pub fn router_with(store: &Store, access: std::sync::Arc<Access>) -> Router {
     Router::new()
         .merge(artifacts::routes(store.clone()))
         .merge(registry::routes(store.clone(), access))

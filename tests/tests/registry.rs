@@ -753,7 +753,14 @@ fn authentication() {
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         format!("Basic {encoded}")
     };
-    let server = Server::start_with(h.path(), &["--htpasswd", file]);
+    let mut server = Server::start_with(h.path(), &["--htpasswd", file]);
+    let stderr = std::io::BufReader::new(server.child().stderr.take().unwrap());
+    let (said, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            let _ = said.send(line);
+        }
+    });
     let mut c = Client::new(&server);
     let r = c.get("/v2/");
     assert_eq!(r.status(), 401);
@@ -766,6 +773,34 @@ fn authentication() {
     c.auth = Some(basic("alice", "s3cret"));
     assert_eq!(c.get("/v2/").status(), 200);
     let d = c.push_blob("private", b"secret bytes");
+
+    // SIGHUP reads the file again: a user removed there is refused (her
+    // checked credentials forgotten), one added is let in; a file that
+    // does not parse keeps the users.
+    let hangup = |contents: &str, expect: &str| {
+        std::fs::write(file, contents).unwrap();
+        let pid = server.pid().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let line = lines
+            .iter()
+            .find(|l| l.contains("SIGHUP"))
+            .expect("kist serve said nothing of SIGHUP");
+        assert!(line.contains(expect), "{line}");
+    };
+    let bob = bcrypt::hash("b0b", 4).unwrap();
+    hangup(&format!("bob:{bob}\n"), "read the htpasswd file again");
+    assert_eq!(c.get("/v2/").status(), 401);
+    c.auth = Some(basic("bob", "b0b"));
+    assert_eq!(c.get("/v2/").status(), 200);
+    hangup("bob has no hash\n", "the users stay as they were");
+    assert_eq!(c.get("/v2/").status(), 200);
+    std::fs::write(file, format!("alice:{hash}\n")).unwrap();
     drop(server);
 
     let server = Server::start_with(h.path(), &["--htpasswd", file, "--anonymous-pull"]);

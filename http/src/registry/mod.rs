@@ -78,11 +78,8 @@ pub(crate) fn route_of(path: &str) -> Option<&'static str> {
 }
 
 /// The registry routes over `store` with `access`.
-pub fn routes(store: Store, access: Access) -> Router {
-    let registry = Registry {
-        store,
-        access: Arc::new(access),
-    };
+pub fn routes(store: Store, access: Arc<Access>) -> Router {
+    let registry = Registry { store, access };
     Router::new()
         .route("/v2", any(handle))
         .route("/v2/", any(handle))
