@@ -793,9 +793,25 @@ fn authentication() {
             .expect("kist serve said nothing of SIGHUP");
         assert!(line.contains(expect), "{line}");
     };
+    // Alice's upload in flight across the reload that removes her: its
+    // request was let in, and it finishes.
+    let upload = c.start("private");
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut in_flight = std::net::TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "PATCH {upload} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 8\r\n\
+         Connection: close\r\n\r\nhalf",
+        basic("alice", "s3cret")
+    );
+    std::io::Write::write_all(&mut in_flight, head.as_bytes()).unwrap();
     let bob = bcrypt::hash("b0b", 4).unwrap();
     hangup(&format!("bob:{bob}\n"), "read the htpasswd file again");
     assert_eq!(c.get("/v2/").status(), 401);
+    std::io::Write::write_all(&mut in_flight, b"more").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut in_flight, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     c.auth = Some(basic("bob", "b0b"));
     assert_eq!(c.get("/v2/").status(), 200);
     hangup("bob has no hash\n", "the users stay as they were");
