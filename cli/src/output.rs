@@ -424,6 +424,7 @@ fn kind(k: ProblemKind) -> &'static str {
         ProblemKind::StaleIngest => "stale-ingest",
         ProblemKind::OrphanSnapshot => "orphan-snapshot",
         ProblemKind::BrokenSnapshot => "broken-snapshot",
+        ProblemKind::DamagedJournal => "damaged-journal",
     }
 }
 

@@ -275,3 +275,95 @@ fn cli_fsck() {
     );
     kist(h.path()).arg("fsck").assert().success();
 }
+
+/// A line of `index.journal` damaged in the middle (not a crash: whole
+/// updates follow it) loses only its own update: the tags after it stay,
+/// a write does not cut them off, fsck names the journal and a repair
+/// folds it into `index.json` without the line. A torn last line (a
+/// crash's) is no problem.
+#[test]
+fn a_damaged_journal_line_loses_only_its_update() {
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    let image = kist_tests::oci::Image::new(&[bytes(64, 1)], None);
+    let registry = store.registry();
+    for (i, blob) in image.blobs().enumerate() {
+        let mut w = registry
+            .open_upload("app", &format!("u{i:031}"), true)
+            .unwrap();
+        std::io::Write::write_all(&mut w, &blob.bytes).unwrap();
+        w.commit(None, Some(&blob.digest), &[]).unwrap();
+    }
+    for tag in ["v1", "v2", "v3"] {
+        let m = &image.manifest;
+        registry
+            .put_manifest("app", tag, kist_tests::oci::MANIFEST, m)
+            .unwrap();
+    }
+    let journal = h.path().join("index.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and a line per tag: {text}");
+    assert!(lines[2].contains("app:v2"), "{text}");
+    lines[2] = "{\"damaged by hand";
+    std::fs::write(&journal, lines.join("\n") + "\n[[\"set\", \"torn").unwrap();
+    drop((registry, store));
+
+    let store = h.store();
+    let tags = |store: &kist::Store| store.registry().tags("app", None, None).unwrap().names;
+    assert_eq!(tags(&store), ["v1", "v3"]);
+    let m = &image.manifest;
+    store
+        .registry()
+        .put_manifest("app", "v4", kist_tests::oci::MANIFEST, m)
+        .unwrap();
+    assert_eq!(tags(&h.store()), ["v1", "v3", "v4"]);
+    let found = summary(&fsck(&store, false));
+    let damaged = (ProblemKind::DamagedJournal, "index.journal".to_owned());
+    assert_eq!(found, [(damaged.0, damaged.1.clone(), false)]);
+    assert_eq!(summary(&fsck(&store, true)), [(damaged.0, damaged.1, true)]);
+    assert_eq!(summary(&fsck(&store, false)), []);
+    assert_eq!(tags(&h.store()), ["v1", "v3", "v4"]);
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap().lines().count(),
+        1
+    );
+}
+
+/// The same for `snapshots/snapshots.journal`: the snapshot whose line is
+/// damaged is lost (its tree is an orphan a repair removes), the ones
+/// after it stay.
+#[test]
+fn a_damaged_snapshot_journal_line_loses_only_its_snapshot() {
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    for key in ["k1", "k2", "k3"] {
+        store.snapshots().prepare(key, None, &[]).unwrap();
+    }
+    let journal = h.path().join("snapshots/snapshots.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and a line per snapshot: {text}");
+    assert!(lines[2].contains("\"k2\""), "{text}");
+    lines[2] = "not json";
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    drop(store);
+
+    let store = h.store();
+    let snapshots = store.snapshots();
+    assert!(snapshots.stat("k1").is_ok() && snapshots.stat("k3").is_ok());
+    assert!(matches!(snapshots.stat("k2"), Err(kist::Error::NotFound)));
+    let found = summary(&fsck(&store, false));
+    let kinds: Vec<_> = found.iter().map(|(k, p, _)| (*k, p.as_str())).collect();
+    assert!(
+        kinds.contains(&(ProblemKind::DamagedJournal, "snapshots/snapshots.journal")),
+        "{found:?}"
+    );
+    assert!(
+        kinds.iter().any(|(k, _)| *k == ProblemKind::OrphanSnapshot),
+        "{found:?}"
+    );
+    assert!(fsck(&store, true).iter().all(|p| p.repaired.is_some()));
+    assert_eq!(summary(&fsck(&store, false)), []);
+    assert!(snapshots.stat("k1").is_ok() && snapshots.stat("k3").is_ok());
+}

@@ -16,6 +16,7 @@ use crate::bindings::exports::kist::content::fsck::{Guest, GuestCheck, Problem, 
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
 use crate::bindings::kist::content::locks;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags};
+use crate::content::index;
 use crate::content::ingest::{GONE, Meta};
 use crate::content::labels;
 use crate::content::quarantine::quarantine;
@@ -122,6 +123,29 @@ impl GuestCheck for Check {
 }
 
 /// A problem found; `repaired` filled in by the caller if it repairs.
+/// The problem of the journal at `path` with `damaged` lines (see
+/// `shared::journal`), folded into its base by `fold` if `repair`.
+pub(crate) fn damaged_journal(
+    path: &str,
+    damaged: usize,
+    repair: bool,
+    fold: impl FnOnce() -> Result<()>,
+) -> Result<Option<Problem>> {
+    if damaged == 0 {
+        return Ok(None);
+    }
+    let detail = format!(
+        "{damaged} line(s) that do not parse, with whole updates after them: their \
+         updates are lost, the ones after them applied"
+    );
+    let mut p = problem(ProblemKind::DamagedJournal, path, detail);
+    if repair {
+        fold()?;
+        p.repaired = Some("folded into its base without them".into());
+    }
+    Ok(Some(p))
+}
+
 pub(crate) fn problem(kind: ProblemKind, path: &str, detail: impl Into<String>) -> Problem {
     Problem {
         kind,
@@ -180,6 +204,11 @@ impl State {
     /// Checks one directory entry of `phase`.
     fn entry(&mut self, phase: Phase, name: &str, kind: FileType) -> Result<Option<Problem>> {
         match phase {
+            // Read with `index.json` (its checked file).
+            Phase::Layout if name == index::JOURNAL_FILE => {
+                let damaged = index::damaged()?;
+                damaged_journal(name, damaged, self.repair, || index::fold(&index::lock()?))
+            }
             Phase::Layout => self.layout_file(name),
             Phase::Blobs(alg) => self.blob_entry(alg, name, kind),
             Phase::Labels(alg) => self.label_entry(alg, name, kind),
@@ -494,7 +523,9 @@ fn list(phase: Phase) -> Result<(Entries, Option<Problem>)> {
         Phase::Layout => {
             let files = layout::LAYOUT_FILES.iter().rev();
             let files = files.map(|(name, _)| ((*name).to_owned(), FileType::RegularFile));
-            return Ok((files.collect(), None));
+            // Popped from the end: the journal after `index.json`.
+            let journal = (index::JOURNAL_FILE.to_owned(), FileType::RegularFile);
+            return Ok((std::iter::once(journal).chain(files).collect(), None));
         }
         Phase::Blobs(alg) => layout::blob_dir(alg),
         Phase::Labels(alg) => layout::label_dir(alg),

@@ -30,12 +30,15 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// `index.json` as a journal's base: entries by name (an entry without
 /// one is keyed by its digest after a NUL, which no name starts with).
+/// The journal of tag changes not yet in `index.json`.
+pub const JOURNAL_FILE: &str = "index.journal";
+
 struct IndexFile;
 
 impl Format for IndexFile {
     type Record = Descriptor;
     const BASE: &'static str = FILE;
-    const JOURNAL: &'static str = "index.journal";
+    const JOURNAL: &'static str = JOURNAL_FILE;
 
     fn decode(bytes: &[u8]) -> Result<BTreeMap<String, Descriptor>> {
         let entries: Entries = serde_json::from_slice(bytes).map_err(|e| corrupt(FILE, e))?;
@@ -161,6 +164,18 @@ pub fn set(locked: &Guard, entries: Vec<(String, Descriptor)>) -> Result<Vec<Opt
 pub fn remove(locked: &Guard, names: Vec<String>) -> Result<()> {
     let changes = names.into_iter().map(Change::Remove).collect();
     JOURNAL.with(|j| j.apply(locked, changes))
+}
+
+/// Lines of the journal that do not parse, with whole updates after them
+/// (damage; see `shared::journal`).
+pub fn damaged() -> Result<usize> {
+    JOURNAL.with(Journal::damaged)
+}
+
+/// Writes every entry into `index.json` and starts a fresh journal (the
+/// caller holds [`lock`]).
+pub fn fold(locked: &Guard) -> Result<()> {
+    JOURNAL.with(|j| j.compact(locked))
 }
 
 /// Whether the journal holds changes `index.json` lacks.

@@ -12,7 +12,11 @@
 //!   there whole or not at all, so each name has its old record or its new
 //!   one, and an update of several names (a snapshot's commit renames it)
 //!   is never half there. Lines are synced before an update returns, so
-//!   a line that does not parse ends what was ever acknowledged.
+//!   only the last whole line can be a crash's (a line whose blocks were
+//!   not all written): a line that does not parse with whole updates
+//!   after it is damage, not a crash. It is skipped (its update is lost;
+//!   the ones after it are kept, never cut off), counted for `fsck`, and
+//!   dropped by the next compaction.
 //! - The journal's first line names it (a fresh id per compaction); it is
 //!   replaced by a rename after the base, and readers open it before they
 //!   read the base, so a reader may pair the new base with the old journal
@@ -87,6 +91,9 @@ pub struct View<R> {
     read: u64,
     /// Changes in the journal.
     changes: usize,
+    /// Lines of the journal that do not parse, with whole updates after
+    /// them (damage: see the module's docs).
+    damaged: usize,
 }
 
 impl<R> std::ops::Deref for View<R> {
@@ -310,6 +317,12 @@ impl<F: Format> Journal<F> {
     pub fn pending(&self) -> Result<bool> {
         Ok(self.current()?.changes > 0)
     }
+
+    /// Lines of the journal that do not parse and have whole updates
+    /// after them (damage, not a crash; see the module's docs).
+    pub fn damaged(&self) -> Result<usize> {
+        Ok(self.current()?.damaged)
+    }
 }
 
 /// Reads the base and the whole journal.
@@ -331,6 +344,7 @@ fn reload<F: Format>(base: Option<Version>) -> Result<View<F::Record>> {
         journal: None,
         read: 0,
         changes: 0,
+        damaged: 0,
     };
     if let Some(fd) = journal {
         replay(&mut view, &fd, F::JOURNAL)?;
@@ -362,15 +376,20 @@ fn replay<R: DeserializeOwned>(view: &mut View<R>, fd: &Descriptor, path: &str) 
     };
     let size = fs::fstat(fd, path)?.size;
     let tail = fs::read_at(fd, path, from, size.saturating_sub(from))?;
-    let mut used = 0;
+    let (mut used, mut unparsed) = (0, Vec::new());
     for line in tail.split_inclusive(|b| *b == b'\n') {
         // A line without its end is being written, or was torn by a crash.
         let Some(body) = line.strip_suffix(b"\n") else {
             break;
         };
         let Ok(changes) = serde_json::from_slice::<Vec<Change<R>>>(body) else {
-            break; // torn by a crash: the next writer cuts it off
+            // Torn by a crash if it is the last (the next writer cuts it
+            // off), damaged if whole updates follow.
+            unparsed.push(line.len());
+            continue;
         };
+        view.damaged += unparsed.len();
+        used += unparsed.drain(..).sum::<usize>();
         view.changes += changes.len();
         for change in changes {
             match change {

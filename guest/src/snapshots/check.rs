@@ -18,7 +18,11 @@ pub fn entry(name: &str, kind: FileType, repair: bool) -> Result<Option<Problem>
         return metadata(&path);
     }
     if name == records::JOURNAL {
-        return Ok(None); // read (and its torn tail ignored) with the metadata
+        // Its torn tail is ignored as it is read; damage is reported.
+        let damaged = records::damaged()?;
+        return crate::check::fsck::damaged_journal(&path, damaged, repair, || {
+            records::fold(&lock)
+        });
     }
     let removed = |mut p: Problem, gone: bool| {
         if gone {

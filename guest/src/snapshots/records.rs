@@ -230,6 +230,18 @@ pub fn lock() -> Result<Guard> {
     locks::lock(LOCK, 10_000).map_err(|e| error::lock(LOCK, e))
 }
 
+/// Lines of the journal that do not parse, with whole updates after them
+/// (damage; see `shared::journal`).
+pub fn damaged() -> Result<usize> {
+    RECORDS.with(Journal::damaged)
+}
+
+/// Writes every record into the metadata file and starts a fresh journal
+/// (the caller holds [`lock`]).
+pub fn fold(locked: &Guard) -> Result<()> {
+    RECORDS.with(|journal| journal.compact(locked))
+}
+
 /// Changes the snapshots under `locked` with `change` and journals what it
 /// changed if it succeeds (nothing changes if it fails); returns what
 /// `change` returns.
