@@ -204,11 +204,14 @@ impl State {
     /// Checks one directory entry of `phase`.
     fn entry(&mut self, phase: Phase, name: &str, kind: FileType) -> Result<Option<Problem>> {
         match phase {
-            // Read with `index.json` (its checked file).
-            Phase::Layout if name == index::JOURNAL_FILE => {
-                let damaged = index::damaged()?;
-                damaged_journal(name, damaged, self.repair, || index::fold(&index::lock()?))
-            }
+            // Read with `index.json` (its checked file): if that cannot be
+            // read, its own problem says so.
+            Phase::Layout if name == index::JOURNAL_FILE => match index::damaged() {
+                Ok(damaged) => {
+                    damaged_journal(name, damaged, self.repair, || index::fold(&index::lock()?))
+                }
+                Err(_) => Ok(None),
+            },
             Phase::Layout => self.layout_file(name),
             Phase::Blobs(alg) => self.blob_entry(alg, name, kind),
             Phase::Labels(alg) => self.label_entry(alg, name, kind),

@@ -18,8 +18,11 @@ pub fn entry(name: &str, kind: FileType, repair: bool) -> Result<Option<Problem>
         return metadata(&path);
     }
     if name == records::JOURNAL {
-        // Its torn tail is ignored as it is read; damage is reported.
-        let damaged = records::damaged()?;
+        // Its torn tail is ignored as it is read; damage is reported. If
+        // the records cannot be read, the metadata file's problem says so.
+        let Ok(damaged) = records::damaged() else {
+            return Ok(None);
+        };
         return crate::check::fsck::damaged_journal(&path, damaged, repair, || {
             records::fold(&lock)
         });
