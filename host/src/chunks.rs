@@ -12,6 +12,8 @@ pub(crate) const CHUNK: usize = 1 << 20;
 /// Buffers kept for reuse at most (64 MiB): what a burst of concurrent
 /// readers leaves behind beyond this is freed.
 const KEPT: usize = 64;
+/// Chunks shorter than this get a buffer of their own size.
+const SMALL: usize = 64 << 10;
 
 /// Buffers free for the next chunk.
 static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
@@ -31,6 +33,9 @@ impl AsRef<[u8]> for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
+        if self.buf.len() != CHUNK {
+            return;
+        }
         let mut free = FREE.lock().expect("chunk pool lock");
         if free.len() < KEPT {
             free.push(std::mem::take(&mut self.buf));
@@ -46,8 +51,14 @@ pub(crate) fn chunk<E>(
     fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
 ) -> Result<Bytes, E> {
     debug_assert!(len <= CHUNK);
-    let reused = FREE.lock().expect("chunk pool lock").pop();
-    let mut buf = reused.unwrap_or_else(|| vec![0; CHUNK]);
+    // A small chunk (a small blob, a blob's end) gets a buffer of its own
+    // size: a pooled 1 MiB one would be held for a few bytes.
+    let mut buf = if len < SMALL {
+        vec![0; len]
+    } else {
+        let reused = FREE.lock().expect("chunk pool lock").pop();
+        reused.unwrap_or_else(|| vec![0; CHUNK])
+    };
     let len = fill(&mut buf[..len])?;
     Ok(Bytes::from_owner(Pooled { buf, len }))
 }
