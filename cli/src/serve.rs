@@ -33,11 +33,35 @@ pub struct Args {
     /// (`/v2/`) then asks every request for Basic credentials.
     #[arg(long)]
     htpasswd: Option<std::path::PathBuf>,
-    /// With `--htpasswd`: pulls (GET, HEAD) need no credentials.
-    #[arg(long, requires = "htpasswd")]
+    /// Clients without credentials may pull from every repository (with
+    /// --access-policy: pull is added to its `**` pattern).
+    #[arg(long)]
     anonymous_pull: bool,
-    /// Listen on a non-loopback address without `--htpasswd`: anyone who
-    /// reaches it may push, overwrite tags and delete.
+    /// A TOML access policy: which users, groups and anonymous clients may
+    /// pull, push and delete in which repositories (see the README). Read
+    /// again on SIGHUP, as the htpasswd file is.
+    #[arg(long)]
+    access_policy: Option<std::path::PathBuf>,
+    /// Accept bearer tokens from this token server (the distribution token
+    /// spec): clients without one are sent there (`WWW-Authenticate:
+    /// Bearer realm=...`). Needs --token-service, --token-issuer and
+    /// --token-key.
+    #[arg(long, requires_all = ["token_service", "token_issuer", "token_key"])]
+    token_realm: Option<String>,
+    /// The name of this registry to the token server: challenges name it
+    /// as `service`, tokens must carry it as `aud`.
+    #[arg(long, requires = "token_realm")]
+    token_service: Option<String>,
+    /// The `iss` tokens must carry.
+    #[arg(long, requires = "token_realm")]
+    token_issuer: Option<String>,
+    /// PEM public keys or certificates tokens may be signed with (RS256,
+    /// RS384, RS512, ES256, ES384).
+    #[arg(long, requires = "token_realm")]
+    token_key: Option<std::path::PathBuf>,
+    /// Listen on a non-loopback address without --htpasswd or tokens:
+    /// anyone who reaches it may push, overwrite tags and delete (unless
+    /// --access-policy says otherwise).
     #[arg(long)]
     insecure_no_auth: bool,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
@@ -105,15 +129,31 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
             None => None,
         },
         anonymous_pull: args.anonymous_pull,
+        policy: match &args.access_policy {
+            Some(path) => Some(
+                kist_http::PolicyFile::load(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
+            None => None,
+        },
+        tokens: match (
+            &args.token_realm,
+            &args.token_service,
+            &args.token_issuer,
+            &args.token_key,
+        ) {
+            (Some(realm), Some(service), Some(issuer), Some(key)) => Some(
+                kist_http::Tokens::load(realm, service, issuer, key)
+                    .with_context(|| format!("reading {}", key.display()))?,
+            ),
+            _ => None,
+        },
     });
-    if access.htpasswd.is_none()
-        && !args.no_http
-        && !args.addr.ip().is_loopback()
-        && !args.insecure_no_auth
-    {
+    let authenticated = access.authenticates();
+    if !authenticated && !args.no_http && !args.addr.ip().is_loopback() && !args.insecure_no_auth {
         anyhow::bail!(
             "{} is not a loopback address and the registry has no authentication: \
-             give --htpasswd FILE, or --insecure-no-auth to serve it open anyway",
+             give --htpasswd FILE or --token-realm URL, or --insecure-no-auth to serve it open anyway",
             args.addr
         );
     }
@@ -201,7 +241,7 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {}", args.addr))?;
             let addr = listener.local_addr()?;
-            warn_if_exposed(args.htpasswd.is_some(), config.tls.is_some(), addr);
+            warn_if_exposed(authenticated, config.tls.is_some(), addr);
             let hostname = args.hostname.unwrap_or_else(|| addr.to_string());
             // Tests and scripts read this line to find a port picked with :0.
             println!(
@@ -238,7 +278,7 @@ fn warn_if_exposed(authenticated: bool, tls: bool, addr: SocketAddr) {
     if !authenticated {
         eprintln!(
             "kist: WARNING: the registry (/v2/) has no authentication: whoever reaches {addr} may \
-             push, retag and delete (give --htpasswd FILE)"
+             push, retag and delete (give --htpasswd FILE or --token-realm URL)"
         );
     } else if !tls && !addr.ip().is_loopback() {
         eprintln!(
@@ -309,8 +349,9 @@ fn sync_index_every(store: &Store, interval: Duration) -> tokio::task::JoinHandl
     })
 }
 
-/// Reads the htpasswd file again on every SIGHUP, without dropping a
-/// connection; a file that does not read keeps the users as they were.
+/// Reads the htpasswd and policy files again on every SIGHUP, without
+/// dropping a connection; a file that does not read or check stays as it
+/// was.
 fn reload_on_hangup(access: std::sync::Arc<kist_http::Access>) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
@@ -318,11 +359,11 @@ fn reload_on_hangup(access: std::sync::Arc<kist_http::Access>) -> std::io::Resul
         while hangups.recv().await.is_some() {
             let access = access.clone();
             match tokio::task::spawn_blocking(move || access.reload()).await {
-                Ok(Ok(())) => eprintln!("kist: SIGHUP: read the htpasswd file again"),
+                Ok(Ok(())) => eprintln!("kist: SIGHUP: read the htpasswd and policy files again"),
                 Ok(Err(e)) => eprintln!(
-                    "kist: WARNING: SIGHUP: reading the htpasswd file again: {e}; the users stay as they were"
+                    "kist: WARNING: SIGHUP: reading the htpasswd and policy files again: {e}; that file stays as it was"
                 ),
-                Err(e) => eprintln!("kist: WARNING: SIGHUP: reading the htpasswd file again: {e}"),
+                Err(e) => eprintln!("kist: WARNING: SIGHUP: reading the access files again: {e}"),
             }
         }
     });

@@ -23,6 +23,8 @@ mod shared {
     pub mod error;
     pub mod filters;
     pub mod fs;
+    /// What a registry client may do in a repository.
+    pub mod grants;
     /// Records kept as a base file and a journal of changes.
     pub mod journal;
     pub mod layout;

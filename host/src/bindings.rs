@@ -1,6 +1,11 @@
 //! Host bindings generated from `wit/`: the one source of types for host
 //! and guest.
 
+// The generated items carry the WIT's `///` docs, except what wasmtime's
+// `flags!` adds for a WIT `flags` type (`caller.actions`): the struct's
+// bitset methods, which rustdoc would otherwise demand docs for.
+#![allow(missing_docs)]
+
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "store-core",

@@ -59,6 +59,7 @@ impl KistCtx {
             identity: Identity {
                 holder: "default".to_owned(),
                 confined: false,
+                repositories: None,
             },
             host_calls: 0,
             host_calls_seen: 0,

@@ -86,6 +86,7 @@ pub use bindings::exports::kist::content::storer::{
 pub use bindings::exports::kist::content::types::{
     BlobInfo, Error as StoreError, IngestStatus, Label,
 };
+pub use bindings::kist::content::caller::{Actions, Grant};
 pub use capabilities::FetchPolicy;
 pub use error::{Error, Result};
 pub use fsck::Check;

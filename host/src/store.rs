@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::bindings::kist::content::caller::Identity;
+use crate::bindings::kist::content::caller::{Grant, Identity};
 use crate::capabilities::{CapabilitiesCtx, FetchPolicy};
 use crate::error::{Error, Result};
 use crate::reader::{Reader, Verifier};
@@ -28,6 +28,9 @@ const MAX_IDLE: usize = 8;
 
 /// The holder of what a handle stores when none is named.
 const DEFAULT_HOLDER: &str = "default";
+/// The holder of a [`Store::granted`] handle: one that holds nothing, so
+/// the handle sees only what its grants show it.
+const REGISTRY_CLIENT: &str = "registry-client";
 
 /// Labels as the WIT list: `kist::labels(&[("app", "demo")])`.
 pub fn labels(labels: &[(&str, &str)]) -> Vec<Label> {
@@ -191,6 +194,7 @@ impl StoreBuilder {
                 identity: Identity {
                     holder: DEFAULT_HOLDER.to_owned(),
                     confined: false,
+                    repositories: None,
                 },
             },
             holder: None,
@@ -395,11 +399,57 @@ impl Store {
             shared.identity = Identity {
                 holder: holder.to_owned(),
                 confined: true,
+                repositories: None,
             };
         }
         Store {
             shared,
             holder: Some(holder.to_owned()),
+        }
+    }
+
+    /// A handle for a registry client the front end authenticated, that
+    /// may do in the registry's repositories only what `grants` allow (see
+    /// [`Grant`]; the longest matching pattern decides) and nothing else:
+    /// it is confined to the holder `registry-client`, which holds
+    /// nothing, and sees the blobs of the repositories it may pull from.
+    /// The component checks every call, so a front end that forgets a
+    /// check is still refused ([`Error::Denied`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), kist::Error> {
+    /// use kist::{Actions, Grant};
+    /// let store = kist::Store::open("/tmp/my-store")?;
+    /// let reader = store.granted(vec![Grant {
+    ///     pattern: "library/**".to_owned(),
+    ///     actions: Actions::PULL,
+    /// }]);
+    /// let pulled = reader.registry().tags("library/alpine", None, None);
+    /// assert!(matches!(
+    ///     reader.registry().delete_tag("library/alpine", "3.20"),
+    ///     Err(kist::Error::Denied(_))
+    /// ));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A handle that is confined already stays as it is: grants never
+    /// widen what a handle may see.
+    pub fn granted(&self, grants: Vec<Grant>) -> Store {
+        let mut shared = self.shared.clone();
+        if shared.identity.confined {
+            return Store {
+                shared,
+                holder: self.holder.clone(),
+            };
+        }
+        shared.identity = Identity {
+            holder: REGISTRY_CLIENT.to_owned(),
+            confined: true,
+            repositories: Some(grants),
+        };
+        Store {
+            shared,
+            holder: Some(REGISTRY_CLIENT.to_owned()),
         }
     }
 

@@ -10,6 +10,7 @@ impl Guest for Component {
         Identity {
             holder: "default".to_owned(),
             confined: false,
+            repositories: None,
         }
     }
 }

@@ -33,6 +33,8 @@ declare -A apt_peers=(
     [busybox]=busybox-static
     [zstd]=zstd
     [protoc]=protobuf-compiler
+    [openssl]=openssl
+    [podman]=podman
 )
 missing=()
 for program in "${!apt_peers[@]}"; do

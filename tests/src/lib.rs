@@ -6,6 +6,8 @@ pub mod containerd;
 pub mod http;
 pub mod layer_server;
 pub mod oci;
+pub mod registry;
+pub mod token_server;
 pub mod trees;
 
 use std::path::Path;

@@ -4,83 +4,8 @@
 
 use kist_tests::http::{body, fetch, next_page, send};
 use kist_tests::oci::{Image, MANIFEST};
+use kist_tests::registry::{Client, Said, basic, code, finish, half_sent_patch, image};
 use kist_tests::{Harness, Server, open_embedded, sha256, sha512};
-
-/// A registry client on `server`.
-struct Client<'a> {
-    server: &'a Server,
-    auth: Option<String>,
-}
-
-impl<'a> Client<'a> {
-    fn new(server: &'a Server) -> Self {
-        Self { server, auth: None }
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.server.url(path.trim_start_matches('/'))
-    }
-
-    fn req(&self, method: &str, path: &str) -> ureq::Request {
-        let r = ureq::request(method, &self.url(path));
-        match &self.auth {
-            Some(a) => r.set("Authorization", a),
-            None => r,
-        }
-    }
-
-    /// POST a new upload: its Location.
-    fn start(&self, repo: &str) -> String {
-        let r = send(self.req("POST", &format!("/v2/{repo}/blobs/uploads/")), b"");
-        assert_eq!(r.status(), 202);
-        assert_eq!(r.header("range"), Some("0-0"));
-        r.header("location").unwrap().to_owned()
-    }
-
-    /// A monolithic push of `bytes`.
-    fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
-        let d = sha256(bytes);
-        let r = send(
-            self.req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}")),
-            bytes,
-        );
-        assert_eq!(r.status(), 201, "{}", String::from_utf8_lossy(&body(r)));
-        d
-    }
-
-    fn push_image(&self, repo: &str, tag: &str, image: &Image) {
-        for b in image.blobs() {
-            self.push_blob(repo, &b.bytes);
-        }
-        let r = self.put_manifest(repo, tag, &image.manifest);
-        assert_eq!(r.status(), 201, "{}", String::from_utf8_lossy(&body(r)));
-    }
-
-    fn put_manifest(&self, repo: &str, reference: &str, bytes: &[u8]) -> ureq::Response {
-        send(
-            self.req("PUT", &format!("/v2/{repo}/manifests/{reference}"))
-                .set("Content-Type", MANIFEST),
-            bytes,
-        )
-    }
-
-    fn get(&self, path: &str) -> ureq::Response {
-        fetch(self.req("GET", path))
-    }
-}
-
-/// The spec error code of a response.
-fn code(r: ureq::Response) -> String {
-    let doc: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
-    doc["errors"][0]["code"].as_str().unwrap().to_owned()
-}
-
-fn image(seed: u64, layers: usize) -> Image {
-    let data: Vec<Vec<u8>> = (0..layers)
-        .map(|i| kist_tests::bytes(10_000 + i * 1000, seed * 100 + i as u64))
-        .collect();
-    Image::new(&data, None)
-}
 
 #[test]
 fn the_base_endpoint_says_its_version() {
@@ -747,20 +672,8 @@ fn authentication() {
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     std::fs::write(&file, format!("alice:{hash}\n")).unwrap();
     let file = file.to_str().unwrap();
-    let basic = |user: &str, password: &str| {
-        use base64::Engine;
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        format!("Basic {encoded}")
-    };
     let mut server = Server::start_with(h.path(), &["--htpasswd", file]);
-    let stderr = std::io::BufReader::new(server.child().stderr.take().unwrap());
-    let (said, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
-            let _ = said.send(line);
-        }
-    });
+    let said = Said::from(&mut server);
     let mut c = Client::new(&server);
     let r = c.get("/v2/");
     assert_eq!(r.status(), 401);
@@ -779,42 +692,22 @@ fn authentication() {
     // does not parse keeps the users.
     let hangup = |contents: &str, expect: &str| {
         std::fs::write(file, contents).unwrap();
-        let pid = server.pid().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-HUP", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let line = lines
-            .iter()
-            .find(|l| l.contains("SIGHUP"))
-            .expect("kist serve said nothing of SIGHUP");
-        assert!(line.contains(expect), "{line}");
+        said.hangup(&server, expect);
     };
     // Alice's upload in flight across the reload that removes her: its
     // request was let in, and it finishes.
     let upload = c.start("private");
-    let addr = server.base.trim_start_matches("http://").to_owned();
-    let mut in_flight = std::net::TcpStream::connect(&addr).unwrap();
-    let head = format!(
-        "PATCH {upload} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\n\
-         Content-Type: application/octet-stream\r\nContent-Length: 8\r\n\
-         Connection: close\r\n\r\nhalf",
-        basic("alice", "s3cret")
-    );
-    std::io::Write::write_all(&mut in_flight, head.as_bytes()).unwrap();
+    let in_flight = half_sent_patch(&server, &upload, &basic("alice", "s3cret"));
     let bob = bcrypt::hash("b0b", 4).unwrap();
-    hangup(&format!("bob:{bob}\n"), "read the htpasswd file again");
+    hangup(
+        &format!("bob:{bob}\n"),
+        "read the htpasswd and policy files again",
+    );
     assert_eq!(c.get("/v2/").status(), 401);
-    std::io::Write::write_all(&mut in_flight, b"more").unwrap();
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut in_flight, &mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(finish(in_flight).starts_with("HTTP/1.1 202"));
     c.auth = Some(basic("bob", "b0b"));
     assert_eq!(c.get("/v2/").status(), 200);
-    hangup("bob has no hash\n", "the users stay as they were");
+    hangup("bob has no hash\n", "that file stays as it was");
     assert_eq!(c.get("/v2/").status(), 200);
     std::fs::write(file, format!("alice:{hash}\n")).unwrap();
     drop(server);

@@ -5,6 +5,7 @@ use crate::bindings::exports::kist::content::ingester::Writer;
 use crate::bindings::exports::kist::content::registry::{
     Descriptor, Guest, Manifest, Page, Pushed, ReferrersPage, RegistryError,
 };
+use crate::bindings::kist::content::caller::Actions;
 use crate::content::index;
 use crate::registry::names::{self, Refused};
 use crate::registry::{members, push, referrers, repositories, tags, uploads};
@@ -30,9 +31,22 @@ impl From<Refused> for RegistryError {
     }
 }
 
-/// The repository name and digest of a blob request, checked.
-fn blob(repository: &str, digest: &str) -> Result<(String, Digest), RegistryError> {
+/// Checks that `repository` is a valid name and that the caller may do
+/// `action` (`what`, for the message) in it.
+fn granted(repository: &str, action: Actions, what: &str) -> Result<(), RegistryError> {
     names::repository(repository)?;
+    Ok(Caller::current().may(repository, action, what)?)
+}
+
+/// The repository name and digest of a blob request, checked, and the
+/// caller's right to `action` there.
+fn blob(
+    repository: &str,
+    digest: &str,
+    action: Actions,
+    what: &str,
+) -> Result<(String, Digest), RegistryError> {
+    granted(repository, action, what)?;
     let d = names::digest(digest)?;
     layout::ensure()?;
     Ok((names::holder(repository), d))
@@ -40,22 +54,26 @@ fn blob(repository: &str, digest: &str) -> Result<(String, Digest), RegistryErro
 
 impl Guest for Component {
     fn stat_blob(repository: String, digest: String) -> Result<u64, RegistryError> {
-        Caller::current().administer("the registry")?;
-        let (holder, d) = blob(&repository, &digest)?;
+        let (holder, d) = blob(&repository, &digest, Actions::PULL, "pulling")?;
         members::size(&d, &holder)?.ok_or(RegistryError::BlobUnknown)
     }
 
     fn mount_blob(repository: String, from: String, digest: String) -> Result<bool, RegistryError> {
-        Caller::current().administer("the registry")?;
-        let (holder, d) = blob(&repository, &digest)?;
+        let (holder, d) = blob(&repository, &digest, Actions::PUSH, "pushing")?;
         names::repository(&from)?;
+        if !Caller::current()
+            .in_repository(&from)
+            .contains(Actions::PULL)
+        {
+            // As for a blob `from` does not hold: the client uploads it.
+            return Ok(false);
+        }
         repositories::note(&repository)?;
         Ok(members::mount(&d, &holder, &names::holder(&from))?)
     }
 
     fn delete_blob(repository: String, digest: String) -> Result<(), RegistryError> {
-        Caller::current().administer("the registry")?;
-        let (holder, d) = blob(&repository, &digest)?;
+        let (holder, d) = blob(&repository, &digest, Actions::DELETE, "deleting")?;
         if members::size(&d, &holder)?.is_none() {
             return Err(RegistryError::BlobUnknown);
         }
@@ -68,17 +86,17 @@ impl Guest for Component {
     }
 
     fn open_upload(repository: String, id: String, create: bool) -> Result<Writer, RegistryError> {
-        Caller::current().administer("the registry")?;
+        granted(&repository, Actions::PUSH, "pushing")?;
         uploads::open(&repository, &id, create)
     }
 
     fn upload_offset(repository: String, id: String) -> Result<u64, RegistryError> {
-        Caller::current().administer("the registry")?;
+        granted(&repository, Actions::PUSH, "pushing")?;
         uploads::offset(&repository, &id)
     }
 
     fn cancel_upload(repository: String, id: String) -> Result<(), RegistryError> {
-        Caller::current().administer("the registry")?;
+        granted(&repository, Actions::PUSH, "pushing")?;
         uploads::cancel(&repository, &id)
     }
 
@@ -89,13 +107,12 @@ impl Guest for Component {
         bytes: Vec<u8>,
         tags: Vec<String>,
     ) -> Result<Pushed, RegistryError> {
-        Caller::current().administer("the registry")?;
+        granted(&repository, Actions::PUSH, "pushing")?;
         push::manifest(&repository, &reference, &media_type, bytes, &tags)
     }
 
     fn get_manifest(repository: String, reference: String) -> Result<Manifest, RegistryError> {
-        Caller::current().administer("the registry")?;
-        names::repository(&repository)?;
+        granted(&repository, Actions::PULL, "pulling")?;
         layout::ensure()?;
         let d = if reference.contains(':') {
             names::digest(&reference)?
@@ -122,8 +139,7 @@ impl Guest for Component {
     }
 
     fn delete_manifest(repository: String, digest: String) -> Result<(), RegistryError> {
-        Caller::current().administer("the registry")?;
-        let (holder, d) = blob(&repository, &digest)?;
+        let (holder, d) = blob(&repository, &digest, Actions::DELETE, "deleting")?;
         if members::size(&d, &holder)?.is_none() {
             return Err(RegistryError::ManifestUnknown);
         }
@@ -147,8 +163,7 @@ impl Guest for Component {
     }
 
     fn delete_tag(repository: String, tag: String) -> Result<(), RegistryError> {
-        Caller::current().administer("the registry")?;
-        names::repository(&repository)?;
+        granted(&repository, Actions::DELETE, "deleting")?;
         names::tag(&tag)?;
         layout::ensure()?;
         let lock = index::lock()?;
@@ -168,8 +183,7 @@ impl Guest for Component {
         last: Option<String>,
         n: Option<u32>,
     ) -> Result<Page, RegistryError> {
-        Caller::current().administer("the registry")?;
-        names::repository(&repository)?;
+        granted(&repository, Actions::PULL, "pulling")?;
         layout::ensure()?;
         let tags = tags::list(&repository)?;
         if tags.is_empty() && !repositories::exists(&repository)? {
@@ -179,9 +193,14 @@ impl Guest for Component {
     }
 
     fn repositories(last: Option<String>, n: Option<u32>) -> Result<Page, RegistryError> {
-        Caller::current().administer("the registry")?;
+        let caller = Caller::current();
+        if caller.repositories.is_none() {
+            caller.administer("the registry")?;
+        }
         layout::ensure()?;
-        Ok(page(repositories::all()?, last, n))
+        let mut all = repositories::all()?;
+        all.retain(|r| caller.in_repository(r).contains(Actions::PULL));
+        Ok(page(all, last, n))
     }
 
     fn referrers(
@@ -191,8 +210,7 @@ impl Guest for Component {
         after: Option<String>,
         max_bytes: u64,
     ) -> Result<ReferrersPage, RegistryError> {
-        Caller::current().administer("the registry")?;
-        let (holder, subject) = blob(&repository, &subject)?;
+        let (holder, subject) = blob(&repository, &subject, Actions::PULL, "pulling")?;
         let after = after.as_deref().map(names::digest).transpose()?;
         let mut page = ReferrersPage {
             descriptors: Vec::new(),

@@ -7,6 +7,7 @@ use crate::bindings::exports::kist::content::ingester::{Guest as Ingester, Write
 use crate::bindings::exports::kist::content::registry::RegistryError;
 use crate::registry::{names, repositories};
 use crate::shared::error::Error;
+use crate::shared::scope::Caller;
 
 fn unknown(e: Error) -> RegistryError {
     match e {
@@ -24,7 +25,10 @@ pub fn open(repository: &str, id: &str, create: bool) -> Result<Writer, Registry
         crate::shared::layout::ensure()?;
         repositories::note(repository)?;
     } else {
-        <Component as Ingester>::status(reference.clone()).map_err(unknown)?;
+        as_repository(repository, || {
+            <Component as Ingester>::status(reference.clone())
+        })
+        .map_err(unknown)?;
     }
     let options = WriterOptions {
         expected_size: None,
@@ -32,15 +36,26 @@ pub fn open(repository: &str, id: &str, create: bool) -> Result<Writer, Registry
         labels: Vec::new(),
         holder: Some(names::holder(repository)),
     };
-    <Component as Ingester>::open_writer(reference, options).map_err(RegistryError::from)
+    as_repository(repository, || {
+        <Component as Ingester>::open_writer(reference, options)
+    })
+    .map_err(RegistryError::from)
+}
+
+/// Runs `f`, an ingester call on an upload of `repository`, as the
+/// repository's holder: its uploads are that holder's ingests, whoever
+/// the client is (the registry checked the client's grants).
+fn as_repository<R>(repository: &str, f: impl FnOnce() -> R) -> R {
+    Caller::internal(&names::holder(repository)).acting(f)
 }
 
 /// The offset of the upload `id` of `repository`.
 pub fn offset(repository: &str, id: &str) -> Result<u64, RegistryError> {
     names::repository(repository)?;
     names::upload_id(id)?;
-    let status =
-        <Component as Ingester>::status(names::upload_ref(repository, id)).map_err(unknown)?;
+    let reference = names::upload_ref(repository, id);
+    let status = as_repository(repository, || <Component as Ingester>::status(reference))
+        .map_err(unknown)?;
     Ok(status.offset)
 }
 
@@ -48,5 +63,6 @@ pub fn offset(repository: &str, id: &str) -> Result<u64, RegistryError> {
 pub fn cancel(repository: &str, id: &str) -> Result<(), RegistryError> {
     names::repository(repository)?;
     names::upload_id(id)?;
-    <Component as Ingester>::abort(names::upload_ref(repository, id)).map_err(unknown)
+    let reference = names::upload_ref(repository, id);
+    as_repository(repository, || <Component as Ingester>::abort(reference)).map_err(unknown)
 }

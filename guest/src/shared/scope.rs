@@ -4,9 +4,10 @@
 
 use std::cell::RefCell;
 
-use crate::bindings::kist::content::caller;
+use crate::bindings::kist::content::caller::{self, Actions, Grant};
 use crate::retention::holds;
 use crate::shared::error::{Error, Result};
+use crate::shared::grants;
 
 /// The identity of a call: the holder it acts for, and whether it is
 /// confined to what that holder holds.
@@ -17,6 +18,9 @@ pub struct Caller {
     pub holder: String,
     /// Whether it sees and changes only what `holder` holds or reaches.
     pub confined: bool,
+    /// What it may do in the registry's repositories; `None`: anything
+    /// if unconfined, nothing if confined.
+    pub repositories: Option<Vec<Grant>>,
 }
 
 thread_local! {
@@ -36,6 +40,7 @@ impl Caller {
         Self {
             holder: identity.holder,
             confined: identity.confined,
+            repositories: identity.repositories,
         }
     }
 
@@ -55,6 +60,7 @@ impl Caller {
         Self {
             holder: holder.to_owned(),
             confined: true,
+            repositories: None,
         }
     }
 
@@ -72,8 +78,16 @@ impl Caller {
 
     /// The holder a call that names `given` acts as, checked to take a
     /// hold (a lease must exist): `given`, or the caller's own. A confined
-    /// caller may name only its own.
+    /// caller may name only its own; a registry client (with grants)
+    /// none.
     pub fn holder_for(&self, given: Option<String>) -> Result<String> {
+        if self.repositories.is_some() {
+            // A registry client stores only into repositories, through the
+            // registry (which acts as the repository's holder).
+            return Err(Error::Denied(
+                "a registry client holds nothing of its own".to_owned(),
+            ));
+        }
         let holder = self.releasing(given)?;
         holds::check(&holder)?;
         Ok(holder)
@@ -98,7 +112,7 @@ impl Caller {
     /// own holder holds, others anything someone holds.
     pub fn sees(&self, holders: &[String]) -> bool {
         if self.confined {
-            holders.contains(&self.holder)
+            holders.contains(&self.holder) || holders.iter().any(|h| self.pulls_from(h))
         } else {
             !holders.is_empty()
         }
@@ -117,5 +131,34 @@ impl Caller {
             holders.retain(|h| *h == self.holder);
         }
         holders
+    }
+
+    /// What the caller may do in `repository` (see `caller.identity`).
+    pub fn in_repository(&self, repository: &str) -> Actions {
+        match &self.repositories {
+            Some(granted) => grants::allowed(granted, repository),
+            None if self.confined => Actions::empty(),
+            None => Actions::all(),
+        }
+    }
+
+    /// Fails with `denied` unless the caller may do `action` (`what`, for
+    /// the message) in `repository`.
+    pub fn may(&self, repository: &str, action: Actions, what: &str) -> Result<()> {
+        if self.in_repository(repository).contains(action) {
+            return Ok(());
+        }
+        Err(Error::Denied(format!(
+            "{what} in repository {repository:?} is not granted to this caller"
+        )))
+    }
+
+    /// Whether `holder` is a repository the caller may pull from (and so
+    /// sees what it holds); only grants extend sight this way.
+    fn pulls_from(&self, holder: &str) -> bool {
+        self.repositories.is_some()
+            && holder
+                .strip_prefix(holds::REGISTRY)
+                .is_some_and(|r| self.in_repository(r).contains(Actions::PULL))
     }
 }

@@ -1,163 +1,175 @@
-//! Who may use the registry: Basic authentication against an htpasswd
-//! file of bcrypt entries (as distribution's `htpasswd` auth), optionally
-//! with anonymous reads. bcrypt is slow on purpose (~50–250 ms a check),
-//! so a credential that checked out is remembered by its SHA-256 and not
-//! checked again.
+//! Who a registry client is, and the grants it comes with: Basic
+//! credentials against an htpasswd file, bearer tokens from a token
+//! server, or none (anonymous); an access policy turns a user into grants.
+//! Only authentication happens here: the store component decides what the
+//! grants allow on every call, and a refusal comes back as `denied`,
+//! which [`Client::refused`] turns into the answer the client's kind of
+//! authentication expects.
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine;
-use sha2::{Digest, Sha256};
+use kist::{Actions, Store};
 
 use super::errors::Failure;
+use super::htpasswd::Htpasswd;
+use super::policy::{self, PolicyFile};
+use super::token::Tokens;
 
-/// The users of an htpasswd file, read again by [`reload`](Self::reload).
-pub struct Htpasswd {
-    path: PathBuf,
-    /// User → bcrypt hash.
-    users: RwLock<HashMap<String, String>>,
-    /// SHA-256 of `user:password` pairs that checked out, and the count
-    /// of reloads they were checked after (a check that a reload overtook
-    /// is not remembered).
-    verified: Mutex<(u64, HashSet<[u8; 32]>)>,
-}
-
-impl Htpasswd {
-    /// Reads `path`: `user:$2y$...` lines (bcrypt only; `htpasswd -B`).
-    pub fn load(path: &Path) -> std::io::Result<Self> {
-        Ok(Self {
-            path: path.to_owned(),
-            users: RwLock::new(read(path)?),
-            verified: Mutex::default(),
-        })
-    }
-
-    /// Reads the file again (after SIGHUP): its users replace the ones
-    /// before, and credentials checked before are checked again. A file
-    /// that does not read or parse leaves the users as they were.
-    pub fn reload(&self) -> std::io::Result<()> {
-        let users = read(&self.path)?;
-        *self.users.write().expect("htpasswd lock") = users;
-        let mut verified = self.verified.lock().expect("auth cache");
-        verified.0 += 1;
-        verified.1.clear();
-        Ok(())
-    }
-
-    /// Whether `user` with `password` is allowed (runs bcrypt at most
-    /// once per credential).
-    fn check(&self, user: &str, password: &str) -> bool {
-        let key: [u8; 32] = Sha256::digest(format!("{user}:{password}")).into();
-        let reloads = {
-            let verified = self.verified.lock().expect("auth cache");
-            if verified.1.contains(&key) {
-                return true;
-            }
-            verified.0
-        };
-        let hash = self.users.read().expect("htpasswd lock").get(user).cloned();
-        let ok = hash.is_some_and(|hash| bcrypt::verify(password, &hash).unwrap_or(false));
-        let mut verified = self.verified.lock().expect("auth cache");
-        if ok && verified.0 == reloads {
-            verified.1.insert(key);
-        }
-        ok
-    }
-}
-
-/// The users of the htpasswd file at `path`.
-fn read(path: &Path) -> std::io::Result<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut users = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((user, hash)) = line.split_once(':') else {
-            return Err(std::io::Error::other(format!(
-                "{}:{}: no `user:hash`",
-                path.display(),
-                n + 1
-            )));
-        };
-        if !hash.starts_with("$2") {
-            return Err(std::io::Error::other(format!(
-                "{}:{}: only bcrypt entries are accepted (htpasswd -B)",
-                path.display(),
-                n + 1
-            )));
-        }
-        users.insert(user.to_owned(), hash.to_owned());
-    }
-    Ok(users)
-}
-
-/// The registry's access rule.
+/// The registry's access rules.
 #[derive(Default)]
 pub struct Access {
-    /// Users who may push and pull; `None`: everyone may (no auth).
+    /// Users who may log in with Basic credentials.
     pub htpasswd: Option<Htpasswd>,
-    /// With `htpasswd`: reads (`GET`, `HEAD`) need no credentials.
+    /// Clients without credentials may pull from every repository (with a
+    /// policy: pull is added to its `**` pattern).
     pub anonymous_pull: bool,
+    /// What users, groups and anonymous clients may do where; without
+    /// one, a user who logged in may do anything.
+    pub policy: Option<PolicyFile>,
+    /// Bearer tokens, and the token server challenges send clients to.
+    pub tokens: Option<Tokens>,
+}
+
+/// A client that authenticated (or is anonymous), and the store as it may
+/// use it.
+pub struct Client {
+    /// The user or token subject; `None`: anonymous.
+    pub user: Option<String>,
+    /// The store handle its calls go through: confined to its grants
+    /// unless it may do anything.
+    pub store: Store,
+    /// How it authenticated, for the answer to a refusal.
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Anonymous,
+    Basic,
+    Bearer,
 }
 
 impl Access {
-    /// Reads the htpasswd file again, if there is one (see
-    /// [`Htpasswd::reload`]).
+    /// Reads the htpasswd and policy files again (after SIGHUP). A file
+    /// that does not read or check stays as it was; the first error is
+    /// returned after both were tried.
     pub fn reload(&self) -> std::io::Result<()> {
-        self.htpasswd.as_ref().map_or(Ok(()), Htpasswd::reload)
+        let users = self.htpasswd.as_ref().map_or(Ok(()), Htpasswd::reload);
+        let policy = self.policy.as_ref().map_or(Ok(()), PolicyFile::reload);
+        users.and(policy)
     }
 
-    /// `Ok` with the user who authenticated (`None`: anonymous) if the
-    /// request may go on; a 401 with `WWW-Authenticate` otherwise. The
-    /// check runs on the blocking pool (bcrypt).
-    pub async fn allow(
-        self: &std::sync::Arc<Self>,
-        read: bool,
+    /// Whether clients must authenticate at all.
+    pub fn authenticates(&self) -> bool {
+        self.htpasswd.is_some() || self.tokens.is_some()
+    }
+
+    /// Who the request is from and the store handle its calls go
+    /// through; a 401 with a challenge for `scope` if its credentials do
+    /// not check out, or if it has none and anonymous clients may do
+    /// nothing. bcrypt runs on the blocking pool.
+    pub async fn admit(
+        self: &Arc<Self>,
+        store: &Store,
         headers: &HeaderMap,
-    ) -> Result<Option<String>, Failure> {
-        let Some(_) = &self.htpasswd else {
-            return Ok(None);
-        };
-        if read && self.anonymous_pull {
-            return Ok(None);
-        }
-        let credentials = headers
+        scope: Option<&str>,
+    ) -> Result<Client, Failure> {
+        let authorization = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b.trim())
-                    .ok()
-            })
-            .and_then(|b| String::from_utf8(b).ok());
-        let this = std::sync::Arc::clone(self);
-        let user = match credentials {
-            Some(c) => tokio::task::spawn_blocking(move || {
-                let (user, password) = c.split_once(':').unwrap_or((&c, ""));
-                let ok = this
-                    .htpasswd
-                    .as_ref()
-                    .is_some_and(|h| h.check(user, password));
-                ok.then(|| user.to_owned())
-            })
-            .await
-            .unwrap_or(None),
-            None => None,
-        };
-        if user.is_some() {
-            return Ok(user);
+            .unwrap_or_default();
+        if let (Some(token), Some(tokens)) = (authorization.strip_prefix("Bearer "), &self.tokens) {
+            return match tokens.verify(token.trim()) {
+                Ok(verified) => Ok(Client {
+                    user: verified.subject,
+                    store: store.granted(verified.grants),
+                    kind: Kind::Bearer,
+                }),
+                Err(why) => Err(self.challenge(scope, Some("invalid_token"), &why)),
+            };
         }
-        Err(Failure::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "authentication required",
-        )
-        .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"kist\"".into()))
+        if let (Some(basic), Some(_)) = (authorization.strip_prefix("Basic "), &self.htpasswd) {
+            let Some(user) = self.check_basic(basic).await else {
+                return Err(self.challenge(scope, None, "wrong user name or password"));
+            };
+            let grants = self
+                .policy
+                .as_ref()
+                .and_then(|p| p.get().grants(Some(&user), self.anonymous_pull));
+            return Ok(Client {
+                user: Some(user),
+                store: grants.map_or_else(|| store.clone(), |g| store.granted(g)),
+                kind: Kind::Basic,
+            });
+        }
+        let grants = match &self.policy {
+            Some(p) => p.get().grants(None, self.anonymous_pull),
+            None if self.anonymous_pull => Some(vec![policy::everywhere(Actions::PULL)]),
+            None if self.authenticates() => Some(Vec::new()),
+            None => None, // no authentication: anyone may do anything
+        };
+        if let Some(grants) = &grants
+            && grants.iter().all(|g| g.actions == Actions::empty())
+        {
+            return Err(self.challenge(scope, None, "authentication required"));
+        }
+        Ok(Client {
+            user: None,
+            store: grants.map_or_else(|| store.clone(), |g| store.granted(g)),
+            kind: Kind::Anonymous,
+        })
+    }
+
+    /// The user of Basic credentials `encoded`, if they check out.
+    async fn check_basic(self: &Arc<Self>, encoded: &str) -> Option<String> {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())?;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+            let ok = this
+                .htpasswd
+                .as_ref()
+                .is_some_and(|h| h.check(user, password));
+            ok.then(|| user.to_owned())
+        })
+        .await
+        .unwrap_or(None)
+    }
+
+    /// A 401 that tells the client how to authenticate: a bearer
+    /// challenge for `scope` when tokens are configured, else Basic.
+    fn challenge(&self, scope: Option<&str>, error: Option<&str>, message: &str) -> Failure {
+        let value = match &self.tokens {
+            Some(tokens) => tokens.challenge(scope, error),
+            None => "Basic realm=\"kist\"".to_owned(),
+        };
+        Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+            .with_header(header::WWW_AUTHENTICATE, value)
+    }
+}
+
+impl Client {
+    /// The answer to a request the store refused for lack of a grant
+    /// (`refused`, a 403 `DENIED`): an anonymous client is asked to
+    /// authenticate, a token's holder to get one with `scope`
+    /// (`insufficient_scope`, as the token spec says); a user who logged
+    /// in with a password keeps the 403, since logging in again will not
+    /// help.
+    pub fn refused(&self, access: &Access, refused: Failure, scope: Option<&str>) -> Failure {
+        match self.kind {
+            Kind::Basic => refused,
+            Kind::Anonymous if !access.authenticates() => refused,
+            Kind::Anonymous => access.challenge(scope, None, "authentication required"),
+            Kind::Bearer => access.challenge(
+                scope,
+                Some("insufficient_scope"),
+                "the token does not grant this",
+            ),
+        }
     }
 }

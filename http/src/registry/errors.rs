@@ -29,6 +29,12 @@ impl Failure {
         }
     }
 
+    /// Whether this is a 403 `DENIED`: the store refused the client (its
+    /// grants do not allow the request).
+    pub fn is_forbidden(&self) -> bool {
+        self.status == StatusCode::FORBIDDEN && self.code == "DENIED"
+    }
+
     /// The same failure with one more response header.
     pub fn with_header(mut self, name: header::HeaderName, value: String) -> Self {
         self.headers.push((name, value));

@@ -6,9 +6,12 @@ mod auth;
 mod blobs;
 mod blocking;
 mod errors;
+mod htpasswd;
 mod listings;
 mod manifests;
 mod paths;
+mod policy;
+mod token;
 mod upload_body;
 mod uploads;
 
@@ -23,9 +26,12 @@ use axum::routing::any;
 use kist::Store;
 use kist_admission::Transfer;
 
-pub use auth::{Access, Htpasswd};
+pub use auth::Access;
 use errors::{Failure, Reply};
+pub use htpasswd::Htpasswd;
 use paths::Endpoint;
+pub use policy::PolicyFile;
+pub use token::Tokens;
 
 /// What an upload's body holds in memory: the piece filling from the
 /// network and the one being written (see `upload_body`).
@@ -95,31 +101,72 @@ async fn handle(
     client: crate::client::Client,
     body: Body,
 ) -> Response {
-    let read = method == Method::GET || method == Method::HEAD;
-    let user = match registry.access.allow(read, &headers).await {
+    let rest = uri.path().strip_prefix("/v2").unwrap_or_default();
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let endpoint = paths::endpoint(rest);
+    let query = Query::parse(&uri);
+    let scope = endpoint
+        .as_ref()
+        .and_then(|e| scope(e, &method, query.get("from").as_deref()));
+    let admitted = registry
+        .access
+        .admit(&registry.store, &headers, scope.as_deref())
+        .await;
+    let user = match admitted {
         Ok(user) => user,
         Err(refused) => return refused.into_response(),
     };
-    let rest = uri.path().strip_prefix("/v2").unwrap_or_default();
-    let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let Some(endpoint) = paths::endpoint(rest) else {
+    let Some(endpoint) = endpoint else {
         return Failure::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no such endpoint")
             .into_response();
     };
-    let query = Query::parse(&uri);
+    let as_client = Registry {
+        store: user.store.clone(),
+        access: registry.access.clone(),
+    };
     let reply = route(
-        &registry, endpoint, &method, &query, &headers, &client, body,
+        &as_client, endpoint, &method, &query, &headers, &client, body,
     )
-    .await;
+    .await
+    .map_err(|failure| match failure.is_forbidden() {
+        true => user.refused(&registry.access, failure, scope.as_deref()),
+        false => failure,
+    });
     let mut response = reply.unwrap_or_else(IntoResponse::into_response);
     response.headers_mut().insert(
         "Docker-Distribution-API-Version",
         header::HeaderValue::from_static("registry/2.0"),
     );
-    if let Some(user) = user {
+    if let Some(user) = user.user {
         response.extensions_mut().insert(crate::observe::User(user));
     }
     response
+}
+
+/// The token scope a request to `endpoint` with `method` needs (the
+/// distribution token spec's `scope` parameter; space-separated when a
+/// mount also reads `from`): what a challenge asks the client to get.
+fn scope(endpoint: &Endpoint, method: &Method, from: Option<&str>) -> Option<String> {
+    let name = match endpoint {
+        Endpoint::Base => return None,
+        Endpoint::Catalog => return Some("registry:catalog:*".to_owned()),
+        Endpoint::Blob { name, .. }
+        | Endpoint::Uploads { name }
+        | Endpoint::Upload { name, .. }
+        | Endpoint::Manifest { name, .. }
+        | Endpoint::Tags { name }
+        | Endpoint::Referrers { name, .. } => name,
+    };
+    let actions = match *method {
+        Method::GET | Method::HEAD => "pull",
+        Method::DELETE if !matches!(endpoint, Endpoint::Upload { .. }) => "delete",
+        _ => "pull,push",
+    };
+    let mut scope = format!("repository:{name}:{actions}");
+    if let (Endpoint::Uploads { .. }, Some(from)) = (endpoint, from) {
+        scope.push_str(&format!(" repository:{from}:pull"));
+    }
+    Some(scope)
 }
 
 /// A response with `status` and no body.
