@@ -13,6 +13,7 @@ mod measure;
 mod native;
 mod registry;
 mod registry_peers;
+mod registry_tokens;
 mod report;
 mod retention;
 mod rss;
@@ -163,6 +164,7 @@ fn main() -> anyhow::Result<()> {
             (1 << 30, 10_000)
         };
         registry::run(&mut report, &tools, work, size, reps.min(3), tags)?;
+        registry_tokens::run(&mut report, &tools, work, size, reps.max(5))?;
     }
     if wanted(Scenario::Snapshots) {
         let (files, size, cycles, kept) = if quick {

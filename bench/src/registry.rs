@@ -37,7 +37,13 @@ fn with_query(url: &str, q: &str) -> String {
 
 /// Pushes `file` (`size` bytes, digest `digest`) to `repo` of `r`, in one
 /// PUT or in `CHUNK` PATCHes.
-fn push(r: &Running, repo: &str, file: &Path, digest: &str, chunked: bool) -> anyhow::Result<()> {
+pub fn push(
+    r: &Running,
+    repo: &str,
+    file: &Path,
+    digest: &str,
+    chunked: bool,
+) -> anyhow::Result<()> {
     let size = std::fs::metadata(file)?.len();
     let started = ureq::post(&format!("{}/v2/{repo}/blobs/uploads/", r.base)).call()?;
     let mut location = absolute(r, started.header("location").context("no Location")?);
@@ -67,13 +73,29 @@ fn push(r: &Running, repo: &str, file: &Path, digest: &str, chunked: bool) -> an
 
 /// GETs a blob to nowhere; returns its length.
 fn pull(r: &Running, repo: &str, digest: &str) -> anyhow::Result<u64> {
-    let got = ureq::get(&format!("{}/v2/{repo}/blobs/{digest}", r.base)).call()?;
+    pull_with(&ureq::agent(), r, repo, digest, None)
+}
+
+/// GETs a blob to nowhere on `agent` (its connections kept), with an
+/// `Authorization` value if given; returns its length.
+pub fn pull_with(
+    agent: &ureq::Agent,
+    r: &Running,
+    repo: &str,
+    digest: &str,
+    authorization: Option<&str>,
+) -> anyhow::Result<u64> {
+    let mut request = agent.get(&format!("{}/v2/{repo}/blobs/{digest}", r.base));
+    if let Some(value) = authorization {
+        request = request.set("Authorization", value);
+    }
+    let got = request.call()?;
     Ok(std::io::copy(&mut got.into_reader(), &mut std::io::sink())?)
 }
 
 /// A file of `size` pseudo-random bytes (seeded: every run differs) and
 /// its digest.
-fn random_file(path: &Path, size: u64, seed: u64) -> anyhow::Result<String> {
+pub fn random_file(path: &Path, size: u64, seed: u64) -> anyhow::Result<String> {
     crate::big::seeded_file(path, size, seed)?;
     native::sha256_file(path)
 }

@@ -43,15 +43,15 @@ impl Drop for Running {
 
 /// `kist serve` on a store at `dir`, collections off.
 pub fn kist(kist: &Path, dir: &Path) -> anyhow::Result<Running> {
+    kist_with(kist, dir, &[])
+}
+
+/// `kist serve` on a store at `dir`, collections off, with `flags`.
+pub fn kist_with(kist: &Path, dir: &Path, flags: &[&str]) -> anyhow::Result<Running> {
     let mut child = Command::new(kist)
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--gc-interval",
-            "0s",
-            "--store",
-        ])
+        .args(["serve", "--addr", "127.0.0.1:0", "--gc-interval", "0s"])
+        .args(flags)
+        .arg("--store")
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
