@@ -79,7 +79,7 @@ pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> 
         }
         Command::Component { which, output } => component(which, output.as_deref()),
         Command::Artifact { command } => crate::artifact::run(store, command, out),
-        Command::Serve(args) => crate::serve::run(store, args),
+        Command::Serve(args) => crate::serve::run(store, *args),
     }
 }
 

@@ -181,7 +181,7 @@ enum Command {
     // A flag given twice counts once, the last: `--config` puts the
     // file's settings before the command line's (see `config_file`).
     #[command(args_override_self = true)]
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Write a WebAssembly component kist is built with, to run or compose
     /// in hosts of your own (see `kist::components`).
     Component {

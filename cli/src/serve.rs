@@ -59,6 +59,30 @@ pub struct Args {
     /// RS384, RS512, ES256, ES384).
     #[arg(long, requires = "token_realm")]
     token_key: Option<std::path::PathBuf>,
+    /// Be a pull-through mirror of this registry (`https://registry-1.docker.io`):
+    /// what the store lacks is fetched from it, verified and stored as if
+    /// pushed; tags are revalidated after --mirror-ttl. Pushes and deletes
+    /// are refused unless --mirror-allow-push.
+    #[arg(long)]
+    mirror: Option<String>,
+    /// Another origin the upstream may send the mirror to: its token
+    /// realm, a blob CDN (`https://auth.docker.io`); may be repeated.
+    #[arg(long, requires = "mirror")]
+    mirror_allow: Vec<String>,
+    /// The user name for the upstream (Basic, or for its token realm).
+    #[arg(long, requires_all = ["mirror", "mirror_password_file"])]
+    mirror_username: Option<String>,
+    /// A file holding the upstream password (not given on the command
+    /// line, where `ps` shows it).
+    #[arg(long, requires = "mirror_username")]
+    mirror_password_file: Option<std::path::PathBuf>,
+    /// How long a mirrored tag is served before the upstream is asked
+    /// whether it moved.
+    #[arg(long, default_value = "5m", value_parser = crate::parse_duration, requires = "mirror")]
+    mirror_ttl: Duration,
+    /// With --mirror: accept pushes and deletes too.
+    #[arg(long, requires = "mirror")]
+    mirror_allow_push: bool,
     /// Listen on a non-loopback address without --htpasswd or tokens:
     /// anyone who reaches it may push, overwrite tags and delete (unless
     /// --access-policy says otherwise).
@@ -166,7 +190,27 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         ),
     };
     let metrics = kist_http::Metrics::new(store);
-    let mut router = kist_http::router_with(store, access.clone());
+    let mirror = match &args.mirror {
+        None => None,
+        Some(upstream) => {
+            let credentials = match (&args.mirror_username, &args.mirror_password_file) {
+                (Some(user), Some(file)) => {
+                    let password = std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    Some((
+                        user.clone(),
+                        password.trim_end_matches(['\n', '\r']).to_owned(),
+                    ))
+                }
+                _ => None,
+            };
+            let upstream = kist_http::Upstream::new(upstream, &args.mirror_allow, credentials)
+                .map_err(anyhow::Error::msg)?;
+            let mirror = kist_http::Mirror::new(upstream, args.mirror_ttl, args.mirror_allow_push);
+            Some(std::sync::Arc::new(mirror))
+        }
+    };
+    let mut router = kist_http::router_with(store, access.clone(), mirror);
     if args.metrics_addr.is_none() {
         router = router.merge(metrics.routes());
     }

@@ -164,6 +164,40 @@ impl Registry {
         })
     }
 
+    /// Stores a manifest a pull-through mirror fetched from its upstream:
+    /// as [`put_manifest_tagged`](Self::put_manifest_tagged), except that
+    /// what it references need not be held yet (the mirror fetches blobs
+    /// when they are asked for).
+    pub fn cache_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+        tags: &[String],
+    ) -> Result<Pushed> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_cache_manifest(s, repository, reference, media_type, bytes, tags)
+        })
+    }
+
+    /// Up to `len` bytes at `offset` of the upload `id` of `repository`
+    /// while it is written (fewer at the end of what is written so far);
+    /// [`RegistryError::BlobUploadUnknown`] once it is committed.
+    pub fn read_upload(
+        &self,
+        repository: &str,
+        id: &str,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_read_upload(s, repository, id, offset, len)
+        })
+    }
+
     /// The manifest `reference` (a tag or a digest) of `repository`.
     pub fn get_manifest(&self, repository: &str, reference: &str) -> Result<Manifest> {
         self.call(|api, s| {

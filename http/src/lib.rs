@@ -50,23 +50,28 @@ pub use connections::{Config, serve};
 pub use kist_admission::{Admission, Limits};
 pub use metrics::Metrics;
 pub use observe::{AccessLog, observed};
-pub use registry::{Access, Htpasswd, PolicyFile, Tokens};
+pub use registry::{Access, Htpasswd, Mirror, PolicyFile, Tokens, Upstream};
 pub use tls::Tls;
 
 /// Every route kist serves for `store`, the registry open to everyone.
 /// Unknown paths get 404; a known path asked with another method gets 405
 /// with `Allow`.
 pub fn router(store: &Store) -> Router {
-    router_with(store, std::sync::Arc::default())
+    router_with(store, std::sync::Arc::default(), None)
 }
 
 /// Every route kist serves for `store`, the registry's `/v2/` behind
-/// `access` (artifact downloads are public, as before); keep a clone of
+/// `access` (artifact downloads are public, as before) and, with a
+/// `mirror`, a pull-through cache of its upstream; keep a clone of
 /// `access` to [`reload`](Access::reload) it.
-pub fn router_with(store: &Store, access: std::sync::Arc<Access>) -> Router {
+pub fn router_with(
+    store: &Store,
+    access: std::sync::Arc<Access>,
+    mirror: Option<std::sync::Arc<Mirror>>,
+) -> Router {
     Router::new()
         .merge(artifacts::routes(store.clone()))
-        .merge(registry::routes(store.clone(), access))
+        .merge(registry::routes(store.clone(), access, mirror))
 }
 
 /// `503 Service Unavailable` for a body the admission refused: the client

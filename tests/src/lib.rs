@@ -9,6 +9,7 @@ pub mod oci;
 pub mod registry;
 pub mod token_server;
 pub mod trees;
+pub mod upstream;
 
 use std::path::Path;
 

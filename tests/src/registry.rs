@@ -151,3 +151,18 @@ pub fn finish(mut stream: std::net::TcpStream) -> String {
     std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
     answer
 }
+
+/// `skopeo copy` over plain HTTP (no TLS checks, no signature policy)
+/// with `args` (flags, then source and destination).
+pub fn skopeo_copy(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::peer("skopeo"))
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .args(args)
+        .output()
+        .expect("running skopeo")
+}

@@ -23,6 +23,7 @@ mod portable;
 mod registry;
 mod registry_access;
 mod registry_clients;
+mod registry_mirror;
 mod registry_tokens;
 mod retention;
 mod sandbox;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use jsonwebtoken::{Algorithm, EncodingKey};
 use kist_tests::http::{body, fetch, send};
-use kist_tests::registry::{Client, code, image};
+use kist_tests::registry::{Client, code, image, skopeo_copy};
 use kist_tests::token_server::{ISSUER, SERVICE, Signer, TokenServer, claims, now};
 use kist_tests::{Harness, Server, open_embedded, peer};
 use serde_json::json;
@@ -230,16 +230,7 @@ fn skopeo_logs_in_through_the_token_server() {
     image(3, 2).write_layout(&src, "v1");
     let host = server.base.trim_start_matches("http://").to_owned();
     let skopeo = |creds: &str, from: &str, to: &str| {
-        Command::new(peer("skopeo"))
-            .args([
-                "--insecure-policy",
-                "copy",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-            ])
-            .args(["--src-creds", creds, "--dest-creds", creds, from, to])
-            .output()
-            .expect("running skopeo")
+        skopeo_copy(&["--src-creds", creds, "--dest-creds", creds, from, to])
     };
     let source = format!("oci:{}:v1", src.display());
     let target = format!("docker://{host}/team/app:v1");

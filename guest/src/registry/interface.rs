@@ -108,7 +108,28 @@ impl Guest for Component {
         tags: Vec<String>,
     ) -> Result<Pushed, RegistryError> {
         granted(&repository, Actions::PUSH, "pushing")?;
-        push::manifest(&repository, &reference, &media_type, bytes, &tags)
+        push::manifest(&repository, &reference, &media_type, bytes, &tags, false)
+    }
+
+    fn cache_manifest(
+        repository: String,
+        reference: String,
+        media_type: String,
+        bytes: Vec<u8>,
+        tags: Vec<String>,
+    ) -> Result<Pushed, RegistryError> {
+        granted(&repository, Actions::PUSH, "pushing")?;
+        push::manifest(&repository, &reference, &media_type, bytes, &tags, true)
+    }
+
+    fn read_upload(
+        repository: String,
+        id: String,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, RegistryError> {
+        granted(&repository, Actions::PUSH, "pushing")?;
+        uploads::read(&repository, &id, offset, len)
     }
 
     fn get_manifest(repository: String, reference: String) -> Result<Manifest, RegistryError> {

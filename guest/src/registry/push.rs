@@ -23,13 +23,15 @@ pub const MEDIA_TYPE_LABEL: &str = "kist.registry/media-type";
 const REF_LABEL: &str = "containerd.io/gc.ref.content.";
 
 /// Stores the manifest `bytes` pushed to `repository` as `reference`, and
-/// points `more_tags` at it.
+/// points `more_tags` at it. A manifest a mirror `fetched` need not have
+/// what it references in the repository yet.
 pub fn manifest(
     repository: &str,
     reference: &str,
     content_type: &str,
     bytes: Vec<u8>,
     more_tags: &[String],
+    fetched: bool,
 ) -> Result<Pushed, RegistryError> {
     names::repository(repository)?;
     let by_digest = if reference.contains(':') {
@@ -64,7 +66,7 @@ pub fn manifest(
     layout::ensure()?;
     repositories::note(repository)?;
     let holder = names::holder(repository);
-    for (_, d, size) in &parsed.references {
+    for (_, d, size) in parsed.references.iter().filter(|_| !fetched) {
         members::require(d, *size, &holder, &digest)?;
     }
     let size = bytes.len() as u64;

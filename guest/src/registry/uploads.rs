@@ -5,8 +5,10 @@
 use crate::Component;
 use crate::bindings::exports::kist::content::ingester::{Guest as Ingester, Writer, WriterOptions};
 use crate::bindings::exports::kist::content::registry::RegistryError;
+use crate::content::ingest;
 use crate::registry::{names, repositories};
 use crate::shared::error::Error;
+use crate::shared::fs;
 use crate::shared::scope::Caller;
 
 fn unknown(e: Error) -> RegistryError {
@@ -57,6 +59,21 @@ pub fn offset(repository: &str, id: &str) -> Result<u64, RegistryError> {
     let status = as_repository(repository, || <Component as Ingester>::status(reference))
         .map_err(unknown)?;
     Ok(status.offset)
+}
+
+/// Most bytes one [`read`] returns.
+const MAX_READ: u32 = 4 << 20;
+
+/// Up to `len` bytes at `offset` of the upload `id` of `repository`, as
+/// written so far.
+pub fn read(repository: &str, id: &str, offset: u64, len: u32) -> Result<Vec<u8>, RegistryError> {
+    names::repository(repository)?;
+    names::upload_id(id)?;
+    let dir = ingest::dir_of(&names::upload_ref(repository, id));
+    let data = ingest::open_data(&dir)?.ok_or(RegistryError::BlobUploadUnknown)?;
+    let written = fs::fstat(&data, &dir)?.size;
+    let len = u64::from(len.min(MAX_READ)).min(written.saturating_sub(offset));
+    Ok(fs::read_at(&data, &format!("{dir}/data"), offset, len)?)
 }
 
 /// Cancels the upload `id` of `repository`.

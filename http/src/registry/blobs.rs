@@ -18,18 +18,33 @@ pub async fn get(
     headers: &HeaderMap,
     client: &Client,
 ) -> Reply {
-    let store = registry.store.clone();
-    let wanted = digest.clone();
-    let (size, reader) = blocking::run(move || {
-        let size = store.registry().stat_blob(&name, &wanted)?;
-        Ok((size, store.reader(&wanted)?))
-    })
-    .await?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let open = || {
+        let (store, name, wanted) = (registry.store.clone(), name.clone(), digest.clone());
+        blocking::run(move || {
+            let size = store.registry().stat_blob(&name, &wanted)?;
+            Ok((size, store.reader(&wanted)?))
+        })
+    };
+    let (size, reader) = match (open().await, &registry.mirror) {
+        (Ok(opened), _) => opened,
+        // Not stored, and the client may pull (else the component said
+        // `denied`): the mirror fetches it. A whole blob streams as it
+        // arrives; a range is served once it is in.
+        (Err(unknown), Some(mirror)) if unknown.is_unknown() => {
+            let server = &registry.server;
+            if range.is_none() {
+                return mirror.blob(server, &name, &digest, method, client).await;
+            }
+            mirror.stored(server, &name, &digest).await?;
+            open().await?
+        }
+        (Err(failure), _) => return Err(failure),
+    };
     let response = Response::builder()
         .header("Docker-Content-Digest", &digest)
         .header(header::ETAG, format!("\"{digest}\""))
         .header(header::CONTENT_TYPE, "application/octet-stream");
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     Ok(body::ranged(response, reader, size, range, method, client))
 }
 

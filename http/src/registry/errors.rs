@@ -35,6 +35,11 @@ impl Failure {
         self.status == StatusCode::FORBIDDEN && self.code == "DENIED"
     }
 
+    /// Whether this is a 404: the store does not have what was asked.
+    pub fn is_unknown(&self) -> bool {
+        self.status == StatusCode::NOT_FOUND
+    }
+
     /// The same failure with one more response header.
     pub fn with_header(mut self, name: header::HeaderName, value: String) -> Self {
         self.headers.push((name, value));

@@ -106,14 +106,25 @@ pub async fn get(
     client: &Client,
 ) -> Reply {
     let transfer = admit(client, MAX_MANIFEST as u64)?;
+    let stale = match &registry.mirror {
+        Some(mirror) => {
+            mirror
+                .manifest(&registry.server, &registry.store, &name, &reference)
+                .await?
+        }
+        None => None,
+    };
     let store = registry.store.clone();
     let manifest = blocking::run(move || store.registry().get_manifest(&name, &reference)).await?;
-    let response = Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, &manifest.media_type)
         .header("Docker-Content-Digest", &manifest.digest)
         .header(header::ETAG, format!("\"{}\"", manifest.digest))
         .header(header::CONTENT_LENGTH, manifest.bytes.len());
+    if let Some(warning) = stale {
+        response = response.header(header::WARNING, warning);
+    }
     let body = if method == Method::HEAD {
         Body::empty()
     } else {

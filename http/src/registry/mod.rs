@@ -9,11 +9,13 @@ mod errors;
 mod htpasswd;
 mod listings;
 mod manifests;
+mod mirror;
 mod paths;
 mod policy;
 mod token;
 mod upload_body;
 mod uploads;
+mod upstream;
 
 use std::sync::Arc;
 
@@ -29,9 +31,11 @@ use kist_admission::Transfer;
 pub use auth::Access;
 use errors::{Failure, Reply};
 pub use htpasswd::Htpasswd;
+pub use mirror::Mirror;
 use paths::Endpoint;
 pub use policy::PolicyFile;
 pub use token::Tokens;
+pub use upstream::Upstream;
 
 /// What an upload's body holds in memory: the piece filling from the
 /// network and the one being written (see `upload_body`).
@@ -40,8 +44,13 @@ const UPLOAD_MEMORY: u64 = 2 << 20;
 /// What the registry's handlers share.
 #[derive(Clone)]
 struct Registry {
+    /// The store as the client may use it (the server's, until the
+    /// client is known).
     store: Store,
+    /// The server's own handle: what the mirror stores with.
+    server: Store,
     access: Arc<Access>,
+    mirror: Option<Arc<Mirror>>,
 }
 
 /// A request's query parameters, decoded, in order.
@@ -83,9 +92,15 @@ pub(crate) fn route_of(path: &str) -> Option<&'static str> {
     Some(paths::endpoint(rest).map_or("/v2/{unknown}", |e| e.route()))
 }
 
-/// The registry routes over `store` with `access`.
-pub fn routes(store: Store, access: Arc<Access>) -> Router {
-    let registry = Registry { store, access };
+/// The registry routes over `store` with `access`, mirroring an upstream
+/// with `mirror`.
+pub fn routes(store: Store, access: Arc<Access>, mirror: Option<Arc<Mirror>>) -> Router {
+    let registry = Registry {
+        server: store.clone(),
+        store,
+        access,
+        mirror,
+    };
     Router::new()
         .route("/v2", any(handle))
         .route("/v2/", any(handle))
@@ -122,7 +137,7 @@ async fn handle(
     };
     let as_client = Registry {
         store: user.store.clone(),
-        access: registry.access.clone(),
+        ..registry.clone()
     };
     let reply = route(
         &as_client, endpoint, &method, &query, &headers, &client, body,
@@ -197,6 +212,19 @@ async fn route(
     body: Body,
 ) -> Reply {
     let m = method.as_str();
+    if let Some(mirror) = registry.mirror.as_ref().filter(|m| !m.allow_push)
+        && !matches!(m, "GET" | "HEAD")
+    {
+        return Err(Failure::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            format!(
+                "this registry is a pull-through mirror of {}: it takes no pushes or deletes",
+                mirror.upstream()
+            ),
+        )
+        .with_header(header::ALLOW, "GET, HEAD".into()));
+    }
     match endpoint {
         Endpoint::Base => match m {
             "GET" | "HEAD" => Ok(Response::builder()

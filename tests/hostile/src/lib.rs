@@ -615,6 +615,23 @@ impl registry::Guest for Hostile {
     ) -> Result<registry::Pushed, registry::RegistryError> {
         unreachable!()
     }
+    fn cache_manifest(
+        _: String,
+        _: String,
+        _: String,
+        _: Vec<u8>,
+        _: Vec<String>,
+    ) -> Result<registry::Pushed, registry::RegistryError> {
+        unreachable!()
+    }
+    fn read_upload(
+        _: String,
+        _: String,
+        _: u64,
+        _: u32,
+    ) -> Result<Vec<u8>, registry::RegistryError> {
+        unreachable!()
+    }
     fn get_manifest(_: String, _: String) -> Result<registry::Manifest, registry::RegistryError> {
         unreachable!()
     }

@@ -1,0 +1,543 @@
+//! A pull-through mirror (`kist serve --mirror UPSTREAM`): `/v2/` served
+//! from the store, and what it lacks fetched from the upstream, verified
+//! and stored by the component as if pushed (a manifest with
+//! `cache-manifest`, a blob through an upload the component commits only
+//! with the digest asked for).
+//!
+//! Better than distribution's proxy:
+//! - one download per missing blob however many clients ask for it at
+//!   once: every client streams from the upload as it fills (the
+//!   component's `read-upload`), none waits for the end;
+//! - a download cut midway resumes with a `Range` from where it stopped;
+//! - a tag is revalidated after the TTL with a `HEAD` (its
+//!   `Docker-Content-Digest`), and served stale, with a `Warning` header,
+//!   when the upstream cannot be reached.
+//!
+//! The fill runs on its own, not in a client's request: a client that
+//! leaves does not cut it for the others.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::{Method, StatusCode, header};
+use axum::response::Response;
+use kist::{Error, RegistryError, Store};
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::blocking;
+use super::errors::{Failure, Reply};
+use super::manifests::MAX_MANIFEST;
+use super::upstream::{Failed, MANIFEST_TYPES, Upstream};
+use crate::client::Client;
+
+/// Bytes one fill step reads from the upstream, and one client read.
+const CHUNK: usize = 1 << 20;
+/// Tries in a row that bring no byte before a fill gives up.
+const TRIES: u32 = 3;
+/// The `Warning` of a manifest served stale.
+const STALE: &str = "110 kist \"Response is Stale: the upstream could not be reached\"";
+
+/// A mirror of one upstream registry.
+pub struct Mirror {
+    upstream: Upstream,
+    /// How long a tag is served without asking the upstream again.
+    ttl: Duration,
+    /// Whether pushes, tag moves and deletes are accepted besides.
+    pub allow_push: bool,
+    /// When each `(repository, tag)` was last checked upstream.
+    checked: Mutex<HashMap<(String, String), Instant>>,
+    /// Blobs being fetched, by `repository@digest`.
+    fills: Mutex<HashMap<String, watch::Receiver<Fill>>>,
+}
+
+/// How a blob's fill stands.
+#[derive(Clone, Debug)]
+enum Fill {
+    /// Downloading: bytes written so far, and the whole size once the
+    /// upstream said it.
+    Running { written: u64, size: Option<u64> },
+    /// Stored, verified: the blob.
+    Done { size: u64 },
+    /// Given up: why, and whether the upstream lacks the blob.
+    Failed { why: String, unknown: bool },
+}
+
+impl Mirror {
+    /// A mirror of `upstream` revalidating tags after `ttl`.
+    pub fn new(upstream: Upstream, ttl: Duration, allow_push: bool) -> Self {
+        Self {
+            upstream,
+            ttl,
+            allow_push,
+            checked: Mutex::default(),
+            fills: Mutex::default(),
+        }
+    }
+
+    /// The upstream's base URL.
+    pub fn upstream(&self) -> &str {
+        self.upstream.base()
+    }
+
+    /// Makes the manifest `reference` of `repository` current in the
+    /// store before `client` reads it: fetched if missing, revalidated if
+    /// a tag's TTL ran out. `Some(warning)` when it is served stale.
+    /// `client`'s right to pull is checked (by the component) first, so
+    /// nobody makes the mirror fetch what they may not read.
+    pub async fn manifest(
+        self: &Arc<Self>,
+        server: &Store,
+        client: &Store,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<&'static str>, Failure> {
+        let (store, name, r) = (client.clone(), repository.to_owned(), reference.to_owned());
+        let local = blocking::run(move || store.registry().get_manifest(&name, &r)).await;
+        let by_digest = reference.contains(':');
+        let key = (repository.to_owned(), reference.to_owned());
+        let have = match local {
+            Ok(_) if by_digest => return Ok(None),
+            Ok(m) => {
+                let fresh = self
+                    .checked
+                    .lock()
+                    .expect("checked")
+                    .get(&key)
+                    .is_some_and(|at| at.elapsed() < self.ttl);
+                if fresh {
+                    return Ok(None);
+                }
+                Some(m.digest)
+            }
+            Err(f) if f.is_unknown() => None,
+            Err(f) => return Err(f),
+        };
+        let (this, server) = (self.clone(), server.clone());
+        let (name, r, had) = (repository.to_owned(), reference.to_owned(), have.clone());
+        let refreshed = tokio::task::spawn_blocking(move || this.refresh(&server, &name, &r, had))
+            .await
+            .unwrap_or_else(|e| Err(Refresh::Store(Error::Component(e.to_string()))));
+        match refreshed {
+            Ok(()) => {
+                if !by_digest {
+                    self.checked
+                        .lock()
+                        .expect("checked")
+                        .insert(key, Instant::now());
+                }
+                Ok(None)
+            }
+            Err(Refresh::Store(e)) => Err(e.into()),
+            Err(Refresh::Upstream(Failed::Status(404))) => Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                format!(
+                    "{} has no manifest {reference} in {repository}",
+                    self.upstream()
+                ),
+            )),
+            Err(Refresh::Upstream(_)) if have.is_some() => Ok(Some(STALE)),
+            Err(Refresh::Upstream(e)) => Err(unavailable(&e)),
+        }
+    }
+
+    /// Fetches the manifest `reference` of `repository` into the store,
+    /// unless the upstream's digest for it is `have` already.
+    fn refresh(
+        &self,
+        server: &Store,
+        repository: &str,
+        reference: &str,
+        have: Option<String>,
+    ) -> Result<(), Refresh> {
+        let path = |r: &str| format!("{repository}/manifests/{r}");
+        let mut by = reference.to_owned();
+        if have.is_some() {
+            let head = self
+                .upstream
+                .request("HEAD", &path(reference), &MANIFEST_TYPES, 0)?;
+            if let Some(digest) = head.header("docker-content-digest") {
+                if have.as_deref() == Some(digest) {
+                    return Ok(());
+                }
+                by = digest.to_owned();
+            }
+        }
+        let response = self
+            .upstream
+            .request("GET", &path(reference), &MANIFEST_TYPES, 0)?;
+        if let Some(digest) = response.header("docker-content-digest") {
+            by = digest.to_owned(); // the component checks the bytes have it
+        }
+        let media_type = response
+            .header("content-type")
+            .map(|t| t.split(';').next().unwrap_or_default().trim().to_owned())
+            .unwrap_or_default();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(response.into_reader(), MAX_MANIFEST as u64 + 1),
+            &mut bytes,
+        )
+        .map_err(|e| Refresh::Upstream(Failed::Unreachable(e.to_string())))?;
+        if bytes.len() > MAX_MANIFEST {
+            return Err(Refresh::Store(Error::TooLarge(format!(
+                "the upstream's manifest {reference} is over {MAX_MANIFEST} bytes"
+            ))));
+        }
+        let tags: Vec<String> = (!reference.contains(':'))
+            .then(|| reference.to_owned())
+            .into_iter()
+            .collect();
+        server
+            .registry()
+            .cache_manifest(repository, &by, &media_type, &bytes, &tags)?;
+        Ok(())
+    }
+
+    /// The blob `digest` of `repository`, which the store lacks: fetched
+    /// once however many ask, each streaming it as it arrives. `client`
+    /// may pull from `repository` (the component said so when it
+    /// answered that the blob is unknown).
+    pub async fn blob(
+        self: &Arc<Self>,
+        server: &Store,
+        repository: &str,
+        digest: &str,
+        method: &Method,
+        client: &Client,
+    ) -> Reply {
+        let mut fill = self.fill(server, repository, digest);
+        let size = loop {
+            let state = fill.borrow_and_update().clone();
+            match state {
+                Fill::Running {
+                    size: Some(size), ..
+                }
+                | Fill::Done { size } => break size,
+                Fill::Failed { why, unknown } => return Err(failed(&why, unknown)),
+                Fill::Running { size: None, .. } => {}
+            }
+            if fill.changed().await.is_err() {
+                // The fill ended between the look and the wait: its last
+                // state is what the next look sees.
+                let last = fill.borrow().clone();
+                if let Fill::Running { .. } = last {
+                    return Err(failed("the fill stopped", false));
+                }
+            }
+        };
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header("Docker-Content-Digest", digest)
+            .header(header::ETAG, format!("\"{digest}\""))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, size);
+        if method == Method::HEAD {
+            return Ok(response.body(Body::empty()).expect("valid response"));
+        }
+        let transfer = client
+            .transfer(crate::body::STREAM_MEMORY)
+            .map_err(|refused| {
+                Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "TOOMANYREQUESTS",
+                    refused.to_string(),
+                )
+            })?;
+        let body = follow(
+            server.clone(),
+            repository.to_owned(),
+            digest.to_owned(),
+            fill,
+            size,
+            transfer,
+        );
+        Ok(response.body(body).expect("valid response"))
+    }
+
+    /// Waits until the blob `digest` of `repository` is stored, fetching
+    /// it if no fill is running.
+    pub async fn stored(
+        self: &Arc<Self>,
+        server: &Store,
+        repository: &str,
+        digest: &str,
+    ) -> Result<(), Failure> {
+        let mut fill = self.fill(server, repository, digest);
+        loop {
+            match fill.borrow_and_update().clone() {
+                Fill::Done { .. } => return Ok(()),
+                Fill::Failed { why, unknown } => return Err(failed(&why, unknown)),
+                Fill::Running { .. } => {}
+            }
+            if fill.changed().await.is_err() && matches!(*fill.borrow(), Fill::Running { .. }) {
+                return Err(failed("the fill stopped", false));
+            }
+        }
+    }
+
+    /// The fill of `digest` into `repository`: the one running, or a new
+    /// one.
+    fn fill(
+        self: &Arc<Self>,
+        server: &Store,
+        repository: &str,
+        digest: &str,
+    ) -> watch::Receiver<Fill> {
+        let key = format!("{repository}@{digest}");
+        let mut fills = self.fills.lock().expect("fills");
+        if let Some(running) = fills.get(&key) {
+            return running.clone();
+        }
+        let (tx, rx) = watch::channel(Fill::Running {
+            written: 0,
+            size: None,
+        });
+        fills.insert(key.clone(), rx.clone());
+        let (this, server) = (self.clone(), server.clone());
+        let (repository, digest) = (repository.to_owned(), digest.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let end = match this.download(&server, &repository, &digest, &tx) {
+                Ok(size) => Fill::Done { size },
+                Err(Refresh::Upstream(Failed::Status(404))) => Fill::Failed {
+                    why: format!("{} has no blob {digest} in {repository}", this.upstream()),
+                    unknown: true,
+                },
+                Err(e) => Fill::Failed {
+                    why: e.to_string(),
+                    unknown: false,
+                },
+            };
+            if let Fill::Failed { why, .. } = &end {
+                tracing::warn!("mirror: {repository}@{digest}: {why}");
+            }
+            // Out of the map first: whoever asks next starts afresh (or
+            // finds the blob stored).
+            this.fills
+                .lock()
+                .expect("fills")
+                .remove(&format!("{repository}@{digest}"));
+            let _ = tx.send(end);
+        });
+        rx
+    }
+
+    /// Downloads the blob into an upload of `repository` and commits it;
+    /// its size. A download cut midway is asked again from where it
+    /// stopped (`Range`), up to [`TRIES`] times in a row without a byte.
+    fn download(
+        &self,
+        server: &Store,
+        repository: &str,
+        digest: &str,
+        progress: &watch::Sender<Fill>,
+    ) -> Result<u64, Refresh> {
+        let registry = server.registry();
+        let id = upload_id(digest);
+        // What a crash left of an earlier fill starts over.
+        let _ = registry.cancel_upload(repository, &id);
+        let mut writer = registry.open_upload(repository, &id, true)?;
+        let (mut written, mut size, mut tries) = (0u64, None::<u64>, 0);
+        let mut buf = vec![0; CHUNK];
+        loop {
+            let path = format!("{repository}/blobs/{digest}");
+            let response = match self.upstream.request("GET", &path, &[], written) {
+                Ok(r) => r,
+                Err(Failed::Unreachable(e)) if tries + 1 < TRIES => {
+                    tries += 1;
+                    tracing::warn!("mirror: {path} from {written}: {e}; trying again");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let length: Option<u64> = response
+                .header("content-length")
+                .and_then(|v| v.parse().ok());
+            let mut skip = 0;
+            match response.status() {
+                206 => {
+                    let total = response
+                        .header("content-range")
+                        .and_then(|r| r.rsplit_once('/'))
+                        .and_then(|(_, t)| t.parse().ok());
+                    size = size.or(total);
+                }
+                _ => {
+                    size = size.or(length);
+                    skip = written; // the range was not honoured
+                }
+            }
+            let _ = progress.send(Fill::Running { written, size });
+            let mut body = response.into_reader();
+            let before = written;
+            let cut = loop {
+                let n = match std::io::Read::read(&mut body, &mut buf) {
+                    Ok(0) => break None,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Some(e.to_string()),
+                };
+                let dropped = skip.min(n as u64) as usize;
+                skip -= dropped as u64;
+                writer.write_all(&buf[dropped..n])?;
+                written += (n - dropped) as u64;
+                let _ = progress.send(Fill::Running { written, size });
+            };
+            let complete = size.is_some_and(|s| written >= s);
+            match cut {
+                None if complete || size.is_none() => break,
+                why => {
+                    tries = if written > before { 0 } else { tries + 1 };
+                    let why = why.unwrap_or_else(|| "the body ended early".to_owned());
+                    if tries >= TRIES {
+                        return Err(Refresh::Upstream(Failed::Unreachable(why)));
+                    }
+                    tracing::warn!("mirror: {path} cut at {written}: {why}; resuming with a range");
+                }
+            }
+        }
+        match writer.commit(Some(written), Some(digest), &[]) {
+            Ok(_) | Err(Error::AlreadyExists) => Ok(written),
+            Err(e) => {
+                // Not what was asked for: nothing of it stays.
+                let _ = registry.cancel_upload(repository, &id);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The body of a blob being filled: every byte as soon as the fill has
+/// written it (from the upload), then from the stored blob once it is
+/// committed. Ends with an error, cutting the response, if the fill fails.
+fn follow(
+    server: Store,
+    repository: String,
+    digest: String,
+    mut fill: watch::Receiver<Fill>,
+    size: u64,
+    transfer: Option<kist_admission::Transfer>,
+) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
+    tokio::spawn(async move {
+        let _transfer = transfer;
+        let mut sent = 0u64;
+        while sent < size {
+            let state = fill.borrow_and_update().clone();
+            let ready = match state {
+                // The last byte only once the component checked the
+                // digest: a client never gets a whole body that is not
+                // the blob; a wrong one ends cut.
+                Fill::Running { written, .. } => written.min(size - 1),
+                Fill::Done { size } => size,
+                Fill::Failed { why, .. } => {
+                    let _ = tx.send(Err(std::io::Error::other(why))).await;
+                    return;
+                }
+            };
+            if sent >= ready {
+                if fill.changed().await.is_err() && matches!(*fill.borrow(), Fill::Running { .. }) {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("the fill stopped")))
+                        .await;
+                    return;
+                }
+                continue;
+            }
+            let (server, repository, digest) = (server.clone(), repository.clone(), digest.clone());
+            let want = (ready - sent).min(CHUNK as u64);
+            let read =
+                blocking::spawn(move || read(&server, &repository, &digest, sent, want)).await;
+            let chunk = match read {
+                Ok(Ok(c)) if !c.is_empty() => Ok(Bytes::from(c)),
+                Ok(Ok(_)) => Err(std::io::Error::other("the blob ended early")),
+                Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let failed = chunk.is_err();
+            sent += chunk.as_ref().map_or(0, |c| c.len() as u64);
+            if tx.send(chunk).await.is_err() || failed {
+                return; // the client left, or the read failed
+            }
+        }
+    });
+    Body::from_stream(ReceiverStream::new(rx))
+}
+
+/// `len` bytes at `offset` of the blob being filled: from its upload, or
+/// from the blob once committed.
+fn read(
+    server: &Store,
+    repository: &str,
+    digest: &str,
+    offset: u64,
+    len: u64,
+) -> kist::Result<Vec<u8>> {
+    let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+    match server
+        .registry()
+        .read_upload(repository, &upload_id(digest), offset, len32)
+    {
+        Ok(bytes) if !bytes.is_empty() => Ok(bytes),
+        Ok(_) | Err(Error::Registry(RegistryError::BlobUploadUnknown)) => {
+            server.reader(digest)?.read_at(offset, len)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The upload a fill of `digest` writes: one per blob, so a second fill of
+/// it (another process's) finds the first busy instead of writing beside.
+fn upload_id(digest: &str) -> String {
+    let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+    format!("mirror-{algorithm}-{}", &hex[..hex.len().min(64)])
+}
+
+/// Why a refresh or fill failed: the upstream, or the store.
+#[derive(Debug)]
+enum Refresh {
+    Upstream(Failed),
+    Store(Error),
+}
+
+impl std::fmt::Display for Refresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refresh::Upstream(e) => write!(f, "{e}"),
+            Refresh::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<Failed> for Refresh {
+    fn from(e: Failed) -> Self {
+        Refresh::Upstream(e)
+    }
+}
+
+impl From<Error> for Refresh {
+    fn from(e: Error) -> Self {
+        Refresh::Store(e)
+    }
+}
+
+/// The answer when the upstream cannot give what the store lacks.
+fn unavailable(e: &Failed) -> Failure {
+    Failure::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNAVAILABLE",
+        e.to_string(),
+    )
+}
+
+/// The answer to a blob whose fill failed.
+fn failed(why: &str, unknown: bool) -> Failure {
+    if unknown {
+        Failure::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", why)
+    } else {
+        Failure::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", why)
+    }
+}
