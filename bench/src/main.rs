@@ -12,6 +12,7 @@ mod listing;
 mod measure;
 mod native;
 mod registry;
+mod registry_mirror;
 mod registry_peers;
 mod registry_tokens;
 mod report;
@@ -70,6 +71,9 @@ enum Scenario {
     /// The OCI registry against docker-registry (distribution 2.8):
     /// pushes, pulls, skopeo copies, tag updates.
     Registry,
+    /// What registry operators add: pulls through the mirror against its
+    /// upstream, and with bearer tokens against anonymous ones.
+    Operators,
     /// Snapshots: apply against `tar xzf`; prepare/commit/remove cycles
     /// against containerd's overlayfs snapshotter.
     Snapshots,
@@ -164,7 +168,11 @@ fn main() -> anyhow::Result<()> {
             (1 << 30, 10_000)
         };
         registry::run(&mut report, &tools, work, size, reps.min(3), tags)?;
-        registry_tokens::run(&mut report, &tools, work, size, reps.max(5))?;
+    }
+    if wanted(Scenario::Operators) {
+        let size = if quick { 8 << 20 } else { 1 << 30 };
+        registry_mirror::run(&mut report, &tools, work, size, reps)?;
+        registry_tokens::run(&mut report, &tools, work, size, reps)?;
     }
     if wanted(Scenario::Snapshots) {
         let (files, size, cycles, kept) = if quick {
