@@ -108,9 +108,7 @@ pub fn run(
     reps: usize,
     tags: usize,
 ) -> anyhow::Result<()> {
-    let dir = work.join("registry");
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::tools::scratch(work, "registry")?;
     let registries = [
         registry_peers::distribution(&dir.join("distribution"))?,
         registry_peers::kist(&tools.kist, &dir.join("kist"))?,

@@ -28,9 +28,7 @@ pub fn run(
     size: u64,
     reps: usize,
 ) -> anyhow::Result<()> {
-    let dir = work.join("registry-mirror");
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::tools::scratch(work, "registry-mirror")?;
     let upstream = registry_peers::distribution(&dir.join("upstream"))?;
     let local = registry_peers::kist(&tools.kist, &dir.join("local"))?;
     let file = dir.join("layer");

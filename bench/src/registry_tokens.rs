@@ -41,9 +41,7 @@ pub fn run(
     size: u64,
     reps: usize,
 ) -> anyhow::Result<()> {
-    let dir = work.join("registry-tokens");
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::tools::scratch(work, "registry-tokens")?;
     let store = dir.join("store");
     let file = dir.join("blob");
     let large = random_file(&file, size, 7)?;

@@ -53,3 +53,12 @@ pub fn timed(cmd: &mut Command, input: Option<&Path>) -> anyhow::Result<Duration
     );
     Ok(elapsed)
 }
+
+/// A new, empty scratch directory `name` under `work` (what an earlier
+/// run left there is removed).
+pub fn scratch(work: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let dir = work.join(name);
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
