@@ -35,6 +35,9 @@ use crate::client::Client;
 
 /// Bytes one fill step reads from the upstream, and one client read.
 const CHUNK: usize = 1 << 20;
+/// Chunks a fill keeps in memory for the clients following it, so those
+/// that keep up never read back from the store.
+const RECENT: usize = 8;
 /// Tries in a row that bring no byte before a fill gives up.
 const TRIES: u32 = 3;
 /// The `Warning` of a manifest served stale.
@@ -50,8 +53,11 @@ pub struct Mirror {
     /// When each `(repository, tag)` was last checked upstream.
     checked: Mutex<HashMap<(String, String), Instant>>,
     /// Blobs being fetched, by `repository@digest`.
-    fills: Mutex<HashMap<String, watch::Receiver<Fill>>>,
+    fills: Mutex<HashMap<String, (watch::Receiver<Fill>, Recent)>>,
 }
+
+/// The last chunks a fill wrote, by offset.
+type Recent = Arc<Mutex<std::collections::VecDeque<(u64, Bytes)>>>;
 
 /// How a blob's fill stands.
 #[derive(Clone, Debug)]
@@ -209,7 +215,7 @@ impl Mirror {
         method: &Method,
         client: &Client,
     ) -> Reply {
-        let mut fill = self.fill(server, repository, digest);
+        let (mut fill, recent) = self.fill(server, repository, digest);
         let size = loop {
             let state = fill.borrow_and_update().clone();
             match state {
@@ -251,7 +257,7 @@ impl Mirror {
             server.clone(),
             repository.to_owned(),
             digest.to_owned(),
-            fill,
+            (fill, recent),
             size,
             transfer,
         );
@@ -266,7 +272,7 @@ impl Mirror {
         repository: &str,
         digest: &str,
     ) -> Result<(), Failure> {
-        let mut fill = self.fill(server, repository, digest);
+        let (mut fill, _) = self.fill(server, repository, digest);
         loop {
             match fill.borrow_and_update().clone() {
                 Fill::Done { .. } => return Ok(()),
@@ -286,7 +292,7 @@ impl Mirror {
         server: &Store,
         repository: &str,
         digest: &str,
-    ) -> watch::Receiver<Fill> {
+    ) -> (watch::Receiver<Fill>, Recent) {
         let key = format!("{repository}@{digest}");
         let mut fills = self.fills.lock().expect("fills");
         if let Some(running) = fills.get(&key) {
@@ -296,11 +302,13 @@ impl Mirror {
             written: 0,
             size: None,
         });
-        fills.insert(key.clone(), rx.clone());
+        let recent = Recent::default();
+        fills.insert(key.clone(), (rx.clone(), recent.clone()));
+        let kept = recent.clone();
         let (this, server) = (self.clone(), server.clone());
         let (repository, digest) = (repository.to_owned(), digest.to_owned());
         tokio::task::spawn_blocking(move || {
-            let end = match this.download(&server, &repository, &digest, &tx) {
+            let end = match this.download(&server, &repository, &digest, (&tx, &kept)) {
                 Ok(size) => Fill::Done { size },
                 Err(Refresh::Upstream(Failed::Status(404))) => Fill::Failed {
                     why: format!("{} has no blob {digest} in {repository}", this.upstream()),
@@ -322,7 +330,7 @@ impl Mirror {
                 .remove(&format!("{repository}@{digest}"));
             let _ = tx.send(end);
         });
-        rx
+        (rx, recent)
     }
 
     /// Downloads the blob into an upload of `repository` and commits it;
@@ -333,7 +341,7 @@ impl Mirror {
         server: &Store,
         repository: &str,
         digest: &str,
-        progress: &watch::Sender<Fill>,
+        (progress, recent): (&watch::Sender<Fill>, &Recent),
     ) -> Result<u64, Refresh> {
         let registry = server.registry();
         let id = upload_id(digest);
@@ -374,15 +382,20 @@ impl Mirror {
             let mut body = response.into_reader();
             let before = written;
             let cut = loop {
-                let n = match std::io::Read::read(&mut body, &mut buf) {
-                    Ok(0) => break None,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Some(e.to_string()),
-                };
+                let (n, ended) = fill_buffer(&mut body, &mut buf);
+                if n == 0 {
+                    break ended;
+                }
                 let dropped = skip.min(n as u64) as usize;
                 skip -= dropped as u64;
                 writer.write_all(&buf[dropped..n])?;
+                {
+                    let mut recent = recent.lock().expect("recent");
+                    if recent.len() == RECENT {
+                        recent.pop_front();
+                    }
+                    recent.push_back((written, Bytes::copy_from_slice(&buf[dropped..n])));
+                }
                 written += (n - dropped) as u64;
                 let _ = progress.send(Fill::Running { written, size });
             };
@@ -410,6 +423,23 @@ impl Mirror {
     }
 }
 
+/// Reads `body` until `buf` is full or the body ends: the bytes read, and
+/// why it stopped short if it broke off (`None`: full, or the end). A
+/// socket hands over a few KiB per read; the store and the clients get
+/// whole chunks, one component call each.
+fn fill_buffer(body: &mut impl std::io::Read, buf: &mut [u8]) -> (usize, Option<String>) {
+    let mut n = 0;
+    while n < buf.len() {
+        match body.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(got) => n += got,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Some(e.to_string())),
+        }
+    }
+    (n, None)
+}
+
 /// The body of a blob being filled: every byte as soon as the fill has
 /// written it (from the upload), then from the stored blob once it is
 /// committed. Ends with an error, cutting the response, if the fill fails.
@@ -417,7 +447,7 @@ fn follow(
     server: Store,
     repository: String,
     digest: String,
-    mut fill: watch::Receiver<Fill>,
+    (mut fill, recent): (watch::Receiver<Fill>, Recent),
     size: u64,
     transfer: Option<kist_admission::Transfer>,
 ) -> Body {
@@ -447,15 +477,29 @@ fn follow(
                 }
                 continue;
             }
-            let (server, repository, digest) = (server.clone(), repository.clone(), digest.clone());
             let want = (ready - sent).min(CHUNK as u64);
-            let read =
-                blocking::spawn(move || read(&server, &repository, &digest, sent, want)).await;
-            let chunk = match read {
-                Ok(Ok(c)) if !c.is_empty() => Ok(Bytes::from(c)),
-                Ok(Ok(_)) => Err(std::io::Error::other("the blob ended early")),
-                Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
+            let kept = recent
+                .lock()
+                .expect("recent")
+                .iter()
+                .find(|(at, b)| *at <= sent && sent < at + b.len() as u64)
+                .map(|(at, b)| b.slice((sent - at) as usize..))
+                .map(|b| b.slice(..b.len().min(want as usize)));
+            let chunk = match kept {
+                Some(bytes) => Ok(bytes),
+                None => {
+                    let (server, repository, digest) =
+                        (server.clone(), repository.clone(), digest.clone());
+                    let read =
+                        blocking::spawn(move || read(&server, &repository, &digest, sent, want))
+                            .await;
+                    match read {
+                        Ok(Ok(c)) if !c.is_empty() => Ok(Bytes::from(c)),
+                        Ok(Ok(_)) => Err(std::io::Error::other("the blob ended early")),
+                        Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
+                        Err(e) => Err(std::io::Error::other(e.to_string())),
+                    }
+                }
             };
             let failed = chunk.is_err();
             sent += chunk.as_ref().map_or(0, |c| c.len() as u64);
