@@ -131,16 +131,28 @@ impl Said {
 }
 
 /// A PATCH of 8 bytes to `upload` with `authorization`, of which only 4
-/// are sent: a request in flight, finished by [`finish`].
+/// are sent: a request in flight, finished by [`finish`]. It asks
+/// `Expect: 100-continue` and sends its first bytes only after the server
+/// answered `100 Continue`, which it does when the handler starts reading
+/// the body: the request has been let in by then.
 pub fn half_sent_patch(server: &Server, upload: &str, authorization: &str) -> std::net::TcpStream {
     let addr = server.base.trim_start_matches("http://").to_owned();
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     let head = format!(
         "PATCH {upload} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\n\
          Content-Type: application/octet-stream\r\nContent-Length: 8\r\n\
-         Connection: close\r\n\r\nhalf"
+         Expect: 100-continue\r\nConnection: close\r\n\r\n"
     );
     std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
+        answer.push(byte[0]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+    std::io::Write::write_all(&mut stream, b"half").unwrap();
     stream
 }
 
