@@ -216,25 +216,12 @@ impl Mirror {
         client: &Client,
     ) -> Reply {
         let (mut fill, recent) = self.fill(server, repository, digest);
-        let size = loop {
-            let state = fill.borrow_and_update().clone();
-            match state {
-                Fill::Running {
-                    size: Some(size), ..
-                }
-                | Fill::Done { size } => break size,
-                Fill::Failed { why, unknown } => return Err(failed(&why, unknown)),
-                Fill::Running { size: None, .. } => {}
-            }
-            if fill.changed().await.is_err() {
-                // The fill ended between the look and the wait: its last
-                // state is what the next look sees.
-                let last = fill.borrow().clone();
-                if let Fill::Running { .. } = last {
-                    return Err(failed("the fill stopped", false));
-                }
-            }
-        };
+        let size = until(&mut fill, |state| match state {
+            Fill::Running { size, .. } => *size,
+            Fill::Done { size } => Some(*size),
+            Fill::Failed { .. } => None,
+        })
+        .await?;
         let response = Response::builder()
             .status(StatusCode::OK)
             .header("Docker-Content-Digest", digest)
@@ -273,16 +260,10 @@ impl Mirror {
         digest: &str,
     ) -> Result<(), Failure> {
         let (mut fill, _) = self.fill(server, repository, digest);
-        loop {
-            match fill.borrow_and_update().clone() {
-                Fill::Done { .. } => return Ok(()),
-                Fill::Failed { why, unknown } => return Err(failed(&why, unknown)),
-                Fill::Running { .. } => {}
-            }
-            if fill.changed().await.is_err() && matches!(*fill.borrow(), Fill::Running { .. }) {
-                return Err(failed("the fill stopped", false));
-            }
-        }
+        until(&mut fill, |state| {
+            matches!(state, Fill::Done { .. }).then_some(())
+        })
+        .await
     }
 
     /// The fill of `digest` into `repository`: the one running, or a new
@@ -420,6 +401,23 @@ impl Mirror {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// Waits until `ready` picks a value from the fill's state: that value,
+/// or why the fill failed (or stopped without saying).
+async fn until<T>(
+    fill: &mut watch::Receiver<Fill>,
+    ready: impl Fn(&Fill) -> Option<T>,
+) -> Result<T, Failure> {
+    let state = fill
+        .wait_for(|f| matches!(f, Fill::Failed { .. }) || ready(f).is_some())
+        .await
+        .map_err(|_| failed("the fill stopped", false))?
+        .clone();
+    match state {
+        Fill::Failed { why, unknown } => Err(failed(&why, unknown)),
+        state => Ok(ready(&state).expect("waited for it")),
     }
 }
 
