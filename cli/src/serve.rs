@@ -80,6 +80,14 @@ pub struct Args {
     /// whether it moved.
     #[arg(long, default_value = "5m", value_parser = crate::parse_duration, requires = "mirror")]
     mirror_ttl: Duration,
+    /// How long a mirrored image is kept after a client last pulled its
+    /// manifest (distribution's proxy keeps blobs 7 days from their
+    /// fetch). Then it is cached content: removed by the collection after
+    /// the store's cache TTL, or earlier, oldest first, when a quota
+    /// (`kist quota set --holder registry/ 50G`) needs the space; a
+    /// later pull fetches it again.
+    #[arg(long, default_value = "7d", value_parser = crate::parse_duration, requires = "mirror")]
+    mirror_keep: Duration,
     /// With --mirror: accept pushes and deletes too.
     #[arg(long, requires = "mirror")]
     mirror_allow_push: bool,
@@ -206,7 +214,12 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
             };
             let upstream = kist_http::Upstream::new(upstream, &args.mirror_allow, credentials)
                 .map_err(anyhow::Error::msg)?;
-            let mirror = kist_http::Mirror::new(upstream, args.mirror_ttl, args.mirror_allow_push);
+            let mirror = kist_http::Mirror::new(
+                upstream,
+                args.mirror_ttl,
+                args.mirror_keep,
+                args.mirror_allow_push,
+            );
             Some(std::sync::Arc::new(mirror))
         }
     };

@@ -167,7 +167,11 @@ impl Registry {
     /// Stores a manifest a pull-through mirror fetched from its upstream:
     /// as [`put_manifest_tagged`](Self::put_manifest_tagged), except that
     /// what it references need not be held yet (the mirror fetches blobs
-    /// when they are asked for).
+    /// when they are asked for), what the repository held of it before a
+    /// collection released it is held again, and its tags are cache
+    /// entries: the manifest is kept by itself for `keep` (renewed by
+    /// [`keep_manifest`](Self::keep_manifest)), then evicted with what
+    /// only it reaches, as cached content is.
     pub fn cache_manifest(
         &self,
         repository: &str,
@@ -175,10 +179,34 @@ impl Registry {
         media_type: &str,
         bytes: &[u8],
         tags: &[String],
+        keep: std::time::Duration,
     ) -> Result<Pushed> {
         self.call(|api, s| {
+            api.kist_content_registry().call_cache_manifest(
+                s,
+                repository,
+                reference,
+                media_type,
+                bytes,
+                tags,
+                keep.as_secs(),
+            )
+        })
+    }
+
+    /// Keeps the mirrored manifest `digest` of `repository` by itself for
+    /// at least `keep` from now: a client used it.
+    /// [`RegistryError::ManifestUnknown`] if the repository no longer
+    /// holds it.
+    pub fn keep_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+        keep: std::time::Duration,
+    ) -> Result<()> {
+        self.call(|api, s| {
             api.kist_content_registry()
-                .call_cache_manifest(s, repository, reference, media_type, bytes, tags)
+                .call_keep_manifest(s, repository, digest, keep.as_secs())
         })
     }
 

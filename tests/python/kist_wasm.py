@@ -15,7 +15,7 @@ import wasmtime
 import wasmtime.component as wc
 
 PACKAGE = "kist:content"
-VERSION = "0.10.0"
+VERSION = "0.11.0"
 
 
 class KistError(Exception):

@@ -291,6 +291,26 @@ fn grants_hold_whatever_the_front_end() {
         as_client.delete_blob("library/app", &open_d),
         Err(kist::Error::Denied(_))
     ));
+    // A puller can neither store a mirror's manifest nor keep one longer.
+    assert!(matches!(
+        as_client.cache_manifest(
+            "library/app",
+            "v1",
+            "application/vnd.oci.image.manifest.v1+json",
+            b"{}",
+            &[],
+            std::time::Duration::from_secs(u64::MAX / 2),
+        ),
+        Err(kist::Error::Denied(_))
+    ));
+    assert!(matches!(
+        as_client.keep_manifest(
+            "library/app",
+            &open_d,
+            std::time::Duration::from_secs(3_600)
+        ),
+        Err(kist::Error::Denied(_))
+    ));
     assert_eq!(client.get(&open_d).unwrap(), open);
     assert!(matches!(client.get(&closed_d), Err(kist::Error::NotFound)));
     assert!(matches!(client.put(b"mine"), Err(kist::Error::Denied(_))));

@@ -321,3 +321,123 @@ fn a_hostile_upstream_stores_nothing() {
     assert!(tags.map(|p| p.names).unwrap_or_default().is_empty());
     assert!(kist_tests::fsck(&store, false).is_empty());
 }
+
+/// Pulls the manifest `v1` of `name` and every blob of `image` through
+/// the mirror, checking each.
+fn pull_all(c: &Client, name: &str, image: &Image) {
+    let r = c.get(&format!("/v2/{name}/manifests/v1"));
+    assert_eq!(r.status(), 200, "{name}");
+    assert_eq!(sha256(&body(r)), image.digest);
+    for blob in image.blobs() {
+        let r = c.get(&format!("/v2/{name}/blobs/{}", blob.digest));
+        assert_eq!(r.status(), 200, "{name}: {}", blob.digest);
+        assert_eq!(sha256(&body(r)), blob.digest);
+    }
+}
+
+/// Whether the store at `dir` has the blob `digest` on disk.
+fn on_disk(dir: &Path, digest: &str) -> bool {
+    dir.join("blobs/sha256").join(&digest[7..]).exists()
+}
+
+/// How many times each blob of `image` was asked of the upstream.
+fn fetched(proxy: &Proxy, name: &str, image: &Image) -> Vec<usize> {
+    image
+        .blobs()
+        .map(|b| proxy.count(&format!("GET /v2/{name}/blobs/{} ", b.digest)))
+        .collect()
+}
+
+/// Proves what the mirror stores is a cache, held by its repository with
+/// a TTL from the last pull (`--mirror-keep`): within it a collection
+/// keeps it all (graces set to 0, so only the keep holds it). With a keep
+/// of 0 a collection releases it (a mirrored tag keeps nothing) and,
+/// within the cache TTL, a pull takes the cached blobs back without
+/// fetching them again (only the manifest is asked again). When a quota
+/// on `registry/` is crossed, the image released longest ago is evicted
+/// first, its mirrored tag with it, and the next pull fetches it again.
+#[test]
+fn the_mirror_is_a_cache_kept_after_use_and_evicted_oldest_first() {
+    let work = tempfile::tempdir().unwrap();
+    let upstream = DockerRegistry::start(work.path());
+    let proxy = Proxy::start(&upstream.addr);
+    let (a, b) = (image(6, 1_000_000), image(7, 1_000_000));
+    publish(&upstream, &a, "lib/a:v1", work.path());
+    publish(&upstream, &b, "lib/b:v1", work.path());
+    let mirror = format!("http://{}", proxy.addr);
+    let graces_off = |store: &kist::Store, cache_ttl: u64| {
+        let mut settings = store.retention().settings().unwrap();
+        settings.upload_grace_seconds = 0;
+        settings.untagged_grace_seconds = 0;
+        settings.cache_ttl_seconds = cache_ttl;
+        store.retention().set_settings(settings).unwrap();
+    };
+
+    // Kept for an hour after the pull: a collection removes nothing.
+    let kept = Harness::new(open_embedded);
+    graces_off(&kept.store(), 0);
+    let server = Server::start_with(kept.path(), &["--mirror", &mirror, "--mirror-keep", "1h"]);
+    pull_all(&Client::new(&server), "lib/a", &a);
+    assert_eq!(kist_tests::collect(&kept.store()), 0);
+    assert!(a.blobs().all(|blob| on_disk(kept.path(), &blob.digest)));
+    let reached = proxy.requests().len();
+    pull_all(&Client::new(&server), "lib/a", &a);
+    assert_eq!(proxy.requests().len(), reached, "served from the store");
+    drop(server);
+
+    // Kept 0 s: released at once, cached for an hour.
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    graces_off(&store, 3_600);
+    let server = Server::start_with(h.path(), &["--mirror", &mirror, "--mirror-keep", "0s"]);
+    let c = Client::new(&server);
+    pull_all(&c, "lib/a", &a);
+    assert_eq!(fetched(&proxy, "lib/a", &a), [2, 2, 2, 2], "once per store");
+    assert_eq!(kist_tests::collect(&store), 0, "cached, not removed");
+    assert!(
+        store
+            .registry()
+            .stat_blob("lib/a", &a.layers[0].digest)
+            .is_err(),
+        "released"
+    );
+    let manifests = proxy.count("GET /v2/lib/a/manifests/v1 ");
+    pull_all(&c, "lib/a", &a);
+    assert_eq!(proxy.count("GET /v2/lib/a/manifests/v1 "), manifests + 1);
+    assert_eq!(fetched(&proxy, "lib/a", &a), [2, 2, 2, 2], "taken back");
+
+    // a is released, then b later; a quota with room for one of them
+    // evicts a.
+    assert_eq!(kist_tests::collect(&store), 0);
+    pull_all(&c, "lib/b", &b);
+    assert_eq!(kist_tests::collect(&store), 0);
+    let size =
+        |i: &Image| i.blobs().map(|b| b.bytes.len() as u64).sum::<u64>() + i.manifest.len() as u64;
+    store
+        .retention()
+        .set_quota(
+            Some("registry/"),
+            kist::Limit::Bytes(size(&b) + size(&a) / 2),
+        )
+        .unwrap();
+    let freed = kist_tests::collect(&store);
+    assert_eq!(freed, size(&a));
+    assert!(a.blobs().all(|blob| !on_disk(h.path(), &blob.digest)));
+    assert!(!on_disk(h.path(), &a.digest));
+    assert!(b.blobs().all(|blob| on_disk(h.path(), &blob.digest)));
+    let tags = match store.registry().tags("lib/a", None, None) {
+        Ok(page) => page.names,
+        Err(kist::Error::Registry(kist::RegistryError::NameUnknown)) => Vec::new(),
+        Err(e) => panic!("tags of lib/a: {e}"),
+    };
+    assert!(tags.is_empty(), "the evicted tag went: {tags:?}");
+    assert_eq!(
+        store.registry().tags("lib/b", None, None).unwrap().names,
+        ["v1"]
+    );
+
+    // Pulled again: fetched again, and b is evicted to make room.
+    pull_all(&c, "lib/a", &a);
+    assert_eq!(fetched(&proxy, "lib/a", &a), [3, 3, 3, 3]);
+    assert!(kist_tests::fsck(&store, false).is_empty());
+}

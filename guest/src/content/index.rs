@@ -27,6 +27,9 @@ use crate::shared::journal::{Change, Format, Journal, View};
 pub const FILE: &str = "index.json";
 /// The annotation that names an entry.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation that makes an entry a mirror's: a cache entry that
+/// keeps nothing by itself (see [`keeps`]).
+pub const MIRRORED: &str = "kist.registry/mirrored";
 
 /// `index.json` as a journal's base: entries by name (an entry without
 /// one is keyed by its digest after a NUL, which no name starts with).
@@ -96,8 +99,11 @@ pub fn with_prefix(prefix: &str) -> Result<Vec<(String, Descriptor)>> {
         .collect())
 }
 
-/// Whether an entry of the index is the blob `d`.
-pub fn names(d: &Digest) -> Result<bool> {
+/// Whether an entry of the index keeps the blob `d`: one names it and is
+/// not a mirror's (a mirrored tag is a cache entry; what it names is kept
+/// by its repository's hold until that runs out, then evicted as cached
+/// content is, and the entry goes with it).
+pub fn keeps(d: &Digest) -> Result<bool> {
     let view = current()?;
     DIGESTS.with(|cell| {
         let mut cell = cell.borrow_mut();
@@ -105,6 +111,7 @@ pub fn names(d: &Digest) -> Result<bool> {
             let digests = view
                 .records
                 .values()
+                .filter(|d| !mirrored(d))
                 .map(|d| d.digest().to_string())
                 .collect();
             *cell = Some((Rc::clone(&view), digests));
@@ -122,11 +129,19 @@ pub fn ref_name(d: &Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// Whether the entry `d` is a mirror's (see [`MIRRORED`]).
+pub fn mirrored(d: &Descriptor) -> bool {
+    d.annotations()
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIRRORED))
+}
+
 /// Every entry's digest, with the names it has (`<digest>` for an entry
-/// without one): the roots `index.json` holds.
+/// without one): the roots `index.json` holds (mirrors' entries aside,
+/// see [`keeps`]).
 pub fn roots() -> Result<BTreeMap<String, Vec<String>>> {
     let mut roots: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for d in current()?.records.values() {
+    for d in current()?.records.values().filter(|d| !mirrored(d)) {
         let digest = d.digest().to_string();
         let name = ref_name(d).map_or_else(|| digest.clone(), str::to_owned);
         roots.entry(digest).or_default().push(name);
@@ -195,11 +210,12 @@ pub fn sync(locked: &Guard) -> Result<bool> {
     })
 }
 
-/// A descriptor named `name`.
-pub fn named(mut d: Descriptor, name: &str) -> Descriptor {
-    d.set_annotations(Some(HashMap::from([(
-        REF_NAME.to_owned(),
-        name.to_owned(),
-    )])));
+/// A descriptor named `name`, a mirror's entry if `mirrored`.
+pub fn named(mut d: Descriptor, name: &str, mirrored: bool) -> Descriptor {
+    let mut annotations = HashMap::from([(REF_NAME.to_owned(), name.to_owned())]);
+    if mirrored {
+        annotations.insert(MIRRORED.to_owned(), "true".to_owned());
+    }
+    d.set_annotations(Some(annotations));
     d
 }

@@ -13,9 +13,10 @@ use crate::shared::fs;
 use crate::shared::scope::Caller;
 
 /// Whether `caller` sees the stored blob `d` by holding it, given its live
-/// holders: a hold it sees, or (unconfined) a name in `index.json`.
+/// holders: a hold it sees, or (unconfined) an `index.json` entry that
+/// keeps it.
 pub fn held(caller: &Caller, d: &Digest, live: &[String]) -> Result<bool> {
-    Ok(caller.sees(live) || (!caller.confined && index::names(d)?))
+    Ok(caller.sees(live) || (!caller.confined && index::keeps(d)?))
 }
 
 /// Whether `caller` reaches the stored blob `d` from a blob it holds,

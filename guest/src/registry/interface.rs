@@ -8,6 +8,7 @@ use crate::bindings::exports::kist::content::registry::{
 use crate::bindings::kist::content::caller::Actions;
 use crate::content::index;
 use crate::registry::names::{self, Refused};
+use crate::registry::push::Origin;
 use crate::registry::{members, push, referrers, repositories, tags, uploads};
 use crate::shared::digest::Digest;
 use crate::shared::error::Error;
@@ -108,7 +109,14 @@ impl Guest for Component {
         tags: Vec<String>,
     ) -> Result<Pushed, RegistryError> {
         granted(&repository, Actions::PUSH, "pushing")?;
-        push::manifest(&repository, &reference, &media_type, bytes, &tags, false)
+        push::manifest(
+            &repository,
+            &reference,
+            &media_type,
+            bytes,
+            &tags,
+            Origin::Pushed,
+        )
     }
 
     fn cache_manifest(
@@ -117,9 +125,20 @@ impl Guest for Component {
         media_type: String,
         bytes: Vec<u8>,
         tags: Vec<String>,
+        keep_seconds: u64,
     ) -> Result<Pushed, RegistryError> {
         granted(&repository, Actions::PUSH, "pushing")?;
-        push::manifest(&repository, &reference, &media_type, bytes, &tags, true)
+        let origin = Origin::Mirrored { keep: keep_seconds };
+        push::manifest(&repository, &reference, &media_type, bytes, &tags, origin)
+    }
+
+    fn keep_manifest(
+        repository: String,
+        digest: String,
+        keep_seconds: u64,
+    ) -> Result<(), RegistryError> {
+        let (holder, d) = blob(&repository, &digest, Actions::PUSH, "pushing")?;
+        push::keep(&d, &holder, keep_seconds)
     }
 
     fn read_upload(

@@ -32,6 +32,25 @@ pub fn mount(d: &Digest, holder: &str, from: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// Makes `holder` hold `d` again, as a root until `until`, if it was the
+/// last to hold it before a collection released it and `d` is still
+/// stored (cached): a mirror that fetches a manifest again finds the
+/// blobs it fetched for it before. A cached blob still counts against its
+/// last holders' quotas, so this charges nothing.
+pub fn revive(d: &Digest, holder: &str, until: holds::Stamp) -> Result<()> {
+    let lock = store::lock_blob(d)?;
+    if fs::stat(&d.blob_path())?.is_none() {
+        return Ok(());
+    }
+    let Some(record) = holds::stored(d)? else {
+        return Ok(());
+    };
+    if record.holders.is_empty() && record.released_by.contains(holder) {
+        holds::add_until(d, holder, Some(until), &lock)?;
+    }
+    Ok(())
+}
+
 /// Ends `holder`'s hold on `d`.
 pub fn release(d: &Digest, holder: &str) -> Result<(), RegistryError> {
     let lock = store::lock_blob(d)?;

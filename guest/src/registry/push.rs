@@ -22,16 +22,27 @@ pub const MEDIA_TYPE_LABEL: &str = "kist.registry/media-type";
 /// references (containerd's).
 const REF_LABEL: &str = "containerd.io/gc.ref.content.";
 
-/// Stores the manifest `bytes` pushed to `repository` as `reference`, and
-/// points `more_tags` at it. A manifest a mirror `fetched` need not have
-/// what it references in the repository yet.
+/// Where a manifest comes from.
+#[derive(Clone, Copy)]
+pub enum Origin {
+    /// A client pushed it: what it references must be in the repository
+    /// already, and it is kept by itself for the untagged grace.
+    Pushed,
+    /// A pull-through mirror fetched it: what it references comes later,
+    /// its tags are cache entries, and it is kept by itself for `keep`
+    /// seconds (see [`keep`]).
+    Mirrored { keep: u64 },
+}
+
+/// Stores the manifest `bytes` that came to `repository` as `reference`
+/// from `origin`, and points `more_tags` at it.
 pub fn manifest(
     repository: &str,
     reference: &str,
     content_type: &str,
     bytes: Vec<u8>,
     more_tags: &[String],
-    fetched: bool,
+    origin: Origin,
 ) -> Result<Pushed, RegistryError> {
     names::repository(repository)?;
     let by_digest = if reference.contains(':') {
@@ -66,9 +77,21 @@ pub fn manifest(
     layout::ensure()?;
     repositories::note(repository)?;
     let holder = names::holder(repository);
-    for (_, d, size) in parsed.references.iter().filter(|_| !fetched) {
-        members::require(d, *size, &holder, &digest)?;
-    }
+    let kept_until = match origin {
+        Origin::Pushed => {
+            for (_, d, size) in &parsed.references {
+                members::require(d, *size, &holder, &digest)?;
+            }
+            holds::later(holds::now(), settings::current()?.untagged_grace)
+        }
+        Origin::Mirrored { keep } => {
+            let until = holds::later(holds::now(), keep);
+            for (_, d, _) in &parsed.references {
+                members::revive(d, &holder, until)?;
+            }
+            until
+        }
+    };
     let size = bytes.len() as u64;
     let labels = labels_of(&parsed);
     if let Some(subject) = &parsed.subject {
@@ -108,11 +131,18 @@ pub fn manifest(
             file.set(&holder, current);
             labels::save(&digest, &file, FsDurability::Synced)?;
         }
-        start_untagged_grace(&digest, &holder, &lock)?;
+        holds::set_until(&digest, &holder, kept_until, &lock)?;
     }
     if !tags.is_empty() {
         let lock = index::lock()?;
-        let before = tags::set(&lock, repository, &tags, &digest, &parsed.media_type, size)?;
+        let mirrored = matches!(origin, Origin::Mirrored { .. });
+        let entry = tags::Entry {
+            digest: &digest,
+            media_type: &parsed.media_type,
+            size,
+            mirrored,
+        };
+        let before = tags::set(&lock, repository, &tags, &entry)?;
         for before in before {
             untagged_from_now(&before, &holder)?;
         }
@@ -174,4 +204,23 @@ fn start_untagged_grace(
         holds::later(holds::now(), untagged),
         lock,
     )?)
+}
+
+/// Keeps the manifest `d`, which the repository whose holder is `holder`
+/// holds, by itself for `seconds` from now unless it already is for
+/// longer: a mirror's client used it.
+pub fn keep(d: &Digest, holder: &str, seconds: u64) -> Result<(), RegistryError> {
+    let lock = store::lock_blob(d)?;
+    if members::size(d, holder)?.is_none() {
+        return Err(RegistryError::ManifestUnknown);
+    }
+    let until = holds::later(holds::now(), seconds);
+    if holds::load(d)?
+        .until
+        .get(holder)
+        .is_some_and(|u| *u < until)
+    {
+        holds::set_until(d, holder, until, &lock)?;
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ use crate::content::index;
 use crate::registry::names;
 use crate::shared::digest::Digest;
 use crate::shared::error::Result;
+use crate::shared::fs;
 
 /// The descriptor `tag` of `repository` points at.
 pub fn get(repository: &str, tag: &str) -> Result<Option<Descriptor>> {
@@ -25,26 +26,34 @@ pub fn list(repository: &str) -> Result<Vec<String>> {
     Ok(of(repository)?.into_iter().map(|(tag, _)| tag).collect())
 }
 
-/// Points `tags` of `repository` at the manifest `d`, all in one update;
-/// returns the digests they pointed at before, where another. The caller
-/// holds `index::lock`.
+/// What a tag points at.
+pub struct Entry<'a> {
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub size: u64,
+    /// Whether a mirror set it: a cache entry (see `index::MIRRORED`).
+    pub mirrored: bool,
+}
+
+/// Points `tags` of `repository` at `entry`, all in one update; returns
+/// the digests they pointed at before, where another. The caller holds
+/// `index::lock`.
 pub fn set(
     locked: &crate::bindings::kist::content::locks::Guard,
     repository: &str,
     tags: &[&str],
-    d: &Digest,
-    media_type: &str,
-    size: u64,
+    entry: &Entry,
 ) -> Result<Vec<String>> {
+    let d = entry.digest;
     let digest: oci_spec::image::Digest =
         d.to_string().parse().expect("kist digests are OCI digests");
-    let descriptor = Descriptor::new(MediaType::from(media_type), size, digest);
+    let descriptor = Descriptor::new(MediaType::from(entry.media_type), entry.size, digest);
     let entries = tags
         .iter()
         .map(|tag| {
             let name = names::tag_name(repository, tag);
-            let entry = index::named(descriptor.clone(), &name);
-            (name, entry)
+            let named = index::named(descriptor.clone(), &name, entry.mirrored);
+            (name, named)
         })
         .collect();
     let before = index::set(locked, entries)?;
@@ -70,4 +79,33 @@ pub fn remove(
         .unzip();
     index::remove(locked, names)?;
     Ok(removed)
+}
+
+/// Removes the mirrors' tags whose manifest is no longer stored and that
+/// `evicted` picks (by digest): a collection evicted what they cached.
+pub fn forget_evicted(evicted: impl Fn(&str) -> bool) -> Result<()> {
+    let stale = || -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for (name, d) in index::current()?.records.iter() {
+            let digest = d.digest().to_string();
+            if !index::mirrored(d) || !evicted(&digest) {
+                continue;
+            }
+            let gone = match Digest::parse(&digest) {
+                Ok(d) => fs::stat(&d.blob_path())?.is_none(),
+                Err(_) => true,
+            };
+            if gone {
+                names.push(name.clone());
+            }
+        }
+        Ok(names)
+    };
+    if stale()?.is_empty() {
+        return Ok(());
+    }
+    // Again under the lock: a mirror may have stored the manifest anew and
+    // tagged it meanwhile (it stores before it tags, under this lock).
+    let lock = index::lock()?;
+    index::remove(&lock, stale()?)
 }

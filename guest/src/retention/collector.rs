@@ -90,6 +90,8 @@ impl State {
                     crate::content::ingest::sweep_removed()?;
                     holds::sweep_orphans()?;
                     crate::registry::referrers::sweep()?;
+                    // A crash after an eviction can leave its mirrored tag.
+                    crate::registry::tags::forget_evicted(|_| true)?;
                 }
                 let now = holds::now();
                 let expired = leases::all()?
@@ -222,15 +224,17 @@ impl State {
                 layout::blobs(alg)?.sync()?;
             }
         }
+        let mut evicted = BTreeSet::new();
         for d in self.unlinked.drain(..) {
             let _lock = store::lock_blob(&d)?;
             // Stored again meanwhile: its record is the new one's.
             if layout::blobs(d.algorithm)?.stat(&d.hex)?.is_none() {
                 labels::remove(&d)?;
                 holds::remove(&d)?;
+                evicted.insert(d.to_string());
             }
         }
-        Ok(())
+        crate::registry::tags::forget_evicted(|d| evicted.contains(d))
     }
 
     /// What counts against `q` now: what the scan counted, less what this
@@ -384,13 +388,13 @@ fn unlink_cached(
 }
 
 /// Whether `d`, whose record is `record`, is kept by itself at `now`: a
-/// root holds it, or `index.json` names it.
+/// root holds it, or an `index.json` entry keeps it.
 fn kept(d: &Digest, record: &Record, now: Stamp) -> Result<bool> {
     let labels = labels::load(d).unwrap_or_default();
     if !record.roots(d, &labels, now)?.is_empty() {
         return Ok(true);
     }
-    index::names(d)
+    index::keeps(d)
 }
 
 /// Whether a blob written since `d` was released references it: one that

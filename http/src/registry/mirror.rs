@@ -15,6 +15,11 @@
 //!
 //! The fill runs on its own, not in a client's request: a client that
 //! leaves does not cut it for the others.
+//!
+//! What the mirror stores is a cache: its tags keep nothing, and a
+//! manifest is kept for `keep` after a client last used it (renewed at
+//! most every eighth of that), then evicted with what only it reaches as
+//! the store's retention evicts cached content.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +45,9 @@ const CHUNK: usize = 1 << 20;
 const RECENT: usize = 8;
 /// Tries in a row that bring no byte before a fill gives up.
 const TRIES: u32 = 3;
+/// Manifests whose last keep the mirror remembers before it forgets those
+/// due again anyway.
+const KEPT_REMEMBERED: usize = 4096;
 /// The `Warning` of a manifest served stale.
 const STALE: &str = "110 kist \"Response is Stale: the upstream could not be reached\"";
 
@@ -48,6 +56,10 @@ pub struct Mirror {
     upstream: Upstream,
     /// How long a tag is served without asking the upstream again.
     ttl: Duration,
+    /// How long a manifest is kept after a client last used it.
+    keep: Duration,
+    /// When each `(repository, digest)` was last kept for `keep`.
+    kept: Mutex<HashMap<(String, String), Instant>>,
     /// Whether pushes, tag moves and deletes are accepted besides.
     pub allow_push: bool,
     /// When each `(repository, tag)` was last checked upstream.
@@ -72,11 +84,14 @@ enum Fill {
 }
 
 impl Mirror {
-    /// A mirror of `upstream` revalidating tags after `ttl`.
-    pub fn new(upstream: Upstream, ttl: Duration, allow_push: bool) -> Self {
+    /// A mirror of `upstream` revalidating tags after `ttl` and keeping
+    /// manifests for `keep` after their last use.
+    pub fn new(upstream: Upstream, ttl: Duration, keep: Duration, allow_push: bool) -> Self {
         Self {
             upstream,
             ttl,
+            keep,
+            kept: Mutex::default(),
             allow_push,
             checked: Mutex::default(),
             fills: Mutex::default(),
@@ -105,15 +120,16 @@ impl Mirror {
         let by_digest = reference.contains(':');
         let key = (repository.to_owned(), reference.to_owned());
         let have = match local {
-            Ok(_) if by_digest => return Ok(None),
             Ok(m) => {
-                let fresh = self
-                    .checked
-                    .lock()
-                    .expect("checked")
-                    .get(&key)
-                    .is_some_and(|at| at.elapsed() < self.ttl);
+                let fresh = by_digest
+                    || self
+                        .checked
+                        .lock()
+                        .expect("checked")
+                        .get(&key)
+                        .is_some_and(|at| at.elapsed() < self.ttl);
                 if fresh {
+                    self.used(server, repository, &m.digest);
                     return Ok(None);
                 }
                 Some(m.digest)
@@ -121,13 +137,15 @@ impl Mirror {
             Err(f) if f.is_unknown() => None,
             Err(f) => return Err(f),
         };
-        let (this, server) = (self.clone(), server.clone());
+        let (this, fetching) = (self.clone(), server.clone());
         let (name, r, had) = (repository.to_owned(), reference.to_owned(), have.clone());
-        let refreshed = tokio::task::spawn_blocking(move || this.refresh(&server, &name, &r, had))
-            .await
-            .unwrap_or_else(|e| Err(Refresh::Store(Error::Component(e.to_string()))));
+        let refreshed =
+            tokio::task::spawn_blocking(move || this.refresh(&fetching, &name, &r, had))
+                .await
+                .unwrap_or_else(|e| Err(Refresh::Store(Error::Component(e.to_string()))));
         match refreshed {
-            Ok(()) => {
+            Ok(current) => {
+                self.used(server, repository, &current);
                 if !by_digest {
                     self.checked
                         .lock()
@@ -150,15 +168,42 @@ impl Mirror {
         }
     }
 
+    /// Notes that a client used the manifest `digest` of `repository`:
+    /// it is kept for `keep` from now, written to the store at most every
+    /// eighth of `keep` and off the request's path.
+    fn used(&self, server: &Store, repository: &str, digest: &str) {
+        let every = self.keep / 8;
+        {
+            let mut kept = self.kept.lock().expect("kept");
+            let key = (repository.to_owned(), digest.to_owned());
+            if self.keep.is_zero() || kept.get(&key).is_some_and(|at| at.elapsed() < every) {
+                return;
+            }
+            if kept.len() >= KEPT_REMEMBERED {
+                kept.retain(|_, at| at.elapsed() < every);
+            }
+            kept.insert(key, Instant::now());
+        }
+        let (server, keep) = (server.clone(), self.keep);
+        let (repository, digest) = (repository.to_owned(), digest.to_owned());
+        tokio::task::spawn_blocking(move || {
+            match server.registry().keep_manifest(&repository, &digest, keep) {
+                Ok(()) | Err(Error::Registry(RegistryError::ManifestUnknown)) => {}
+                Err(e) => tracing::warn!("mirror: keeping {repository}@{digest}: {e}"),
+            }
+        });
+    }
+
     /// Fetches the manifest `reference` of `repository` into the store,
-    /// unless the upstream's digest for it is `have` already.
+    /// unless the upstream's digest for it is `have` already; the digest
+    /// it has now.
     fn refresh(
         &self,
         server: &Store,
         repository: &str,
         reference: &str,
         have: Option<String>,
-    ) -> Result<(), Refresh> {
+    ) -> Result<String, Refresh> {
         let path = |r: &str| format!("{repository}/manifests/{r}");
         let mut by = reference.to_owned();
         if have.is_some() {
@@ -167,7 +212,7 @@ impl Mirror {
                 .request("HEAD", &path(reference), &MANIFEST_TYPES, 0)?;
             if let Some(digest) = head.header("docker-content-digest") {
                 if have.as_deref() == Some(digest) {
-                    return Ok(());
+                    return Ok(digest.to_owned());
                 }
                 by = digest.to_owned();
             }
@@ -197,10 +242,19 @@ impl Mirror {
             .then(|| reference.to_owned())
             .into_iter()
             .collect();
-        server
-            .registry()
-            .cache_manifest(repository, &by, &media_type, &bytes, &tags)?;
-        Ok(())
+        let pushed = server.registry().cache_manifest(
+            repository,
+            &by,
+            &media_type,
+            &bytes,
+            &tags,
+            self.keep,
+        )?;
+        self.kept.lock().expect("kept").insert(
+            (repository.to_owned(), pushed.digest.clone()),
+            Instant::now(),
+        );
+        Ok(pushed.digest)
     }
 
     /// The blob `digest` of `repository`, which the store lacks: fetched

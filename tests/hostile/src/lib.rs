@@ -621,7 +621,11 @@ impl registry::Guest for Hostile {
         _: String,
         _: Vec<u8>,
         _: Vec<String>,
+        _: u64,
     ) -> Result<registry::Pushed, registry::RegistryError> {
+        unreachable!()
+    }
+    fn keep_manifest(_: String, _: String, _: u64) -> Result<(), registry::RegistryError> {
         unreachable!()
     }
     fn read_upload(
