@@ -60,6 +60,7 @@ impl KistCtx {
                 holder: "default".to_owned(),
                 confined: false,
                 repositories: None,
+                within: Vec::new(),
             },
             host_calls: 0,
             host_calls_seen: 0,

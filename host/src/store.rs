@@ -195,6 +195,7 @@ impl StoreBuilder {
                     holder: DEFAULT_HOLDER.to_owned(),
                     confined: false,
                     repositories: None,
+                    within: Vec::new(),
                 },
             },
             holder: None,
@@ -400,6 +401,7 @@ impl Store {
                 holder: holder.to_owned(),
                 confined: true,
                 repositories: None,
+                within: Vec::new(),
             };
         }
         Store {
@@ -432,24 +434,30 @@ impl Store {
     /// # Ok(()) }
     /// ```
     ///
-    /// A handle that is confined already stays as it is: grants never
+    /// Granting a handle that has grants narrows it: both must allow an
+    /// operation (how a bearer token's claims are held to an access
+    /// policy). Any other confined handle stays as it is: grants never
     /// widen what a handle may see.
     pub fn granted(&self, grants: Vec<Grant>) -> Store {
         let mut shared = self.shared.clone();
-        if shared.identity.confined {
+        let identity = &mut shared.identity;
+        if identity.repositories.is_some() {
+            identity.within.push(grants);
+        } else if !identity.confined {
+            *identity = Identity {
+                holder: REGISTRY_CLIENT.to_owned(),
+                confined: true,
+                repositories: Some(grants),
+                within: Vec::new(),
+            };
             return Store {
                 shared,
-                holder: self.holder.clone(),
+                holder: Some(REGISTRY_CLIENT.to_owned()),
             };
         }
-        shared.identity = Identity {
-            holder: REGISTRY_CLIENT.to_owned(),
-            confined: true,
-            repositories: Some(grants),
-        };
         Store {
             shared,
-            holder: Some(REGISTRY_CLIENT.to_owned()),
+            holder: self.holder.clone(),
         }
     }
 

@@ -11,6 +11,7 @@ impl Guest for Component {
             holder: "default".to_owned(),
             confined: false,
             repositories: None,
+            within: Vec::new(),
         }
     }
 }

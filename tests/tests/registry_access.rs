@@ -251,7 +251,8 @@ fn the_policy_reloads_on_sighup() {
 /// its grants: a [`kist::Store::granted`] handle called directly (as an
 /// adapter that forgot every check would) is refused what its grants do
 /// not allow, does not see blobs of repositories it may not pull, and
-/// may not store anything of its own.
+/// may not store anything of its own; granted again, it is held to both
+/// grants.
 #[test]
 fn grants_hold_whatever_the_front_end() {
     let h = Harness::new(open_embedded);
@@ -320,4 +321,30 @@ fn grants_hold_whatever_the_front_end() {
     ));
     let page = as_client.repositories(None, None).unwrap();
     assert_eq!(page.names, ["library/app"]);
+
+    // Granted again, a handle narrows: both grants must allow.
+    let narrowed = client.granted(vec![Grant {
+        pattern: "**".to_owned(),
+        actions: Actions::all(),
+    }]);
+    assert!(matches!(
+        narrowed.registry().open_upload("library/app", "x2", true),
+        Err(kist::Error::Denied(_))
+    ));
+    let nothing = client.granted(vec![Grant {
+        pattern: "private/**".to_owned(),
+        actions: Actions::all(),
+    }]);
+    assert!(matches!(
+        nothing.registry().stat_blob("library/app", &open_d),
+        Err(kist::Error::Denied(_))
+    ));
+    assert!(
+        nothing
+            .registry()
+            .repositories(None, None)
+            .unwrap()
+            .names
+            .is_empty()
+    );
 }

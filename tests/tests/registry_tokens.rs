@@ -62,21 +62,24 @@ fn rsa_signer(dir: &std::path::Path) -> (Signer, String) {
 
 /// `kist serve` trusting `keys` for tokens from `tokens`.
 fn serve(h: &Harness, tokens: &TokenServer, keys: &str) -> Server {
+    serve_with(h, tokens, keys, &[])
+}
+
+/// [`serve`] with more flags.
+fn serve_with(h: &Harness, tokens: &TokenServer, keys: &str, more: &[&str]) -> Server {
     let file = h.path().parent().unwrap().join("token-keys.pem");
     std::fs::write(&file, keys).unwrap();
-    Server::start_with(
-        h.path(),
-        &[
-            "--token-realm",
-            &tokens.realm,
-            "--token-service",
-            SERVICE,
-            "--token-issuer",
-            ISSUER,
-            "--token-key",
-            file.to_str().unwrap(),
-        ],
-    )
+    let flags = [
+        "--token-realm",
+        &tokens.realm,
+        "--token-service",
+        SERVICE,
+        "--token-issuer",
+        ISSUER,
+        "--token-key",
+        file.to_str().unwrap(),
+    ];
+    Server::start_with(h.path(), &[&flags[..], more].concat())
 }
 
 fn bearer(token: &str) -> Option<String> {
@@ -334,4 +337,57 @@ fn podman_logs_in_and_pulls_through_the_token_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), img.digest);
+}
+
+/// Proves: with `--access-policy` beside tokens, a token's claims are held
+/// to what the policy gives its subject: a token granting `*` on a
+/// repository where the policy lets its subject only pull is refused the
+/// push (401 `insufficient_scope`) and allowed the pull; an admin's token
+/// is held to its claims alone; the catalog lists what both allow.
+#[test]
+fn a_policy_holds_tokens_to_what_it_gives_their_subject() {
+    let h = Harness::new(open_embedded);
+    let (es, cert) = ec_signer();
+    let tokens = TokenServer::start(es.clone());
+    let policy = h.path().parent().unwrap().join("access.toml");
+    std::fs::write(
+        &policy,
+        "admins = [\"root\"]\n\n[repositories.\"**\"]\npolicies = [{ users = [\"alice\"], actions = [\"pull\"] }]\n",
+    )
+    .unwrap();
+    let server = serve_with(
+        &h,
+        &tokens,
+        &cert,
+        &["--access-policy", policy.to_str().unwrap()],
+    );
+    let mut c = Client::new(&server);
+    let img = image(3, 2);
+    c.auth = bearer(&es.sign(&claims("root", repository("app", &["*"]))));
+    c.push_image("app", "v1", &img);
+
+    c.auth = bearer(&es.sign(&claims("alice", repository("app", &["*"]))));
+    assert_eq!(c.get("/v2/app/manifests/v1").status(), 200);
+    let r = send(c.req("POST", "/v2/app/blobs/uploads/"), b"");
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap_or_default()
+            .contains("insufficient_scope")
+    );
+    let r = send(
+        c.req("DELETE", &format!("/v2/app/manifests/{}", img.digest)),
+        b"",
+    );
+    assert_eq!(r.status(), 401);
+    let r = c.get("/v2/_catalog");
+    let doc: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+    assert_eq!(doc["repositories"], json!(["app"]));
+
+    // Someone the policy gives nothing: the token alone opens nothing.
+    c.auth = bearer(&es.sign(&claims("mallory", repository("app", &["*"]))));
+    assert_eq!(c.get("/v2/app/manifests/v1").status(), 401);
+    let r = c.get("/v2/_catalog");
+    let doc: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+    assert_eq!(doc["repositories"], json!([]));
 }

@@ -21,6 +21,8 @@ pub struct Caller {
     /// What it may do in the registry's repositories; `None`: anything
     /// if unconfined, nothing if confined.
     pub repositories: Option<Vec<Grant>>,
+    /// Further grants it is held to (see `caller.identity.within`).
+    pub within: Vec<Vec<Grant>>,
 }
 
 thread_local! {
@@ -41,6 +43,7 @@ impl Caller {
             holder: identity.holder,
             confined: identity.confined,
             repositories: identity.repositories,
+            within: identity.within,
         }
     }
 
@@ -61,6 +64,7 @@ impl Caller {
             holder: holder.to_owned(),
             confined: true,
             repositories: None,
+            within: Vec::new(),
         }
     }
 
@@ -136,7 +140,12 @@ impl Caller {
     /// What the caller may do in `repository` (see `caller.identity`).
     pub fn in_repository(&self, repository: &str) -> Actions {
         match &self.repositories {
-            Some(granted) => grants::allowed(granted, repository),
+            Some(granted) => self
+                .within
+                .iter()
+                .fold(grants::allowed(granted, repository), |allowed, more| {
+                    allowed & grants::allowed(more, repository)
+                }),
             None if self.confined => Actions::empty(),
             None => Actions::all(),
         }

@@ -1,6 +1,7 @@
 //! Who a registry client is, and the grants it comes with: Basic
 //! credentials against an htpasswd file, bearer tokens from a token
-//! server, or none (anonymous); an access policy turns a user into grants.
+//! server, or none (anonymous); an access policy turns a user, or a
+//! token's subject, into grants (a token's claims are held to them).
 //! Only authentication happens here: the store component decides what the
 //! grants allow on every call, and a refusal comes back as `denied`,
 //! which [`Client::refused`] turns into the answer the client's kind of
@@ -82,9 +83,13 @@ impl Access {
             .unwrap_or_default();
         if let (Some(token), Some(tokens)) = (authorization.strip_prefix("Bearer "), &self.tokens) {
             return match tokens.verify(token.trim()) {
+                // A policy holds the token's claims to what it gives the
+                // token's subject (an admin: everything).
                 Ok(verified) => Ok(Client {
+                    store: self
+                        .policed(store, verified.subject.as_deref())
+                        .granted(verified.grants),
                     user: verified.subject,
-                    store: store.granted(verified.grants),
                     kind: Kind::Bearer,
                 }),
                 Err(why) => Err(self.challenge(scope, Some("invalid_token"), &why)),
@@ -94,13 +99,9 @@ impl Access {
             let Some(user) = self.check_basic(basic).await else {
                 return Err(self.challenge(scope, None, "wrong user name or password"));
             };
-            let grants = self
-                .policy
-                .as_ref()
-                .and_then(|p| p.get().grants(Some(&user), self.anonymous_pull));
             return Ok(Client {
+                store: self.policed(store, Some(&user)),
                 user: Some(user),
-                store: grants.map_or_else(|| store.clone(), |g| store.granted(g)),
                 kind: Kind::Basic,
             });
         }
@@ -120,6 +121,15 @@ impl Access {
             store: grants.map_or_else(|| store.clone(), |g| store.granted(g)),
             kind: Kind::Anonymous,
         })
+    }
+
+    /// `store` held to what the policy gives `user`, if there is one.
+    fn policed(&self, store: &Store, user: Option<&str>) -> Store {
+        let grants = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.get().grants(user, self.anonymous_pull));
+        grants.map_or_else(|| store.clone(), |g| store.granted(g))
     }
 
     /// The user of Basic credentials `encoded`, if they check out.
