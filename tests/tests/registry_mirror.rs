@@ -44,8 +44,8 @@ fn publish(upstream: &DockerRegistry, image: &Image, name: &str, work: &Path) {
 /// Proves: skopeo pulls an image through the mirror, each blob fetched
 /// from the upstream once; a second pull within the TTL reaches the
 /// upstream not at all; pushes are refused (405 `UNSUPPORTED`); eight
-/// clients pulling a cold image at once make one upstream request per
-/// blob and all get the right bytes; a blob download cut midway resumes
+/// clients pulling a cold image at once make one upstream request for its
+/// manifest and one per blob, and all get the right bytes; a blob download cut midway resumes
 /// with a `Range`. Then, served again with a TTL of 0 (every tag
 /// revalidated): a tag moved upstream is seen, through a `HEAD`; with the
 /// upstream stopped, what is cached is served (a tag stale, with a
@@ -111,6 +111,8 @@ fn the_mirror_fetches_once_streams_resumes_and_revalidates() {
         let asked = proxy.count(&format!("GET /v2/lib/cold/blobs/{} ", blob.digest));
         assert_eq!(asked, 1, "{}: {:?}", blob.digest, proxy.requests());
     }
+    let asked = proxy.count("GET /v2/lib/cold/manifests/v1 ");
+    assert_eq!(asked, 1, "one manifest fetch: {:?}", proxy.requests());
 
     // A download cut after 1 MB resumes from where it stopped.
     let big = &cut.layers[2];

@@ -9,6 +9,8 @@
 //!   once: every client streams from the upload as it fills (the
 //!   component's `read-upload`), none waits for the end;
 //! - a download cut midway resumes with a `Range` from where it stopped;
+//! - one fetch per missing or stale manifest too (Docker Hub counts
+//!   manifest pulls against its rate limit);
 //! - a tag is revalidated after the TTL with a `HEAD` (its
 //!   `Docker-Content-Digest`), and served stale, with a `Warning` header,
 //!   when the upstream cannot be reached.
@@ -64,12 +66,27 @@ pub struct Mirror {
     pub allow_push: bool,
     /// When each `(repository, tag)` was last checked upstream.
     checked: Mutex<HashMap<(String, String), Instant>>,
+    /// Where refreshes of each `(repository, reference)` take turns.
+    gates: Mutex<HashMap<(String, String), Gate>>,
     /// Blobs being fetched, by `repository@digest`.
     fills: Mutex<HashMap<String, (watch::Receiver<Fill>, Recent)>>,
 }
 
+/// Where the refreshes of one manifest take turns.
+type Gate = Arc<tokio::sync::Mutex<()>>;
+
 /// The last chunks a fill wrote, by offset.
 type Recent = Arc<Mutex<std::collections::VecDeque<(u64, Bytes)>>>;
+
+/// How the store has a manifest a client asked for.
+enum Local {
+    /// As it may be served: by digest, or a tag checked within the TTL.
+    Fresh,
+    /// A tag whose TTL ran out, pointing at this digest.
+    Stale(String),
+    /// Not at all.
+    Missing,
+}
 
 /// How a blob's fill stands.
 #[derive(Clone, Debug)]
@@ -92,6 +109,7 @@ impl Mirror {
             ttl,
             keep,
             kept: Mutex::default(),
+            gates: Mutex::default(),
             allow_push,
             checked: Mutex::default(),
             fills: Mutex::default(),
@@ -115,28 +133,22 @@ impl Mirror {
         repository: &str,
         reference: &str,
     ) -> Result<Option<&'static str>, Failure> {
-        let (store, name, r) = (client.clone(), repository.to_owned(), reference.to_owned());
-        let local = blocking::run(move || store.registry().get_manifest(&name, &r)).await;
-        let by_digest = reference.contains(':');
         let key = (repository.to_owned(), reference.to_owned());
-        let have = match local {
-            Ok(m) => {
-                let fresh = by_digest
-                    || self
-                        .checked
-                        .lock()
-                        .expect("checked")
-                        .get(&key)
-                        .is_some_and(|at| at.elapsed() < self.ttl);
-                if fresh {
-                    self.used(server, repository, &m.digest);
-                    return Ok(None);
-                }
-                Some(m.digest)
-            }
-            Err(f) if f.is_unknown() => None,
-            Err(f) => return Err(f),
+        if let Local::Fresh = self.local(server, client, &key).await? {
+            return Ok(None);
+        }
+        // One refresh at a time per manifest: the requests that come
+        // meanwhile wait for it and find the manifest fresh, so an
+        // upstream that counts manifest pulls (Docker Hub's rate limit)
+        // sees one.
+        let gate = self.gate(&key);
+        let _turn = gate.lock().await;
+        let have = match self.local(server, client, &key).await? {
+            Local::Fresh => return Ok(None),
+            Local::Stale(digest) => Some(digest),
+            Local::Missing => None,
         };
+        let by_digest = reference.contains(':');
         let (this, fetching) = (self.clone(), server.clone());
         let (name, r, had) = (repository.to_owned(), reference.to_owned(), have.clone());
         let refreshed =
@@ -166,6 +178,43 @@ impl Mirror {
             Err(Refresh::Upstream(_)) if have.is_some() => Ok(Some(STALE)),
             Err(Refresh::Upstream(e)) => Err(unavailable(&e)),
         }
+    }
+
+    /// How the store has the manifest `(repository, reference)` for
+    /// `client`; one it may serve as it is counts as used.
+    async fn local(
+        &self,
+        server: &Store,
+        client: &Store,
+        (repository, reference): &(String, String),
+    ) -> Result<Local, Failure> {
+        let (store, name, r) = (client.clone(), repository.clone(), reference.clone());
+        match blocking::run(move || store.registry().get_manifest(&name, &r)).await {
+            Ok(m) => {
+                let fresh = reference.contains(':')
+                    || self
+                        .checked
+                        .lock()
+                        .expect("checked")
+                        .get(&(repository.clone(), reference.clone()))
+                        .is_some_and(|at| at.elapsed() < self.ttl);
+                if !fresh {
+                    return Ok(Local::Stale(m.digest));
+                }
+                self.used(server, repository, &m.digest);
+                Ok(Local::Fresh)
+            }
+            Err(f) if f.is_unknown() => Ok(Local::Missing),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// The gate refreshes of the manifest `key` take turns at; gates no
+    /// request holds are dropped.
+    fn gate(&self, key: &(String, String)) -> Gate {
+        let mut gates = self.gates.lock().expect("gates");
+        gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+        gates.entry(key.clone()).or_default().clone()
     }
 
     /// Notes that a client used the manifest `digest` of `repository`:
