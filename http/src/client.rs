@@ -21,6 +21,14 @@ impl Client {
     pub fn transfer(&self, memory: u64) -> Result<Option<Transfer>, Refused> {
         self.conn.as_ref().map(|c| c.transfer(memory)).transpose()
     }
+
+    /// Admits work this client started that runs apart from its request
+    /// (a mirror's fill) and holds `memory` bytes: counted against the
+    /// client until the [`Transfer`] is dropped, timed by what is reported
+    /// with [`Transfer::moved`]; `Ok(None)` when nothing is limited.
+    pub fn stream(&self, memory: u64) -> Result<Option<Transfer>, Refused> {
+        self.conn.as_ref().map(|c| c.stream(memory)).transpose()
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::peer;
@@ -96,13 +96,14 @@ impl Drop for DockerRegistry {
 }
 
 /// A TCP proxy to `target` that records each request line (and whether it
-/// asked for a range), and cuts the response to the next blob request
-/// after some bytes when told to.
+/// asked for a range), cuts the response to the next blob request after
+/// some bytes when told to, and holds blob responses while told to.
 pub struct Proxy {
     /// `127.0.0.1:<port>`.
     pub addr: String,
     requests: Arc<Mutex<Vec<String>>>,
     cut_after: Arc<AtomicU64>,
+    held: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -112,21 +113,30 @@ impl Proxy {
         let addr = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let cut_after = Arc::new(AtomicU64::new(0));
+        let held = Arc::new(AtomicBool::new(false));
         let (seen, cut, target) = (requests.clone(), cut_after.clone(), target.to_owned());
+        let holding = held.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 let Ok(server) = TcpStream::connect(&target) else {
                     continue;
                 };
-                let (seen, cut) = (seen.clone(), cut.clone());
-                std::thread::spawn(move || relay(client, server, &seen, &cut));
+                let (seen, cut, held) = (seen.clone(), cut.clone(), holding.clone());
+                std::thread::spawn(move || relay(client, server, &seen, &cut, &held));
             }
         });
         Self {
             addr,
             requests,
             cut_after,
+            held,
         }
+    }
+
+    /// Holds the responses to blob requests (from their first byte) while
+    /// `hold`.
+    pub fn hold_blobs(&self, hold: bool) {
+        self.held.store(hold, Ordering::SeqCst);
     }
 
     /// The request lines so far (`GET /v2/... HTTP/1.1`, with ` range` when
@@ -147,12 +157,19 @@ impl Proxy {
 }
 
 /// Relays one connection: requests to `server` (recorded), responses back
-/// (cut when armed).
-fn relay(mut client: TcpStream, mut server: TcpStream, seen: &Mutex<Vec<String>>, cut: &AtomicU64) {
+/// (cut when armed, held while `held` for a blob request).
+fn relay(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    seen: &Mutex<Vec<String>>,
+    cut: &AtomicU64,
+    held: &AtomicBool,
+) {
     let (mut to_server, mut from_server) =
         (server.try_clone().unwrap(), client.try_clone().unwrap());
     let cutting = Arc::new(AtomicU64::new(0));
     let armed = cutting.clone();
+    let blob = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
             // Requests carry no bodies here (GET and HEAD): each head ends
@@ -171,6 +188,7 @@ fn relay(mut client: TcpStream, mut server: TcpStream, seen: &Mutex<Vec<String>>
                     let ranged = text.to_ascii_lowercase().contains("\r\nrange:");
                     if line.contains("/blobs/") {
                         armed.store(cut.swap(0, Ordering::SeqCst), Ordering::SeqCst);
+                        blob.store(true, Ordering::SeqCst);
                     }
                     seen.lock().unwrap().push(if ranged {
                         format!("{line} range")
@@ -192,6 +210,9 @@ fn relay(mut client: TcpStream, mut server: TcpStream, seen: &Mutex<Vec<String>>
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            while blob.load(Ordering::SeqCst) && held.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             let limit = cutting.load(Ordering::SeqCst);
             if limit > 0 && sent + n as u64 >= limit {
                 let keep = (limit - sent) as usize;

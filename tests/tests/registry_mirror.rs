@@ -443,3 +443,84 @@ fn the_mirror_is_a_cache_kept_after_use_and_evicted_oldest_first() {
     assert_eq!(fetched(&proxy, "lib/a", &a), [3, 3, 3, 3]);
     assert!(kist_tests::fsck(&store, false).is_empty());
 }
+
+/// Polls `ready` until it gives a value. What it waits for is the server
+/// reacting, a matter of milliseconds: two minutes without it fails,
+/// naming `what`.
+fn patiently<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "waited two minutes for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Proves: the fills a client starts count against it until they end,
+/// even after it stopped waiting. With `--transfers-per-client 2` and the
+/// upstream holding its answers, a client that asked for two cold blobs
+/// holds two fills, and its third cold blob is 429 `TOOMANYREQUESTS`;
+/// once the upstream answers, both fills finish (each blob fetched once)
+/// and the third blob is served.
+#[test]
+fn fills_count_against_the_client_that_started_them() {
+    let work = tempfile::tempdir().unwrap();
+    let upstream = DockerRegistry::start(work.path());
+    let proxy = Proxy::start(&upstream.addr);
+    let img = image(8, 300_000);
+    publish(&upstream, &img, "lib/fills:v1", work.path());
+    let h = Harness::new(open_embedded);
+    let mirror = format!("http://{}", proxy.addr);
+    let server = Server::start_with(
+        h.path(),
+        &["--mirror", &mirror, "--transfers-per-client", "2"],
+    );
+    let c = Client::new(&server);
+    assert_eq!(c.get("/v2/lib/fills/manifests/v1").status(), 200);
+
+    proxy.hold_blobs(true);
+    let host = server.base.trim_start_matches("http://").to_owned();
+    let waiting: Vec<std::net::TcpStream> = img.layers[..2]
+        .iter()
+        .map(|layer| {
+            let mut s = std::net::TcpStream::connect(&host).unwrap();
+            let request = format!(
+                "GET /v2/lib/fills/blobs/{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+                layer.digest
+            );
+            std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    // Both fills started once the upstream was asked (it holds its
+    // answers).
+    patiently("the two fills to reach the upstream", || {
+        (fetched(&proxy, "lib/fills", &img)[1..3] == [1, 1]).then_some(())
+    });
+    let third = format!("/v2/lib/fills/blobs/{}", img.layers[2].digest);
+    let r = c.get(&third);
+    assert_eq!(r.status(), 429);
+    assert_eq!(code(r), "TOOMANYREQUESTS");
+    drop(waiting);
+
+    // Released, the fills finish; until then the client is still at its
+    // limit, and retries as the 429's Retry-After says.
+    proxy.hold_blobs(false);
+    for layer in &img.layers {
+        let path = format!("/v2/lib/fills/blobs/{}", layer.digest);
+        let r = patiently("the fills to end", || {
+            Some(c.get(&path)).filter(|r| r.status() != 429)
+        });
+        assert_eq!(r.status(), 200);
+        assert_eq!(sha256(&body(r)), layer.digest);
+    }
+    for layer in &img.layers {
+        let asked = proxy.count(&format!("GET /v2/lib/fills/blobs/{} ", layer.digest));
+        assert_eq!(asked, 1, "{}: {:?}", layer.digest, proxy.requests());
+    }
+}

@@ -36,7 +36,7 @@ pub async fn get(
             if range.is_none() {
                 return mirror.blob(server, &name, &digest, method, client).await;
             }
-            mirror.stored(server, &name, &digest).await?;
+            mirror.stored(server, client, &name, &digest).await?;
             open().await?
         }
         (Err(failure), _) => return Err(failure),

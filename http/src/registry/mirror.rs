@@ -31,6 +31,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use kist::{Error, RegistryError, Store};
+use kist_admission::Transfer;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -45,6 +46,8 @@ const CHUNK: usize = 1 << 20;
 /// Chunks a fill keeps in memory for the clients following it, so those
 /// that keep up never read back from the store.
 const RECENT: usize = 8;
+/// What a fill holds in memory: its chunk and the recent ones.
+const FILL_MEMORY: u64 = ((RECENT + 1) * CHUNK) as u64;
 /// Tries in a row that bring no byte before a fill gives up.
 const TRIES: u32 = 3;
 /// Manifests whose last keep the mirror remembers before it forgets those
@@ -318,7 +321,7 @@ impl Mirror {
         method: &Method,
         client: &Client,
     ) -> Reply {
-        let (mut fill, recent) = self.fill(server, repository, digest);
+        let (mut fill, recent) = self.fill(server, client, repository, digest)?;
         let size = until(&mut fill, |state| match state {
             Fill::Running { size, .. } => *size,
             Fill::Done { size } => Some(*size),
@@ -336,13 +339,7 @@ impl Mirror {
         }
         let transfer = client
             .transfer(crate::body::STREAM_MEMORY)
-            .map_err(|refused| {
-                Failure::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "TOOMANYREQUESTS",
-                    refused.to_string(),
-                )
-            })?;
+            .map_err(super::too_many)?;
         let body = follow(
             server.clone(),
             repository.to_owned(),
@@ -355,14 +352,15 @@ impl Mirror {
     }
 
     /// Waits until the blob `digest` of `repository` is stored, fetching
-    /// it if no fill is running.
+    /// it (for `client`) if no fill is running.
     pub async fn stored(
         self: &Arc<Self>,
         server: &Store,
+        client: &Client,
         repository: &str,
         digest: &str,
     ) -> Result<(), Failure> {
-        let (mut fill, _) = self.fill(server, repository, digest);
+        let (mut fill, _) = self.fill(server, client, repository, digest)?;
         until(&mut fill, |state| {
             matches!(state, Fill::Done { .. }).then_some(())
         })
@@ -370,18 +368,25 @@ impl Mirror {
     }
 
     /// The fill of `digest` into `repository`: the one running, or a new
-    /// one.
+    /// one that `client` started. A new fill is admitted as a transfer of
+    /// `client` holding [`FILL_MEMORY`] (429 if it has too many), and
+    /// stays counted against it until it ends, even after `client` left:
+    /// no client starts fills without bound. It is timed by what the
+    /// upstream sends, so one the upstream trickles is cut as a slow
+    /// client would be.
     fn fill(
         self: &Arc<Self>,
         server: &Store,
+        client: &Client,
         repository: &str,
         digest: &str,
-    ) -> (watch::Receiver<Fill>, Recent) {
+    ) -> Result<(watch::Receiver<Fill>, Recent), Failure> {
         let key = format!("{repository}@{digest}");
         let mut fills = self.fills.lock().expect("fills");
         if let Some(running) = fills.get(&key) {
-            return running.clone();
+            return Ok(running.clone());
         }
+        let pace = client.stream(FILL_MEMORY).map_err(super::too_many)?;
         let (tx, rx) = watch::channel(Fill::Running {
             written: 0,
             size: None,
@@ -392,7 +397,8 @@ impl Mirror {
         let (this, server) = (self.clone(), server.clone());
         let (repository, digest) = (repository.to_owned(), digest.to_owned());
         tokio::task::spawn_blocking(move || {
-            let end = match this.download(&server, &repository, &digest, (&tx, &kept)) {
+            let fill = (&tx, &kept, pace.as_ref());
+            let end = match this.download(&server, &repository, &digest, fill) {
                 Ok(size) => Fill::Done { size },
                 Err(Refresh::Upstream(Failed::Status(404))) => Fill::Failed {
                     why: format!("{} has no blob {digest} in {repository}", this.upstream()),
@@ -414,7 +420,7 @@ impl Mirror {
                 .remove(&format!("{repository}@{digest}"));
             let _ = tx.send(end);
         });
-        (rx, recent)
+        Ok((rx, recent))
     }
 
     /// Downloads the blob into an upload of `repository` and commits it;
@@ -425,7 +431,7 @@ impl Mirror {
         server: &Store,
         repository: &str,
         digest: &str,
-        (progress, recent): (&watch::Sender<Fill>, &Recent),
+        (progress, recent, pace): (&watch::Sender<Fill>, &Recent, Option<&Transfer>),
     ) -> Result<u64, Refresh> {
         let registry = server.registry();
         let id = upload_id(digest);
@@ -466,7 +472,12 @@ impl Mirror {
             let mut body = response.into_reader();
             let before = written;
             let cut = loop {
-                let (n, ended) = fill_buffer(&mut body, &mut buf);
+                let (n, ended) = fill_buffer(&mut body, &mut buf, pace);
+                if pace.is_some_and(|p| p.cut().is_cancelled()) {
+                    return Err(Refresh::Upstream(Failed::Unreachable(
+                        "cut: the upstream sends slower than a client must read".to_owned(),
+                    )));
+                }
                 if n == 0 {
                     break ended;
                 }
@@ -527,13 +538,24 @@ async fn until<T>(
 /// Reads `body` until `buf` is full or the body ends: the bytes read, and
 /// why it stopped short if it broke off (`None`: full, or the end). A
 /// socket hands over a few KiB per read; the store and the clients get
-/// whole chunks, one component call each.
-fn fill_buffer(body: &mut impl std::io::Read, buf: &mut [u8]) -> (usize, Option<String>) {
+/// whole chunks, one component call each. Each read counts on `pace`,
+/// and stops short once it is cut.
+fn fill_buffer(
+    body: &mut impl std::io::Read,
+    buf: &mut [u8],
+    pace: Option<&Transfer>,
+) -> (usize, Option<String>) {
     let mut n = 0;
     while n < buf.len() {
+        if pace.is_some_and(|p| p.cut().is_cancelled()) {
+            return (n, Some("cut".to_owned()));
+        }
         match body.read(&mut buf[n..]) {
             Ok(0) => break,
-            Ok(got) => n += got,
+            Ok(got) => {
+                n += got;
+                pace.inspect(|p| p.moved(got as u64));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return (n, Some(e.to_string())),
         }

@@ -291,12 +291,16 @@ async fn route(
 /// Admits a body of `client` holding `memory` bytes, or 429 (the spec's
 /// `TOOMANYREQUESTS`) with what it has too much of.
 fn admit(client: &crate::client::Client, memory: u64) -> Result<Option<Transfer>, Failure> {
-    client.transfer(memory).map_err(|refused| {
-        Failure::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TOOMANYREQUESTS",
-            refused.to_string(),
-        )
-        .with_header(header::RETRY_AFTER, "1".into())
-    })
+    client.transfer(memory).map_err(too_many)
+}
+
+/// 429 (the spec's `TOOMANYREQUESTS`) for a refused transfer, saying what
+/// the client has too much of.
+fn too_many(refused: kist_admission::Refused) -> Failure {
+    Failure::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOOMANYREQUESTS",
+        refused.to_string(),
+    )
+    .with_header(header::RETRY_AFTER, "1".into())
 }
