@@ -524,3 +524,49 @@ fn fills_count_against_the_client_that_started_them() {
         assert_eq!(asked, 1, "{}: {:?}", layer.digest, proxy.requests());
     }
 }
+
+/// Proves: two `kist serve --mirror` processes on one store fetch a
+/// missing blob once between them: the second finds the first's fill
+/// under way (its upload busy) and streams from it instead of refusing
+/// or downloading beside it; both clients get the right bytes.
+#[test]
+fn two_mirror_processes_on_one_store_fetch_a_blob_once() {
+    let work = tempfile::tempdir().unwrap();
+    let upstream = DockerRegistry::start(work.path());
+    let proxy = Proxy::start(&upstream.addr);
+    let img = image(9, 3_000_000);
+    publish(&upstream, &img, "lib/shared:v1", work.path());
+    let h = Harness::new(open_embedded);
+    let mirror = format!("http://{}", proxy.addr);
+    let first = Server::start_with(h.path(), &["--mirror", &mirror]);
+    let second = Server::start_with(h.path(), &["--mirror", &mirror]);
+    let big = &img.layers[2];
+    let path = format!("/v2/lib/shared/blobs/{}", big.digest);
+    assert_eq!(
+        Client::new(&first)
+            .get("/v2/lib/shared/manifests/v1")
+            .status(),
+        200
+    );
+
+    proxy.hold_blobs(true);
+    std::thread::scope(|s| {
+        let one = s.spawn(|| body(Client::new(&first).get(&path)));
+        patiently("the first fill to reach the upstream", || {
+            (proxy.count(&format!("GET {path} ")) == 1).then_some(())
+        });
+        let two = s.spawn(|| body(Client::new(&second).get(&path)));
+        patiently("the second process to ask the upstream the size", || {
+            (proxy.count(&format!("HEAD {path} ")) == 1).then_some(())
+        });
+        proxy.hold_blobs(false);
+        assert_eq!(sha256(&one.join().unwrap()), big.digest);
+        assert_eq!(sha256(&two.join().unwrap()), big.digest);
+    });
+    assert_eq!(
+        proxy.count(&format!("GET {path} ")),
+        1,
+        "{:?}",
+        proxy.requests()
+    );
+}

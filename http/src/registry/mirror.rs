@@ -46,6 +46,8 @@ const CHUNK: usize = 1 << 20;
 /// Chunks a fill keeps in memory for the clients following it, so those
 /// that keep up never read back from the store.
 const RECENT: usize = 8;
+/// How often a fill another process runs is looked at.
+const FOLLOW_POLL: Duration = Duration::from_millis(20);
 /// What a fill holds in memory: its chunk and the recent ones.
 const FILL_MEMORY: u64 = ((RECENT + 1) * CHUNK) as u64;
 /// Tries in a row that bring no byte before a fill gives up.
@@ -435,9 +437,23 @@ impl Mirror {
     ) -> Result<u64, Refresh> {
         let registry = server.registry();
         let id = upload_id(digest);
-        // What a crash left of an earlier fill starts over.
-        let _ = registry.cancel_upload(repository, &id);
-        let mut writer = registry.open_upload(repository, &id, true)?;
+        let mut writer = loop {
+            // What a crash left of an earlier fill starts over.
+            let _ = registry.cancel_upload(repository, &id);
+            match registry.open_upload(repository, &id, true) {
+                Ok(writer) => break writer,
+                // Another process on the store is filling it: this one
+                // follows that fill, and takes over if it ends without
+                // the blob.
+                Err(Error::Unavailable) => {
+                    let fill = (progress, pace);
+                    if let Some(size) = self.follow_other(server, repository, digest, fill)? {
+                        return Ok(size);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let (mut written, mut size, mut tries) = (0u64, None::<u64>, 0);
         let mut buf = vec![0; CHUNK];
         loop {
@@ -514,6 +530,46 @@ impl Mirror {
                 let _ = registry.cancel_upload(repository, &id);
                 Err(e.into())
             }
+        }
+    }
+
+    /// Follows the fill of `digest` that another process on the store
+    /// runs, telling `progress` (and `pace`) what its upload holds, until
+    /// the blob is stored (its size) or the upload is gone without it
+    /// (`None`). The size the clients are promised comes from the
+    /// upstream (a `HEAD`).
+    fn follow_other(
+        &self,
+        server: &Store,
+        repository: &str,
+        digest: &str,
+        (progress, pace): (&watch::Sender<Fill>, Option<&Transfer>),
+    ) -> Result<Option<u64>, Refresh> {
+        let registry = server.registry();
+        let head =
+            self.upstream
+                .request("HEAD", &format!("{repository}/blobs/{digest}"), &[], 0)?;
+        let size = head.header("content-length").and_then(|v| v.parse().ok());
+        let stored = || match registry.stat_blob(repository, digest) {
+            Ok(size) => Ok(Some(size)),
+            Err(Error::Registry(RegistryError::BlobUnknown)) => Ok(None),
+            Err(e) => Err(Refresh::Store(e)),
+        };
+        let mut seen = 0;
+        loop {
+            if let Some(size) = stored()? {
+                return Ok(Some(size));
+            }
+            match registry.upload_offset(repository, &upload_id(digest)) {
+                Ok(written) => {
+                    pace.inspect(|p| p.moved(written.saturating_sub(seen)));
+                    seen = seen.max(written);
+                    let _ = progress.send(Fill::Running { written, size });
+                }
+                Err(Error::Registry(RegistryError::BlobUploadUnknown)) => return stored(),
+                Err(e) => return Err(e.into()),
+            }
+            std::thread::sleep(FOLLOW_POLL);
         }
     }
 }
