@@ -570,3 +570,49 @@ fn two_mirror_processes_on_one_store_fetch_a_blob_once() {
         proxy.requests()
     );
 }
+
+/// Proves: with `--mirror-allow-push`, a tag pushed to the mirror is its
+/// own. Revalidated against the upstream (TTL 0) it stays on what was
+/// pushed, though the upstream has another manifest under that tag; and
+/// a collection keeps the pushed image (a root, as in any registry) while
+/// it evicts mirrored content past its keep.
+#[test]
+fn a_tag_pushed_to_a_mirror_is_its_own() {
+    let work = tempfile::tempdir().unwrap();
+    let upstream = DockerRegistry::start(work.path());
+    let proxy = Proxy::start(&upstream.addr);
+    let (theirs, ours, other) = (image(10, 100_000), image(11, 100_000), image(12, 100_000));
+    publish(&upstream, &theirs, "lib/app:v1", work.path());
+    publish(&upstream, &other, "lib/other:v1", work.path());
+    let h = Harness::new(open_embedded);
+    let store = h.store();
+    let mut settings = store.retention().settings().unwrap();
+    settings.upload_grace_seconds = 0;
+    settings.untagged_grace_seconds = 0;
+    store.retention().set_settings(settings).unwrap();
+    let mirror = format!("http://{}", proxy.addr);
+    let server = Server::start_with(
+        h.path(),
+        &[
+            "--mirror",
+            &mirror,
+            "--mirror-allow-push",
+            "--mirror-ttl",
+            "0s",
+            "--mirror-keep",
+            "0s",
+        ],
+    );
+    let c = Client::new(&server);
+    c.push_image("lib/app", "v1", &ours);
+    pull_all(&c, "lib/other", &other);
+    let digest = |r: ureq::Response| r.header("docker-content-digest").unwrap().to_owned();
+    assert_eq!(digest(c.get("/v2/lib/app/manifests/v1")), ours.digest);
+    assert!(proxy.count("/v2/lib/app/manifests/v1 ") >= 1, "revalidated");
+    assert_eq!(digest(c.get("/v2/lib/app/manifests/v1")), ours.digest);
+
+    assert!(kist_tests::collect(&store) > 0);
+    assert!(ours.blobs().all(|blob| on_disk(h.path(), &blob.digest)));
+    assert!(other.blobs().all(|blob| !on_disk(h.path(), &blob.digest)));
+    assert_eq!(digest(c.get("/v2/lib/app/manifests/v1")), ours.digest);
+}

@@ -136,6 +136,17 @@ pub fn manifest(
     if !tags.is_empty() {
         let lock = index::lock()?;
         let mirrored = matches!(origin, Origin::Mirrored { .. });
+        if mirrored {
+            // A mirror never moves a tag pushed here (`--mirror-allow-push`):
+            // what was pushed locally is not the upstream's to replace.
+            let mut mirrorable = Vec::with_capacity(tags.len());
+            for tag in tags {
+                if tags::get(repository, tag)?.is_none_or(|e| index::mirrored(&e)) {
+                    mirrorable.push(tag);
+                }
+            }
+            tags = mirrorable;
+        }
         let entry = tags::Entry {
             digest: &digest,
             media_type: &parsed.media_type,
