@@ -146,6 +146,20 @@ pub fn collect(store: &Store) -> u64 {
         .sum()
 }
 
+/// Sets the registry graces of `store` to 0 (a registry hold keeps
+/// nothing by itself: only tags and references do) and its cache TTL to
+/// `cache_ttl` seconds.
+pub fn no_registry_graces(store: &Store, cache_ttl: u64) {
+    let mut settings = store.retention().settings().expect("settings");
+    settings.upload_grace_seconds = 0;
+    settings.untagged_grace_seconds = 0;
+    settings.cache_ttl_seconds = cache_ttl;
+    store
+        .retention()
+        .set_settings(settings)
+        .expect("setting settings");
+}
+
 /// Sorted digests of the blobs matching `filters`.
 pub fn digests(store: &Store, filters: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = store

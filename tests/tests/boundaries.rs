@@ -312,10 +312,7 @@ fn containerd_calls_act_only_on_what_containerd_holds() {
 
     let h = Harness::new(open_embedded);
     let store = h.store();
-    let mut settings = store.retention().settings().unwrap();
-    settings.upload_grace_seconds = 0;
-    settings.untagged_grace_seconds = 0;
-    store.retention().set_settings(settings).unwrap();
+    kist_tests::no_registry_graces(&store, 0);
     let image = kist_tests::oci::Image::new(&[b"layer".to_vec()], None);
     push(&store, "lib/app", "v1", &image);
     let private = store
@@ -1303,10 +1300,7 @@ fn new_holds_are_charged_to_their_holder() {
 fn a_deleted_referrer_is_not_kept_by_its_subject() {
     let h = Harness::new(open_embedded);
     let store = h.store();
-    let mut settings = store.retention().settings().unwrap();
-    settings.upload_grace_seconds = 0;
-    settings.untagged_grace_seconds = 0;
-    store.retention().set_settings(settings).unwrap();
+    kist_tests::no_registry_graces(&store, 0);
     let subject = kist_tests::oci::Image::new(&[b"subject".to_vec()], None);
     push(&store, "app", "v1", &subject);
     let size = subject.manifest.len();

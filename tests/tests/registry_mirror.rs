@@ -367,17 +367,10 @@ fn the_mirror_is_a_cache_kept_after_use_and_evicted_oldest_first() {
     publish(&upstream, &a, "lib/a:v1", work.path());
     publish(&upstream, &b, "lib/b:v1", work.path());
     let mirror = format!("http://{}", proxy.addr);
-    let graces_off = |store: &kist::Store, cache_ttl: u64| {
-        let mut settings = store.retention().settings().unwrap();
-        settings.upload_grace_seconds = 0;
-        settings.untagged_grace_seconds = 0;
-        settings.cache_ttl_seconds = cache_ttl;
-        store.retention().set_settings(settings).unwrap();
-    };
 
     // Kept for an hour after the pull: a collection removes nothing.
     let kept = Harness::new(open_embedded);
-    graces_off(&kept.store(), 0);
+    kist_tests::no_registry_graces(&kept.store(), 0);
     let server = Server::start_with(kept.path(), &["--mirror", &mirror, "--mirror-keep", "1h"]);
     pull_all(&Client::new(&server), "lib/a", &a);
     assert_eq!(kist_tests::collect(&kept.store()), 0);
@@ -390,7 +383,7 @@ fn the_mirror_is_a_cache_kept_after_use_and_evicted_oldest_first() {
     // Kept 0 s: released at once, cached for an hour.
     let h = Harness::new(open_embedded);
     let store = h.store();
-    graces_off(&store, 3_600);
+    kist_tests::no_registry_graces(&store, 3_600);
     let server = Server::start_with(h.path(), &["--mirror", &mirror, "--mirror-keep", "0s"]);
     let c = Client::new(&server);
     pull_all(&c, "lib/a", &a);
@@ -586,10 +579,7 @@ fn a_tag_pushed_to_a_mirror_is_its_own() {
     publish(&upstream, &other, "lib/other:v1", work.path());
     let h = Harness::new(open_embedded);
     let store = h.store();
-    let mut settings = store.retention().settings().unwrap();
-    settings.upload_grace_seconds = 0;
-    settings.untagged_grace_seconds = 0;
-    store.retention().set_settings(settings).unwrap();
+    kist_tests::no_registry_graces(&store, 0);
     let mirror = format!("http://{}", proxy.addr);
     let server = Server::start_with(
         h.path(),
