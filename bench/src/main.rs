@@ -8,6 +8,7 @@ mod big;
 mod containerd;
 mod layers;
 mod limit;
+mod link;
 mod listing;
 mod measure;
 mod native;

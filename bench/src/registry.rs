@@ -73,19 +73,19 @@ pub fn push(
 
 /// GETs a blob to nowhere; returns its length.
 fn pull(r: &Running, repo: &str, digest: &str) -> anyhow::Result<u64> {
-    pull_with(&ureq::agent(), r, repo, digest, None)
+    pull_with(&ureq::agent(), &r.base, repo, digest, None)
 }
 
 /// GETs a blob to nowhere on `agent` (its connections kept), with an
 /// `Authorization` value if given; returns its length.
 pub fn pull_with(
     agent: &ureq::Agent,
-    r: &Running,
+    base: &str,
     repo: &str,
     digest: &str,
     authorization: Option<&str>,
 ) -> anyhow::Result<u64> {
-    let mut request = agent.get(&format!("{}/v2/{repo}/blobs/{digest}", r.base));
+    let mut request = agent.get(&format!("{base}/v2/{repo}/blobs/{digest}"));
     if let Some(value) = authorization {
         request = request.set("Authorization", value);
     }

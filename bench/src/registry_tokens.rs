@@ -84,7 +84,9 @@ pub fn run(
             let (server, large) = (&server, &large);
             Contender::new(name, move |_| {
                 let agent = ureq::agent();
-                time(|| pull_with(&agent, server, "bench/pull", large, authorization).map(drop))
+                time(|| {
+                    pull_with(&agent, &server.base, "bench/pull", large, authorization).map(drop)
+                })
             })
         })
         .collect();
@@ -106,7 +108,7 @@ pub fn run(
                 let agent = ureq::agent();
                 time(|| {
                     small.iter().try_for_each(|d| {
-                        pull_with(&agent, server, "bench/pull", d, authorization).map(drop)
+                        pull_with(&agent, &server.base, "bench/pull", d, authorization).map(drop)
                     })
                 })
             })
