@@ -36,6 +36,8 @@ mod shared {
 /// The content store: `store` (read, label, delete, walk) and `ingester`
 /// (resumable writes and small puts), and how a blob gets published.
 mod content {
+    /// gzip through the host's `deflate` capability.
+    pub mod gzipped;
     /// One ingest on disk: meta, data and saved hash state.
     /// The layout's `index.json`: named roots, registry tags.
     pub mod index;
@@ -120,6 +122,8 @@ mod snapshots {
     pub mod check;
     /// A snapshot's changes as a layer blob.
     pub mod diff;
+    /// A layer blob as an uncompressed tar stream.
+    pub mod inflated;
     pub mod interface;
     /// Overlay and bind mounts.
     pub mod mounts;
@@ -128,6 +132,24 @@ mod snapshots {
     /// What keeps a snapshot, and collecting the rest.
     pub mod retention;
     /// A snapshot's directories, and the `trees` capability.
+    pub mod tree;
+}
+
+/// Delta pulls (in `snapshots` and `registry`): a layer's files by
+/// content, the packs of what a node lacks, and layers regenerated from
+/// them.
+mod deltas {
+    /// Derived blobs kept as cache.
+    pub mod derived;
+    /// The operations the interfaces offer.
+    pub mod layers;
+    /// What a node lacks, in tar order.
+    pub mod pack;
+    /// A layer's tar regenerated and checked.
+    pub mod rebuild;
+    /// A stored layer split into its tree.
+    pub mod split;
+    /// The tree's format.
     pub mod tree;
 }
 

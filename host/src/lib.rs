@@ -84,7 +84,7 @@ pub use bindings::exports::kist::content::storer::{
     ArchiveOptions, Artifact, ExtractOptions, Object, RetentionPolicy,
 };
 pub use bindings::exports::kist::content::types::{
-    BlobInfo, Error as StoreError, IngestStatus, Label,
+    BlobInfo, Error as StoreError, IngestStatus, Label, LayerTree,
 };
 pub use bindings::kist::content::caller::{Actions, Grant};
 pub use capabilities::FetchPolicy;

@@ -2,6 +2,7 @@
 //! v1.1) over a store. The HTTP protocol is `kist serve`'s; what may be
 //! stored, and how it is kept, is decided in the component.
 
+use crate::LayerTree;
 use crate::bindings::exports::kist::content::registry::{
     Manifest, Page, Pushed, ReferrersPage, RegistryError,
 };
@@ -207,6 +208,29 @@ impl Registry {
         self.call(|api, s| {
             api.kist_content_registry()
                 .call_keep_manifest(s, repository, digest, keep.as_secs())
+        })
+    }
+
+    /// The tree of the layer `digest` that `repository` holds (delta
+    /// pulls), derived on the first call and then kept.
+    pub fn tree_of_layer(&self, repository: &str, digest: &str) -> Result<LayerTree> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_tree_of_layer(s, repository, &digest.to_owned())
+        })
+    }
+
+    /// The pack of the files of the layer `digest` that none of the layers
+    /// `bases` has (all held by `repository`): its digest and size.
+    pub fn layer_pack(
+        &self,
+        repository: &str,
+        digest: &str,
+        bases: &[String],
+    ) -> Result<(String, u64)> {
+        self.call(|api, s| {
+            api.kist_content_registry()
+                .call_layer_pack(s, repository, &digest.to_owned(), bases)
         })
     }
 

@@ -7,6 +7,7 @@ use crate::bindings::exports::kist::content::snapshots::{
 };
 use std::path::Path;
 
+use crate::LayerTree;
 use crate::error::{Error, Result};
 use crate::store::{Scoped, Store};
 
@@ -269,6 +270,50 @@ impl Snapshots {
         self.shared.call(|api, s| {
             api.kist_content_snapshots()
                 .call_apply(s, key, &blob, media_type, max_size)
+        })
+    }
+
+    /// The tree of the stored layer `blob` (delta pulls): which files it
+    /// has, by content, and what regenerates its tar. Derived on the first
+    /// call, then kept as cache.
+    pub fn tree_of_layer(&self, blob: &str, media_type: &str) -> Result<LayerTree> {
+        let blob = blob.to_owned();
+        self.shared.call(|api, s| {
+            api.kist_content_snapshots()
+                .call_tree_of_layer(s, &blob, media_type)
+        })
+    }
+
+    /// Unpacks into the empty active snapshot `key` the layer whose diff
+    /// id is `diff_id` without its blob: its tar is regenerated from the
+    /// stored tree blob `tree`, the files in the stored pack `pack` and
+    /// those of the committed snapshots `bases` (each with the tree of
+    /// its layer), every file and the whole tar checked. See
+    /// `snapshots.apply-delta` in the WIT.
+    pub fn apply_delta(
+        &self,
+        key: &str,
+        diff_id: &str,
+        tree: &str,
+        pack: Option<&str>,
+        bases: &[(&str, &str)],
+    ) -> Result<String> {
+        let (diff_id, tree) = (diff_id.to_owned(), tree.to_owned());
+        let pack = pack.map(str::to_owned);
+        let bases: Vec<(String, String)> = bases
+            .iter()
+            .map(|(k, t)| ((*k).to_owned(), (*t).to_owned()))
+            .collect();
+        self.shared.call(|api, s| {
+            api.kist_content_snapshots().call_apply_delta(
+                s,
+                key,
+                &diff_id,
+                &tree,
+                pack.as_ref(),
+                &bases,
+                DEFAULT_MAX_UNPACKED,
+            )
         })
     }
 

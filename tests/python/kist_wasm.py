@@ -15,7 +15,7 @@ import wasmtime
 import wasmtime.component as wc
 
 PACKAGE = "kist:content"
-VERSION = "0.11.0"
+VERSION = "0.12.0"
 
 
 class KistError(Exception):

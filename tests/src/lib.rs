@@ -5,6 +5,8 @@ pub mod conformance;
 pub mod containerd;
 pub mod http;
 pub mod layer_server;
+/// Layers written entry by entry.
+pub mod layer_tar;
 pub mod oci;
 pub mod registry;
 pub mod token_server;

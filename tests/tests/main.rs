@@ -12,6 +12,7 @@ mod containerd_content;
 mod containerd_plugin;
 mod crash;
 mod defects;
+mod deltas;
 mod disk_full;
 mod fsck;
 mod hostile;

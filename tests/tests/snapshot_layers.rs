@@ -4,95 +4,16 @@
 //! tar+zstd), `diff` round trips, and hostile layers that must leave
 //! nothing behind.
 
-use std::io::Write;
 use std::process::Command;
 
 use kist::{Error, Snapshots, Store};
+use kist_tests::layer_tar::Layer;
 use kist_tests::trees::{Mounted, assert_same, describe, require_root};
-use kist_tests::{Harness, open_embedded, peer, tar_header};
+use kist_tests::{Harness, open_embedded, peer};
 
 const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-
-/// A layer being written.
-struct Layer(tar::Builder<Vec<u8>>);
-
-impl Layer {
-    fn new() -> Self {
-        Self(tar::Builder::new(Vec::new()))
-    }
-
-    fn dir(mut self, path: &str, mode: u32) -> Self {
-        let mut h = tar_header(tar::EntryType::Directory, mode, 0);
-        self.0.append_data(&mut h, path, std::io::empty()).unwrap();
-        self
-    }
-
-    fn file(mut self, path: &str, data: &[u8], mode: u32) -> Self {
-        let mut h = tar_header(tar::EntryType::Regular, mode, data.len() as u64);
-        self.0.append_data(&mut h, path, data).unwrap();
-        self
-    }
-
-    fn owned(mut self, path: &str, data: &[u8], uid: u64, gid: u64) -> Self {
-        let mut h = tar_header(tar::EntryType::Regular, 0o640, data.len() as u64);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        self.0.append_data(&mut h, path, data).unwrap();
-        self
-    }
-
-    fn symlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = tar_header(tar::EntryType::Symlink, 0o777, 0);
-        self.0.append_link(&mut h, path, target).unwrap();
-        self
-    }
-
-    fn hardlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = tar_header(tar::EntryType::Link, 0o644, 0);
-        self.0.append_link(&mut h, path, target).unwrap();
-        self
-    }
-
-    /// An entry written byte by byte: names the tar crate refuses to write
-    /// (`..`, absolute paths) go in as they are.
-    fn raw(mut self, kind: tar::EntryType, name: &str, link: &str, data: &[u8]) -> Self {
-        let mut h = tar_header(kind, 0o644, data.len() as u64);
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
-            h.set_device_major(1).unwrap();
-            h.set_device_minor(3).unwrap();
-        }
-        h.set_cksum();
-        self.0.append(&h, data).unwrap();
-        self
-    }
-
-    fn tar(self) -> Vec<u8> {
-        self.0.into_inner().unwrap()
-    }
-
-    fn gzip(self) -> Vec<u8> {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&self.tar()).unwrap();
-        gz.finish().unwrap()
-    }
-
-    fn zstd(self) -> Vec<u8> {
-        let mut child = Command::new(peer("zstd"))
-            .args(["-q", "-c"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&self.tar()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "zstd failed");
-        out.stdout
-    }
-}
 
 fn setup() -> (Harness, Store, Snapshots) {
     require_root();

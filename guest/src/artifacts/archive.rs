@@ -1,16 +1,14 @@
 //! Deterministic `.tar.gz` archives of a directory the caller passed in
 //! (see `archive-options` in `wit/storer.wit` for the rules).
 
-use std::io::{BufWriter, Write};
-
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::artifacts::links::{Links, escapes};
 use crate::bindings::exports::kist::content::storer::ArchiveOptions;
-use crate::bindings::kist::content::deflate::GzipEncoder;
 use crate::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
 };
+use crate::content::gzipped::Gzipped;
 use crate::content::new_blob::{DescriptorReader, NewBlob, from_io};
 use crate::shared::error::{Error, Result, fs as fs_error, invalid};
 use crate::shared::fs::next_entry;
@@ -21,11 +19,7 @@ const VCS_DIRS: [&str; 5] = [".git", ".hg", ".svn", ".bzr", ".jj"];
 /// Writes the archive of `dir` into `out`.
 pub fn write(dir: &Descriptor, options: &ArchiveOptions, out: &mut NewBlob) -> Result<()> {
     let ignore = matcher(&options.ignore)?;
-    let gz = Gzip {
-        encoder: GzipEncoder::new(LEVEL),
-        out,
-    };
-    let mut tar = tar::Builder::new(BufWriter::with_capacity(GZIP_CALL, gz));
+    let mut tar = tar::Builder::new(Gzipped::new(LEVEL, out));
     let mut walk = Walk {
         ignore,
         max_size: options.max_size,
@@ -33,39 +27,12 @@ pub fn write(dir: &Descriptor, options: &ArchiveOptions, out: &mut NewBlob) -> R
         links: DiskLinks(dir),
     };
     walk.dir(dir, "", &mut tar)?;
-    let buffered = tar.into_inner().map_err(|e| from_io(e, "archive"))?;
-    let gz = buffered
-        .into_inner()
-        .map_err(|e| from_io(e.into_error(), "archive"))?;
-    gz.out
-        .write_all(&GzipEncoder::finish(gz.encoder))
-        .map_err(|e| from_io(e, "archive"))
+    let gz = tar.into_inner().map_err(|e| from_io(e, "archive"))?;
+    gz.finish().map(drop).map_err(|e| from_io(e, "archive"))
 }
 
 /// gzip's default level, which `tar czf` uses.
 const LEVEL: u8 = 6;
-
-/// Bytes passed to the host's encoder per call (fewer, larger calls; the
-/// compressed bytes do not depend on it).
-const GZIP_CALL: usize = 1 << 20;
-
-/// The tar stream, compressed by the host's `deflate` capability into the
-/// new blob.
-struct Gzip<'a> {
-    encoder: GzipEncoder,
-    out: &'a mut NewBlob,
-}
-
-impl Write for Gzip<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.write_all(&self.encoder.write(buf))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The ignore patterns as one gitignore file at the archive's root.
 fn matcher(patterns: &[String]) -> Result<Gitignore> {
@@ -105,7 +72,7 @@ impl Links for DiskLinks<'_> {
     }
 }
 
-type Tar<'a> = tar::Builder<BufWriter<Gzip<'a>>>;
+type Tar<'a> = tar::Builder<Gzipped<&'a mut NewBlob>>;
 
 impl Walk<'_> {
     /// Archives the entries of `dir` (at `prefix` in the archive) in name

@@ -79,6 +79,11 @@ impl NewBlob {
         format!("{}/{}", records::TMP, self.name)
     }
 
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size + self.buffer.len() as u64
+    }
+
     fn drain(&mut self) -> Result<()> {
         if self.buffer.is_empty() {
             return Ok(());

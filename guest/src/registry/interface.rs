@@ -5,8 +5,10 @@ use crate::bindings::exports::kist::content::ingester::Writer;
 use crate::bindings::exports::kist::content::registry::{
     Descriptor, Guest, Manifest, Page, Pushed, ReferrersPage, RegistryError,
 };
+use crate::bindings::exports::kist::content::types::LayerTree;
 use crate::bindings::kist::content::caller::Actions;
 use crate::content::index;
+use crate::deltas::layers;
 use crate::registry::names::{self, Refused};
 use crate::registry::push::Origin;
 use crate::registry::{members, push, referrers, repositories, tags, uploads};
@@ -14,6 +16,9 @@ use crate::shared::digest::Digest;
 use crate::shared::error::Error;
 use crate::shared::scope::Caller;
 use crate::shared::{fs, layout};
+
+/// Most base layers a pack is made against: an image's layers.
+const MAX_BASES: usize = 256;
 
 impl From<Error> for RegistryError {
     fn from(e: Error) -> Self {
@@ -139,6 +144,36 @@ impl Guest for Component {
     ) -> Result<(), RegistryError> {
         let (holder, d) = blob(&repository, &digest, Actions::PUSH, "pushing")?;
         push::keep(&d, &holder, keep_seconds)
+    }
+
+    fn tree_of_layer(repository: String, digest: String) -> Result<LayerTree, RegistryError> {
+        let (holder, d) = blob(&repository, &digest, Actions::PULL, "pulling")?;
+        members::size(&d, &holder)?.ok_or(RegistryError::BlobUnknown)?;
+        Ok(layers::tree_of(&d, "")?.0)
+    }
+
+    fn layer_pack(
+        repository: String,
+        digest: String,
+        bases: Vec<String>,
+    ) -> Result<(String, u64), RegistryError> {
+        let (holder, d) = blob(&repository, &digest, Actions::PULL, "pulling")?;
+        if bases.len() > MAX_BASES {
+            return Err(Error::InvalidArgument(format!(
+                "a pack is made against at most {MAX_BASES} base layers"
+            ))
+            .into());
+        }
+        let bases = std::iter::once(digest.as_str())
+            .chain(bases.iter().map(String::as_str))
+            .map(|b| {
+                let b = names::digest(b)?;
+                members::size(&b, &holder)?.ok_or(RegistryError::BlobUnknown)?;
+                Ok(b)
+            })
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        let (pack, size) = layers::pack_of(&d, "", &bases[1..])?;
+        Ok((pack.to_string(), size))
     }
 
     fn read_upload(

@@ -11,15 +11,15 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use crate::bindings::kist::content::inflate::{self, InflateError, Inflater};
 use crate::bindings::kist::content::trees::{self, Attributes};
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
-use crate::content::new_blob::{from_io, to_io};
+use crate::content::new_blob::from_io;
 use crate::retention::quota;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition};
 use crate::shared::fs;
+use crate::snapshots::inflated::{CHUNK, Inflated, TarSource, layer_error};
 use crate::snapshots::records::{self, Lookup, State};
 use crate::snapshots::tree::{self, join};
 
@@ -28,8 +28,6 @@ const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 /// What each entry costs against `max-size` besides its data: its header.
 const ENTRY_COST: u64 = 512;
-/// Decompressed bytes are taken and files written in chunks of this size.
-const CHUNK: usize = 1 << 20;
 /// Unpacked bytes are charged against the holder's quotas once this many
 /// are due (a charge rewrites the quota counters: not one per small
 /// file); what is left is charged at the end.
@@ -43,6 +41,19 @@ const KEPT_XATTRS: [&str; 2] = ["user.", "security."];
 /// snapshot's holder: a layer that unpacks past them (a gzip bomb) stops
 /// there with `no-space`, having written at most a step past them.
 pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Result<Digest> {
+    unpack(key, max_size, None, |_| Inflated::open(blob, media_type))
+}
+
+/// Unpacks the tar `open` gives (called with the path of the tree being
+/// built) into the active snapshot `key`, as [`apply`] does; with
+/// `expected`, a tar of another digest is refused and leaves the snapshot
+/// empty. Returns the tar's digest.
+pub fn unpack<S: TarSource>(
+    key: &str,
+    max_size: u64,
+    expected: Option<&Digest>,
+    open: impl FnOnce(&str) -> Result<S>,
+) -> Result<Digest> {
     let all = records::current()?;
     let record = all.record(key)?;
     if record.kind != State::Active {
@@ -65,7 +76,12 @@ pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Resul
     let built = (|| {
         let dir = fs::open_dir(&staging)?.ok_or(Error::NotFound)?;
         let mut unpacker = Unpacker::new(&staging, &dir, max_size, holder);
-        let diff_id = unpacker.run(blob, media_type)?;
+        let diff_id = unpacker.run(open(&staging)?)?;
+        if let Some(e) = expected.filter(|e| **e != diff_id) {
+            return Err(invalid(format!(
+                "the layer's tar has digest {diff_id}, not the diff id {e}"
+            )));
+        }
         unpacker.finish()?;
         Ok(diff_id)
     })();
@@ -80,81 +96,6 @@ pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Resul
             let _ = tree::remove_path(&staging);
             Err(e)
         }
-    }
-}
-
-/// Compression of a layer, from its media type or, when there is none,
-/// its first bytes (`head` reads them).
-fn compression(
-    media_type: &str,
-    head: impl FnOnce() -> Result<Vec<u8>>,
-) -> Result<inflate::Compression> {
-    use inflate::Compression::{Gzip, None, Zstd};
-    let ends = |s: &[&str]| s.iter().any(|e| media_type.ends_with(e));
-    Ok(if media_type.is_empty() {
-        match head()?.as_slice() {
-            [0x1f, 0x8b, ..] => Gzip,
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Zstd,
-            _ => None,
-        }
-    } else if ends(&["+gzip", ".gzip"]) {
-        Gzip
-    } else if ends(&["+zstd", ".zstd"]) {
-        Zstd
-    } else if ends(&["tar"]) {
-        None
-    } else {
-        return Err(invalid(format!(
-            "media type {media_type:?} is not a tar layer"
-        )));
-    })
-}
-
-/// The layer's uncompressed tar, inflated and hashed (the diff id) by the
-/// host's `inflate` capability on another core, as `tar xzf` has `gzip`.
-struct Inflated<'a> {
-    blob: &'a Digest,
-    inflater: Inflater,
-    pending: Vec<u8>,
-    at: usize,
-}
-
-impl Inflated<'_> {
-    fn error(&self, e: InflateError) -> Error {
-        match e {
-            InflateError::NotFound => Error::NotFound,
-            InflateError::Malformed(m) | InflateError::InvalidPath(m) => {
-                invalid(format!("{} is not a readable layer: {m}", self.blob))
-            }
-            InflateError::Io(m) => Error::Io(format!("reading {}: {m}", self.blob)),
-        }
-    }
-
-    /// Reads to the end (tar stops at its end marker; the diff id covers
-    /// the padding after it too) and returns the digest.
-    fn finish(mut self) -> Result<Digest> {
-        std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| from_io(e, "layer"))?;
-        let digest = self
-            .inflater
-            .digest()
-            .ok_or_else(|| Error::Io(format!("{}: no digest after the end", self.blob)))?;
-        Digest::parse(&digest)
-    }
-}
-
-impl Read for Inflated<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.at == self.pending.len() {
-            self.pending = self
-                .inflater
-                .read(CHUNK as u32)
-                .map_err(|e| to_io(self.error(e)))?;
-            self.at = 0;
-        }
-        let n = buf.len().min(self.pending.len() - self.at);
-        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 
@@ -207,32 +148,22 @@ impl<'a> Unpacker<'a> {
         }
     }
 
-    fn run(&mut self, blob: &Digest, media_type: &str) -> Result<Digest> {
-        let path = blob.blob_path();
-        let head = || {
-            let fd = fs::open_existing(&path, DescriptorFlags::READ)?.ok_or(Error::NotFound)?;
-            fs::read_at(&fd, &path, 0, 4)
-        };
-        let mut inflated = Inflated {
-            blob,
-            inflater: Inflater::new(&path, compression(media_type, head)?),
-            pending: Vec::new(),
-            at: 0,
-        };
+    fn run<S: TarSource>(&mut self, mut source: S) -> Result<Digest> {
+        let name = source.name();
         // Borrows the stream for the entries only: the rest is read after.
-        let mut archive = tar::Archive::new(&mut inflated);
-        let entries = archive.entries().map_err(|e| layer_error(e, blob))?;
+        let mut archive = tar::Archive::new(&mut source);
+        let entries = archive.entries().map_err(|e| layer_error(e, &name))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| layer_error(e, blob))?;
+            let mut entry = entry.map_err(|e| layer_error(e, &name))?;
             self.entry(&mut entry).map_err(|e| match e {
                 Error::InvalidArgument(m) => {
-                    let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                    invalid(format!("{blob}: entry {name:?}: {m}"))
+                    let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                    invalid(format!("{name}: entry {path:?}: {m}"))
                 }
                 other => other,
             })?;
         }
-        inflated.finish()
+        source.finish()
     }
 
     /// Charges what was unpacked and not charged yet to the holder.
@@ -492,7 +423,7 @@ impl<'a> Unpacker<'a> {
 }
 
 /// Reads until `buf` is full or the entry ends.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..])? {
@@ -503,16 +434,9 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn layer_error(e: std::io::Error, blob: &Digest) -> Error {
-    match from_io(e, &blob.to_string()) {
-        Error::Io(m) => invalid(format!("{blob} is not a readable layer: {m}")),
-        other => other,
-    }
-}
-
 /// An entry's path inside the tree: relative, `/`-separated, without `.`
 /// components; absolute paths and `..` are refused. `""` is the root.
-fn clean(raw: &[u8]) -> Result<String> {
+pub fn clean(raw: &[u8]) -> Result<String> {
     let path = std::str::from_utf8(raw).map_err(|_| invalid("the path is not UTF-8"))?;
     if path.starts_with('/') {
         return Err(invalid("absolute paths are refused"));

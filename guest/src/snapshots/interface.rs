@@ -7,8 +7,9 @@ use crate::Component;
 use crate::bindings::exports::kist::content::snapshots::{
     DiskUsage, Guest, Info, Layer, Mount, SnapshotOptions,
 };
-use crate::bindings::exports::kist::content::types::Error as WitError;
+use crate::bindings::exports::kist::content::types::{Error as WitError, LayerTree};
 use crate::content::{labels, store};
+use crate::deltas::layers;
 use crate::retention::holds;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, invalid, precondition};
@@ -273,6 +274,41 @@ impl Guest for Component {
         records::current()?.owned(&key, &caller)?;
         store::require_visible(&d, &caller)?;
         apply::apply(&key, &d, &media_type, max_size).map(|d| d.to_string())
+    }
+
+    fn tree_of_layer(blob: String, media_type: String) -> Result<LayerTree, WitError> {
+        let d = Digest::parse(&blob)?;
+        store::require_visible(&d, &Caller::current())?;
+        layers::tree_of(&d, &media_type).map(|(info, _)| info)
+    }
+
+    fn apply_delta(
+        key: String,
+        diff_id: String,
+        tree: String,
+        pack: Option<String>,
+        bases: Vec<(String, String)>,
+        max_size: u64,
+    ) -> Result<String, WitError> {
+        let caller = Caller::current();
+        let visible = |d: &str| -> Result<Digest> {
+            let d = Digest::parse(d)?;
+            store::require_visible(&d, &caller)?;
+            Ok(d)
+        };
+        let diff_id = Digest::parse(&diff_id)?;
+        let tree = visible(&tree)?;
+        let pack = pack.as_deref().map(visible).transpose()?;
+        let all = records::current()?;
+        all.owned(&key, &caller)?;
+        let bases = bases
+            .into_iter()
+            .map(|(base, base_tree)| {
+                all.visible(&base, &caller)?;
+                Ok((base, visible(&base_tree)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        layers::apply(&key, &diff_id, &tree, pack.as_ref(), &bases, max_size).map(|d| d.to_string())
     }
 
     fn diff(key: String, holder: Option<String>) -> Result<Layer, WitError> {

@@ -628,6 +628,16 @@ impl registry::Guest for Hostile {
     fn keep_manifest(_: String, _: String, _: u64) -> Result<(), registry::RegistryError> {
         unreachable!()
     }
+    fn tree_of_layer(_: String, _: String) -> Result<types::LayerTree, registry::RegistryError> {
+        unreachable!()
+    }
+    fn layer_pack(
+        _: String,
+        _: String,
+        _: Vec<String>,
+    ) -> Result<(String, u64), registry::RegistryError> {
+        unreachable!()
+    }
     fn read_upload(
         _: String,
         _: String,
@@ -712,6 +722,19 @@ impl snapshots::Guest for Hostile {
         unreachable!()
     }
     fn apply(_: String, _: String, _: String, _: u64) -> Result<String, Error> {
+        unreachable!()
+    }
+    fn tree_of_layer(_: String, _: String) -> Result<types::LayerTree, Error> {
+        unreachable!()
+    }
+    fn apply_delta(
+        _: String,
+        _: String,
+        _: String,
+        _: Option<String>,
+        _: Vec<(String, String)>,
+        _: u64,
+    ) -> Result<String, Error> {
         unreachable!()
     }
     fn diff(_: String, _: Option<String>) -> Result<snapshots::Layer, Error> {

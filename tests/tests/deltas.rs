@@ -1,0 +1,429 @@
+//! Delta pulls through the real component: a layer's tree (its files by
+//! content and the bytes that regenerate its tar), the pack of what a
+//! node that holds v1 lacks for v2, and v2 unpacked from v1's snapshot
+//! plus the pack — equal to v2 unpacked from its blob, entry by entry —
+//! with every wrong input caught before anything is committed.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use kist::{Error, LayerTree, Registry, RegistryError, Snapshots, Store};
+use kist_tests::layer_tar::Layer;
+use kist_tests::trees::{Mounted, assert_same, require_root};
+use kist_tests::{Harness, bytes, fsck, open_embedded, sha256};
+
+const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const REPO: &str = "library/app";
+
+/// Content that changes between versions, as a `.pyc` header does.
+fn module(version: u8, seed: u64) -> Vec<u8> {
+    let mut b = bytes(40_000, seed);
+    b[4] = version;
+    b
+}
+
+/// v1 of a layer: directories, owners, a symlink, hard links, a file
+/// whose content another has too, an empty file, a path too long for a
+/// ustar header, and an extended attribute.
+fn v1() -> Layer {
+    base(1)
+}
+
+/// v2: v1 with three files changed, one added, one gone, and a new
+/// content twice.
+fn v2() -> Layer {
+    base(2)
+        .file("usr/lib/python/new.py", &bytes(30_000, 9), 0o644)
+        .file("usr/lib/python/copy-a.py", &bytes(5_000, 10), 0o644)
+        .file("usr/lib/python/copy-b.py", &bytes(5_000, 10), 0o644)
+        .hardlink("usr/bin/python-again", "usr/bin/python")
+}
+
+fn base(version: u8) -> Layer {
+    let long = format!("usr/share/{}/deep.txt", "d".repeat(120));
+    let mut layer = Layer::new()
+        .dir("usr", 0o755)
+        .dir("usr/bin", 0o755)
+        .file("usr/bin/python", &module(version, 1), 0o755)
+        .hardlink("usr/bin/python3", "usr/bin/python")
+        .symlink("usr/bin/py", "python3")
+        .dir("usr/lib/python", 0o755)
+        .file("usr/lib/python/json.pyc", &module(version, 2), 0o644)
+        .file("usr/lib/python/ssl.pyc", &module(version, 3), 0o644)
+        .file("usr/lib/python/stable.py", &bytes(20_000, 4), 0o644)
+        .file("usr/lib/python/stable-copy.py", &bytes(20_000, 4), 0o644)
+        .file("usr/lib/python/empty.py", b"", 0o644)
+        .owned("home/app/notes", &bytes(3_000, 5), 1000, 1000)
+        .file(&long, &bytes(2_000, 6), 0o600);
+    if version == 1 {
+        layer = layer.file("usr/lib/python/removed.py", &bytes(7_000, 7), 0o644);
+    }
+    layer.xattr_file(
+        "usr/lib/python/tagged.py",
+        &bytes(1_000, 8),
+        "user.origin",
+        b"debian",
+    )
+}
+
+/// A store whose repository holds v1 and v2, v1 unpacked and committed
+/// as snapshot `v1` (what a node holds), and v2's blob digests.
+struct Setup {
+    _h: Harness,
+    store: Store,
+    v1: String,
+    v2: String,
+    v2_tar: Vec<u8>,
+}
+
+impl Setup {
+    fn new() -> Self {
+        require_root();
+        let h = Harness::new(open_embedded);
+        let store = h.store();
+        let v2_tar = v2().tar();
+        let v1 = push(&store.registry(), &v1().gzip());
+        let v2 = push(&store.registry(), &v2().gzip());
+        let s = store.snapshots();
+        s.prepare("extract v1", None, &[]).unwrap();
+        s.apply("extract v1", &v1, GZIP).unwrap();
+        s.commit("v1", "extract v1", &[]).unwrap();
+        Self {
+            _h: h,
+            store,
+            v1,
+            v2,
+            v2_tar,
+        }
+    }
+
+    fn snapshots(&self) -> Snapshots {
+        self.store.snapshots()
+    }
+
+    fn tree(&self, layer: &str) -> LayerTree {
+        self.store.registry().tree_of_layer(REPO, layer).unwrap()
+    }
+
+    /// The pack of v2 for a node that has v1, stored on the node.
+    fn pack(&self) -> String {
+        let (pack, size) = self
+            .store
+            .registry()
+            .layer_pack(REPO, &self.v2, std::slice::from_ref(&self.v1))
+            .unwrap();
+        assert_eq!(self.store.info(&pack).unwrap().size, size);
+        pack
+    }
+}
+
+/// Pushes `bytes` to the repository as a blob.
+fn push(registry: &Registry, bytes: &[u8]) -> String {
+    let d = sha256(bytes);
+    let mut w = registry
+        .open_upload(REPO, &format!("up{}", &d[7..39]), true)
+        .unwrap();
+    w.write_all(bytes).unwrap();
+    w.commit(Some(bytes.len() as u64), Some(&d), &[]).unwrap();
+    d
+}
+
+/// The frames of a pack: (digest, size) of each file, in order.
+fn frames(store: &Store, pack: &str) -> Vec<(String, u64)> {
+    let gz = read(store, pack);
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let magic = b"kist-layer-pack/1\n";
+    assert!(raw.starts_with(magic), "a pack starts with its magic");
+    let mut at = magic.len();
+    let mut out = Vec::new();
+    while at < raw.len() {
+        let digest = format!("sha256:{}", hex(&raw[at..at + 32]));
+        let size = u64::from_le_bytes(raw[at + 32..at + 40].try_into().unwrap());
+        out.push((digest, size));
+        at += 40 + size as usize;
+    }
+    assert_eq!(at, raw.len(), "the frames fill the pack exactly");
+    out
+}
+
+fn read(store: &Store, d: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    store.reader(d).unwrap().read_to_end(&mut out).unwrap();
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// What `describe` does not show: times, link counts, which entries
+/// share an inode, and `user.` extended attributes.
+fn details(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, String> = BTreeMap::new();
+    for entry in walkdir(root) {
+        let meta = std::fs::symlink_metadata(&entry).unwrap();
+        let rel = entry.strip_prefix(root).unwrap().display().to_string();
+        let shares = if meta.is_file() && meta.nlink() > 1 {
+            inodes
+                .entry(meta.ino())
+                .or_insert_with(|| rel.clone())
+                .clone()
+        } else {
+            String::new()
+        };
+        let xattr = xattrs(&entry);
+        let mtime = if meta.file_type().is_symlink() {
+            0
+        } else {
+            meta.mtime()
+        };
+        out.insert(rel, format!("{mtime} {} {shares} {xattr}", meta.nlink()));
+    }
+    out
+}
+
+/// `user.` extended attributes, as `name=value` lines.
+fn xattrs(path: &Path) -> String {
+    let mut names = vec![0u8; 4096];
+    let n = rustix::fs::llistxattr(path, &mut names).unwrap_or(0);
+    let mut out = String::new();
+    for name in names[..n]
+        .split(|b| *b == 0)
+        .filter(|n| n.starts_with(b"user."))
+    {
+        let name = std::str::from_utf8(name).unwrap();
+        let mut value = vec![0u8; 4096];
+        let len = rustix::fs::lgetxattr(path, name, &mut value).unwrap();
+        out.push_str(&format!("{name}={:?}\n", &value[..len]));
+    }
+    out
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        out.push(path.clone());
+        if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+            out.extend(walkdir(&path));
+        }
+    }
+    out
+}
+
+#[test]
+fn v2_from_v1_and_a_pack_equals_v2_from_its_blob() {
+    let t = Setup::new();
+    let s = t.snapshots();
+    let (tree1, tree2) = (t.tree(&t.v1), t.tree(&t.v2));
+    assert_eq!(
+        tree2.diff_id,
+        sha256(&t.v2_tar),
+        "a tree knows its layer's diff id"
+    );
+    assert_eq!(
+        tree2.files, 11,
+        "v2's regular files with content: {tree2:?}"
+    );
+
+    // The pack has what v1 lacks: the changed and new contents, each once.
+    let pack = t.pack();
+    let sent = frames(&t.store, &pack);
+    let expected: Vec<(String, u64)> = [
+        module(2, 1),
+        module(2, 2),
+        module(2, 3),
+        bytes(30_000, 9),
+        bytes(5_000, 10),
+    ]
+    .iter()
+    .map(|b| (sha256(b), b.len() as u64))
+    .collect();
+    assert_eq!(sent, expected, "only new content, once each, in tar order");
+    assert_eq!(
+        t.store
+            .registry()
+            .layer_pack(REPO, &t.v2, std::slice::from_ref(&t.v1))
+            .unwrap()
+            .0,
+        pack,
+        "a pack is made once per pair and kept"
+    );
+
+    // The node: v2 from v1's files and the pack, checked against the
+    // diff id from the image's config.
+    s.prepare("delta v2", None, &[]).unwrap();
+    let diff_id = s
+        .apply_delta(
+            "delta v2",
+            &tree2.diff_id,
+            &tree2.tree,
+            Some(&pack),
+            &[("v1", &tree1.tree)],
+        )
+        .unwrap();
+    assert_eq!(diff_id, tree2.diff_id);
+    s.commit("v2 by delta", "delta v2", &[]).unwrap();
+
+    s.prepare("extract v2", None, &[]).unwrap();
+    s.apply("extract v2", &t.v2, GZIP).unwrap();
+    s.commit("v2", "extract v2", &[]).unwrap();
+
+    let by_delta = Mounted::new(&s.view("look delta", Some("v2 by delta"), &[]).unwrap());
+    let by_blob = Mounted::new(&s.view("look blob", Some("v2"), &[]).unwrap());
+    assert_same(by_delta.path(), by_blob.path());
+    assert_eq!(details(by_delta.path()), details(by_blob.path()));
+    assert!(
+        details(by_blob.path())["usr/lib/python/tagged.py"].contains("user.origin"),
+        "extended attributes are compared"
+    );
+    assert!(fsck(&t.store, false).is_empty(), "fsck is clean");
+}
+
+/// Fails unless `result` is `invalid-argument` whose message has `says`,
+/// and the snapshot `key` was left empty.
+fn refused(s: &Snapshots, key: &str, result: kist::Result<String>, says: &str) {
+    match result {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains(says), "{says:?} not in {m:?}"),
+        other => panic!("expected invalid-argument ({says}), got {other:?}"),
+    }
+    let m = Mounted::new(&s.mounts(key).unwrap());
+    assert_eq!(
+        std::fs::read_dir(m.path()).unwrap().count(),
+        0,
+        "nothing of a refused layer is left in {key:?}"
+    );
+}
+
+#[test]
+fn wrong_files_trees_and_diff_ids_are_caught_and_nothing_is_committed() {
+    let t = Setup::new();
+    let s = t.snapshots();
+    let (tree1, tree2) = (t.tree(&t.v1), t.tree(&t.v2));
+    let pack = t.pack();
+    s.prepare("target", None, &[]).unwrap();
+    let bases = [("v1", tree1.tree.as_str())];
+
+    // Without the base, the pack lacks what v1 has.
+    let r = s.apply_delta("target", &tree2.diff_id, &tree2.tree, Some(&pack), &[]);
+    refused(&s, "target", r, "which no base has");
+
+    // A diff id other than the tree's.
+    let r = s.apply_delta("target", &tree1.diff_id, &tree2.tree, Some(&pack), &bases);
+    refused(&s, "target", r, "not");
+
+    // A pack whose file has other content than its digest says.
+    let sent = frames(&t.store, &pack);
+    let mut forged = b"kist-layer-pack/1\n".to_vec();
+    let (digest, size) = &sent[0];
+    forged.extend(hex_bytes(&digest[7..]));
+    forged.extend(size.to_le_bytes());
+    forged.extend(vec![b'x'; *size as usize]);
+    let forged = t.store.put(&gzip(&forged)).unwrap();
+    let r = s.apply_delta("target", &tree2.diff_id, &tree2.tree, Some(&forged), &bases);
+    refused(&s, "target", r, "is not");
+
+    // A tree with one header byte changed (a mode): its tar is not the
+    // layer's, whatever the files.
+    let mut raw = Vec::new();
+    let gz = read(&t.store, &tree2.tree);
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let header = raw.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let first_header = (header..raw.len())
+        .find(|i| raw[*i..].starts_with(b"usr/"))
+        .unwrap();
+    raw[first_header + 100 + 4] ^= 1;
+    // With its checksum right, so that only the diff id can tell.
+    let block = &mut raw[first_header..first_header + 512];
+    block[148..156].fill(b' ');
+    let sum: u32 = block.iter().map(|b| u32::from(*b)).sum();
+    block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let tampered = t.store.put(&gzip(&raw)).unwrap();
+    let r = s.apply_delta("target", &tree2.diff_id, &tampered, Some(&pack), &bases);
+    refused(&s, "target", r, "not the diff id");
+
+    // Not a tree at all.
+    let junk = t
+        .store
+        .put(&gzip(b"kist-layer-tree/1\nsha256:00\n"))
+        .unwrap();
+    let r = s.apply_delta("target", &tree2.diff_id, &junk, Some(&pack), &bases);
+    refused(&s, "target", r, "digest");
+
+    // After all that, the real inputs still work.
+    s.apply_delta("target", &tree2.diff_id, &tree2.tree, Some(&pack), &bases)
+        .unwrap();
+    assert!(fsck(&t.store, false).is_empty(), "fsck is clean");
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b).unwrap();
+    gz.finish().unwrap()
+}
+
+fn hex_bytes(h: &str) -> Vec<u8> {
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn trees_and_packs_follow_the_registry_rules() {
+    let t = Setup::new();
+    let registry = t.store.registry();
+    let other = {
+        let d = sha256(b"not in the repository");
+        let mut w = registry
+            .open_upload("other/app", &format!("up{}", &d[7..39]), true)
+            .unwrap();
+        w.write_all(b"not in the repository").unwrap();
+        w.commit(None, Some(&d), &[]).unwrap();
+        d
+    };
+    let unknown = |r: kist::Result<_>| {
+        assert!(
+            matches!(r, Err(Error::Registry(RegistryError::BlobUnknown))),
+            "blob-unknown expected"
+        )
+    };
+    unknown(registry.tree_of_layer(REPO, &other).map(drop));
+    // A base from another repository would tell what it holds.
+    unknown(
+        registry
+            .layer_pack(REPO, &t.v2, std::slice::from_ref(&other))
+            .map(drop),
+    );
+    let pull_only = t.store.granted(vec![kist::Grant {
+        pattern: "elsewhere/*".to_owned(),
+        actions: kist::Actions::PULL,
+    }]);
+    assert!(matches!(
+        pull_only.registry().tree_of_layer(REPO, &t.v2),
+        Err(Error::Denied(_))
+    ));
+    // A blob that is not a layer.
+    let not_layer = push(&registry, b"{\"not\":\"a layer\"}");
+    assert!(matches!(
+        registry.tree_of_layer(REPO, &not_layer),
+        Err(Error::InvalidArgument(_))
+    ));
+    // Trees and packs are held by `deltas`, so no repository's quota
+    // pays for them and fsck knows them.
+    let tree = t.tree(&t.v2);
+    let info = t.store.info(&tree.tree).unwrap();
+    assert!(
+        info.holders.iter().any(|h| h == "deltas"),
+        "held by deltas: {info:?}"
+    );
+    assert!(fsck(&t.store, false).is_empty());
+}
