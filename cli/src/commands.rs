@@ -14,6 +14,7 @@ use crate::{Command, Which};
 pub fn run(store: &Store, command: Command, out: &Output) -> anyhow::Result<()> {
     match command {
         Command::Ingest(args) => crate::ingest::run(store, args, out),
+        Command::Pull(args) => crate::pull::run(store, args),
         Command::Get {
             digest,
             output,

@@ -7,6 +7,7 @@ mod ingest;
 mod layer;
 mod lease;
 mod output;
+mod pull;
 mod retention;
 mod serve;
 mod snapshot;
@@ -117,6 +118,11 @@ enum Command {
         #[command(subcommand)]
         command: lease::Command,
     },
+    /// Pull an image from a registry into snapshots committed by chain id
+    /// (containerd on this store then skips its layers); with `--from`,
+    /// an image whose layers are here, only what changed (a delta pull
+    /// from a kist registry).
+    Pull(pull::Args),
     /// Snapshots: filesystem trees in parent chains, mounted as overlays;
     /// layers applied into them and diffed out of them.
     Snapshot {
@@ -282,6 +288,7 @@ impl Command {
         matches!(
             self,
             Command::Ingest(_)
+                | Command::Pull(_)
                 | Command::Serve(_)
                 | Command::Snapshot {
                     command: snapshot::Command::Prepare { .. } | snapshot::Command::View { .. }

@@ -23,10 +23,12 @@
 
 mod content;
 mod errors;
+mod register;
 mod serve;
 mod snapshots;
 mod write;
 
+pub use register::{ImageRecord, register};
 pub use serve::{Socket, SocketOptions, bind, serve};
 
 /// The holder of everything that arrives through the socket.
@@ -50,6 +52,16 @@ pub mod api {
             pub mod snapshots {
                 pub mod v1 {
                     tonic::include_proto!("containerd.services.snapshots.v1");
+                }
+            }
+            pub mod images {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.images.v1");
+                }
+            }
+            pub mod leases {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.leases.v1");
                 }
             }
         }

@@ -63,7 +63,8 @@ impl Containerd {
         panic!("containerd did not start: {}", me.log());
     }
 
-    fn socket(&self) -> PathBuf {
+    /// Its gRPC socket.
+    pub fn socket(&self) -> PathBuf {
         self.dir.path().join("containerd.sock")
     }
 

@@ -427,3 +427,148 @@ fn trees_and_packs_follow_the_registry_rules() {
     );
     assert!(fsck(&t.store, false).is_empty());
 }
+
+/// v1 or v2 of an app layer over busybox: mostly files that stay, some
+/// that change.
+fn app_layer(version: u8) -> Vec<u8> {
+    let mut layer = Layer::new().dir("app", 0o755).file(
+        "app/version",
+        format!("{version}\n").as_bytes(),
+        0o644,
+    );
+    for i in 0..20u64 {
+        // Every fifth file changes between versions.
+        let seed = if i % 5 == 0 {
+            100 * u64::from(version) + i
+        } else {
+            i
+        };
+        layer = layer.file(&format!("app/lib/{i}.bin"), &bytes(100_000, seed), 0o644);
+    }
+    layer.gzip()
+}
+
+/// `kist --store STORE pull ARGS`: its stdout.
+fn kist_pull(store: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(kist_tests::kist_bin())
+        .arg("--store")
+        .arg(store)
+        .arg("pull")
+        .args(args)
+        .env_remove("KIST_STORE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kist pull {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The bytes `kist pull` says it fetched.
+fn fetched(out: &str) -> u64 {
+    let last = out.lines().last().unwrap();
+    last.split(", ")
+        .last()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A node whose containerd pulled v1 from `kist serve` gets v2 with `kist
+/// pull --from v1 --containerd`, fetching only v2's changed files and no
+/// layer blob; containerd then runs v2 from those snapshots.
+#[test]
+fn containerd_runs_v2_after_a_delta_pull_from_v1() {
+    use kist_tests::containerd::{Containerd, KistSocket};
+    use kist_tests::oci::{Image, busybox_layer};
+    require_root();
+    let registry = Harness::new(open_embedded);
+    let server = kist_tests::Server::start(registry.path());
+    let client = kist_tests::registry::Client::new(&server);
+    let v1 = Image::with_layers(vec![busybox_layer(), app_layer(1)], None);
+    let v2 = Image::with_layers(vec![busybox_layer(), app_layer(2)], None);
+    client.push_image("lib/app", "v1", &v1);
+    client.push_image("lib/app", "v2", &v2);
+    let host = server.base.split("://").nth(1).unwrap().to_owned();
+
+    let node = Harness::new(open_embedded);
+    let plugin = KistSocket::start(&node);
+    let c = Containerd::with_kist(&plugin.socket);
+    let run = |reference: &str, id: &str| {
+        let out = c.ctr(&[
+            "run",
+            "--rm",
+            "--snapshotter",
+            "kistsnap",
+            reference,
+            id,
+            "/bin/busybox",
+            "cat",
+            "/app/version",
+        ]);
+        assert!(
+            out.status.success(),
+            "ctr run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v1_ref = format!("{host}/lib/app:v1");
+    let out = c.ctr(&[
+        "images",
+        "pull",
+        "--plain-http",
+        "--snapshotter",
+        "kistsnap",
+        &v1_ref,
+    ]);
+    assert!(
+        out.status.success(),
+        "ctr pull: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run(&v1_ref, "one"), "1\n");
+
+    let socket = c.socket();
+    let socket = socket.to_str().unwrap();
+    let v2_url = format!("{}/lib/app:v2", server.base);
+    let pull = ["--from", "v1", "--containerd", socket, v2_url.as_str()];
+    let out = kist_pull(&plugin.store, &pull);
+    let changed = v2.layers[1].bytes.len() as u64;
+    assert!(
+        out.contains("1 here already"),
+        "busybox's layer is shared: {out}"
+    );
+    assert!(
+        fetched(&out) < changed / 3,
+        "a delta fetches the 4 changed files of 21, not the layer ({changed} bytes): {out}"
+    );
+    let node_store = Store::open(&plugin.store).unwrap();
+    assert!(
+        matches!(node_store.info(&v2.layers[1].digest), Err(Error::NotFound)),
+        "v2's changed layer was never fetched"
+    );
+    let v2_ref = format!("{host}/lib/app:v2");
+    assert_eq!(
+        run(&v2_ref, "two"),
+        "2\n",
+        "containerd runs v2 from the delta's snapshots"
+    );
+    assert!(
+        fsck(&node_store, false).is_empty(),
+        "the node's store is clean"
+    );
+
+    // Pulled again: every layer is here, and containerd's record stays.
+    let again = kist_pull(&plugin.store, &pull);
+    assert!(
+        again.contains("2 here already") && fetched(&again) == 0,
+        "{again}"
+    );
+    assert_eq!(run(&v2_ref, "three"), "2\n");
+}

@@ -333,7 +333,10 @@ fn walk() {
     );
     assert_eq!(names(&["parent==c2"]), ["a1", "v1"]);
     assert_eq!(names(&["name==c1"]), ["c1"]);
-    assert_eq!(names(&["parent"]), ["a1", "c2", "v1"]);
+    // As containerd's: every snapshot has a parent field, empty when it
+    // has none (containerd finds a remote snapshot with `parent==""`).
+    assert_eq!(names(&["parent==\"\""]), ["a2", "c1", "v2"]);
+    assert_eq!(names(&["parent!=\"\""]), ["a1", "c2", "v1"]);
     let mut a2 = s.stat("a2").unwrap();
     a2.labels = kist::labels(&[("team", "x")]);
     s.update(&a2, &["labels.team"]).unwrap();

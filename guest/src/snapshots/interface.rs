@@ -35,8 +35,18 @@ fn create(
     let holders = records::holders_of(options.holder, &caller)?;
     layout::ensure()?;
     let lock = records::lock()?;
+    let target = options
+        .labels
+        .iter()
+        .find(|l| l.key == SNAPSHOT_REF)
+        .map(|l| l.value.clone());
     records::update(&lock, |all| {
         if all.contains_key(&key) {
+            return Err(Error::AlreadyExists);
+        }
+        if let Some(target) = target.as_deref().filter(|_| kind == State::Active)
+            && made_already(all, target, parent.as_deref(), &caller)
+        {
             return Err(Error::AlreadyExists);
         }
         // A parent is one the caller sees: its own, or under its own.
@@ -61,6 +71,29 @@ fn create(
         let mounts = mounts::of(all, &record)?;
         all.insert(key, record);
         Ok(mounts)
+    })
+}
+
+/// The label with which containerd names the committed snapshot a
+/// `prepare` is for (its chain id): a snapshotter that has it already
+/// answers `already-exists` and containerd skips the layer (how remote
+/// snapshotters, and kist's delta pulls, hand it snapshots it did not
+/// unpack).
+const SNAPSHOT_REF: &str = "containerd.io/snapshot.ref";
+
+/// Whether `caller` sees a committed snapshot on `parent` that carries
+/// `target` as its [`SNAPSHOT_REF`] label.
+fn made_already(
+    all: &records::Snapshots,
+    target: &str,
+    parent: Option<&str>,
+    caller: &Caller,
+) -> bool {
+    all.iter().any(|(name, r)| {
+        r.kind == State::Committed
+            && r.parent.as_deref() == parent
+            && r.labels.get(SNAPSHOT_REF).map(String::as_str) == Some(target)
+            && all.visible(name, caller).is_ok()
     })
 }
 
@@ -89,7 +122,7 @@ impl Fields for Walked<'_> {
     fn field(&self, path: &[String]) -> Option<String> {
         match path.first()?.as_str() {
             "name" => Some(self.0.name.clone()),
-            "parent" => self.0.parent.clone(),
+            "parent" => Some(self.0.parent.clone().unwrap_or_default()),
             "kind" => Some(kind_name(&self.0.kind).to_owned()),
             "labels" => label_field(&self.0.labels, path),
             // Present (empty) when that holder holds the snapshot.

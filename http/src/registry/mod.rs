@@ -5,6 +5,7 @@
 mod auth;
 mod blobs;
 mod blocking;
+mod deltas;
 mod errors;
 mod htpasswd;
 mod listings;
@@ -35,7 +36,7 @@ pub use mirror::Mirror;
 use paths::Endpoint;
 pub use policy::PolicyFile;
 pub use token::Tokens;
-pub use upstream::Upstream;
+pub use upstream::{Failed as UpstreamFailed, Upstream};
 
 /// What an upload's body holds in memory: the piece filling from the
 /// network and the one being written (see `upload_body`).
@@ -81,9 +82,15 @@ impl Query {
     }
 }
 
-/// The route template of a `/v2` path, for metrics and the access log;
-/// `None` if `path` is not under `/v2`.
+/// The delta endpoints' prefix (see `deltas`).
+const DELTAS: &str = "/kist/v1/";
+
+/// The route template of a `/v2` or `/kist/v1/` path, for metrics and the
+/// access log; `None` if `path` is under neither.
 pub(crate) fn route_of(path: &str) -> Option<&'static str> {
+    if let Some(rest) = path.strip_prefix(DELTAS) {
+        return Some(paths::delta_endpoint(rest).map_or("/kist/v1/{unknown}", |e| e.route()));
+    }
     let rest = path.strip_prefix("/v2")?;
     if !rest.is_empty() && !rest.starts_with('/') {
         return None;
@@ -105,6 +112,7 @@ pub fn routes(store: Store, access: Arc<Access>, mirror: Option<Arc<Mirror>>) ->
         .route("/v2", any(handle))
         .route("/v2/", any(handle))
         .route("/v2/{*rest}", any(handle))
+        .route("/kist/v1/{*rest}", any(handle))
         .with_state(registry)
 }
 
@@ -116,9 +124,13 @@ async fn handle(
     client: crate::client::Client,
     body: Body,
 ) -> Response {
-    let rest = uri.path().strip_prefix("/v2").unwrap_or_default();
-    let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let endpoint = paths::endpoint(rest);
+    let endpoint = match uri.path().strip_prefix(DELTAS) {
+        Some(rest) => paths::delta_endpoint(rest),
+        None => {
+            let rest = uri.path().strip_prefix("/v2").unwrap_or_default();
+            paths::endpoint(rest.strip_prefix('/').unwrap_or(rest))
+        }
+    };
     let query = Query::parse(&uri);
     let scope = endpoint
         .as_ref()
@@ -170,7 +182,9 @@ fn scope(endpoint: &Endpoint, method: &Method, from: Option<&str>) -> Option<Str
         | Endpoint::Upload { name, .. }
         | Endpoint::Manifest { name, .. }
         | Endpoint::Tags { name }
-        | Endpoint::Referrers { name, .. } => name,
+        | Endpoint::Referrers { name, .. }
+        | Endpoint::Tree { name, .. }
+        | Endpoint::Pack { name, .. } => name,
     };
     let actions = match *method {
         Method::GET | Method::HEAD => "pull",
@@ -284,6 +298,20 @@ async fn route(
         Endpoint::Referrers { name, digest } => match m {
             "GET" => listings::referrers(registry, name, digest, query, client).await,
             _ => not_allowed("GET"),
+        },
+        Endpoint::Tree { name, digest } => match m {
+            "GET" | "HEAD" => {
+                let wanted = deltas::Wanted::Tree;
+                deltas::get(registry, name, digest, wanted, method, headers, client).await
+            }
+            _ => not_allowed("GET, HEAD"),
+        },
+        Endpoint::Pack { name, digest } => match m {
+            "GET" | "HEAD" => {
+                let wanted = deltas::Wanted::Pack(query.all("base"));
+                deltas::get(registry, name, digest, wanted, method, headers, client).await
+            }
+            _ => not_allowed("GET, HEAD"),
         },
     }
 }

@@ -1,6 +1,7 @@
-//! What a `/v2/...` path names. Repository names contain slashes, so a
-//! path is read from its end: the last segments say which endpoint, the
-//! rest is the name (the component checks its grammar).
+//! What a `/v2/...` or `/kist/v1/...` path names. Repository names
+//! contain slashes, so a path is read from its end: the last segments say
+//! which endpoint, the rest is the name (the component checks its
+//! grammar).
 
 /// The endpoint a `/v2/` path names.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,6 +22,11 @@ pub enum Endpoint {
     Tags { name: String },
     /// `/v2/<name>/referrers/<digest>`.
     Referrers { name: String, digest: String },
+    /// `/kist/v1/<name>/trees/<digest>`: a layer's tree (delta pulls).
+    Tree { name: String, digest: String },
+    /// `/kist/v1/<name>/packs/<digest>?base=<digest>...`: what a node
+    /// that has the base layers lacks to rebuild the layer.
+    Pack { name: String, digest: String },
 }
 
 impl Endpoint {
@@ -36,6 +42,8 @@ impl Endpoint {
             Self::Manifest { .. } => "/v2/{name}/manifests/{reference}",
             Self::Tags { .. } => "/v2/{name}/tags/list",
             Self::Referrers { .. } => "/v2/{name}/referrers/{digest}",
+            Self::Tree { .. } => "/kist/v1/{name}/trees/{digest}",
+            Self::Pack { .. } => "/kist/v1/{name}/packs/{digest}",
         }
     }
 }
@@ -74,6 +82,18 @@ pub fn endpoint(rest: &str) -> Option<Endpoint> {
         },
         _ => return None,
     })
+}
+
+/// The endpoint of `rest`, the path after `/kist/v1/`; `None` for none.
+pub fn delta_endpoint(rest: &str) -> Option<Endpoint> {
+    let (name, digest) = rest.rsplit_once('/')?;
+    let (name, kind) = name.rsplit_once('/')?;
+    let (name, digest) = (name.to_owned(), digest.to_owned());
+    match kind {
+        "trees" => Some(Endpoint::Tree { name, digest }),
+        "packs" => Some(Endpoint::Pack { name, digest }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +145,22 @@ mod tests {
                 digest: s("sha256:00")
             })
         );
+        assert_eq!(
+            delta_endpoint("a/b/trees/sha256:00"),
+            Some(Endpoint::Tree {
+                name: s("a/b"),
+                digest: s("sha256:00")
+            })
+        );
+        assert_eq!(
+            delta_endpoint("a/packs/sha256:00"),
+            Some(Endpoint::Pack {
+                name: s("a"),
+                digest: s("sha256:00")
+            })
+        );
+        assert_eq!(delta_endpoint("packs/sha256:00"), None);
+        assert_eq!(delta_endpoint("a/blobs/sha256:00"), None);
         assert_eq!(endpoint("blobs/x"), None);
         assert_eq!(endpoint("x/other/y"), None);
     }

@@ -119,7 +119,24 @@ impl Upstream {
         accept: &[&str],
         offset: u64,
     ) -> Result<ureq::Response, Failed> {
-        let url = format!("{}/v2/{path}", self.base);
+        self.request_under("/v2/", method, path, accept, offset)
+    }
+
+    /// [`request`](Self::request) of `/kist/v1/<path>`: a kist registry's
+    /// delta endpoints (`<name>/trees/<layer>`, `<name>/packs/<layer>`).
+    pub fn request_delta(&self, path: &str, offset: u64) -> Result<ureq::Response, Failed> {
+        self.request_under("/kist/v1/", "GET", path, &[], offset)
+    }
+
+    fn request_under(
+        &self,
+        prefix: &str,
+        method: &str,
+        path: &str,
+        accept: &[&str],
+        offset: u64,
+    ) -> Result<ureq::Response, Failed> {
+        let url = format!("{}{prefix}{path}", self.base);
         let scope = scope_of(path);
         let mut authorization = self.tokens.lock().expect("tokens").get(&scope).cloned();
         for _ in 0..2 {
@@ -254,9 +271,10 @@ impl Upstream {
 /// A 401 and its `WWW-Authenticate` value.
 struct Challenged(String);
 
-/// The token scope for `/v2/<path>`: pull from its repository.
+/// The token scope for `/v2/<path>` or `/kist/v1/<path>`: pull from its
+/// repository.
 fn scope_of(path: &str) -> String {
-    let name = ["/manifests/", "/blobs/"]
+    let name = ["/manifests/", "/blobs/", "/trees/", "/packs/"]
         .iter()
         .find_map(|m| path.split_once(m).map(|(name, _)| name))
         .unwrap_or(path);
