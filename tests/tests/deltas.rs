@@ -479,14 +479,15 @@ fn fetched(out: &str) -> u64 {
         .unwrap()
 }
 
-/// A node whose containerd pulled v1 from `kist serve` gets v2 with `kist
-/// pull --from v1 --containerd`, fetching only v2's changed files and no
-/// layer blob; containerd then runs v2 from those snapshots.
-#[test]
-fn containerd_runs_v2_after_a_delta_pull_from_v1() {
-    use kist_tests::containerd::{Containerd, KistSocket};
+/// `kist serve` holding v1 and v2 of `lib/app` (busybox and an app
+/// layer), and the images.
+fn serving_two_versions() -> (
+    Harness,
+    kist_tests::Server,
+    kist_tests::oci::Image,
+    kist_tests::oci::Image,
+) {
     use kist_tests::oci::{Image, busybox_layer};
-    require_root();
     let registry = Harness::new(open_embedded);
     let server = kist_tests::Server::start(registry.path());
     let client = kist_tests::registry::Client::new(&server);
@@ -494,6 +495,112 @@ fn containerd_runs_v2_after_a_delta_pull_from_v1() {
     let v2 = Image::with_layers(vec![busybox_layer(), app_layer(2)], None);
     client.push_image("lib/app", "v1", &v1);
     client.push_image("lib/app", "v2", &v2);
+    (registry, server, v1, v2)
+}
+
+/// The committed snapshot `kist pull` made for the top of `image`.
+fn pulled(image: &kist_tests::oci::Image) -> String {
+    let chain = image
+        .layers
+        .iter()
+        .map(|l| {
+            let mut tar = Vec::new();
+            flate2::read::GzDecoder::new(&l.bytes[..])
+                .read_to_end(&mut tar)
+                .unwrap();
+            sha256(&tar)
+        })
+        .reduce(|parent, d| sha256(format!("{parent} {d}").as_bytes()))
+        .unwrap();
+    format!("kist-pull/{chain}")
+}
+
+/// Reads `path` in a view of the snapshot `name`.
+fn read_in(store: &Store, name: &str, path: &str) -> Vec<u8> {
+    let s = store.snapshots();
+    let key = format!("look {name} {path}");
+    let m = Mounted::new(&s.view(&key, Some(name), &[]).unwrap());
+    let bytes = std::fs::read(m.join(path)).unwrap();
+    drop(m);
+    s.remove(&key).unwrap();
+    bytes
+}
+
+/// A node with no base pulls whole layers; with v1 there, v2 comes as a
+/// delta, while collections run all the time on the node; a pull
+/// interrupted in its pack resumes from where it stopped.
+#[test]
+fn kist_pull_full_then_delta_resumes_and_survives_collections() {
+    require_root();
+    let (_registry, server, v1, v2) = serving_two_versions();
+    let node = Harness::new(open_embedded);
+    let store = node.store();
+    let v1_url = format!("{}/lib/app:v1", server.base);
+    let out = kist_pull(node.path(), &[&v1_url]);
+    let whole: u64 = v1.layers.iter().map(|l| l.bytes.len() as u64).sum();
+    assert_eq!(fetched(&out), whole, "no base: whole layers: {out}");
+    assert_eq!(read_in(&store, &pulled(&v1), "app/version"), b"1\n");
+
+    // What a pull killed inside v2's pack leaves: half the pack in its
+    // resumable ingest.
+    let (busybox, app1, app2) = (
+        &v1.layers[0].digest,
+        &v1.layers[1].digest,
+        &v2.layers[1].digest,
+    );
+    let pack_path = format!("lib/app/packs/{app2}?base={busybox}&base={app1}");
+    let pack = kist_tests::http::body(kist_tests::http::fetch(ureq::get(&format!(
+        "{}/kist/v1/{pack_path}",
+        server.base
+    ))));
+    let tree_path = format!("{}/kist/v1/lib/app/trees/{app2}", server.base);
+    let tree = kist_tests::http::body(kist_tests::http::fetch(ureq::get(&tree_path)));
+    let half = pack.len() / 2;
+    let mut w = store
+        .writer(&format!("kist-pull {pack_path}"), None, None)
+        .unwrap();
+    w.write_all(&pack[..half]).unwrap();
+    drop(w);
+
+    kist_tests::no_registry_graces(&store, 0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (out, collections) = std::thread::scope(|s| {
+        let collector = s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for removed in store.retention().collect(false).unwrap() {
+                    removed.unwrap();
+                }
+                n += 1;
+            }
+            n
+        });
+        let v2_url = format!("{}/lib/app:v2", server.base);
+        let out = kist_pull(node.path(), &["--from", "v1", &v2_url]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, collector.join().unwrap())
+    });
+    assert!(collections > 0, "collections ran during the pull");
+    assert_eq!(
+        fetched(&out),
+        (tree.len() + pack.len() - half) as u64,
+        "the pack resumed after its first half: {out}"
+    );
+    let top = pulled(&v2);
+    assert_eq!(read_in(&store, &top, "app/version"), b"2\n");
+    assert_eq!(read_in(&store, &top, "app/lib/5.bin"), bytes(100_000, 205));
+    assert_eq!(read_in(&store, &top, "app/lib/6.bin"), bytes(100_000, 6));
+    assert!(fsck(&store, false).is_empty(), "the node's store is clean");
+}
+
+/// A node whose containerd pulled v1 from `kist serve` gets v2 with `kist
+/// pull --from v1 --containerd`, fetching only v2's changed files and no
+/// layer blob; containerd then runs v2 from those snapshots.
+#[test]
+fn containerd_runs_v2_after_a_delta_pull_from_v1() {
+    use kist_tests::containerd::{Containerd, KistSocket};
+    require_root();
+    let (_registry, server, _, v2) = serving_two_versions();
     let host = server.base.split("://").nth(1).unwrap().to_owned();
 
     let node = Harness::new(open_embedded);
