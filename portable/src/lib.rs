@@ -21,6 +21,7 @@ mod hasher;
 mod inflate;
 mod lender;
 mod locks;
+mod patch;
 mod space;
 mod trees;
 

@@ -130,8 +130,9 @@ fn push(registry: &Registry, bytes: &[u8]) -> String {
     d
 }
 
-/// The frames of a pack: (digest, size) of each file, in order.
-fn frames(store: &Store, pack: &str) -> Vec<(String, u64)> {
+/// The frames of a pack: (digest, size, whole or a delta's length) of
+/// each file, in order.
+fn frames(store: &Store, pack: &str) -> Vec<(String, u64, Sent)> {
     let gz = read(store, pack);
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(&gz[..])
@@ -141,14 +142,34 @@ fn frames(store: &Store, pack: &str) -> Vec<(String, u64)> {
     assert!(raw.starts_with(magic), "a pack starts with its magic");
     let mut at = magic.len();
     let mut out = Vec::new();
+    let u64_at = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().unwrap());
     while at < raw.len() {
         let digest = format!("sha256:{}", hex(&raw[at..at + 32]));
-        let size = u64::from_le_bytes(raw[at + 32..at + 40].try_into().unwrap());
-        out.push((digest, size));
-        at += 40 + size as usize;
+        let size = u64_at(at + 32);
+        let sent = match raw[at + 40] {
+            0 => {
+                at += 41 + size as usize;
+                Sent::Whole
+            }
+            1 => {
+                let len = u64_at(at + 41 + 32);
+                at += 41 + 40 + len as usize;
+                Sent::Delta(len)
+            }
+            k => panic!("frame kind {k}"),
+        };
+        out.push((digest, size, sent));
     }
     assert_eq!(at, raw.len(), "the frames fill the pack exactly");
     out
+}
+
+/// How a pack sends a file.
+#[derive(Debug, PartialEq)]
+enum Sent {
+    Whole,
+    /// A delta of this many bytes.
+    Delta(u64),
 }
 
 fn read(store: &Store, d: &str) -> Vec<u8> {
@@ -232,20 +253,33 @@ fn v2_from_v1_and_a_pack_equals_v2_from_its_blob() {
         "v2's regular files with content: {tree2:?}"
     );
 
-    // The pack has what v1 lacks: the changed and new contents, each once.
+    // The pack has what v1 lacks: the changed and new contents, each once,
+    // the changed ones as deltas against v1's file at their path.
     let pack = t.pack();
     let sent = frames(&t.store, &pack);
-    let expected: Vec<(String, u64)> = [
-        module(2, 1),
-        module(2, 2),
-        module(2, 3),
-        bytes(30_000, 9),
-        bytes(5_000, 10),
+    let kinds: Vec<(String, u64, bool)> = sent
+        .iter()
+        .map(|(d, size, how)| (d.clone(), *size, *how == Sent::Whole))
+        .collect();
+    let expected: Vec<(String, u64, bool)> = [
+        (module(2, 1), false),
+        (module(2, 2), false),
+        (module(2, 3), false),
+        (bytes(30_000, 9), true),
+        (bytes(5_000, 10), true),
     ]
     .iter()
-    .map(|b| (sha256(b), b.len() as u64))
+    .map(|(b, whole)| (sha256(b), b.len() as u64, *whole))
     .collect();
-    assert_eq!(sent, expected, "only new content, once each, in tar order");
+    assert_eq!(kinds, expected, "only new content, once each, in tar order");
+    for (_, size, how) in &sent {
+        if let Sent::Delta(len) = how {
+            assert!(
+                *len < size / 20,
+                "a one-byte change is a small delta: {len} of {size}"
+            );
+        }
+    }
     assert_eq!(
         t.store
             .registry()
@@ -321,13 +355,33 @@ fn wrong_files_trees_and_diff_ids_are_caught_and_nothing_is_committed() {
     // A pack whose file has other content than its digest says.
     let sent = frames(&t.store, &pack);
     let mut forged = b"kist-layer-pack/1\n".to_vec();
-    let (digest, size) = &sent[0];
+    let (digest, size, _) = &sent[0];
     forged.extend(hex_bytes(&digest[7..]));
     forged.extend(size.to_le_bytes());
+    forged.push(0);
     forged.extend(vec![b'x'; *size as usize]);
     let forged = t.store.put(&gzip(&forged)).unwrap();
     let r = s.apply_delta("target", &tree2.diff_id, &tree2.tree, Some(&forged), &bases);
     refused(&s, "target", r, "is not");
+
+    // A delta that does not give the file it claims.
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&read(&t.store, &pack)[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let first = b"kist-layer-pack/1\n".len();
+    assert_eq!(raw[first + 40], 1, "the first file comes as a delta");
+    let len = u64::from_le_bytes(raw[first + 73..first + 81].try_into().unwrap()) as usize;
+    raw[first + 81 + len / 2] ^= 0x55;
+    let bad_delta = t.store.put(&gzip(&raw)).unwrap();
+    let r = s.apply_delta(
+        "target",
+        &tree2.diff_id,
+        &tree2.tree,
+        Some(&bad_delta),
+        &bases,
+    );
+    refused(&s, "target", r, &sha256(&module(2, 1)));
 
     // A tree with one header byte changed (a mode): its tar is not the
     // layer's, whatever the files.

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use crate::bindings::exports::kist::content::types::LayerTree;
 use crate::content::gzipped::Gzipped;
 use crate::content::new_blob::{NewBlob, from_io};
-use crate::deltas::pack::{self, PackReader};
+use crate::deltas::pack::{self, BaseFiles, PackReader};
 use crate::deltas::rebuild::Rebuilt;
 use crate::deltas::tree::{MAX_DECODED, Tree};
 use crate::deltas::{derived, split};
@@ -80,12 +80,26 @@ pub fn pack_of(blob: &Digest, media_type: &str, bases: &[Digest]) -> Result<(Dig
     let key = key_of(&format!("{blob}\n{}", names.join("\n")));
     derived::get("packs", &key, |out: &mut NewBlob| {
         let (_, tree) = tree_of(blob, media_type)?;
+        let mut trees = Vec::new();
         let mut have = HashSet::new();
         for base in bases {
             let (_, base_tree) = tree_of(base, "")?;
             have.extend(base_tree.files().map(|f| f.sha256));
+            trees.push((base, base_tree));
         }
-        pack::write(blob, media_type, &tree, &have, out).map(drop)
+        // The files sent whose path a base has too: deltas against those.
+        let sent: HashSet<&[u8]> = tree
+            .files()
+            .filter(|f| !have.contains(&f.sha256))
+            .map(|f| f.path.as_slice())
+            .collect();
+        let (mut base_files, mut used) = (BaseFiles::new(), 0);
+        for (base, base_tree) in &trees {
+            if base_tree.files().any(|f| sent.contains(f.path.as_slice())) {
+                pack::base_files(base, base_tree, &sent, &mut used, &mut base_files)?;
+            }
+        }
+        pack::write(blob, media_type, &tree, &have, &base_files, out).map(drop)
     })
 }
 

@@ -1,7 +1,7 @@
 //! [`Rebuilt`]: a layer's tar regenerated from its [`Tree`], each file's
-//! content taken from the next frame of a pack, from a file of a base
-//! snapshot that has it, or from its earlier copy in the tree being
-//! built. Every file is checked against its digest as it streams, and
+//! content taken from the next frame of a pack (whole, or a delta applied
+//! to a base file by the host's `patch`), from a file of a base snapshot
+//! that has it, or from its earlier copy in the tree being built. Every file is checked against its digest as it streams, and
 //! the whole tar is hashed: `apply` refuses it unless that is the diff id
 //! the caller expects, so nothing the tree or the pack says is trusted.
 
@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
+use crate::bindings::kist::content::patch;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags};
 use crate::content::new_blob::{from_io, to_io};
-use crate::deltas::pack::PackReader;
+use crate::deltas::pack::{Frame, MAX_PATCHED, PackReader};
 use crate::deltas::tree::{File, Part, Tree};
-use crate::shared::digest::Digest;
+use crate::shared::digest::{Digest, to_hex};
 use crate::shared::error::{Error, Result, invalid};
 use crate::shared::fs;
 use crate::snapshots::apply::clean;
@@ -22,6 +23,8 @@ use crate::snapshots::inflated::TarSource;
 /// Where a file's content comes from.
 enum Source {
     Pack,
+    /// A delta applied.
+    Memory(Vec<u8>, usize),
     /// A file of the store (a base snapshot's, or this build's).
     Stored {
         fd: Descriptor,
@@ -82,29 +85,44 @@ impl Rebuilt {
     /// Opens where `file`'s content is, in that order: the pack's next
     /// frame, a base, this build.
     fn open(&mut self, file: File) -> Result<Streaming> {
-        let source = if let Some(pack) = &mut self.pack
-            && pack.next_is(&file)?
-        {
-            Source::Pack
-        } else if let Some(path) = self
-            .bases
-            .get(&file.sha256)
-            .or_else(|| self.written.get(&file.sha256))
-        {
-            let fd = fs::open_existing(path, DescriptorFlags::READ)?
-                .ok_or_else(|| invalid(format!("{path} is gone: it had {}", file.digest())))?;
-            Source::Stored {
-                fd,
-                path: path.clone(),
-                at: 0,
+        let frame = match &mut self.pack {
+            Some(pack) => pack.next_for(&file)?,
+            None => None,
+        };
+        let source = match frame {
+            Some(Frame::Whole) => Source::Pack,
+            Some(Frame::Patch { base, delta }) => {
+                let base = self.stored(&base).ok_or_else(|| {
+                    invalid(format!(
+                        "{}: a delta for {} against {}, which no base has",
+                        self.name,
+                        file.digest(),
+                        to_hex(&base)
+                    ))
+                })?;
+                let base = read_whole(&base)?;
+                let bytes = patch::apply(&base, &delta, file.size).map_err(|e| {
+                    invalid(format!(
+                        "{}: the delta for {}: {e:?}",
+                        self.name,
+                        file.digest()
+                    ))
+                })?;
+                Source::Memory(bytes, 0)
             }
-        } else {
-            return Err(invalid(format!(
-                "{}: the pack lacks {} ({}), which no base has",
-                self.name,
-                file.digest(),
-                String::from_utf8_lossy(&file.path)
-            )));
+            None => {
+                let path = self.stored(&file.sha256).ok_or_else(|| {
+                    invalid(format!(
+                        "{}: the pack lacks {} ({}), which no base has",
+                        self.name,
+                        file.digest(),
+                        String::from_utf8_lossy(&file.path)
+                    ))
+                })?;
+                let fd = fs::open_existing(&path, DescriptorFlags::READ)?
+                    .ok_or_else(|| invalid(format!("{path} is gone: it had {}", file.digest())))?;
+                Source::Stored { fd, path, at: 0 }
+            }
         };
         Ok(Streaming {
             left: file.size,
@@ -112,6 +130,14 @@ impl Rebuilt {
             source,
             hasher: Hasher::new(Algorithm::Sha256),
         })
+    }
+
+    /// Where a file with content `sha256` is: a base's, or this build's.
+    fn stored(&self, sha256: &[u8; 32]) -> Option<String> {
+        self.bases
+            .get(sha256)
+            .or_else(|| self.written.get(sha256))
+            .cloned()
     }
 
     /// Reads the current file's next bytes into `buf`; at its end, checks
@@ -126,6 +152,12 @@ impl Rebuilt {
                 let pack = self.pack.as_mut().expect("the pack is open");
                 pack.read(&mut buf[..want])
                     .map_err(|e| from_io(e, "pack"))?
+            }
+            Source::Memory(bytes, at) => {
+                let n = want.min(bytes.len() - *at);
+                buf[..n].copy_from_slice(&bytes[*at..*at + n]);
+                *at += n;
+                n
             }
             Source::Stored { fd, path, at } => {
                 let bytes = fs::read_at(fd, path, *at, want as u64)?;
@@ -182,6 +214,20 @@ impl Rebuilt {
             }
         }
     }
+}
+
+/// The whole file at `path` (a base's), at most [`MAX_PATCHED`] bytes:
+/// what a delta is applied to.
+fn read_whole(path: &str) -> Result<Vec<u8>> {
+    let fd = fs::open_existing(path, DescriptorFlags::READ)?
+        .ok_or_else(|| invalid(format!("{path} is gone")))?;
+    let size = fs::fstat(&fd, path)?.size;
+    if size > MAX_PATCHED {
+        return Err(invalid(format!(
+            "{path}: a delta's base is at most {MAX_PATCHED} bytes"
+        )));
+    }
+    fs::read_at(&fd, path, 0, size)
 }
 
 impl Read for Rebuilt {

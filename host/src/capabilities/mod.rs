@@ -7,7 +7,8 @@
 //! `fetch` (HTTP(S) downloads, only from the origins the embedder allows)
 //! `copier` (bytes moved between two files the guest holds open, hashed
 //! on the way, without passing through the guest), `deflate` (gzip on
-//! another core, the same bytes as the portable capabilities make) and
+//! another core, the same bytes as the portable capabilities make),
+//! `patch` (per-file binary deltas with zstd, for delta pulls) and
 //! `caller` (who the call in progress is for, which the component checks
 //! every operation against) and `lender` (a blob file the component
 //! opened and checked, lent to the host to read or send natively).
@@ -25,6 +26,7 @@ pub(crate) mod hasher;
 pub(crate) mod inflate;
 pub(crate) mod lender;
 pub(crate) mod locks;
+mod patch;
 mod slots;
 mod space;
 pub(crate) mod trees;
@@ -142,8 +144,8 @@ impl HasData for HasCapabilities {
 
 /// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`,
 /// `kist:content/trees`, `kist:content/inflate`, `kist:content/fetch`,
-/// `kist:content/copier`, `kist:content/deflate`, `kist:content/caller` and
-/// `kist:content/lender`
+/// `kist:content/copier`, `kist:content/deflate`, `kist:content/patch`,
+/// `kist:content/caller` and `kist:content/lender`
 /// to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
@@ -156,6 +158,7 @@ pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     content::fetch::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::copier::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::deflate::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::patch::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::caller::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::lender::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())
