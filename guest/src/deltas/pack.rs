@@ -66,43 +66,18 @@ pub fn write(
     gz.write_all(MAGIC).map_err(|e| from_io(e, "pack"))?;
     let mut packed = Packed::default();
     let mut sent: HashSet<[u8; 32]> = HashSet::new();
-    let mut wanted = tree
-        .files()
-        .map(|f| (!have.contains(&f.sha256) && sent.insert(f.sha256), f));
-    let mut inflated = Inflated::open(blob, media_type)?;
-    let name = inflated.name();
-    {
-        let mut archive = tar::Archive::new(&mut inflated);
-        for entry in archive.entries().map_err(|e| layer_error(e, &name))? {
-            let mut entry = entry.map_err(|e| layer_error(e, &name))?;
-            if !is_content(entry.header().entry_type()) || entry.size() == 0 {
-                continue;
-            }
-            let (send, file) = wanted
-                .next()
-                .ok_or_else(|| stale(&name, "more files than its tree"))?;
-            if file.path != *entry.path_bytes() || file.size != entry.size() {
-                return Err(stale(&name, "another file than its tree"));
-            }
-            if !send {
-                continue;
-            }
-            let base = bases.get(&file.path).filter(|_| file.size <= MAX_PATCHED);
-            let written = match base {
-                Some((base_sha, base)) => frame_patched(&mut entry, file, base_sha, base, &mut gz),
-                None => frame(&mut entry, file, &mut gz),
-            };
-            written.map_err(|e| match e {
-                Error::InvalidArgument(_) => stale(&name, "a file its tree does not name"),
-                e => e,
-            })?;
-            packed.files += 1;
-            packed.bytes += file.size;
+    each_file(blob, media_type, tree, |entry, file| {
+        if have.contains(&file.sha256) || !sent.insert(file.sha256) {
+            return Ok(());
         }
-    }
-    if wanted.next().is_some() {
-        return Err(stale(&name, "fewer files than its tree"));
-    }
+        match bases.get(&file.path).filter(|_| file.size <= MAX_PATCHED) {
+            Some((base_sha, base)) => frame_patched(entry, file, base_sha, base, &mut gz)?,
+            None => frame(entry, file, &mut gz)?,
+        }
+        packed.files += 1;
+        packed.bytes += file.size;
+        Ok(())
+    })?;
     gz.finish().map_err(|e| from_io(e, "pack"))?;
     Ok(packed)
 }
@@ -116,8 +91,28 @@ pub fn base_files(
     used: &mut u64,
     into: &mut BaseFiles,
 ) -> Result<()> {
+    each_file(blob, "", tree, |entry, file| {
+        if paths.contains(file.path.as_slice())
+            && file.size <= MAX_PATCHED
+            && *used + file.size <= BASE_BUDGET
+        {
+            into.insert(file.path.clone(), (file.sha256, checked(entry, file)?));
+            *used += file.size;
+        }
+        Ok(())
+    })
+}
+
+/// Calls `each` with every regular file with content of the stored layer
+/// `blob`, and its part of `tree`, checked to be the same file.
+fn each_file(
+    blob: &Digest,
+    media_type: &str,
+    tree: &Tree,
+    mut each: impl FnMut(&mut dyn Read, &File) -> Result<()>,
+) -> Result<()> {
     let mut files = tree.files();
-    let mut inflated = Inflated::open(blob, "")?;
+    let mut inflated = Inflated::open(blob, media_type)?;
     let name = inflated.name();
     let mut archive = tar::Archive::new(&mut inflated);
     for entry in archive.entries().map_err(|e| layer_error(e, &name))? {
@@ -128,18 +123,20 @@ pub fn base_files(
         let file = files
             .next()
             .ok_or_else(|| stale(&name, "more files than its tree"))?;
-        if !paths.contains(file.path.as_slice())
-            || file.size > MAX_PATCHED
-            || *used + file.size > BASE_BUDGET
-        {
-            continue;
+        if file.path != *entry.path_bytes() || file.size != entry.size() {
+            return Err(stale(&name, "another file than its tree"));
         }
-        let content = checked(&mut entry, file)?;
-        *used += file.size;
-        into.insert(file.path.clone(), (file.sha256, content));
+        each(&mut entry, file).map_err(|e| match e {
+            Error::InvalidArgument(_) => stale(&name, "a file its tree does not name"),
+            e => e,
+        })?;
+    }
+    if files.next().is_some() {
+        return Err(stale(&name, "fewer files than its tree"));
     }
     Ok(())
 }
+
 /// A layer that does not match the tree made from it: the tree is from
 /// another version of kist, or the blob changed under it.
 fn stale(name: &str, what: &str) -> Error {
@@ -148,7 +145,7 @@ fn stale(name: &str, what: &str) -> Error {
 
 /// Writes one whole frame: `file`'s header and the `file.size` bytes of
 /// `content`, checked against its digest.
-fn frame(content: &mut impl Read, file: &File, out: &mut impl Write) -> Result<()> {
+fn frame(content: &mut dyn Read, file: &File, out: &mut impl Write) -> Result<()> {
     let io = |e| from_io(e, "pack");
     header(file, FULL, out)?;
     let hasher = Hasher::new(Algorithm::Sha256);
@@ -175,7 +172,7 @@ fn frame(content: &mut impl Read, file: &File, out: &mut impl Write) -> Result<(
 /// Writes `file` as a delta against `base` (whose digest is `base_sha`)
 /// if the host makes one smaller than the file, else whole.
 fn frame_patched(
-    content: &mut impl Read,
+    content: &mut dyn Read,
     file: &File,
     base_sha: &[u8; 32],
     base: &[u8],
@@ -204,7 +201,7 @@ fn header(file: &File, kind: u8, out: &mut impl Write) -> Result<()> {
 }
 
 /// The `file.size` bytes of `content`, checked against `file`'s digest.
-fn checked(content: &mut impl Read, file: &File) -> Result<Vec<u8>> {
+fn checked(content: &mut dyn Read, file: &File) -> Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(file.size as usize);
     content
         .take(file.size)
