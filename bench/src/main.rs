@@ -6,6 +6,7 @@
 mod archive;
 mod big;
 mod containerd;
+mod delta;
 mod layers;
 mod limit;
 mod link;
@@ -84,6 +85,10 @@ enum Scenario {
     /// containerd on kist (proxy plugins) against containerd's built-in
     /// content store and overlayfs: ingest, import, get. Needs root.
     Containerd,
+    /// Delta pulls: `kist pull --from v1` of v2 against a full pull, on
+    /// loopback and a 20 Mbit/s, 100 ms link (the Debian python bump,
+    /// built with debootstrap once). Needs root.
+    Delta,
 }
 
 /// Whether this runs as root (the owner of `/proc/self`).
@@ -202,6 +207,13 @@ fn main() -> anyhow::Result<()> {
             report.note(
                 "containerd scenario: needs root (it starts two containerd daemons); not run.",
             );
+        }
+    }
+    if wanted(Scenario::Delta) {
+        if running_as_root() {
+            delta::run(&mut report, &tools, work, quick, reps)?;
+        } else {
+            report.note("delta scenario: needs root (snapshots are mounted); not run.");
         }
     }
     if tools.ctr_socket.is_none() {

@@ -39,6 +39,8 @@ const MANIFEST_TYPES: [&str; 4] = [
 const MAX_DOCUMENT: u64 = 4 << 20;
 /// Bytes read from the network per write into the store.
 const CHUNK: usize = 1 << 20;
+/// Most layers downloaded at once.
+const PARALLEL_LAYERS: usize = 8;
 
 /// `kist pull` arguments.
 #[derive(clap::Args)]
@@ -129,57 +131,95 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         })
         .transpose()?;
     let registry = Upstream::new(&target.base, &[], credentials).map_err(|e| anyhow!(e))?;
-    let image = fetch_image(&registry, &target.name, &target.reference)?;
-    let snapshots = store.snapshots();
-    let bases = match &args.from {
-        Some(from) => {
-            let base = fetch_image(&registry, &target.name, from)?;
-            held_bases(store, &registry, &target.name, &base)?
-        }
+    // Both images' manifests and configs at once: two round trips.
+    let (image, base) = std::thread::scope(|s| {
+        let base = args
+            .from
+            .as_deref()
+            .map(|from| s.spawn(|| fetch_image(&registry, &target.name, from)));
+        let image = fetch_image(&registry, &target.name, &target.reference);
+        (
+            image,
+            base.map(|b| b.join().expect("fetching the base image panicked")),
+        )
+    });
+    let image = image?;
+    let bases = match base {
+        Some(base) => held_bases(store, &registry, &target.name, &base?)?,
         None => Vec::new(),
     };
+    let snapshots = store.snapshots();
+    // Which layers are here, and the parent each missing one goes on.
+    let mut here: Vec<Option<String>> = Vec::new();
+    let mut parent: Option<String> = None;
+    for chain in &image.chains {
+        let found = committed(&snapshots, chain, parent.as_deref())?;
+        parent = Some(found.clone().unwrap_or_else(|| pulled_name(chain)));
+        here.push(found);
+    }
+    // What the missing layers need, fetched together: one more round trip.
+    let missing: Vec<usize> = (0..here.len()).filter(|i| here[*i].is_none()).collect();
+    let mut fetched_layers = Vec::new();
+    for batch in missing.chunks(PARALLEL_LAYERS) {
+        let results: Vec<anyhow::Result<Fetched>> = std::thread::scope(|s| {
+            let pulls: Vec<_> = batch
+                .iter()
+                .map(|i| {
+                    let (layer, bases) = (&image.layers[*i].0, &bases);
+                    let (registry, name) = (&registry, &target.name);
+                    s.spawn(move || fetch_layer(store, registry, name, layer, bases))
+                })
+                .collect();
+            pulls
+                .into_iter()
+                .map(|p| p.join().expect("a layer's download panicked"))
+                .collect()
+        });
+        for result in results {
+            fetched_layers.push(result?);
+        }
+    }
+    let mut fetched_layers = fetched_layers.into_iter();
     let mut parent: Option<String> = None;
     let (mut reused, mut fetched) = (0, 0u64);
     for (i, (layer, media_type)) in image.layers.iter().enumerate() {
         let chain = &image.chains[i];
-        if let Some(name) = committed(&snapshots, chain, parent.as_deref())? {
+        if let Some(name) = &here[i] {
             reused += 1;
-            parent = Some(name);
+            parent = Some(name.clone());
             continue;
         }
         let key = format!("kist-pull {chain}");
         // What an interrupted pull left: unpacking starts over (the
-        // downloads resume).
+        // downloads resumed).
         let _ = snapshots.remove(&key);
         snapshots
             .prepare(&key, parent.as_deref(), &[])
             .with_context(|| format!("preparing {key:?} on {parent:?}"))?;
-        let bytes = if bases.is_empty() {
-            let (blob, bytes) = download(store, &registry, &blob_path(&target.name, layer))?;
-            snapshots
-                .apply(&key, &blob, media_type)
-                .with_context(|| format!("unpacking {layer}"))?;
-            bytes
-        } else {
-            delta(
-                store,
-                &registry,
-                &target.name,
-                layer,
-                &image.diff_ids[i],
-                &bases,
-                &key,
-            )
-            .with_context(|| format!("rebuilding {layer} from a delta"))?
+        let got = fetched_layers.next().expect("a download per missing layer");
+        match &got {
+            Fetched::Whole { blob, .. } => snapshots
+                .apply(&key, blob, media_type)
+                .with_context(|| format!("unpacking {layer}"))?,
+            Fetched::Delta { tree, pack, .. } => {
+                let bases: Vec<(&str, &str)> = bases
+                    .iter()
+                    .map(|(_, snapshot, tree)| (snapshot.as_str(), tree.as_str()))
+                    .collect();
+                snapshots
+                    .apply_delta(&key, &image.diff_ids[i], tree, Some(pack), &bases)
+                    .with_context(|| format!("rebuilding {layer} from a delta"))?
+            }
         };
-        let name = format!("kist-pull/{chain}");
+        let name = pulled_name(chain);
         snapshots
             .commit(&name, &key, &[(SNAPSHOT_REF, chain), (LAYER_LABEL, layer)])
             .with_context(|| format!("committing {name:?}"))?;
-        println!(
-            "{chain}: {} {bytes} bytes",
-            if bases.is_empty() { "full" } else { "delta" }
-        );
+        let (how, bytes) = match got {
+            Fetched::Whole { bytes, .. } => ("full", bytes),
+            Fetched::Delta { bytes, .. } => ("delta", bytes),
+        };
+        println!("{chain}: {how} {bytes} bytes");
         fetched += bytes;
         parent = Some(name);
     }
@@ -286,18 +326,32 @@ fn held_bases(
     Ok(out)
 }
 
-/// Unpacks `layer` into the active snapshot `key` from its tree and pack
-/// (fetched in parallel) and the `bases`' files; returns the bytes
-/// fetched.
-fn delta(
+/// What was fetched for a missing layer, and how many bytes.
+enum Fetched {
+    Whole {
+        blob: String,
+        bytes: u64,
+    },
+    Delta {
+        tree: String,
+        pack: String,
+        bytes: u64,
+    },
+}
+
+/// Fetches what `layer` needs: with `bases`, its tree and the pack of
+/// what they lack, in parallel; else the whole layer.
+fn fetch_layer(
     store: &Store,
     registry: &Upstream,
     name: &str,
     layer: &str,
-    diff_id: &str,
     bases: &[(String, String, String)],
-    key: &str,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Fetched> {
+    if bases.is_empty() {
+        let (blob, bytes) = download(store, registry, &blob_path(name, layer))?;
+        return Ok(Fetched::Whole { blob, bytes });
+    }
     let query: Vec<String> = bases.iter().map(|(l, _, _)| format!("base={l}")).collect();
     let pack_path = format!("{name}/packs/{layer}?{}", query.join("&"));
     let tree_path = format!("{name}/trees/{layer}");
@@ -307,14 +361,16 @@ fn delta(
         (tree, pack.join().expect("the pack download panicked"))
     });
     let ((tree, tree_bytes), (pack, pack_bytes)) = (tree?, pack?);
-    let bases: Vec<(&str, &str)> = bases
-        .iter()
-        .map(|(_, snapshot, tree)| (snapshot.as_str(), tree.as_str()))
-        .collect();
-    store
-        .snapshots()
-        .apply_delta(key, diff_id, &tree, Some(&pack), &bases)?;
-    Ok(tree_bytes + pack_bytes)
+    Ok(Fetched::Delta {
+        tree,
+        pack,
+        bytes: tree_bytes + pack_bytes,
+    })
+}
+
+/// The name a pull commits the snapshot of `chain` as.
+fn pulled_name(chain: &str) -> String {
+    format!("kist-pull/{chain}")
 }
 
 fn blob_path(name: &str, digest: &str) -> String {

@@ -1,0 +1,369 @@
+//! Delta pulls: a node that holds v1 of an image gets v2 with `kist pull
+//! --from v1` (only what changed: the layer's tree and a pack of the new
+//! files, changed ones as binary deltas), against a full `kist pull` of
+//! v2, on loopback and on a 20 Mbit/s link with 100 ms round trips, both
+//! through a counting relay (contenders `kist-full` and `kist-delta`).
+//! Time to ready is pull start to
+//! `python3 -c 'import json,ssl'` exiting 0 in the new snapshots.
+//!
+//! The images are the measured bump of the design notes: Debian bookworm
+//! minbase with python3 (python3.11 3.11.2-6+deb12u8), and the same after
+//! `dpkg -i` of python3.11 +deb12u9 from bookworm-security, one layer
+//! each, built once with debootstrap and kept in `target/bench-cache`.
+//! `--quick` uses a small synthetic pair instead (no network).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use serde_json::json;
+
+use crate::link::Link;
+use crate::measure::{Contender, interleave};
+use crate::registry_peers::{self, Running};
+use crate::report::{Report, Unit};
+use crate::tools::{Tools, scratch};
+
+/// The python3.11 packages of the bump, at their new version.
+const BUMP: [&str; 4] = [
+    "python3.11",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+];
+const NEW_VERSION: &str = "3.11.2-6+deb12u9";
+/// 20 Mbit/s.
+const SLOW_RATE: u64 = 20_000_000 / 8;
+const SLOW_RTT: Duration = Duration::from_millis(100);
+
+/// One image version pushed: its layer file and the registry tag.
+struct Version {
+    layer: PathBuf,
+    tag: &'static str,
+}
+
+pub fn run(
+    report: &mut Report,
+    tools: &Tools,
+    work: &Path,
+    quick: bool,
+    reps: usize,
+) -> anyhow::Result<()> {
+    let (v1, v2) = if quick {
+        synthetic(&scratch(work, "delta-images")?)?
+    } else {
+        debian(&cache_dir()?)?
+    };
+    let versions = [
+        Version {
+            layer: v1,
+            tag: "v1",
+        },
+        Version {
+            layer: v2,
+            tag: "v2",
+        },
+    ];
+    let server = registry_peers::kist(&tools.kist, &scratch(work, "delta-registry")?)?;
+    let mut tops = Vec::new();
+    for v in &versions {
+        tops.push(push(&server, &v.layer, v.tag)?);
+    }
+    let full_size = std::fs::metadata(&versions[1].layer)?.len();
+    report.note(&format!(
+        "\n### Delta pulls: v1 → v2, one layer of {:.1} MB\n",
+        full_size as f64 / 1e6
+    ));
+    // The first delta pull makes the server derive the trees and the pack:
+    // its CPU, once; every pull after is served from what it kept.
+    let cpu_before = server.cpu_seconds()?;
+    let warm = node_with_v1(tools, work, &server, "delta-warmup")?;
+    pull(tools, &warm, &server.base, &["--from", "v1"])?;
+    let cpu_once = server.cpu_seconds()? - cpu_before;
+    report.note(&format!(
+        "Server CPU to derive both trees and the pack, once: {cpu_once:.2} s (then served from its cache)."
+    ));
+    let host = server.base.trim_start_matches("http://").to_owned();
+    let links = [
+        (
+            "loopback",
+            Link::start_with(&host, u64::MAX / 4, Duration::ZERO)?,
+        ),
+        ("20mbit", Link::start_with(&host, SLOW_RATE, SLOW_RTT)?),
+    ];
+    let top = tops[1].clone();
+    let mut lines = Vec::new();
+    for (name, link) in &links {
+        let carried = std::cell::RefCell::new(Vec::<(&str, u64, u64)>::new());
+        let contender = |label: &'static str, from: bool| {
+            let (link, carried, top, server) = (link, &carried, &top, &server);
+            Contender::new(label, move |rep| {
+                let node = if from {
+                    node_with_v1(tools, work, server, &format!("delta-node-{rep}"))?
+                } else {
+                    scratch(work, &format!("delta-node-{rep}"))?
+                };
+                let before = link.carried();
+                let start = Instant::now();
+                let args: &[&str] = if from { &["--from", "v1"] } else { &[] };
+                pull(tools, &node, &link.base, args)?;
+                ready(&node, top, quick)?;
+                let took = start.elapsed();
+                let after = link.carried();
+                carried
+                    .borrow_mut()
+                    .push((label, after.0 - before.0, after.1 - before.1));
+                Ok(took)
+            })
+        };
+        let samples = interleave(
+            reps,
+            vec![contender("kist-full", false), contender("kist-delta", true)],
+        )?;
+        report.section(
+            &format!("delta pull v1 → v2 on {name}: pull start to python ready"),
+            Unit::Time,
+            &samples,
+        );
+        for s in &samples {
+            let all = carried.borrow();
+            let mine: Vec<_> = all.iter().filter(|(l, _, _)| *l == s.name).collect();
+            let (bytes, requests) = mine.last().map_or((0, 0), |(_, b, r)| (*b, *r));
+            lines.push(format!(
+                "delta {} {name} bytes={bytes} requests={requests} ready_s={:.2}",
+                s.name,
+                s.median().as_secs_f64()
+            ));
+        }
+    }
+    report.note("One line per contender and link (bytes from the registry, HTTP requests, median seconds to ready):");
+    report.line("```");
+    for l in lines {
+        report.line(&l);
+    }
+    report.line("```");
+    Ok(())
+}
+
+/// `kist pull [ARGS] BASE/app:v2` into the store `node`.
+fn pull(tools: &Tools, node: &Path, base: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = tools
+        .kist(node)
+        .arg("pull")
+        .args(args)
+        .arg(format!("{base}/bench/app:v2"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "kist pull: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A new node store that pulled v1 (straight from the server, untimed).
+fn node_with_v1(
+    tools: &Tools,
+    work: &Path,
+    server: &Running,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
+    let node = scratch(work, name)?;
+    let out = tools
+        .kist(&node)
+        .args(["pull", &format!("{}/bench/app:v1", server.base)])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "kist pull v1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(node)
+}
+
+/// Waits for nothing: checks that the pulled snapshot `top` runs python
+/// (or, for the synthetic images, has its marker file).
+fn ready(node: &Path, top: &str, quick: bool) -> anyhow::Result<()> {
+    let store = kist::Store::open(node)?;
+    let snapshots = store.snapshots();
+    let key = format!("bench-ready {}", std::process::id());
+    let mounts = snapshots.view(&key, Some(&format!("kist-pull/{top}")), &[])?;
+    let dir = tempfile::tempdir()?;
+    kist::mount::mount(&mounts, dir.path())?;
+    let checked = if quick {
+        ensure!(
+            dir.path().join("usr/lib/python3.11/version").is_file(),
+            "no marker file"
+        );
+        Ok(())
+    } else {
+        let out = Command::new("chroot")
+            .arg(dir.path())
+            .args(["python3", "-c", "import json,ssl"])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "python in v2: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    kist::mount::unmount(dir.path())?;
+    snapshots.remove(&key)?;
+    checked
+}
+
+/// Pushes a one-layer image of `layer` (tar+gzip) as `bench/app:<tag>`;
+/// returns the layer's diff id (its snapshot's chain id).
+fn push(server: &Running, layer: &Path, tag: &str) -> anyhow::Result<String> {
+    let digest = crate::native::sha256_file(layer)?;
+    crate::registry::push(server, "bench/app", layer, &digest, false)?;
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(layer)?).read_to_end(&mut tar)?;
+    let diff_id = format!("sha256:{}", crate::native::sha256_hex(&tar));
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "config": {},
+    })
+    .to_string();
+    let config_digest = format!("sha256:{}", crate::native::sha256_hex(config.as_bytes()));
+    ureq::post(&format!(
+        "{}/v2/bench/app/blobs/uploads/?digest={config_digest}",
+        server.base
+    ))
+    .send_bytes(config.as_bytes())?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": std::fs::metadata(layer)?.len()}],
+    })
+    .to_string();
+    ureq::put(&format!("{}/v2/bench/app/manifests/{tag}", server.base))
+        .set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .send_bytes(manifest.as_bytes())?;
+    Ok(diff_id)
+}
+
+/// `target/bench-cache/delta`, beside the bench binary's profile folder.
+fn cache_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the bench binary is not in target/<profile>")?;
+    let dir = target.join("bench-cache/delta");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The Debian bump's two layers, built once into `cache`.
+fn debian(cache: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let (v1, v2) = (cache.join("v1.tar.gz"), cache.join("v2.tar.gz"));
+    if v1.is_file() && v2.is_file() {
+        return Ok((v1, v2));
+    }
+    ensure!(
+        crate::running_as_root(),
+        "building the Debian images needs root (debootstrap, chroot)"
+    );
+    if !Command::new("sh")
+        .args(["-c", "command -v debootstrap"])
+        .status()?
+        .success()
+    {
+        sh(
+            "apt-get install -y --no-install-recommends debootstrap",
+            cache,
+        )?;
+    }
+    let (root1, root2) = (cache.join("rootfs-v1"), cache.join("rootfs-v2"));
+    for root in [&root1, &root2] {
+        if root.exists() {
+            sh(&format!("rm -rf {}", root.display()), cache)?;
+        }
+    }
+    sh(
+        &format!(
+            "debootstrap --variant=minbase --include=python3 bookworm {} http://deb.debian.org/debian",
+            root1.display()
+        ),
+        cache,
+    )?;
+    sh(
+        &format!("cp -a {} {}", root1.display(), root2.display()),
+        cache,
+    )?;
+    let debs = root2.join("tmp/bump");
+    std::fs::create_dir_all(&debs)?;
+    let wanted: Vec<String> = BUMP.iter().map(|p| format!("{p}={NEW_VERSION}")).collect();
+    sh(&format!("apt-get download {}", wanted.join(" ")), &debs)?;
+    sh(
+        &format!("chroot {} sh -c 'dpkg -i /tmp/bump/*.deb'", root2.display()),
+        cache,
+    )?;
+    std::fs::remove_dir_all(&debs)?;
+    for (root, out) in [(&root1, &v1), (&root2, &v2)] {
+        sh(
+            &format!(
+                "rm -rf {r}/var/cache/apt/archives/*.deb {r}/var/lib/apt/lists/* && \
+                 tar --sort=name --numeric-owner --xattrs -C {r} --exclude=./dev --exclude=./proc \
+                 --exclude=./sys -cf - . | gzip -6 -n > {o}.part && mv {o}.part {o}",
+                r = root.display(),
+                o = out.display()
+            ),
+            cache,
+        )?;
+    }
+    Ok((v1, v2))
+}
+
+fn sh(script: &str, dir: &Path) -> anyhow::Result<()> {
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()?;
+    if !status.success() {
+        bail!("`{script}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// A small synthetic pair: 2,000 files of 8 KiB, of which v2 changes the
+/// first 16 bytes of every tenth (as a `.pyc` header changes) and adds a
+/// few new files.
+fn synthetic(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    for version in [1u8, 2] {
+        let path = dir.join(format!("v{version}.tar.gz"));
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path)?,
+            flate2::Compression::new(6),
+        );
+        let mut b = tar::Builder::new(gz);
+        let mut random = crate::big::Seeded::new(7);
+        let mut data = vec![0u8; 8 << 10];
+        for i in 0..2_000 {
+            random.fill(&mut data);
+            if version == 2 && i % 10 == 0 {
+                data[..16].fill(version);
+            }
+            let mut h = crate::snapshots::file_header(data.len() as u64);
+            b.append_data(
+                &mut h,
+                format!("usr/lib/python3.11/m{}/f{i}.pyc", i % 50),
+                &data[..],
+            )?;
+        }
+        let marker = format!("{version}\n");
+        let mut h = crate::snapshots::file_header(marker.len() as u64);
+        b.append_data(&mut h, "usr/lib/python3.11/version", marker.as_bytes())?;
+        b.into_inner()?.finish()?.flush()?;
+        out.push(path);
+    }
+    Ok((out.remove(0), out.remove(0)))
+}
