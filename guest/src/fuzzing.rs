@@ -3,6 +3,7 @@
 //! libFuzzer's coverage sees inside them. Each checks the invariants its
 //! parser promises and panics when one breaks.
 
+use crate::deltas::tree::Tree;
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::filters::{Fields, Filters};
 use crate::shared::validate;
@@ -15,6 +16,15 @@ pub fn digest(input: &str) {
         assert!(ALGORITHMS.contains(&d.algorithm));
         assert!(is_hex_of(d.algorithm, &d.hex));
         assert!(!d.blob_path().contains(".."));
+    }
+}
+
+/// `Tree::decode` (a layer tree comes from the network in a delta pull):
+/// what it accepts encodes back to exactly its input, so nothing in a tree
+/// is read that is not the tree's.
+pub fn layer_tree(input: &[u8]) {
+    if let Ok(tree) = Tree::decode(input) {
+        assert_eq!(tree.encode(), input);
     }
 }
 

@@ -26,18 +26,10 @@ const TREE_LEVEL: u8 = 9;
 /// The tree of the stored layer `blob`, computed once and then kept (see
 /// [`derived`]).
 pub fn tree_of(blob: &Digest, media_type: &str) -> Result<(LayerTree, Tree)> {
-    let key = format!(
-        "{}-{}",
-        crate::shared::digest::name(blob.algorithm),
-        blob.hex
-    );
     let mut made = None;
-    let (digest, size) = derived::get("trees", &key, |out| {
+    let (digest, size) = derived::get("trees", &tree_key(blob), |out| {
         let tree = split::split(blob, media_type)?;
-        let mut gz = Gzipped::new(TREE_LEVEL, out);
-        gz.write_all(&tree.encode())
-            .and_then(|()| gz.finish().map(drop))
-            .map_err(|e| from_io(e, "tree"))?;
+        write_tree(&tree, out)?;
         made = Some(tree);
         Ok(())
     })?;
@@ -53,6 +45,28 @@ pub fn tree_of(blob: &Digest, media_type: &str) -> Result<(LayerTree, Tree)> {
         file_bytes: tree.files().map(|f| f.size).sum(),
     };
     Ok((info, tree))
+}
+
+/// Keeps `tree`, made while the stored layer `blob` was applied, as its
+/// tree (unless one is kept already).
+pub fn keep_tree(blob: &Digest, tree: Tree) -> Result<()> {
+    derived::get("trees", &tree_key(blob), |out| write_tree(&tree, out)).map(drop)
+}
+
+/// The name of `blob`'s tree among the derived blobs.
+fn tree_key(blob: &Digest) -> String {
+    format!(
+        "{}-{}",
+        crate::shared::digest::name(blob.algorithm),
+        blob.hex
+    )
+}
+
+fn write_tree(tree: &Tree, out: &mut NewBlob) -> Result<()> {
+    let mut gz = Gzipped::new(TREE_LEVEL, out);
+    gz.write_all(&tree.encode())
+        .and_then(|()| gz.finish().map(drop))
+        .map_err(|e| from_io(e, "tree"))
 }
 
 /// The stored tree blob `d`, decoded.
@@ -141,7 +155,7 @@ pub fn apply(
         }
     }
     let pack = pack.map(PackReader::open).transpose()?;
-    unpack(key, max_size, Some(diff_id), |staging| {
+    unpack(key, max_size, Some(diff_id), None, |staging| {
         Ok(Rebuilt::new(
             format!("tree {tree}"),
             decoded,

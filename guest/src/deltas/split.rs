@@ -16,46 +16,73 @@ use crate::snapshots::inflated::{Inflated, TarSource, layer_error};
 /// The tree of the stored layer `blob` (compressed as `media_type` says,
 /// empty: detected).
 pub fn split(blob: &Digest, media_type: &str) -> Result<Tree> {
-    let mut inflated = Inflated::open(blob, media_type)?;
-    let name = inflated.name();
-    let state = Rc::new(RefCell::new(State::default()));
-    let mut recorder = Recorder {
-        inner: &mut inflated,
-        state: state.clone(),
-    };
+    let split = Split::default();
+    let mut recorder = split.record(Inflated::open(blob, media_type)?);
+    let name = recorder.name();
     {
         let mut archive = tar::Archive::new(&mut recorder);
         for entry in archive.entries().map_err(|e| layer_error(e, &name))? {
             let mut entry = entry.map_err(|e| layer_error(e, &name))?;
-            let kind = entry.header().entry_type();
-            let size = entry.size();
-            if !is_content(kind) || size == 0 {
-                continue;
-            }
-            if state.borrow().at != entry.raw_file_position() {
-                return Err(Error::Io(format!(
-                    "{name}: the tar reader read ahead of an entry's content"
-                )));
-            }
-            state.borrow_mut().start_file();
-            let read = std::io::copy(&mut entry, &mut std::io::sink())
-                .map_err(|e| layer_error(e, &name))?;
-            if read != size {
-                return Err(invalid(format!("{name}: an entry's content is truncated")));
-            }
-            let path = entry.path_bytes().into_owned();
-            state.borrow_mut().end_file(path, size)?;
+            split.entry(&mut entry, &name, |_| Ok(()))?;
         }
     }
-    // The end marker and whatever follows it are part of the diff id.
-    std::io::copy(&mut recorder, &mut std::io::sink()).map_err(|e| from_io(e, &name))?;
-    let diff_id = inflated.finish()?;
-    let mut state = state.take();
-    state.flush_raw();
-    Ok(Tree {
-        diff_id,
-        parts: state.parts,
-    })
+    let diff_id = recorder.finish()?;
+    Ok(split.into_tree(diff_id))
+}
+
+/// A tar being split into its [`Tree`]: the stream is read through a
+/// [`Recorder`] and where its files are is told entry by entry.
+#[derive(Default)]
+pub struct Split(Rc<RefCell<State>>);
+
+impl Split {
+    /// `inner`, recorded into this split as it is read.
+    pub fn record<R>(&self, inner: R) -> Recorder<R> {
+        Recorder {
+            inner,
+            state: self.0.clone(),
+        }
+    }
+
+    /// Handles one entry of the recorded tar: `each` does what the caller
+    /// does with it (reads its content or not); a regular file's content
+    /// is hashed rather than recorded, all of it, whatever `each` read.
+    pub fn entry<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        each: impl FnOnce(&mut tar::Entry<'_, R>) -> Result<()>,
+    ) -> Result<()> {
+        let size = entry.size();
+        if !is_content(entry.header().entry_type()) || size == 0 {
+            return each(entry);
+        }
+        if self.0.borrow().at != entry.raw_file_position() {
+            return Err(Error::Io(format!(
+                "{name}: the tar reader read ahead of an entry's content"
+            )));
+        }
+        self.0.borrow_mut().start_file();
+        each(entry)?;
+        // What `each` left of the content, hashed too.
+        std::io::copy(entry, &mut std::io::sink()).map_err(|e| layer_error(e, name))?;
+        let read = self.0.borrow().at - entry.raw_file_position();
+        if read != size {
+            return Err(invalid(format!("{name}: an entry's content is truncated")));
+        }
+        let path = entry.path_bytes().into_owned();
+        self.0.borrow_mut().end_file(path, size)
+    }
+
+    /// The tree, once the recorder was read to its end.
+    pub fn into_tree(self, diff_id: Digest) -> Tree {
+        let mut state = self.0.take();
+        state.flush_raw();
+        Tree {
+            diff_id,
+            parts: state.parts,
+        }
+    }
 }
 
 /// Entry types whose data is a file's content: what a rebuild takes from
@@ -103,12 +130,12 @@ impl State {
 }
 
 /// The tar stream, recorded on its way to the tar reader.
-struct Recorder<'a> {
-    inner: &'a mut Inflated,
+pub struct Recorder<R> {
+    inner: R,
     state: Rc<RefCell<State>>,
 }
 
-impl Read for Recorder<'_> {
+impl<R: Read> Read for Recorder<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut state = self.state.borrow_mut();
@@ -125,5 +152,19 @@ impl Read for Recorder<'_> {
             state.raw.extend_from_slice(&buf[..n]);
         }
         Ok(n)
+    }
+}
+
+impl<R: TarSource> TarSource for Recorder<R> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    /// Records the rest too (the end marker and what follows it are part
+    /// of the diff id), then gives the inner stream's digest.
+    fn finish(mut self) -> Result<Digest> {
+        let name = self.name();
+        std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| from_io(e, &name))?;
+        self.inner.finish()
     }
 }

@@ -15,6 +15,8 @@ use crate::bindings::kist::content::trees::{self, Attributes};
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
 use crate::content::new_blob::from_io;
+use crate::deltas::layers;
+use crate::deltas::split::Split;
 use crate::retention::quota;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition};
@@ -40,18 +42,31 @@ const KEPT_XATTRS: [&str; 2] = ["user.", "security."];
 /// What it unpacks is charged, as it goes, against the quotas of the
 /// snapshot's holder: a layer that unpacks past them (a gzip bomb) stops
 /// there with `no-space`, having written at most a step past them.
+///
+/// The layer's tree (its files by content, for delta pulls) is recorded
+/// on the way and kept, so that a delta pull can use this layer as a base
+/// without reading it again.
 pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Result<Digest> {
-    unpack(key, max_size, None, |_| Inflated::open(blob, media_type))
+    let split = Split::default();
+    let diff_id = unpack(key, max_size, None, Some(&split), |_| {
+        Ok(split.record(Inflated::open(blob, media_type)?))
+    })?;
+    // A by-product: the layer is applied whether or not it could be kept
+    // (a delta pull derives it again then).
+    let _ = layers::keep_tree(blob, split.into_tree(diff_id.clone()));
+    Ok(diff_id)
 }
 
 /// Unpacks the tar `open` gives (called with the path of the tree being
 /// built) into the active snapshot `key`, as [`apply`] does; with
 /// `expected`, a tar of another digest is refused and leaves the snapshot
-/// empty. Returns the tar's digest.
+/// empty; with `split`, the tar is read through it (see [`Split`]).
+/// Returns the tar's digest.
 pub fn unpack<S: TarSource>(
     key: &str,
     max_size: u64,
     expected: Option<&Digest>,
+    split: Option<&Split>,
     open: impl FnOnce(&str) -> Result<S>,
 ) -> Result<Digest> {
     let all = records::current()?;
@@ -76,7 +91,7 @@ pub fn unpack<S: TarSource>(
     let built = (|| {
         let dir = fs::open_dir(&staging)?.ok_or(Error::NotFound)?;
         let mut unpacker = Unpacker::new(&staging, &dir, max_size, holder);
-        let diff_id = unpacker.run(open(&staging)?)?;
+        let diff_id = unpacker.run(open(&staging)?, split)?;
         if let Some(e) = expected.filter(|e| **e != diff_id) {
             return Err(invalid(format!(
                 "the layer's tar has digest {diff_id}, not the diff id {e}"
@@ -148,14 +163,18 @@ impl<'a> Unpacker<'a> {
         }
     }
 
-    fn run<S: TarSource>(&mut self, mut source: S) -> Result<Digest> {
+    fn run<S: TarSource>(&mut self, mut source: S, split: Option<&Split>) -> Result<Digest> {
         let name = source.name();
         // Borrows the stream for the entries only: the rest is read after.
         let mut archive = tar::Archive::new(&mut source);
         let entries = archive.entries().map_err(|e| layer_error(e, &name))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| layer_error(e, &name))?;
-            self.entry(&mut entry).map_err(|e| match e {
+            let unpacked = match split {
+                Some(split) => split.entry(&mut entry, &name, |e| self.entry(e)),
+                None => self.entry(&mut entry),
+            };
+            unpacked.map_err(|e| match e {
                 Error::InvalidArgument(m) => {
                     let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
                     invalid(format!("{name}: entry {path:?}: {m}"))
