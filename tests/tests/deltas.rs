@@ -71,7 +71,7 @@ fn base(version: u8) -> Layer {
 /// A store whose repository holds v1 and v2, v1 unpacked and committed
 /// as snapshot `v1` (what a node holds), and v2's blob digests.
 struct Setup {
-    _h: Harness,
+    harness: Harness,
     store: Store,
     v1: String,
     v2: String,
@@ -91,7 +91,7 @@ impl Setup {
         s.apply("extract v1", &v1, GZIP).unwrap();
         s.commit("v1", "extract v1", &[]).unwrap();
         Self {
-            _h: h,
+            harness: h,
             store,
             v1,
             v2,
@@ -411,6 +411,22 @@ fn wrong_files_trees_and_diff_ids_are_caught_and_nothing_is_committed() {
         .unwrap();
     let r = s.apply_delta("target", &tree2.diff_id, &junk, Some(&pack), &bases);
     refused(&s, "target", r, "digest");
+
+    // A base file changed on the node after v1 was committed (same size):
+    // the host copies base files without the component reading them, and
+    // the diff id still catches the change.
+    let stable = std::fs::read_dir(t.harness.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("fs/usr/lib/python/stable.py"))
+        .find(|p| p.is_file())
+        .expect("v1's snapshot holds stable.py");
+    let original = std::fs::read(&stable).unwrap();
+    let mut changed = original.clone();
+    changed[100] ^= 0x55;
+    std::fs::write(&stable, &changed).unwrap();
+    let r = s.apply_delta("target", &tree2.diff_id, &tree2.tree, Some(&pack), &bases);
+    refused(&s, "target", r, "not the diff id");
+    std::fs::write(&stable, &original).unwrap();
 
     // After all that, the real inputs still work.
     s.apply_delta("target", &tree2.diff_id, &tree2.tree, Some(&pack), &bases)

@@ -1,13 +1,21 @@
 //! [`Rebuilt`]: a layer's tar regenerated from its [`Tree`], each file's
 //! content taken from the next frame of a pack (whole, or a delta applied
 //! to a base file by the host's `patch`), from a file of a base snapshot
-//! that has it, or from its earlier copy in the tree being built. Every file is checked against its digest as it streams, and
-//! the whole tar is hashed: `apply` refuses it unless that is the diff id
-//! the caller expects, so nothing the tree or the pack says is trusted.
+//! that has it, or from its earlier copy in the tree being built. A file
+//! from the pack is checked against its digest as it streams; a stored
+//! one the host copies into place itself ([`Placer`]: the bytes never
+//! enter the component) while hashing it into the tar's digest. The whole
+//! tar is hashed, and `apply` refuses it unless that is the diff id the
+//! caller expects: nothing the tree, the pack or a base file says is
+//! trusted.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
+use std::iter::Peekable;
+use std::rc::Rc;
 
+use crate::bindings::kist::content::copier;
 use crate::bindings::kist::content::hasher::{Algorithm, Hasher};
 use crate::bindings::kist::content::patch;
 use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags};
@@ -18,7 +26,7 @@ use crate::shared::digest::{Digest, to_hex};
 use crate::shared::error::{Error, Result, invalid};
 use crate::shared::fs;
 use crate::snapshots::apply::clean;
-use crate::snapshots::inflated::TarSource;
+use crate::snapshots::inflated::{Placer, TarSource};
 
 /// Where a file's content comes from.
 enum Source {
@@ -31,6 +39,9 @@ enum Source {
         path: String,
         at: u64,
     },
+    /// Copied into place by the host (see [`Placer`]): the stream gives
+    /// zeros, kept out of the tar's digest, which had the real bytes.
+    Placed,
 }
 
 /// The file being streamed.
@@ -41,10 +52,14 @@ struct Streaming {
     hasher: Hasher,
 }
 
-/// The tar being regenerated.
-pub struct Rebuilt {
+/// The tar being regenerated: the stream, and (shared) the [`Placer`]
+/// the unpacker calls between its reads.
+pub struct Rebuilt(Rc<RefCell<Build>>);
+
+/// The state of a regeneration.
+struct Build {
     name: String,
-    parts: std::vec::IntoIter<Part>,
+    parts: Peekable<std::vec::IntoIter<Part>>,
     raw: Vec<u8>,
     raw_at: usize,
     file: Option<Streaming>,
@@ -68,9 +83,9 @@ impl Rebuilt {
         bases: HashMap<[u8; 32], String>,
         staging: &str,
     ) -> Self {
-        Self {
+        Self(Rc::new(RefCell::new(Build {
             name,
-            parts: tree.parts.into_iter(),
+            parts: tree.parts.into_iter().peekable(),
             raw: Vec::new(),
             raw_at: 0,
             file: None,
@@ -79,9 +94,11 @@ impl Rebuilt {
             staging: staging.to_owned(),
             written: HashMap::new(),
             diff: Hasher::new(Algorithm::Sha256),
-        }
+        })))
     }
+}
 
+impl Build {
     /// Opens where `file`'s content is, in that order: the pack's next
     /// frame, a base, this build.
     fn open(&mut self, file: File) -> Result<Streaming> {
@@ -141,7 +158,7 @@ impl Rebuilt {
     }
 
     /// Reads the current file's next bytes into `buf`; at its end, checks
-    /// its digest.
+    /// its digest (but for a placed file's, whose bytes are zeros).
     fn read_file(&mut self, buf: &mut [u8]) -> Result<usize> {
         let streaming = self.file.as_mut().expect("a file is open");
         let want = buf
@@ -165,6 +182,15 @@ impl Rebuilt {
                 *at += bytes.len() as u64;
                 bytes.len()
             }
+            Source::Placed => {
+                buf[..want].fill(0);
+                streaming.left -= want as u64;
+                if streaming.left == 0 {
+                    let done = self.file.take().expect("a file is open");
+                    self.wrote(&done.file)?;
+                }
+                return Ok(want);
+            }
         };
         if n == 0 {
             return Err(invalid(format!(
@@ -185,20 +211,30 @@ impl Rebuilt {
                     done.file.digest()
                 )));
             }
-            let rel = clean(&done.file.path)?;
-            self.written
-                .entry(done.file.sha256)
-                .or_insert_with(|| format!("{}/{rel}", self.staging));
+            self.wrote(&done.file)?;
         }
+        self.diff.update(&buf[..n]);
         Ok(n)
     }
 
+    /// Notes where `file`, now in the tree being built, is.
+    fn wrote(&mut self, file: &File) -> Result<()> {
+        let rel = clean(&file.path)?;
+        self.written
+            .entry(file.sha256)
+            .or_insert_with(|| format!("{}/{rel}", self.staging));
+        Ok(())
+    }
+
+    /// The stream's next bytes; hashed into the tar's digest here, as they
+    /// are produced (a placed file's zeros are not).
     fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
         loop {
             if self.raw_at < self.raw.len() {
                 let n = buf.len().min(self.raw.len() - self.raw_at);
                 buf[..n].copy_from_slice(&self.raw[self.raw_at..self.raw_at + n]);
                 self.raw_at += n;
+                self.diff.update(&buf[..n]);
                 return Ok(n);
             }
             if self.file.is_some() {
@@ -230,24 +266,62 @@ fn read_whole(path: &str) -> Result<Vec<u8>> {
     fs::read_at(&fd, path, 0, size)
 }
 
+impl Placer for RefCell<Build> {
+    /// Places the next file when it is a stored one (a base's, or an
+    /// earlier copy in this build): copied by the host, hashed into the
+    /// tar's digest on the way. Its own digest is not checked: these bytes
+    /// are the store's, not the server's, and the diff id covers them.
+    fn place(&self, target: &Descriptor, size: u64) -> Result<bool> {
+        let mut build = self.borrow_mut();
+        let next_is_it =
+            matches!(build.parts.peek(), Some(Part::File(f)) if f.size == size && size > 0);
+        if build.raw_at < build.raw.len() || build.file.is_some() || !next_is_it {
+            return Ok(false);
+        }
+        let Some(Part::File(file)) = build.parts.next() else {
+            unreachable!("peeked")
+        };
+        let mut streaming = build.open(file)?;
+        if let Source::Stored { fd, path, .. } = &streaming.source {
+            let copied = copier::copy_hashed(fd, 0, target, 0, size, &build.diff)
+                .map_err(|e| Error::Io(format!("copying {path}: {e:?}")))?;
+            if copied != size {
+                return Err(invalid(format!(
+                    "{}: {path} has {copied} bytes, not the {size} of {}",
+                    build.name,
+                    streaming.file.digest()
+                )));
+            }
+            streaming.source = Source::Placed;
+        }
+        let placed = matches!(streaming.source, Source::Placed);
+        build.file = Some(streaming);
+        Ok(placed)
+    }
+}
+
 impl Read for Rebuilt {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.fill(buf).map_err(to_io)?;
-        self.diff.update(&buf[..n]);
-        Ok(n)
+        self.0.borrow_mut().fill(buf).map_err(to_io)
     }
 }
 
 impl TarSource for Rebuilt {
     fn name(&self) -> String {
-        self.name.clone()
+        self.0.borrow().name.clone()
     }
 
     fn finish(mut self) -> Result<Digest> {
-        std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| from_io(e, &self.name))?;
-        if self.file.is_some() {
-            return Err(Error::Io(format!("{}: a file was left open", self.name)));
+        let name = self.name();
+        std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| from_io(e, &name))?;
+        let build = self.0.borrow();
+        if build.file.is_some() {
+            return Err(Error::Io(format!("{name}: a file was left open")));
         }
-        Ok(Digest::of(Algorithm::Sha256, &self.diff))
+        Ok(Digest::of(Algorithm::Sha256, &build.diff))
+    }
+
+    fn placer(&self) -> Option<Rc<dyn Placer>> {
+        Some(self.0.clone())
     }
 }

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::rc::Rc;
 
 use crate::bindings::kist::content::trees::{self, Attributes};
 use crate::bindings::wasi::clocks::wall_clock::Datetime;
@@ -21,7 +22,7 @@ use crate::retention::quota;
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, fs as fs_error, invalid, precondition};
 use crate::shared::fs;
-use crate::snapshots::inflated::{CHUNK, Inflated, TarSource, layer_error};
+use crate::snapshots::inflated::{CHUNK, Inflated, Placer, TarSource, layer_error};
 use crate::snapshots::records::{self, Lookup, State};
 use crate::snapshots::tree::{self, join};
 
@@ -42,11 +43,17 @@ const KEPT_XATTRS: [&str; 2] = ["user.", "security."];
 /// What it unpacks is charged, as it goes, against the quotas of the
 /// snapshot's holder: a layer that unpacks past them (a gzip bomb) stops
 /// there with `no-space`, having written at most a step past them.
-///
-/// The layer's tree (its files by content, for delta pulls) is recorded
-/// on the way and kept, so that a delta pull can use this layer as a base
-/// without reading it again.
 pub fn apply(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Result<Digest> {
+    unpack(key, max_size, None, None, |_| {
+        Inflated::open(blob, media_type)
+    })
+}
+
+/// As [`apply`], and the layer's tree (its files by content, for delta
+/// pulls) is recorded on the way and kept, so that a delta pull can use
+/// this layer as a base without reading it again: for image layers
+/// (desired-state layers have no delta pulls, and release their blob).
+pub fn apply_as_base(key: &str, blob: &Digest, media_type: &str, max_size: u64) -> Result<Digest> {
     let split = Split::default();
     let diff_id = unpack(key, max_size, None, Some(&split), |_| {
         Ok(split.record(Inflated::open(blob, media_type)?))
@@ -138,6 +145,8 @@ struct Unpacker<'a> {
     /// changes its time; a read-only one could not be written into).
     dir_attributes: Vec<(String, Attributes)>,
     buffer: Vec<u8>,
+    /// The source's way to write file contents itself, if it has one.
+    placer: Option<Rc<dyn Placer>>,
 }
 
 impl<'a> Unpacker<'a> {
@@ -152,6 +161,7 @@ impl<'a> Unpacker<'a> {
             made: HashMap::from([(String::new(), Made::Dir)]),
             dir_attributes: Vec::new(),
             buffer: Vec::new(),
+            placer: None,
         }
     }
 
@@ -165,6 +175,7 @@ impl<'a> Unpacker<'a> {
 
     fn run<S: TarSource>(&mut self, mut source: S, split: Option<&Split>) -> Result<Digest> {
         let name = source.name();
+        self.placer = source.placer();
         // Borrows the stream for the entries only: the rest is read after.
         let mut archive = tar::Archive::new(&mut source);
         let entries = archive.entries().map_err(|e| layer_error(e, &name))?;
@@ -405,6 +416,11 @@ impl<'a> Unpacker<'a> {
                 DescriptorFlags::WRITE,
             )
             .map_err(|e| fs_error("create", &self.full(rel), e))?;
+        if let Some(placer) = &self.placer
+            && placer.place(&fd, entry.size())?
+        {
+            return Ok(());
+        }
         self.buffer.resize(CHUNK, 0);
         let mut at = 0u64;
         loop {

@@ -4,9 +4,10 @@
 //! (`deltas::rebuild`) unpacks the same way.
 
 use std::io::Read;
+use std::rc::Rc;
 
 use crate::bindings::kist::content::inflate::{self, InflateError, Inflater};
-use crate::bindings::wasi::filesystem::types::DescriptorFlags;
+use crate::bindings::wasi::filesystem::types::{Descriptor, DescriptorFlags};
 use crate::content::new_blob::{from_io, to_io};
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result, invalid};
@@ -22,6 +23,25 @@ pub trait TarSource: Read {
     /// Reads to the end (tar stops at its end marker; the diff id covers
     /// the padding after it too) and returns the digest of every byte.
     fn finish(self) -> Result<Digest>;
+    /// A way to have files' contents written by the source itself, beside
+    /// the stream (see [`Placer`]); none by default.
+    fn placer(&self) -> Option<Rc<dyn Placer>> {
+        None
+    }
+}
+
+/// A tar source's side door for file contents it can write without
+/// passing them through the component: a regenerated tar whose files are
+/// already stored has the host copy them (`copier`) instead of reading
+/// them into the stream only for the unpacker to write them out again.
+pub trait Placer {
+    /// Called when the header of a regular file of `size` bytes was just
+    /// read from the stream: writes the file's content to `target` (from
+    /// offset 0) and returns true, the stream then giving zeros for it,
+    /// which the caller skips; or returns false, having written nothing,
+    /// and the caller reads the content from the stream as usual. Either
+    /// way the source's digest covers the real content.
+    fn place(&self, target: &Descriptor, size: u64) -> Result<bool>;
 }
 
 /// The layer's uncompressed tar, inflated and hashed (the diff id) by the

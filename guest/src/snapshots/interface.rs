@@ -306,7 +306,7 @@ impl Guest for Component {
         let d = Digest::parse(&blob)?;
         records::current()?.owned(&key, &caller)?;
         store::require_visible(&d, &caller)?;
-        apply::apply(&key, &d, &media_type, max_size).map(|d| d.to_string())
+        apply::apply_as_base(&key, &d, &media_type, max_size).map(|d| d.to_string())
     }
 
     fn tree_of_layer(blob: String, media_type: String) -> Result<LayerTree, WitError> {
