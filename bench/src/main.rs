@@ -13,6 +13,7 @@ mod link;
 mod listing;
 mod measure;
 mod native;
+mod node_disk;
 mod registry;
 mod registry_mirror;
 mod registry_peers;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 pub struct Tools {
     pub kist: PathBuf,
@@ -61,4 +61,16 @@ pub fn scratch(work: &Path, name: &str) -> anyhow::Result<PathBuf> {
     std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// Runs `script` with `sh -c` in `dir`; fails unless it succeeds.
+pub fn sh(script: &str, dir: &Path) -> anyhow::Result<()> {
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()?;
+    if !status.success() {
+        bail!("`{script}` failed ({status})");
+    }
+    Ok(())
 }

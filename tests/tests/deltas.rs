@@ -138,7 +138,7 @@ fn frames(store: &Store, pack: &str) -> Vec<(String, u64, Sent)> {
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut raw)
         .unwrap();
-    let magic = b"kist-layer-pack/1\n";
+    let magic = b"kist-layer-pack/2\n";
     assert!(raw.starts_with(magic), "a pack starts with its magic");
     let mut at = magic.len();
     let mut out = Vec::new();
@@ -354,7 +354,7 @@ fn wrong_files_trees_and_diff_ids_are_caught_and_nothing_is_committed() {
 
     // A pack whose file has other content than its digest says.
     let sent = frames(&t.store, &pack);
-    let mut forged = b"kist-layer-pack/1\n".to_vec();
+    let mut forged = b"kist-layer-pack/2\n".to_vec();
     let (digest, size, _) = &sent[0];
     forged.extend(hex_bytes(&digest[7..]));
     forged.extend(size.to_le_bytes());
@@ -369,7 +369,7 @@ fn wrong_files_trees_and_diff_ids_are_caught_and_nothing_is_committed() {
     flate2::read::GzDecoder::new(&read(&t.store, &pack)[..])
         .read_to_end(&mut raw)
         .unwrap();
-    let first = b"kist-layer-pack/1\n".len();
+    let first = b"kist-layer-pack/2\n".len();
     assert_eq!(raw[first + 40], 1, "the first file comes as a delta");
     let len = u64::from_le_bytes(raw[first + 73..first + 81].try_into().unwrap()) as usize;
     raw[first + 81 + len / 2] ^= 0x55;

@@ -91,7 +91,10 @@ pub fn pack_of(blob: &Digest, media_type: &str, bases: &[Digest]) -> Result<(Dig
     let mut names: Vec<String> = bases.iter().map(Digest::to_string).collect();
     names.sort();
     names.dedup();
-    let key = key_of(&format!("{blob}\n{}", names.join("\n")));
+    // The format is part of the key: a pack an older format made is not
+    // served.
+    let magic = String::from_utf8_lossy(pack::MAGIC);
+    let key = key_of(&format!("{magic}{blob}\n{}", names.join("\n")));
     derived::get("packs", &key, |out: &mut NewBlob| {
         let (_, tree) = tree_of(blob, media_type)?;
         let mut trees = Vec::new();
