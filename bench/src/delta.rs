@@ -99,7 +99,7 @@ pub fn run(
             .read_to_end(&mut Vec::new())?;
     }
     let cpu_trees = server.cpu_seconds()? - cpu_before;
-    pull(tools, &warm, &server.base, &["--from", "v1"])?;
+    pull(tools, &warm, &server.base, "v2", &["--from", "v1"])?;
     let cpu_pack = server.cpu_seconds()? - cpu_before - cpu_trees;
     report.note(&format!(
         "Server CPU, once, then served from its cache: both layers' trees {cpu_trees:.2} s, the pack {cpu_pack:.2} s."
@@ -127,7 +127,7 @@ pub fn run(
                 let before = link.carried();
                 let start = Instant::now();
                 let args: &[&str] = if from { &["--from", "v1"] } else { &[] };
-                pull(tools, &node, &link.base, args)?;
+                pull(tools, &node, &link.base, "v2", args)?;
                 ready(&node, top, quick)?;
                 let took = start.elapsed();
                 let after = link.carried();
@@ -166,17 +166,17 @@ pub fn run(
     Ok(())
 }
 
-/// `kist pull [ARGS] BASE/app:v2` into the store `node`.
-fn pull(tools: &Tools, node: &Path, base: &str, args: &[&str]) -> anyhow::Result<()> {
+/// `kist pull [ARGS] BASE/app:TAG` into the store `node`.
+fn pull(tools: &Tools, node: &Path, base: &str, tag: &str, args: &[&str]) -> anyhow::Result<()> {
     let out = tools
         .kist(node)
         .arg("pull")
         .args(args)
-        .arg(format!("{base}/bench/app:v2"))
+        .arg(format!("{base}/bench/app:{tag}"))
         .output()?;
     ensure!(
         out.status.success(),
-        "kist pull: {}",
+        "kist pull {tag}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
@@ -190,15 +190,7 @@ fn node_with_v1(
     name: &str,
 ) -> anyhow::Result<PathBuf> {
     let node = scratch(work, name)?;
-    let out = tools
-        .kist(&node)
-        .args(["pull", &format!("{}/bench/app:v1", server.base)])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "kist pull v1: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pull(tools, &node, &server.base, "v1", &[])?;
     Ok(node)
 }
 

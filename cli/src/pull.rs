@@ -20,21 +20,13 @@ use std::io::Read;
 
 use anyhow::{Context, anyhow, bail};
 use kist::{Snapshots, Store};
-use kist_http::{Upstream, UpstreamFailed};
+use kist_grpc::SNAPSHOT_REF;
+use kist_http::{MANIFEST_TYPES, Upstream, UpstreamFailed};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The label containerd names a snapshot's chain id with.
-const SNAPSHOT_REF: &str = "containerd.io/snapshot.ref";
 /// The layer blob a pulled snapshot was made from.
 const LAYER_LABEL: &str = "kist.pull/layer";
-/// What a pull accepts as a manifest.
-const MANIFEST_TYPES: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
 /// Largest manifest or config a pull reads.
 const MAX_DOCUMENT: u64 = 4 << 20;
 /// Bytes read from the network per write into the store.

@@ -34,6 +34,10 @@ pub use serve::{Socket, SocketOptions, bind, serve};
 /// The holder of everything that arrives through the socket.
 pub const HOLDER: &str = "containerd";
 
+/// The label with which containerd names a snapshot's chain id (its
+/// remote-snapshot path: a `Prepare` with it finds a committed snapshot).
+pub const SNAPSHOT_REF: &str = "containerd.io/snapshot.ref";
+
 /// containerd's API as generated from `proto/`: messages and servers,
 /// in modules that mirror the protobuf packages (the generated code refers
 /// to other packages through `super::`).

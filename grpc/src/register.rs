@@ -25,6 +25,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
+use crate::SNAPSHOT_REF;
 use crate::api::containerd::services::content::v1::content_client::ContentClient;
 use crate::api::containerd::services::content::v1::{WriteAction, WriteContentRequest};
 use crate::api::containerd::services::images::v1::images_client::ImagesClient;
@@ -211,8 +212,6 @@ impl Scope<'_> {
     }
 }
 
-/// The label with which containerd names a snapshot's chain id.
-const SNAPSHOT_REF: &str = "containerd.io/snapshot.ref";
 /// containerd's collector follows these labels.
 const CONTENT_GC: &str = "containerd.io/gc.ref.content.";
 const SNAPSHOT_GC: &str = "containerd.io/gc.ref.snapshot.";

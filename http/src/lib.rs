@@ -50,7 +50,9 @@ pub use connections::{Config, serve};
 pub use kist_admission::{Admission, Limits};
 pub use metrics::Metrics;
 pub use observe::{AccessLog, observed};
-pub use registry::{Access, Htpasswd, Mirror, PolicyFile, Tokens, Upstream, UpstreamFailed};
+pub use registry::{
+    Access, Htpasswd, MANIFEST_TYPES, Mirror, PolicyFile, Tokens, Upstream, UpstreamFailed,
+};
 pub use tls::Tls;
 
 /// Every route kist serves for `store`, the registry open to everyone.

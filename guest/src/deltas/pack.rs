@@ -200,8 +200,12 @@ fn frame_patched(
                 .map_err(io)?;
             out.write_all(&delta).map_err(io)
         }
-        // Not smaller, or this host makes no deltas: whole.
-        _ => frame(&mut &target[..], file, out),
+        // Not smaller, or this host makes no deltas: whole (`checked`
+        // hashed it already).
+        _ => {
+            header(file, FULL, out)?;
+            out.write_all(&target).map_err(io)
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub use mirror::Mirror;
 use paths::Endpoint;
 pub use policy::PolicyFile;
 pub use token::Tokens;
-pub use upstream::{Failed as UpstreamFailed, Upstream};
+pub use upstream::{Failed as UpstreamFailed, MANIFEST_TYPES, Upstream};
 
 /// What an upload's body holds in memory: the piece filling from the
 /// network and the one being written (see `upload_body`).

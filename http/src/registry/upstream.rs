@@ -16,7 +16,8 @@ use url::Url;
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
 
-/// The manifest media types a mirror asks for, in order of preference.
+/// The manifest media types a mirror (and `kist pull`) asks for, in order
+/// of preference.
 pub const MANIFEST_TYPES: [&str; 4] = [
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.oci.image.manifest.v1+json",
