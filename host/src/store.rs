@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::bindings::kist::content::caller::{Grant, Identity};
-use crate::capabilities::{CapabilitiesCtx, FetchPolicy};
+use crate::capabilities::{CapabilitiesCtx, FetchPolicy, ObjectBucket};
 use crate::error::{Error, Result};
 use crate::reader::{Reader, Verifier};
 use crate::runtime::Runtime;
@@ -53,6 +53,7 @@ pub(crate) struct Options {
     pub(crate) call_timeout: Duration,
     pub(crate) clock: Option<Clock>,
     pub(crate) fetch: FetchPolicy,
+    pub(crate) objects: Option<ObjectBucket>,
     pub(crate) direct_io: bool,
 }
 
@@ -128,6 +129,22 @@ impl StoreBuilder {
         self
     }
 
+    /// Gives the component `bucket`, an S3 bucket and prefix, through the
+    /// `objects` capability; by default it has none. The credentials stay
+    /// in this process: the component names objects by keys under the
+    /// prefix and nothing else.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), kist::Error> {
+    /// let bucket = kist::ObjectBucket::from_env("s3://registry/kist")?;
+    /// let store = kist::Store::builder("/var/lib/kist").object_bucket(bucket).open()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn object_bucket(mut self, bucket: ObjectBucket) -> Self {
+        self.options.objects = Some(bucket);
+        self
+    }
+
     /// With `false`, large writes (a [`Writer`]'s, and
     /// [`Writer::write_from_file`]) go through the page cache instead of
     /// straight to the disk with direct I/O. Direct I/O is the default: it
@@ -174,10 +191,13 @@ impl StoreBuilder {
         let root = self.root.canonicalize().map_err(at)?;
         let shared = Arc::new(Shared {
             caps: Arc::new(
-                CapabilitiesCtx::new(&root)?
-                    .max_lock_wait(self.options.call_timeout)
-                    .fetch_policy(self.options.fetch.clone())
-                    .direct_io(self.options.direct_io),
+                match &self.options.objects {
+                    Some(bucket) => CapabilitiesCtx::new(&root)?.object_bucket(bucket.clone()),
+                    None => CapabilitiesCtx::new(&root)?,
+                }
+                .max_lock_wait(self.options.call_timeout)
+                .fetch_policy(self.options.fetch.clone())
+                .direct_io(self.options.direct_io),
             ),
             root,
             runtime: match &self.component {
@@ -330,6 +350,7 @@ impl Store {
                 call_timeout: Duration::from_secs(120),
                 clock: None,
                 fetch: FetchPolicy::default(),
+                objects: None,
                 direct_io: true,
             },
             component: None,

@@ -1,4 +1,4 @@
-//! kist's `caller`, `copier`, `deflate`, `fetch`, `hasher`, `inflate`, `lender`, `locks`, `space` and `trees` capabilities in pure wasm (world
+//! kist's `caller`, `copier`, `deflate`, `fetch`, `hasher`, `inflate`, `lender`, `locks`, `objects`, `space` and `trees` capabilities in pure wasm (world
 //! `portable-capabilities`), for hosts that do not supply them natively.
 //! Plugged into the store component it yields `kist-portable.wasm`, whose
 //! only imports are standard WASI 0.2.
@@ -21,6 +21,7 @@ mod hasher;
 mod inflate;
 mod lender;
 mod locks;
+mod objects;
 mod patch;
 mod space;
 mod trees;

@@ -32,6 +32,7 @@ declare -A apt_peers=(
     [docker-registry]=docker-registry
     [busybox]=busybox-static
     [zstd]=zstd
+    [curl]=curl
     [protoc]=protobuf-compiler
     [openssl]=openssl
     [podman]=podman
@@ -51,6 +52,22 @@ fi
 for program in "${!apt_peers[@]}"; do
     link "$program" "$(command -v "$program")"
 done
+
+# Ceph's RADOS Gateway (S3) for the object-store tests, which start it
+# with tests/peers/rgw.sh: without recommends (61 packages instead of 111;
+# no ceph-mgr, no dashboard).
+ceph=(radosgw ceph-mon ceph-osd)
+missing=()
+for program in "${ceph[@]}" monmaptool osdmaptool radosgw-admin ceph; do
+    command -v "$program" >/dev/null || missing=("${ceph[@]}")
+done
+if ((${#missing[@]})); then
+    [[ $(id -u) == 0 ]] || fail "missing ${missing[*]}: install them with apt-get (needs root)"
+    echo "installing ${missing[*]} from Debian" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } ||
+        fail "apt-get install ${missing[*]} failed"
+fi
+link rgw "$root/tests/peers/rgw.sh"
 
 # Python packages in a private virtual environment.
 venv=$peers/venv

@@ -9,6 +9,7 @@ pub mod layer_server;
 pub mod layer_tar;
 pub mod oci;
 pub mod registry;
+pub mod rgw;
 pub mod token_server;
 pub mod trees;
 pub mod upstream;

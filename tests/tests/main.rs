@@ -19,6 +19,7 @@ mod hostile;
 mod hosts;
 mod layers;
 mod model;
+mod objects;
 mod page_cache;
 mod portable;
 mod registry;

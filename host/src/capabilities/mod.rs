@@ -8,7 +8,9 @@
 //! `copier` (bytes moved between two files the guest holds open, hashed
 //! on the way, without passing through the guest), `deflate` (gzip on
 //! another core, the same bytes as the portable capabilities make),
-//! `patch` (per-file binary deltas with zstd, for delta pulls) and
+//! `patch` (per-file binary deltas with zstd, for delta pulls),
+//! `objects` (one bucket and prefix of an S3-compatible object store,
+//! for a store kept in object storage) and
 //! `caller` (who the call in progress is for, which the component checks
 //! every operation against) and `lender` (a blob file the component
 //! opened and checked, lent to the host to read or send natively).
@@ -26,6 +28,7 @@ pub(crate) mod hasher;
 pub(crate) mod inflate;
 pub(crate) mod lender;
 pub(crate) mod locks;
+mod objects;
 mod patch;
 mod slots;
 mod space;
@@ -41,6 +44,7 @@ pub use self::fetch::FetchPolicy;
 pub use self::hasher::HashState;
 pub use self::lender::Loan;
 pub use self::locks::LockGuard;
+pub use self::objects::ObjectBucket;
 use crate::bindings::kist::content;
 pub use crate::bindings::kist::content::caller::Identity;
 
@@ -71,6 +75,7 @@ pub struct CapabilitiesCtx {
     buffers: copier::Buffers,
     max_lock_wait: Duration,
     fetch: fetch::FetchPolicy,
+    objects: Option<ObjectBucket>,
     direct_io: bool,
     revocations: Arc<lender::Revocations>,
 }
@@ -91,6 +96,7 @@ impl CapabilitiesCtx {
             buffers: copier::Buffers::default(),
             max_lock_wait: Duration::from_secs(60),
             fetch: fetch::FetchPolicy::default(),
+            objects: None,
             direct_io: true,
             revocations: Arc::default(),
         })
@@ -114,6 +120,13 @@ impl CapabilitiesCtx {
     /// Where `fetch` may download from (default: nowhere).
     pub fn fetch_policy(mut self, policy: FetchPolicy) -> Self {
         self.fetch = policy;
+        self
+    }
+
+    /// The bucket and prefix `objects` reaches (default: none, and every
+    /// call answers `unsupported`).
+    pub fn object_bucket(mut self, bucket: ObjectBucket) -> Self {
+        self.objects = Some(bucket);
         self
     }
 }
@@ -145,7 +158,7 @@ impl HasData for HasCapabilities {
 /// Adds `kist:content/hasher`, `kist:content/locks`, `kist:content/space`,
 /// `kist:content/trees`, `kist:content/inflate`, `kist:content/fetch`,
 /// `kist:content/copier`, `kist:content/deflate`, `kist:content/patch`,
-/// `kist:content/caller` and `kist:content/lender`
+/// `kist:content/objects`, `kist:content/caller` and `kist:content/lender`
 /// to `linker`.
 pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     linker: &mut Linker<T>,
@@ -159,6 +172,7 @@ pub fn add_to_linker<T: CapabilitiesHost + 'static>(
     content::copier::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::deflate::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::patch::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
+    content::objects::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::caller::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     content::lender::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)?;
     Ok(())

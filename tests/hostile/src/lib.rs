@@ -15,6 +15,8 @@ mod bindings {
     });
 }
 
+mod objects;
+
 use bindings::exports::kist::content::{
     fsck, ingester, layers, leases, lending, registry, retention, snapshots, store, storer, types,
 };
@@ -318,6 +320,9 @@ fn attack(name: &str) -> String {
                 .join("; ")
         }
         "copy-escapes" => copy_escapes(),
+        "objects-escapes" => objects::escapes(),
+        "objects-contract" => objects::contract(),
+        "objects-race" => objects::race(),
         "hasher-garbage-state" => {
             let restored = Hasher::restore(Algorithm::Sha256, &vec![0xff; 1 << 20]);
             match restored {

@@ -1,0 +1,168 @@
+//! A Ceph RADOS Gateway (S3) of the test's own: one monitor, one
+//! in-memory OSD and radosgw on loopback ports, started by
+//! `tests/peers/rgw.sh` with all its state in a temporary directory, and
+//! stopped (by the PIDs the script saved) when dropped, also when the
+//! test fails.
+
+use std::process::Command;
+
+use crate::peer;
+
+/// A running RGW with one user.
+pub struct Rgw {
+    dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The user's access key.
+    pub access_key: String,
+    /// The user's secret key.
+    pub secret_key: String,
+}
+
+impl Rgw {
+    /// Starts a fresh, empty gateway (about a second).
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a directory for RGW");
+        let port = free_port_pair();
+        let out = Command::new(peer("rgw"))
+            .arg("start")
+            .arg(dir.path())
+            .arg(port.to_string())
+            .env("MEMSTORE_BYTES", (2u64 << 30).to_string())
+            .output()
+            .expect("running tests/peers/rgw.sh");
+        assert!(
+            out.status.success(),
+            "rgw.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info = String::from_utf8_lossy(&out.stdout);
+        let value = |key: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("rgw.sh printed no {key}: {info}"))
+                .to_owned()
+        };
+        Self {
+            endpoint: value("endpoint"),
+            access_key: value("access_key"),
+            secret_key: value("secret_key"),
+            dir,
+        }
+    }
+
+    /// Creates the bucket `name`.
+    pub fn create_bucket(&self, name: &str) {
+        let out = self.curl(&["-X", "PUT", &format!("{}/{name}", self.endpoint)]);
+        assert!(
+            out.is_empty() || !out.contains("<Error>"),
+            "creating {name}: {out}"
+        );
+    }
+
+    /// Every key in `bucket`, in order (one page: tests keep fewer than
+    /// 1,000 objects).
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let out = self.curl(&[&format!("{}/{bucket}?list-type=2", self.endpoint)]);
+        assert!(!out.contains("<Error>"), "listing {bucket}: {out}");
+        assert!(
+            !out.contains("<IsTruncated>true"),
+            "more than one page in {bucket}"
+        );
+        out.split("<Key>")
+            .skip(1)
+            .map(|k| k.split("</Key>").next().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Writes `data` as `key` in `bucket`, behind kist's back.
+    pub fn put(&self, bucket: &str, key: &str, data: &[u8]) {
+        let file = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(file.path(), data).expect("writing it");
+        let url = format!("{}/{bucket}/{key}", self.endpoint);
+        let out = self.curl(&[
+            "-X",
+            "PUT",
+            "--data-binary",
+            &format!("@{}", file.path().display()),
+            &url,
+        ]);
+        assert!(!out.contains("<Error>"), "putting {key}: {out}");
+    }
+
+    /// The object `key` of `bucket`.
+    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let out = self
+            .signed()
+            .arg("-f")
+            .arg(format!("{}/{bucket}/{key}", self.endpoint))
+            .output()
+            .expect("running curl");
+        assert!(
+            out.status.success(),
+            "getting {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// The bucket `url` (`s3://BUCKET/PREFIX`) on this gateway, for a
+    /// store.
+    pub fn bucket(&self, url: &str) -> kist::ObjectBucket {
+        kist::ObjectBucket::with_options(
+            url,
+            [
+                ("endpoint", self.endpoint.as_str()),
+                ("region", "us-east-1"),
+                ("access_key_id", self.access_key.as_str()),
+                ("secret_access_key", self.secret_key.as_str()),
+                ("allow_http", "true"),
+            ],
+        )
+        .expect("a bucket on the test's RGW")
+    }
+
+    /// curl with the user's signature; the response body.
+    fn curl(&self, args: &[&str]) -> String {
+        let out = self.signed().args(args).output().expect("running curl");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// curl signing its request as the user (curl 7.88 sends no payload
+    /// hash, which RGW then rejects unless told the payload is unsigned).
+    fn signed(&self) -> Command {
+        let mut curl = Command::new(peer("curl"));
+        curl.args(["-sS", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+            .arg(format!("{}:{}", self.access_key, self.secret_key))
+            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]);
+        curl
+    }
+}
+
+impl Drop for Rgw {
+    fn drop(&mut self) {
+        // rgw.sh kills only the PIDs it saved, after checking each one's
+        // command line names this directory's ceph.conf.
+        let _ = Command::new(peer("rgw"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A loopback port whose successor is free too (the monitor takes
+/// PORT+1), from the ephemeral range, so never the OSD's 6800-7300.
+fn free_port_pair() -> u16 {
+    loop {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = first.local_addr().expect("its address").port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
