@@ -18,7 +18,7 @@ use crate::report::{Report, Unit};
 use crate::tools::{Tools, timed};
 
 /// A daemon stopped by its PID when dropped.
-struct Daemon(Child);
+pub(crate) struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -44,7 +44,7 @@ fn wait_for(socket: &Path) -> anyhow::Result<()> {
 
 /// A containerd with state in `dir`; `proxy`: kist's socket as its content
 /// store and the `kistsnap` snapshotter.
-fn containerd(dir: &Path, proxy: Option<&Path>) -> anyhow::Result<(Daemon, PathBuf)> {
+pub(crate) fn containerd(dir: &Path, proxy: Option<&Path>) -> anyhow::Result<(Daemon, PathBuf)> {
     std::fs::create_dir_all(dir)?;
     let d = dir.display();
     let mut config = format!("version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n");
@@ -79,7 +79,7 @@ fn containerd(dir: &Path, proxy: Option<&Path>) -> anyhow::Result<(Daemon, PathB
     Ok((daemon, socket))
 }
 
-fn ctr(socket: &Path) -> Command {
+pub(crate) fn ctr(socket: &Path) -> Command {
     let mut c = Command::new("ctr");
     c.arg("-a").arg(socket).args(["-n", "bench"]);
     c

@@ -1,8 +1,11 @@
 //! Delta pulls: a node that holds v1 of an image gets v2 with `kist pull
 //! --from v1` (only what changed: the layer's tree and a pack of the new
 //! files, changed ones as binary deltas), against a full `kist pull` of
-//! v2, on loopback and on a 20 Mbit/s link with 100 ms round trips, both
-//! through a counting relay (contenders `kist-full` and `kist-delta`).
+//! v2, and against containerd 1.6 pulling v2 whole from docker-registry
+//! 2.8 and from `kist serve` (`delta_containerd`), on loopback and on a
+//! 20 Mbit/s link with 100 ms round trips, each registry behind a
+//! counting relay (contenders `kist-full`, `kist-delta`,
+//! `containerd-docker-registry`, `containerd-kist-serve`).
 //! Time to ready is pull start to
 //! `python3 -c 'import json,ssl'` exiting 0 in the new snapshots. The
 //! nodes' stores are on a fresh journaled ext4 ([`NodeDisk`]).
@@ -73,9 +76,11 @@ pub fn run(
     let disk = (!quick).then(|| NodeDisk::mount(work)).transpose()?;
     let nodes = disk.as_ref().map_or(work, |d| d.path.as_path());
     let server = registry_peers::kist(&tools.kist, &scratch(work, "delta-registry")?)?;
+    let distribution = registry_peers::distribution(&scratch(work, "delta-distribution")?)?;
     let mut tops = Vec::new();
     for v in &versions {
         tops.push(push(&server, &v.layer, v.tag)?);
+        push(&distribution, &v.layer, v.tag)?;
     }
     let full_size = std::fs::metadata(&versions[1].layer)?.len();
     report.note(&format!(
@@ -104,42 +109,65 @@ pub fn run(
     report.note(&format!(
         "Server CPU, once, then served from its cache: both layers' trees {cpu_trees:.2} s, the pack {cpu_pack:.2} s."
     ));
-    let host = server.base.trim_start_matches("http://").to_owned();
-    let links = [
-        (
-            "loopback",
-            Link::start_with(&host, u64::MAX / 4, Duration::ZERO)?,
-        ),
-        ("20mbit", Link::start_with(&host, SLOW_RATE, SLOW_RTT)?),
-    ];
     let top = tops[1].clone();
     let mut lines = Vec::new();
-    for (name, link) in &links {
+    for (name, rate, rtt) in [
+        ("loopback", u64::MAX / 4, Duration::ZERO),
+        ("20mbit", SLOW_RATE, SLOW_RTT),
+    ] {
+        // One relay per registry, each counting what crosses it.
+        let to_kist = Link::start_with(&host(&server), rate, rtt)?;
+        let to_distribution = Link::start_with(&host(&distribution), rate, rtt)?;
         let carried = std::cell::RefCell::new(Vec::<(&str, u64, u64)>::new());
-        let contender = |label: &'static str, from: bool| {
-            let (link, carried, top, server) = (link, &carried, &top, &server);
+        let counted =
+            |label: &'static str, link: &Link, pull: &dyn Fn() -> anyhow::Result<Duration>| {
+                let before = link.carried();
+                let took = pull()?;
+                let after = link.carried();
+                carried
+                    .borrow_mut()
+                    .push((label, after.0 - before.0, after.1 - before.1));
+                Ok(took)
+            };
+        let kist = |label: &'static str, from: bool| {
+            let (link, top, server, counted) = (&to_kist, &top, &server, &counted);
             Contender::new(label, move |rep| {
                 let node = if from {
                     node_with_v1(tools, nodes, server, &format!("delta-node-{rep}"))?
                 } else {
                     scratch(nodes, &format!("delta-node-{rep}"))?
                 };
-                let before = link.carried();
-                let start = Instant::now();
-                let args: &[&str] = if from { &["--from", "v1"] } else { &[] };
-                pull(tools, &node, &link.base, "v2", args)?;
-                ready(&node, top, quick)?;
-                let took = start.elapsed();
-                let after = link.carried();
-                carried
-                    .borrow_mut()
-                    .push((label, after.0 - before.0, after.1 - before.1));
-                Ok(took)
+                counted(label, link, &|| {
+                    let start = Instant::now();
+                    let args: &[&str] = if from { &["--from", "v1"] } else { &[] };
+                    pull(tools, &node, &link.base, "v2", args)?;
+                    ready(&node, top, quick)?;
+                    Ok(start.elapsed())
+                })
+            })
+        };
+        let containerd = |label: &'static str, from_distribution: bool| {
+            let link = if from_distribution {
+                &to_distribution
+            } else {
+                &to_kist
+            };
+            let (top, counted) = (&top, &counted);
+            Contender::new(label, move |rep| {
+                let dir = nodes.join(format!("delta-containerd-{label}-{rep}"));
+                counted(label, link, &|| {
+                    crate::delta_containerd::pull(&dir, &link.base, top, quick)
+                })
             })
         };
         let samples = interleave(
             reps,
-            vec![contender("kist-full", false), contender("kist-delta", true)],
+            vec![
+                kist("kist-full", false),
+                kist("kist-delta", true),
+                containerd("containerd-docker-registry", true),
+                containerd("containerd-kist-serve", false),
+            ],
         )?;
         report.section(
             &format!("delta pull v1 → v2 on {name}: pull start to python ready"),
@@ -164,6 +192,11 @@ pub fn run(
     }
     report.line("```");
     Ok(())
+}
+
+/// `HOST:PORT` of a registry.
+fn host(registry: &Running) -> String {
+    registry.base.trim_start_matches("http://").to_owned()
 }
 
 /// `kist pull [ARGS] BASE/app:TAG` into the store `node`.
@@ -203,27 +236,32 @@ fn ready(node: &Path, top: &str, quick: bool) -> anyhow::Result<()> {
     let mounts = snapshots.view(&key, Some(&format!("kist-pull/{top}")), &[])?;
     let dir = tempfile::tempdir()?;
     kist::mount::mount(&mounts, dir.path())?;
-    let checked = if quick {
-        ensure!(
-            dir.path().join("usr/lib/python3.11/version").is_file(),
-            "no marker file"
-        );
-        Ok(())
-    } else {
-        let out = Command::new("chroot")
-            .arg(dir.path())
-            .args(["python3", "-c", "import json,ssl"])
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "python in v2: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    };
+    let checked = check_ready(dir.path(), quick);
     kist::mount::unmount(dir.path())?;
     snapshots.remove(&key)?;
     checked
+}
+
+/// Checks that python runs in the tree mounted at `root` (or, for the
+/// synthetic images, that it has their marker file).
+pub fn check_ready(root: &Path, quick: bool) -> anyhow::Result<()> {
+    if quick {
+        ensure!(
+            root.join("usr/lib/python3.11/version").is_file(),
+            "no marker file"
+        );
+        return Ok(());
+    }
+    let out = Command::new("chroot")
+        .arg(root)
+        .args(["python3", "-c", "import json,ssl"])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "python in v2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 /// Pushes a one-layer image of `layer` (tar+gzip) as `bench/app:<tag>`;
@@ -242,11 +280,16 @@ fn push(server: &Running, layer: &Path, tag: &str) -> anyhow::Result<String> {
     })
     .to_string();
     let config_digest = format!("sha256:{}", crate::native::sha256_hex(config.as_bytes()));
-    ureq::post(&format!(
-        "{}/v2/bench/app/blobs/uploads/?digest={config_digest}",
-        server.base
-    ))
-    .send_bytes(config.as_bytes())?;
+    // POST then PUT: docker-registry takes no monolithic POST.
+    let config_file = tempfile::NamedTempFile::new()?;
+    std::fs::write(config_file.path(), &config)?;
+    crate::registry::push(
+        server,
+        "bench/app",
+        config_file.path(),
+        &config_digest,
+        false,
+    )?;
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",

@@ -7,6 +7,7 @@ mod archive;
 mod big;
 mod containerd;
 mod delta;
+mod delta_containerd;
 mod layers;
 mod limit;
 mod link;

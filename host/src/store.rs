@@ -134,11 +134,16 @@ impl StoreBuilder {
     /// in this process: the component names objects by keys under the
     /// prefix and nothing else.
     ///
+    /// With the `s3` feature:
+    ///
     /// ```no_run
+    /// # #[cfg(feature = "s3")]
     /// # fn main() -> Result<(), kist::Error> {
     /// let bucket = kist::ObjectBucket::from_env("s3://registry/kist")?;
     /// let store = kist::Store::builder("/var/lib/kist").object_bucket(bucket).open()?;
     /// # Ok(()) }
+    /// # #[cfg(not(feature = "s3"))]
+    /// # fn main() {}
     /// ```
     pub fn object_bucket(mut self, bucket: ObjectBucket) -> Self {
         self.options.objects = Some(bucket);

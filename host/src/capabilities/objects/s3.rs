@@ -1,5 +1,4 @@
-//! `kist:content/objects`: one bucket of an S3-compatible object store,
-//! under one prefix, for a store kept in object storage.
+//! The S3 client behind `objects` (the `s3` feature).
 //!
 //! object_store (the Apache Arrow crate) speaks S3: request signing,
 //! retries with backoff, paged listings, multipart uploads and the
@@ -24,25 +23,16 @@ use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use super::{Bucket, MAX_RECORD};
+use crate::bindings::kist::content::objects::{Listing, ObjectError, ObjectMeta, PutMode};
+use crate::capabilities::hasher::Hash;
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions, PutPayload, UpdateVersion,
 };
-use wasmtime::component::Resource;
-use wasmtime_wasi::OpenMode;
-use wasmtime_wasi::filesystem::Descriptor;
 
-use super::CapabilitiesView;
-use super::copier;
-use super::hasher::{Hash, HashState};
-use crate::bindings::kist::content::copier::CopyError;
-use crate::bindings::kist::content::objects::{Host, Listing, ObjectError, ObjectMeta, PutMode};
-
-/// Largest body `put` takes and `get-record` returns, and the size up to
-/// which `upload` sends one PUT.
-const MAX_RECORD: u64 = 16 << 20;
 /// Size of an upload's parts (S3 wants ≥ 5 MiB but for the last).
 const PART: u64 = 16 << 20;
 /// Parts of one upload in flight at once.
@@ -88,7 +78,6 @@ impl ObjectBucket {
     pub fn from_env(url: &str) -> crate::Result<Self> {
         Self::build(url, AmazonS3Builder::from_env())
     }
-
     /// As [`from_env`](Self::from_env), with `options` (object_store's
     /// `AmazonS3ConfigKey` names: `endpoint`, `region`,
     /// `access_key_id`, `secret_access_key`, `allow_http`, …) instead of
@@ -106,7 +95,6 @@ impl ObjectBucket {
         }
         Self::build(url, builder)
     }
-
     fn build(url: &str, builder: AmazonS3Builder) -> crate::Result<Self> {
         let invalid = |why: String| crate::Error::InvalidArgument(format!("{url}: {why}"));
         let rest = url
@@ -133,12 +121,10 @@ impl ObjectBucket {
             url: url.to_owned(),
         })
     }
-
     /// The `s3://` URL this bucket was made from.
     pub fn url(&self) -> &str {
         &self.url
     }
-
     /// Runs `work` on the bucket's runtime and waits for its result.
     fn run<F>(&self, work: F) -> F::Output
     where
@@ -152,13 +138,11 @@ impl ObjectBucket {
         rx.recv()
             .expect("the objects runtime finishes what it starts")
     }
-
     /// Where the component's `key` lives.
     fn location(&self, key: &str) -> Result<Path, ObjectError> {
         check_key(key)?;
         Ok(self.prefix.parts().chain(Path::from(key).parts()).collect())
     }
-
     /// The component's key for `location`, which lies under the prefix.
     fn key_of(&self, location: &Path) -> Option<String> {
         let parts: Vec<_> = location.prefix_match(&self.prefix)?.collect();
@@ -170,7 +154,6 @@ impl ObjectBucket {
                 .join("/"),
         )
     }
-
     fn meta(&self, meta: object_store::ObjectMeta) -> Option<ObjectMeta> {
         Some(ObjectMeta {
             key: self.key_of(&meta.location)?,
@@ -179,37 +162,6 @@ impl ObjectBucket {
             modified_seconds: u64::try_from(meta.last_modified.timestamp()).unwrap_or(0),
         })
     }
-
-    fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError> {
-        let location = self.location(key)?;
-        let store = Arc::clone(&self.store);
-        let meta = self.run(async move { store.head(&location).await });
-        self.meta(meta.map_err(failure)?)
-            .ok_or_else(|| ObjectError::Io("the object store answered another key".into()))
-    }
-
-    fn get_record(&self, key: &str) -> Result<(Vec<u8>, String), ObjectError> {
-        let location = self.location(key)?;
-        let store = Arc::clone(&self.store);
-        self.run(async move {
-            let got = store.get_opts(&location, GetOptions::default()).await?;
-            if got.meta.size > MAX_RECORD {
-                return Ok(Err(too_large(got.meta.size)));
-            }
-            let etag = got.meta.e_tag.as_deref().map(bare).unwrap_or_default();
-            Ok(Ok((got.bytes().await?.to_vec(), etag)))
-        })
-        .map_err(failure)?
-    }
-
-    fn put(&self, key: &str, data: Vec<u8>, mode: PutMode) -> Result<String, ObjectError> {
-        if data.len() as u64 > MAX_RECORD {
-            return Err(too_large(data.len() as u64));
-        }
-        let location = self.location(key)?;
-        self.put_at(location, data, mode)
-    }
-
     fn put_at(&self, location: Path, data: Vec<u8>, mode: PutMode) -> Result<String, ObjectError> {
         let conditional = !matches!(mode, PutMode::Overwrite);
         let options = PutOptions::from(put_mode(mode));
@@ -228,84 +180,6 @@ impl ObjectBucket {
             Err(e) => Err(failure(e)),
         }
     }
-
-    fn delete(&self, key: &str) -> Result<(), ObjectError> {
-        let location = self.location(key)?;
-        let store = Arc::clone(&self.store);
-        match self.run(async move { store.delete(&location).await }) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(failure(e)),
-        }
-    }
-
-    fn list(
-        &self,
-        prefix: &str,
-        after: Option<String>,
-        limit: u32,
-    ) -> Result<Listing, ObjectError> {
-        let under = match prefix {
-            "" => self.prefix.clone(),
-            prefix => self.location(prefix)?,
-        };
-        let after = after.map(|a| self.location(&a)).transpose()?;
-        let limit = limit.clamp(1, MAX_PAGE) as usize;
-        let store = Arc::clone(&self.store);
-        // One more than asked: whether there is a next page.
-        let found = self.run(async move {
-            let listed = match &after {
-                Some(after) => store.list_with_offset(Some(&under), after),
-                None => store.list(Some(&under)),
-            };
-            listed.take(limit + 1).collect::<Vec<_>>().await
-        });
-        let mut objects = Vec::with_capacity(found.len());
-        for meta in found {
-            let meta = meta.map_err(failure)?;
-            objects.extend(self.meta(meta));
-        }
-        let next = (objects.len() > limit).then(|| {
-            objects.truncate(limit);
-            objects.last().map(|o| o.key.clone()).unwrap_or_default()
-        });
-        Ok(Listing { objects, next })
-    }
-
-    /// `upload`, with the source checked and the hash taken out of its
-    /// hasher: fed only if the whole upload succeeds.
-    fn upload(
-        &self,
-        key: &str,
-        source: &File,
-        offset: u64,
-        length: u64,
-        hash: &mut Hash,
-        mode: PutMode,
-    ) -> Result<String, ObjectError> {
-        let location = self.location(key)?;
-        if offset.checked_add(length).is_none() {
-            return Err(ObjectError::Io(format!(
-                "offset {offset} plus {length} bytes overflows"
-            )));
-        }
-        if length <= PART {
-            let data = read_exactly(source, offset, length)?;
-            let etag = self.put_at(location, data.clone(), mode)?;
-            hash.update(&data);
-            return Ok(etag);
-        }
-        match mode {
-            PutMode::IfMatch(_) => return Err(too_large(length)),
-            PutMode::IfAbsent => match self.head(key) {
-                Ok(_) => return Err(ObjectError::ConditionFailed),
-                Err(ObjectError::NotFound) => {}
-                Err(e) => return Err(e),
-            },
-            PutMode::Overwrite => {}
-        }
-        self.multipart(location, source, offset, length, hash)
-    }
-
     /// Sends `length` bytes of `source` from `offset` as a multipart
     /// upload to `location`, hashing them as they are read; aborts the
     /// upload on any failure so no parts are left behind.
@@ -370,7 +244,110 @@ impl ObjectBucket {
             }
         }
     }
+}
 
+impl Bucket for ObjectBucket {
+    fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError> {
+        let location = self.location(key)?;
+        let store = Arc::clone(&self.store);
+        let meta = self.run(async move { store.head(&location).await });
+        self.meta(meta.map_err(failure)?)
+            .ok_or_else(|| ObjectError::Io("the object store answered another key".into()))
+    }
+    fn get_record(&self, key: &str) -> Result<(Vec<u8>, String), ObjectError> {
+        let location = self.location(key)?;
+        let store = Arc::clone(&self.store);
+        self.run(async move {
+            let got = store.get_opts(&location, GetOptions::default()).await?;
+            if got.meta.size > MAX_RECORD {
+                return Ok(Err(too_large(got.meta.size)));
+            }
+            let etag = got.meta.e_tag.as_deref().map(bare).unwrap_or_default();
+            Ok(Ok((got.bytes().await?.to_vec(), etag)))
+        })
+        .map_err(failure)?
+    }
+    fn put(&self, key: &str, data: Vec<u8>, mode: PutMode) -> Result<String, ObjectError> {
+        if data.len() as u64 > MAX_RECORD {
+            return Err(too_large(data.len() as u64));
+        }
+        let location = self.location(key)?;
+        self.put_at(location, data, mode)
+    }
+    fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        let location = self.location(key)?;
+        let store = Arc::clone(&self.store);
+        match self.run(async move { store.delete(&location).await }) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(failure(e)),
+        }
+    }
+    fn list(
+        &self,
+        prefix: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Listing, ObjectError> {
+        let under = match prefix {
+            "" => self.prefix.clone(),
+            prefix => self.location(prefix)?,
+        };
+        let after = after.map(|a| self.location(&a)).transpose()?;
+        let limit = limit.clamp(1, MAX_PAGE) as usize;
+        let store = Arc::clone(&self.store);
+        // One more than asked: whether there is a next page.
+        let found = self.run(async move {
+            let listed = match &after {
+                Some(after) => store.list_with_offset(Some(&under), after),
+                None => store.list(Some(&under)),
+            };
+            listed.take(limit + 1).collect::<Vec<_>>().await
+        });
+        let mut objects = Vec::with_capacity(found.len());
+        for meta in found {
+            let meta = meta.map_err(failure)?;
+            objects.extend(self.meta(meta));
+        }
+        let next = (objects.len() > limit).then(|| {
+            objects.truncate(limit);
+            objects.last().map(|o| o.key.clone()).unwrap_or_default()
+        });
+        Ok(Listing { objects, next })
+    }
+    /// `upload`, with the source checked and the hash taken out of its
+    /// hasher: fed only if the whole upload succeeds.
+    fn upload(
+        &self,
+        key: &str,
+        source: &File,
+        offset: u64,
+        length: u64,
+        hash: &mut Hash,
+        mode: PutMode,
+    ) -> Result<String, ObjectError> {
+        let location = self.location(key)?;
+        if offset.checked_add(length).is_none() {
+            return Err(ObjectError::Io(format!(
+                "offset {offset} plus {length} bytes overflows"
+            )));
+        }
+        if length <= PART {
+            let data = read_exactly(source, offset, length)?;
+            let etag = self.put_at(location, data.clone(), mode)?;
+            hash.update(&data);
+            return Ok(etag);
+        }
+        match mode {
+            PutMode::IfMatch(_) => return Err(too_large(length)),
+            PutMode::IfAbsent => match self.head(key) {
+                Ok(_) => return Err(ObjectError::ConditionFailed),
+                Err(ObjectError::NotFound) => {}
+                Err(e) => return Err(e),
+            },
+            PutMode::Overwrite => {}
+        }
+        self.multipart(location, source, offset, length, hash)
+    }
     /// `download`, with the target checked and the hash taken out of its
     /// hasher.
     fn download(
@@ -533,114 +510,6 @@ fn read_exactly(file: &File, offset: u64, length: u64) -> Result<Vec<u8>, Object
         ObjectError::Io(format!("source: {length} bytes from offset {offset}: {e}"))
     })?;
     Ok(data)
-}
-
-/// The file behind a descriptor, as `copier` checks it.
-fn file(descriptor: &Descriptor, mode: OpenMode, role: &str) -> Result<Arc<File>, ObjectError> {
-    copier::file(descriptor, mode, role).map_err(|e| match e {
-        CopyError::BadDescriptor(m) => ObjectError::BadDescriptor(m),
-        CopyError::NoSpace => ObjectError::Io(format!("{role}: no space")),
-        CopyError::Io(m) => ObjectError::Io(m),
-    })
-}
-
-impl CapabilitiesView<'_> {
-    fn bucket(&self) -> Result<&ObjectBucket, ObjectError> {
-        self.ctx.objects.as_ref().ok_or(ObjectError::Unsupported)
-    }
-
-    /// Runs `transfer` with the hash of `hasher`, which keeps the new hash
-    /// only if the transfer succeeds.
-    fn with_hash<T>(
-        &mut self,
-        hasher: &Resource<HashState>,
-        transfer: impl FnOnce(&ObjectBucket, &mut Hash) -> Result<T, ObjectError>,
-    ) -> wasmtime::Result<Result<T, ObjectError>> {
-        let bucket = match self.bucket() {
-            Ok(bucket) => bucket.clone(),
-            Err(e) => return Ok(Err(e)),
-        };
-        let state = self.table.get_mut(hasher)?;
-        let mut hash = state.take();
-        let done = transfer(&bucket, &mut hash);
-        state.put(hash);
-        Ok(done)
-    }
-}
-
-impl Host for CapabilitiesView<'_> {
-    fn max_record(&mut self) -> wasmtime::Result<u64> {
-        Ok(MAX_RECORD)
-    }
-
-    fn head(&mut self, key: String) -> wasmtime::Result<Result<ObjectMeta, ObjectError>> {
-        Ok(self.bucket().and_then(|b| b.head(&key)))
-    }
-
-    fn get_record(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<Result<(Vec<u8>, String), ObjectError>> {
-        Ok(self.bucket().and_then(|b| b.get_record(&key)))
-    }
-
-    fn put(
-        &mut self,
-        key: String,
-        data: Vec<u8>,
-        mode: PutMode,
-    ) -> wasmtime::Result<Result<String, ObjectError>> {
-        Ok(self.bucket().and_then(|b| b.put(&key, data, mode)))
-    }
-
-    fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), ObjectError>> {
-        Ok(self.bucket().and_then(|b| b.delete(&key)))
-    }
-
-    fn list_objects(
-        &mut self,
-        prefix: String,
-        after: Option<String>,
-        limit: u32,
-    ) -> wasmtime::Result<Result<Listing, ObjectError>> {
-        Ok(self.bucket().and_then(|b| b.list(&prefix, after, limit)))
-    }
-
-    fn upload(
-        &mut self,
-        key: String,
-        source: Resource<Descriptor>,
-        source_offset: u64,
-        length: u64,
-        hasher: Resource<HashState>,
-        mode: PutMode,
-    ) -> wasmtime::Result<Result<String, ObjectError>> {
-        let source = match file(self.table.get(&source)?, OpenMode::READ, "source") {
-            Ok(source) => source,
-            Err(e) => return Ok(Err(e)),
-        };
-        self.with_hash(&hasher, |bucket, hash| {
-            bucket.upload(&key, &source, source_offset, length, hash, mode)
-        })
-    }
-
-    fn download(
-        &mut self,
-        key: String,
-        offset: u64,
-        length: u64,
-        target: Resource<Descriptor>,
-        target_offset: u64,
-        hasher: Resource<HashState>,
-    ) -> wasmtime::Result<Result<u64, ObjectError>> {
-        let target = match file(self.table.get(&target)?, OpenMode::WRITE, "target") {
-            Ok(target) => target,
-            Err(e) => return Ok(Err(e)),
-        };
-        self.with_hash(&hasher, |bucket, hash| {
-            bucket.download(&key, offset, length, &target, target_offset, hash)
-        })
-    }
 }
 
 #[cfg(test)]

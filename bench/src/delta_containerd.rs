@@ -1,0 +1,78 @@
+//! The delta scenario's baseline: containerd 1.6 pulling v2 whole with
+//! `ctr images pull` (fetch, then unpack into its overlayfs snapshotter),
+//! from docker-registry or from `kist serve`, on a node with nothing. A
+//! private containerd per pull, with its state on the node disk, started
+//! before the clock and removed after. Ready is the same check as kist's:
+//! python runs in a read-only view of the pulled snapshot.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+
+use crate::containerd::{containerd, ctr};
+
+/// Pulls `base`/bench/app:v2 (`base` is `http://HOST:PORT`) into a fresh
+/// containerd under `dir`, checks that the snapshot `top` (v2's chain id)
+/// is ready, and removes it all; returns pull start to ready.
+pub fn pull(dir: &Path, base: &str, top: &str, quick: bool) -> anyhow::Result<Duration> {
+    let (daemon, socket) = containerd(dir, None)?;
+    let host = base.trim_start_matches("http://");
+    let start = Instant::now();
+    let out = ctr(&socket)
+        .args(["images", "pull", "--plain-http"])
+        .arg(format!("{host}/bench/app:v2"))
+        .output()
+        .context("ctr images pull")?;
+    ensure!(
+        out.status.success(),
+        "ctr images pull: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ready(&socket, top, quick)?;
+    let took = start.elapsed();
+    drop(daemon);
+    std::fs::remove_dir_all(dir)?;
+    Ok(took)
+}
+
+/// A view of the committed snapshot `top` mounted, python (or, for the
+/// synthetic images, the marker file) checked in it, and the view gone.
+fn ready(socket: &Path, top: &str, quick: bool) -> anyhow::Result<()> {
+    let out = ctr(socket)
+        .args(["snapshots", "view", "--mounts", "bench-ready", top])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "ctr snapshots view: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mounts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    let mounts = mounts
+        .iter()
+        .map(|m| {
+            let text = |key: &str| m[key].as_str().unwrap_or_default().to_owned();
+            kist::mount::Mount {
+                type_: text("Type"),
+                source: text("Source"),
+                options: m["Options"]
+                    .as_array()
+                    .map(|o| {
+                        o.iter()
+                            .filter_map(|o| o.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect::<Vec<_>>();
+    let dir = tempfile::tempdir()?;
+    kist::mount::mount(&mounts, dir.path())?;
+    let checked = crate::delta::check_ready(dir.path(), quick);
+    kist::mount::unmount(dir.path())?;
+    let removed = ctr(socket)
+        .args(["snapshots", "rm", "bench-ready"])
+        .status()?;
+    ensure!(removed.success(), "ctr snapshots rm bench-ready");
+    checked
+}
