@@ -5,7 +5,10 @@
 //! 2.8 and from `kist serve` (`delta_containerd`), on loopback and on a
 //! 20 Mbit/s link with 100 ms round trips, each registry behind a
 //! counting relay (contenders `kist-full`, `kist-delta`,
-//! `containerd-docker-registry`, `containerd-kist-serve`).
+//! `containerd-docker-registry`, `containerd-kist-serve`), and against
+//! ostree (object by object and with a static delta) and casync (seeded
+//! with v1's tree), each served by a static HTTP server behind its own
+//! relay.
 //! Time to ready is pull start to
 //! `python3 -c 'import json,ssl'` exiting 0 in the new snapshots. The
 //! nodes' stores are on a fresh journaled ext4 ([`NodeDisk`]).
@@ -30,6 +33,7 @@ use crate::node_disk::NodeDisk;
 use crate::registry_peers::{self, Running};
 use crate::report::{Report, Unit};
 use crate::tools::{Tools, scratch, sh};
+use crate::{delta_casync, delta_ostree};
 
 /// The python3.11 packages of the bump, at their new version.
 const BUMP: [&str; 4] = [
@@ -82,6 +86,23 @@ pub fn run(
         tops.push(push(&server, &v.layer, v.tag)?);
         push(&distribution, &v.layer, v.tag)?;
     }
+    // The same trees as plain directories, for the contenders that take
+    // directories (ostree commits them, casync indexes them).
+    let trees = scratch(work, "delta-trees")?;
+    let (tree1, tree2) = (trees.join("v1"), trees.join("v2"));
+    for (v, dir) in versions.iter().zip([&tree1, &tree2]) {
+        std::fs::create_dir_all(dir)?;
+        sh(
+            &format!(
+                "tar --numeric-owner --xattrs -xzf {} -C {}",
+                v.layer.display(),
+                dir.display()
+            ),
+            &trees,
+        )?;
+    }
+    let ostree = delta_ostree::Server::start(&scratch(work, "delta-ostree")?, &tree1, &tree2)?;
+    let casync = delta_casync::Server::start(&scratch(work, "delta-casync")?, &tree1, &tree2)?;
     let full_size = std::fs::metadata(&versions[1].layer)?.len();
     report.note(&format!(
         "\n### Delta pulls: v1 → v2, one layer of {:.1} MB\n",
@@ -107,7 +128,8 @@ pub fn run(
     pull(tools, &warm, &server.base, "v2", &["--from", "v1"])?;
     let cpu_pack = server.cpu_seconds()? - cpu_before - cpu_trees;
     report.note(&format!(
-        "Server CPU, once, then served from its cache: both layers' trees {cpu_trees:.2} s, the pack {cpu_pack:.2} s."
+        "Server CPU, once, then served from its cache: both layers' trees {cpu_trees:.2} s, the pack {cpu_pack:.2} s; ostree's static delta (`ostree static-delta generate`) {:.2} s.",
+        ostree.delta_cpu
     ));
     let top = tops[1].clone();
     let mut lines = Vec::new();
@@ -118,6 +140,8 @@ pub fn run(
         // One relay per registry, each counting what crosses it.
         let to_kist = Link::start_with(&host(&server), rate, rtt)?;
         let to_distribution = Link::start_with(&host(&distribution), rate, rtt)?;
+        let to_ostree = Link::start_with(ostree.http.host(), rate, rtt)?;
+        let to_casync = Link::start_with(casync.http.host(), rate, rtt)?;
         let carried = std::cell::RefCell::new(Vec::<(&str, u64, u64)>::new());
         let counted =
             |label: &'static str, link: &Link, pull: &dyn Fn() -> anyhow::Result<Duration>| {
@@ -137,13 +161,41 @@ pub fn run(
                 } else {
                     scratch(nodes, &format!("delta-node-{rep}"))?
                 };
-                counted(label, link, &|| {
+                let took = counted(label, link, &|| {
                     let start = Instant::now();
                     let args: &[&str] = if from { &["--from", "v1"] } else { &[] };
                     pull(tools, &node, &link.base, "v2", args)?;
                     ready(&node, top, quick)?;
                     Ok(start.elapsed())
-                })
+                })?;
+                // Every contender's node goes after its pull: the node
+                // disk holds a few, not fifty.
+                std::fs::remove_dir_all(&node)?;
+                Ok(took)
+            })
+        };
+        let ostree = |label: &'static str, static_delta: bool| {
+            let (link, ostree, counted) = (&to_ostree, &ostree, &counted);
+            Contender::new(label, move |rep| {
+                let dir = scratch(nodes, &format!("delta-{label}-{rep}"))?;
+                let repo = ostree.node_with_v1(&dir, &link.base)?;
+                let took = counted(label, link, &|| {
+                    delta_ostree::pull(&repo, static_delta, quick)
+                })?;
+                std::fs::remove_dir_all(&dir)?;
+                Ok(took)
+            })
+        };
+        let casync = {
+            let (link, casync, counted) = (&to_casync, &casync, &counted);
+            Contender::new("casync", move |rep| {
+                let dir = scratch(nodes, &format!("delta-casync-{rep}"))?;
+                let seed = casync.node_with_v1(&dir)?;
+                let took = counted("casync", link, &|| {
+                    delta_casync::pull(&seed, &link.base, quick)
+                })?;
+                std::fs::remove_dir_all(&dir)?;
+                Ok(took)
             })
         };
         let containerd = |label: &'static str, from_distribution: bool| {
@@ -167,6 +219,9 @@ pub fn run(
                 kist("kist-delta", true),
                 containerd("containerd-docker-registry", true),
                 containerd("containerd-kist-serve", false),
+                ostree("ostree", false),
+                ostree("ostree-static-delta", true),
+                casync,
             ],
         )?;
         report.section(

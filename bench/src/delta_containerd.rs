@@ -36,8 +36,8 @@ pub fn pull(dir: &Path, base: &str, top: &str, quick: bool) -> anyhow::Result<Du
     Ok(took)
 }
 
-/// A view of the committed snapshot `top` mounted, python (or, for the
-/// synthetic images, the marker file) checked in it, and the view gone.
+/// A view of the committed snapshot `top` mounted and python (or, for
+/// the synthetic images, the marker file) checked in it.
 fn ready(socket: &Path, top: &str, quick: bool) -> anyhow::Result<()> {
     let out = ctr(socket)
         .args(["snapshots", "view", "--mounts", "bench-ready", top])
@@ -70,9 +70,7 @@ fn ready(socket: &Path, top: &str, quick: bool) -> anyhow::Result<()> {
     kist::mount::mount(&mounts, dir.path())?;
     let checked = crate::delta::check_ready(dir.path(), quick);
     kist::mount::unmount(dir.path())?;
-    let removed = ctr(socket)
-        .args(["snapshots", "rm", "bench-ready"])
-        .status()?;
-    ensure!(removed.success(), "ctr snapshots rm bench-ready");
+    // The view is not removed: the whole containerd goes after the pull
+    // (and its collector may have taken the unleased view already).
     checked
 }

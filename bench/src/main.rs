@@ -7,7 +7,9 @@ mod archive;
 mod big;
 mod containerd;
 mod delta;
+mod delta_casync;
 mod delta_containerd;
+mod delta_ostree;
 mod layers;
 mod limit;
 mod link;
@@ -24,6 +26,7 @@ mod retention;
 mod rss;
 mod small;
 mod snapshots;
+mod static_http;
 mod tools;
 
 use std::path::PathBuf;

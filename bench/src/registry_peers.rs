@@ -18,17 +18,7 @@ pub struct Running {
 impl Running {
     /// CPU seconds (user and system) the registry process has used.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the command name (which may hold spaces), from 3.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("a /proc stat line")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        // USER_HZ: 100 on every Linux architecture this runs on.
-        Ok(ticks as f64 / 100.0)
+        crate::tools::cpu_seconds(&self.child.id().to_string(), false)
     }
 }
 

@@ -74,3 +74,20 @@ pub fn sh(script: &str, dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// CPU seconds (user and system) that the process `pid` (a number or
+/// `self`) used, or with `children`, that its waited-for children used.
+pub fn cpu_seconds(pid: &str, children: bool) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces), from 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a /proc stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    let first = if children { 13 } else { 11 };
+    let ticks: u64 = fields[first].parse::<u64>()? + fields[first + 1].parse::<u64>()?;
+    // USER_HZ: 100 on every Linux architecture this runs on.
+    Ok(ticks as f64 / 100.0)
+}

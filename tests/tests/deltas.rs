@@ -749,3 +749,77 @@ fn containerd_runs_v2_after_a_delta_pull_from_v1() {
     );
     assert_eq!(run(&v2_ref, "three"), "2\n");
 }
+
+/// The delta endpoints as a hostile client uses them: too many bases,
+/// malformed and foreign digests, names that climb out, ranges past the
+/// end and a query too long for any server; each gets a typed error. Then
+/// sixteen connections ask for the pack and never read it: a fresh client
+/// still gets the tree and the pack in full, and `kist serve` answers
+/// throughout.
+#[test]
+fn delta_endpoints_answer_hostile_clients_and_keep_serving() {
+    use kist_tests::http::{body, fetch};
+    let (_registry, server, v1, v2) = serving_two_versions();
+    let (busybox, app1, app2) = (
+        &v1.layers[0].digest,
+        &v1.layers[1].digest,
+        &v2.layers[1].digest,
+    );
+    let get = |path: &str| fetch(ureq::get(&format!("{}/kist/v1/{path}", server.base)));
+    let code = |r: ureq::Response| {
+        let status = r.status();
+        let text = String::from_utf8_lossy(&body(r)).into_owned();
+        (status, text)
+    };
+    let refused = |path: &str, status: u16, says: &str| {
+        let (got, text) = code(get(path));
+        assert_eq!(got, status, "{path}: {text}");
+        assert!(text.contains(says), "{path}: {text} lacks {says}");
+    };
+    let many = vec![format!("base={app1}"); 257].join("&");
+    refused(&format!("lib/app/packs/{app2}?{many}"), 400, "256");
+    refused(
+        &format!("lib/app/packs/{app2}?base=sha256:zz"),
+        400,
+        "DIGEST_INVALID",
+    );
+    refused("lib/app/trees/sha256:zz", 400, "DIGEST_INVALID");
+    refused(&format!("../../etc/trees/{app2}"), 404, "");
+    refused(&format!("lib/app/../../trees/{app2}"), 404, "");
+    // A digest this repository does not hold, as layer and as base.
+    let stranger = sha256(b"nobody pushed this");
+    refused(&format!("lib/app/trees/{stranger}"), 404, "BLOB_UNKNOWN");
+    refused(
+        &format!("lib/app/packs/{app2}?base={stranger}"),
+        404,
+        "BLOB_UNKNOWN",
+    );
+    refused(&format!("other/app/trees/{app2}"), 404, "");
+    let past = fetch(
+        ureq::get(&format!("{}/kist/v1/lib/app/trees/{app2}", server.base))
+            .set("Range", "bytes=999999999-"),
+    );
+    assert_eq!(past.status(), 416);
+    let endless = vec![format!("base={app1}"); 20_000].join("&");
+    let (got, _) = code(get(&format!("lib/app/packs/{app2}?{endless}")));
+    assert!((400..500).contains(&got), "a 1.4 MB query: {got}");
+
+    // Sixteen connections that ask for the pack and never read.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let pack_path = format!("/kist/v1/lib/app/packs/{app2}?base={busybox}&base={app1}");
+    let stalled: Vec<_> = (0..16)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(s, "GET {pack_path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    let tree = body(get(&format!("lib/app/trees/{app2}")));
+    assert!(!tree.is_empty());
+    let pack = get(&pack_path["/kist/v1/".len()..]);
+    assert_eq!(pack.status(), 200);
+    let size: usize = pack.header("content-length").unwrap().parse().unwrap();
+    assert_eq!(body(pack).len(), size, "a fresh client gets the whole pack");
+    drop(stalled);
+    assert_eq!(get(&format!("lib/app/trees/{app2}")).status(), 200);
+}
