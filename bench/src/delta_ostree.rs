@@ -92,7 +92,7 @@ impl Server {
         ])?;
         ostree(&["remote", "add", &r, "--no-gpg-verify", "origin", base])?;
         ostree(&["pull", &r, "direct", &format!("app@{}", self.v1)])?;
-        ostree(&["refs", &r, &format!("--create=origin:app"), &self.v1])?;
+        ostree(&["refs", &r, "--create=origin:app", &self.v1])?;
         Ok(repo)
     }
 }
