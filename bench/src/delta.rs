@@ -142,17 +142,27 @@ pub fn run(
         let to_distribution = Link::start_with(&host(&distribution), rate, rtt)?;
         let to_ostree = Link::start_with(ostree.http.host(), rate, rtt)?;
         let to_casync = Link::start_with(casync.http.host(), rate, rtt)?;
-        let carried = std::cell::RefCell::new(Vec::<(&str, u64, u64)>::new());
-        let counted =
-            |label: &'static str, link: &Link, pull: &dyn Fn() -> anyhow::Result<Duration>| {
-                let before = link.carried();
-                let took = pull()?;
-                let after = link.carried();
-                carried
-                    .borrow_mut()
-                    .push((label, after.0 - before.0, after.1 - before.1));
-                Ok(took)
-            };
+        let carried = std::cell::RefCell::new(Vec::<Carried>::new());
+        // Runs one timed pull of `label` into the node `dir`, counts what
+        // crossed `link` and what the pull cost the node, and removes the
+        // node: the node disk holds a few, not fifty.
+        let counted = |label: &'static str,
+                       link: &Link,
+                       dir: &Path,
+                       pull: &dyn Fn() -> anyhow::Result<Duration>| {
+            let before = (link.carried(), crate::tools::cpu_seconds("self", true)?);
+            let took = pull()?;
+            let after = (link.carried(), crate::tools::cpu_seconds("self", true)?);
+            carried.borrow_mut().push(Carried {
+                label,
+                bytes: after.0.0 - before.0.0,
+                requests: after.0.1 - before.0.1,
+                cpu: after.1 - before.1,
+                disk: disk_usage(dir)?,
+            });
+            std::fs::remove_dir_all(dir)?;
+            Ok(took)
+        };
         let kist = |label: &'static str, from: bool| {
             let (link, top, server, counted) = (&to_kist, &top, &server, &counted);
             Contender::new(label, move |rep| {
@@ -161,17 +171,13 @@ pub fn run(
                 } else {
                     scratch(nodes, &format!("delta-node-{rep}"))?
                 };
-                let took = counted(label, link, &|| {
+                counted(label, link, &node, &|| {
                     let start = Instant::now();
                     let args: &[&str] = if from { &["--from", "v1"] } else { &[] };
                     pull(tools, &node, &link.base, "v2", args)?;
                     ready(&node, top, quick)?;
                     Ok(start.elapsed())
-                })?;
-                // Every contender's node goes after its pull: the node
-                // disk holds a few, not fifty.
-                std::fs::remove_dir_all(&node)?;
-                Ok(took)
+                })
             })
         };
         let ostree = |label: &'static str, static_delta: bool| {
@@ -179,11 +185,9 @@ pub fn run(
             Contender::new(label, move |rep| {
                 let dir = scratch(nodes, &format!("delta-{label}-{rep}"))?;
                 let repo = ostree.node_with_v1(&dir, &link.base)?;
-                let took = counted(label, link, &|| {
+                counted(label, link, &dir, &|| {
                     delta_ostree::pull(&repo, static_delta, quick)
-                })?;
-                std::fs::remove_dir_all(&dir)?;
-                Ok(took)
+                })
             })
         };
         let casync = {
@@ -191,11 +195,9 @@ pub fn run(
             Contender::new("casync", move |rep| {
                 let dir = scratch(nodes, &format!("delta-casync-{rep}"))?;
                 let seed = casync.node_with_v1(&dir)?;
-                let took = counted("casync", link, &|| {
+                counted("casync", link, &dir, &|| {
                     delta_casync::pull(&seed, &link.base, quick)
-                })?;
-                std::fs::remove_dir_all(&dir)?;
-                Ok(took)
+                })
             })
         };
         let containerd = |label: &'static str, from_distribution: bool| {
@@ -207,7 +209,7 @@ pub fn run(
             let (top, counted) = (&top, &counted);
             Contender::new(label, move |rep| {
                 let dir = nodes.join(format!("delta-containerd-{label}-{rep}"));
-                counted(label, link, &|| {
+                counted(label, link, &dir, &|| {
                     crate::delta_containerd::pull(&dir, &link.base, top, quick)
                 })
             })
@@ -231,22 +233,51 @@ pub fn run(
         );
         for s in &samples {
             let all = carried.borrow();
-            let mine: Vec<_> = all.iter().filter(|(l, _, _)| *l == s.name).collect();
-            let (bytes, requests) = mine.last().map_or((0, 0), |(_, b, r)| (*b, *r));
+            let mine: Vec<&Carried> = all.iter().filter(|c| c.label == s.name).collect();
+            let last = mine.last().context("a contender that never ran")?;
+            let mut cpu: Vec<f64> = mine.iter().map(|c| c.cpu).collect();
+            cpu.sort_by(f64::total_cmp);
             lines.push(format!(
-                "delta {} {name} bytes={bytes} requests={requests} ready_s={:.2}",
+                "delta {} {name} bytes={} requests={} ready_s={:.2} node_cpu_s={:.2} disk_after_mb={:.0}",
                 s.name,
-                s.median().as_secs_f64()
+                last.bytes,
+                last.requests,
+                s.median().as_secs_f64(),
+                cpu[cpu.len() / 2],
+                last.disk as f64 / 1e6
             ));
         }
     }
-    report.note("One line per contender and link (bytes from the registry, HTTP requests, median seconds to ready):");
+    report.note("One line per contender and link: bytes from the server, HTTP requests, median seconds to ready, median CPU seconds of the node's processes (the pull's client and, for containerd, its daemon), and the node's disk after the pull (v1 included):");
     report.line("```");
     for l in lines {
         report.line(&l);
     }
     report.line("```");
     Ok(())
+}
+
+/// What one timed pull moved and cost.
+struct Carried {
+    label: &'static str,
+    bytes: u64,
+    requests: u64,
+    /// CPU seconds of the node's processes.
+    cpu: f64,
+    /// Bytes on the node's disk after the pull.
+    disk: u64,
+}
+
+/// Bytes under `dir` (hard links once), as `du -sb` counts them.
+fn disk_usage(dir: &Path) -> anyhow::Result<u64> {
+    let out = Command::new("du").arg("-sb").arg(dir).output()?;
+    ensure!(out.status.success(), "du -sb {}", dir.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .context("du printed nothing")?
+        .parse()
+        .context("du's count")
 }
 
 /// `HOST:PORT` of a registry.

@@ -14,7 +14,7 @@ use crate::containerd::{containerd, ctr};
 
 /// Pulls `base`/bench/app:v2 (`base` is `http://HOST:PORT`) into a fresh
 /// containerd under `dir`, checks that the snapshot `top` (v2's chain id)
-/// is ready, and removes it all; returns pull start to ready.
+/// is ready, and stops it; returns pull start to ready.
 pub fn pull(dir: &Path, base: &str, top: &str, quick: bool) -> anyhow::Result<Duration> {
     let (daemon, socket) = containerd(dir, None)?;
     let host = base.trim_start_matches("http://");
@@ -32,7 +32,6 @@ pub fn pull(dir: &Path, base: &str, top: &str, quick: bool) -> anyhow::Result<Du
     ready(&socket, top, quick)?;
     let took = start.elapsed();
     drop(daemon);
-    std::fs::remove_dir_all(dir)?;
     Ok(took)
 }
 
