@@ -32,7 +32,7 @@ use crate::measure::{Contender, interleave};
 use crate::node_disk::NodeDisk;
 use crate::registry_peers::{self, Running};
 use crate::report::{Report, Unit};
-use crate::tools::{Tools, scratch, sh};
+use crate::tools::{Tools, output, scratch, sh};
 use crate::{delta_casync, delta_ostree};
 
 /// The python3.11 packages of the bump, at their new version.
@@ -287,17 +287,13 @@ fn host(registry: &Running) -> String {
 
 /// `kist pull [ARGS] BASE/app:TAG` into the store `node`.
 fn pull(tools: &Tools, node: &Path, base: &str, tag: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = tools
-        .kist(node)
-        .arg("pull")
-        .args(args)
-        .arg(format!("{base}/bench/app:{tag}"))
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "kist pull {tag}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output(
+        tools
+            .kist(node)
+            .arg("pull")
+            .args(args)
+            .arg(format!("{base}/bench/app:{tag}")),
+    )?;
     Ok(())
 }
 
@@ -338,15 +334,11 @@ pub fn check_ready(root: &Path, quick: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let out = Command::new("chroot")
-        .arg(root)
-        .args(["python3", "-c", "import json,ssl"])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "python in v2: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output(
+        Command::new("chroot")
+            .arg(root)
+            .args(["python3", "-c", "import json,ssl"]),
+    )?;
     Ok(())
 }
 

@@ -8,21 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
-
 use crate::static_http::StaticHttp;
+use crate::tools::output;
 
 /// `casync ARGS`, which must succeed.
 fn casync(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("casync")
-        .args(args)
-        .output()
-        .context("running casync (apt install casync)")?;
-    ensure!(
-        out.status.success(),
-        "casync {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output(Command::new("casync").args(args))?;
     Ok(())
 }
 

@@ -8,9 +8,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
-
 use crate::containerd::{containerd, ctr};
+use crate::tools::output;
 
 /// Pulls `base`/bench/app:v2 (`base` is `http://HOST:PORT`) into a fresh
 /// containerd under `dir`, checks that the snapshot `top` (v2's chain id)
@@ -19,16 +18,11 @@ pub fn pull(dir: &Path, base: &str, top: &str, quick: bool) -> anyhow::Result<Du
     let (daemon, socket) = containerd(dir, None)?;
     let host = base.trim_start_matches("http://");
     let start = Instant::now();
-    let out = ctr(&socket)
-        .args(["images", "pull", "--plain-http"])
-        .arg(format!("{host}/bench/app:v2"))
-        .output()
-        .context("ctr images pull")?;
-    ensure!(
-        out.status.success(),
-        "ctr images pull: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output(
+        ctr(&socket)
+            .args(["images", "pull", "--plain-http"])
+            .arg(format!("{host}/bench/app:v2")),
+    )?;
     ready(&socket, top, quick)?;
     let took = start.elapsed();
     drop(daemon);
@@ -38,15 +32,8 @@ pub fn pull(dir: &Path, base: &str, top: &str, quick: bool) -> anyhow::Result<Du
 /// A view of the committed snapshot `top` mounted and python (or, for
 /// the synthetic images, the marker file) checked in it.
 fn ready(socket: &Path, top: &str, quick: bool) -> anyhow::Result<()> {
-    let out = ctr(socket)
-        .args(["snapshots", "view", "--mounts", "bench-ready", top])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "ctr snapshots view: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mounts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    let view = output(ctr(socket).args(["snapshots", "view", "--mounts", "bench-ready", top]))?;
+    let mounts: Vec<serde_json::Value> = serde_json::from_slice(&view)?;
     let mounts = mounts
         .iter()
         .map(|m| {

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
-
 use crate::static_http::StaticHttp;
+use crate::tools::output;
 
 /// The server side: the repository, its two commits and what serves it.
 pub struct Server {
@@ -23,16 +22,8 @@ pub struct Server {
 
 /// `ostree ARGS`, which must succeed; its standard output, trimmed.
 fn ostree(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ostree")
-        .args(args)
-        .output()
-        .context("running ostree (apt install ostree)")?;
-    ensure!(
-        out.status.success(),
-        "ostree {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out = output(Command::new("ostree").args(args))?;
+    Ok(String::from_utf8_lossy(&out).trim().to_owned())
 }
 
 fn repo_arg(repo: &Path) -> String {

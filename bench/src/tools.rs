@@ -75,6 +75,18 @@ pub fn sh(script: &str, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `cmd`, which must succeed (else its stderr is the error); its
+/// standard output.
+pub fn output(cmd: &mut Command) -> anyhow::Result<Vec<u8>> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(out.stdout)
+}
+
 /// CPU seconds (user and system) that the process `pid` (a number or
 /// `self`) used, or with `children`, that its waited-for children used.
 pub fn cpu_seconds(pid: &str, children: bool) -> anyhow::Result<f64> {

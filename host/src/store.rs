@@ -53,7 +53,6 @@ pub(crate) struct Options {
     pub(crate) call_timeout: Duration,
     pub(crate) clock: Option<Clock>,
     pub(crate) fetch: FetchPolicy,
-    pub(crate) objects: Option<ObjectBucket>,
     pub(crate) direct_io: bool,
 }
 
@@ -72,6 +71,7 @@ pub struct StoreBuilder {
     root: PathBuf,
     options: Options,
     component: Option<Vec<u8>>,
+    objects: Option<ObjectBucket>,
     create: bool,
 }
 
@@ -146,7 +146,7 @@ impl StoreBuilder {
     /// # fn main() {}
     /// ```
     pub fn object_bucket(mut self, bucket: ObjectBucket) -> Self {
-        self.options.objects = Some(bucket);
+        self.objects = Some(bucket);
         self
     }
 
@@ -196,13 +196,11 @@ impl StoreBuilder {
         let root = self.root.canonicalize().map_err(at)?;
         let shared = Arc::new(Shared {
             caps: Arc::new(
-                match &self.options.objects {
-                    Some(bucket) => CapabilitiesCtx::new(&root)?.object_bucket(bucket.clone()),
-                    None => CapabilitiesCtx::new(&root)?,
-                }
-                .max_lock_wait(self.options.call_timeout)
-                .fetch_policy(self.options.fetch.clone())
-                .direct_io(self.options.direct_io),
+                CapabilitiesCtx::new(&root)?
+                    .objects(self.objects)
+                    .max_lock_wait(self.options.call_timeout)
+                    .fetch_policy(self.options.fetch.clone())
+                    .direct_io(self.options.direct_io),
             ),
             root,
             runtime: match &self.component {
@@ -355,10 +353,10 @@ impl Store {
                 call_timeout: Duration::from_secs(120),
                 clock: None,
                 fetch: FetchPolicy::default(),
-                objects: None,
                 direct_io: true,
             },
             component: None,
+            objects: None,
             create: true,
         }
     }

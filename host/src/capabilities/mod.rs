@@ -125,8 +125,8 @@ impl CapabilitiesCtx {
 
     /// The bucket and prefix `objects` reaches (default: none, and every
     /// call answers `unsupported`).
-    pub fn object_bucket(mut self, bucket: ObjectBucket) -> Self {
-        self.objects = Some(bucket);
+    pub fn objects(mut self, bucket: Option<ObjectBucket>) -> Self {
+        self.objects = bucket;
         self
     }
 }

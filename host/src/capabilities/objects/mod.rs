@@ -1,9 +1,9 @@
 //! `kist:content/objects`: one bucket of an S3-compatible object store,
 //! under one prefix, for a store kept in object storage.
 //!
-//! The S3 client (`s3`) comes with the `s3` feature, which `kist`'s CLI
-//! and servers turn on; an embedding built without it links no HTTP
-//! client, and every call answers `unsupported`.
+//! The S3 client (`s3`) comes with the `s3` feature, off by default: an
+//! embedding built without it links no HTTP client, and every call
+//! answers `unsupported`.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -74,8 +74,8 @@ impl CapabilitiesView<'_> {
         self.ctx.objects.as_ref().ok_or(ObjectError::Unsupported)
     }
 
-    /// Runs `transfer` with the hash of `hasher`, which keeps the new hash
-    /// only if the transfer succeeds.
+    /// Runs `transfer` with the hash of `hasher` taken out and put back
+    /// after; a transfer feeds it only once it has succeeded.
     fn with_hash<T>(
         &mut self,
         hasher: &Resource<HashState>,

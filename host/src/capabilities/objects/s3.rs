@@ -102,8 +102,10 @@ impl ObjectBucket {
             .ok_or_else(|| invalid("not an s3://BUCKET/PREFIX URL".into()))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let prefix = prefix.trim_end_matches('/');
-        if !prefix.is_empty() {
-            check_key(prefix).map_err(|e| invalid(describe(&e)))?;
+        if !prefix.is_empty()
+            && let Err(ObjectError::InvalidKey(why)) = check_key(prefix)
+        {
+            return Err(invalid(why));
         }
         let store = builder
             .with_bucket_name(bucket)
@@ -331,10 +333,14 @@ impl Bucket for ObjectBucket {
                 "offset {offset} plus {length} bytes overflows"
             )));
         }
-        if length <= PART {
+        if length <= MAX_RECORD {
             let data = read_exactly(source, offset, length)?;
-            let etag = self.put_at(location, data.clone(), mode)?;
-            hash.update(&data);
+            // Hashed before the put takes the bytes, kept only if it
+            // succeeds: no second copy of up to 16 MiB.
+            let mut fed = hash.clone();
+            fed.update(&data);
+            let etag = self.put_at(location, data, mode)?;
+            *hash = fed;
             return Ok(etag);
         }
         match mode {
@@ -489,18 +495,6 @@ fn failure(e: object_store::Error) -> ObjectError {
 
 fn too_large(size: u64) -> ObjectError {
     ObjectError::TooLarge(format!("{size} bytes; at most {MAX_RECORD}"))
-}
-
-fn describe(e: &ObjectError) -> String {
-    match e {
-        ObjectError::Unsupported => "unsupported".into(),
-        ObjectError::NotFound => "not found".into(),
-        ObjectError::ConditionFailed => "condition failed".into(),
-        ObjectError::InvalidKey(m)
-        | ObjectError::TooLarge(m)
-        | ObjectError::BadDescriptor(m)
-        | ObjectError::Io(m) => m.clone(),
-    }
 }
 
 /// Exactly `length` bytes of `file` from `offset`.
