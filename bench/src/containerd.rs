@@ -20,6 +20,13 @@ use crate::tools::{Tools, timed};
 /// A daemon stopped by its PID when dropped.
 pub(crate) struct Daemon(Child);
 
+impl Daemon {
+    /// The daemon's peak RSS so far, in bytes.
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        crate::tools::running_peak_rss(self.0.id())
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = Command::new("kill")

@@ -3,7 +3,8 @@
 //! from docker-registry or from `kist serve`, on a node with nothing. A
 //! private containerd per pull, with its state on the node disk, started
 //! before the clock and removed after. Ready is the same check as kist's:
-//! python runs in a read-only view of the pulled snapshot.
+//! python runs in a read-only view of the pulled snapshot. The daemon's
+//! peak RSS counts as the node's.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,22 +12,43 @@ use std::time::{Duration, Instant};
 use crate::containerd::{containerd, ctr};
 use crate::tools::output;
 
-/// Pulls `base`/bench/app:v2 (`base` is `http://HOST:PORT`) into a fresh
-/// containerd under `dir`, checks that the snapshot `top` (v2's chain id)
-/// is ready, and stops it; returns pull start to ready.
-pub fn pull(dir: &Path, base: &str, top: &str, quick: bool) -> anyhow::Result<Duration> {
+/// Pulls `base`/REPO:v2 (`base` is `http://HOST:PORT`) into a fresh
+/// containerd under `dir` (or one that holds what an earlier pull there
+/// left), checks that the snapshot `top` (v2's chain id) is ready, and
+/// stops it; returns pull start to ready.
+pub fn pull(
+    dir: &Path,
+    base: &str,
+    repo: &str,
+    top: &str,
+    quick: bool,
+) -> anyhow::Result<Duration> {
     let (daemon, socket) = containerd(dir, None)?;
-    let host = base.trim_start_matches("http://");
     let start = Instant::now();
-    output(
-        ctr(&socket)
-            .args(["images", "pull", "--plain-http"])
-            .arg(format!("{host}/bench/app:v2")),
-    )?;
+    ctr_pull(&socket, base, repo, "v2")?;
     ready(&socket, top, quick)?;
     let took = start.elapsed();
+    crate::tools::note_peak_rss(daemon.peak_rss()?);
     drop(daemon);
     Ok(took)
+}
+
+/// Pulls `base`/REPO:TAG into a containerd under `dir`, started for it
+/// and stopped after: a node that holds TAG before the clock starts.
+pub fn pull_untimed(dir: &Path, base: &str, repo: &str, tag: &str) -> anyhow::Result<()> {
+    let (_daemon, socket) = containerd(dir, None)?;
+    ctr_pull(&socket, base, repo, tag)
+}
+
+/// `ctr images pull` of `base`/REPO:TAG over plain HTTP.
+fn ctr_pull(socket: &Path, base: &str, repo: &str, tag: &str) -> anyhow::Result<()> {
+    let host = base.trim_start_matches("http://");
+    output(
+        ctr(socket)
+            .args(["images", "pull", "--plain-http"])
+            .arg(format!("{host}/{repo}:{tag}")),
+    )?;
+    Ok(())
 }
 
 /// A view of the committed snapshot `top` mounted and python (or, for

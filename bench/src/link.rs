@@ -67,7 +67,13 @@ impl Link {
     /// A link of `rate` bytes a second and round-trip time `rtt` to
     /// `target` (`host:port`).
     pub fn start_with(target: &str, rate: u64, rtt: Duration) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on("127.0.0.1", target, rate, rtt)
+    }
+
+    /// [`Link::start_with`], listening on the address `ip` (where a
+    /// client in another network namespace reaches it).
+    pub fn start_on(ip: &str, target: &str, rate: u64, rtt: Duration) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((ip, 0))?;
         let base = format!("http://{}", listener.local_addr()?);
         let budget = Arc::new(Mutex::new(Budget {
             started: Instant::now(),

@@ -349,13 +349,7 @@ fn write_image(dir: &Path, layers: usize, size: u64, seed: u64) -> anyhow::Resul
     }
     let config = json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).to_string();
     let config_digest = write(config.as_bytes())?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": descriptors,
-    })
-    .to_string();
+    let manifest = manifest(&config_digest, config.len(), descriptors);
     let manifest_digest = write(manifest.as_bytes())?;
     let index = json!({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -417,4 +411,16 @@ fn tag_updates(
         ));
     }
     Ok(())
+}
+
+/// An OCI image manifest (JSON) of the config `config_digest`
+/// (`config_len` bytes) and the layer descriptors `layers`.
+pub fn manifest(config_digest: &str, config_len: usize, layers: Vec<serde_json::Value>) -> String {
+    json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_len},
+        "layers": layers,
+    })
+    .to_string()
 }

@@ -20,6 +20,11 @@ impl Running {
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         crate::tools::cpu_seconds(&self.child.id().to_string(), false)
     }
+
+    /// The registry's peak RSS so far, in bytes.
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        crate::tools::running_peak_rss(self.child.id())
+    }
 }
 
 impl Drop for Running {

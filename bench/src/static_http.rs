@@ -49,6 +49,16 @@ impl StaticHttp {
         anyhow::bail!("http.server did not listen on {}", server.base)
     }
 
+    /// CPU seconds (user and system) the server has used.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        crate::tools::cpu_seconds(&self.child.id().to_string(), false)
+    }
+
+    /// The server's peak RSS so far, in bytes.
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        crate::tools::running_peak_rss(self.child.id())
+    }
+
     /// `HOST:PORT`.
     pub fn host(&self) -> &str {
         self.base.trim_start_matches("http://")

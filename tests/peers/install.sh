@@ -38,11 +38,15 @@ declare -A apt_peers=(
     [protoc]=protobuf-compiler
     [openssl]=openssl
     [podman]=podman
+    [ip]=iproute2
+    [tc]=iproute2
 )
 missing=()
 for program in "${!apt_peers[@]}"; do
     command -v "$program" >/dev/null || missing+=("${apt_peers[$program]}")
 done
+# GNU time (the benchmarks' peak RSS); `command -v time` finds bash's keyword.
+[[ -x /usr/bin/time ]] || missing+=(time)
 # Sorted and once each (containerd brings two programs).
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 if ((${#missing[@]})); then
