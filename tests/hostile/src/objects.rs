@@ -242,6 +242,22 @@ fn check_contract() -> Result<String, String> {
         ),
     )?;
 
+    // A file below the multipart threshold goes up in one PUT, and comes
+    // back the same.
+    let small = (1 << 20) + 3;
+    let (source, expected) = pattern_file("objects-small", small)?;
+    let up = Hasher::new(Algorithm::Sha256);
+    objects::upload("blobs/small", &source, 0, small, &up, &PutMode::IfAbsent)
+        .map_err(fail("single-put upload"))?;
+    let down = Hasher::new(Algorithm::Sha256);
+    let got = objects::download("blobs/small", 0, small, &target, 0, &down)
+        .map_err(fail("single-put download"))?;
+    holds(
+        "a single-put upload comes back the same",
+        up.sum() == expected && got == small && down.sum() == expected,
+    )?;
+    objects::delete("blobs/small").map_err(fail("delete small"))?;
+
     // Deleting is idempotent.
     objects::delete("blobs/big").map_err(fail("delete"))?;
     objects::delete("blobs/big").map_err(fail("second delete"))?;
