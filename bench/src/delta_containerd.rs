@@ -1,6 +1,7 @@
 //! The delta scenario's baseline: containerd 1.6 pulling v2 whole with
 //! `ctr images pull` (fetch, then unpack into its overlayfs snapshotter),
-//! from docker-registry or from `kist serve`, on a node with nothing. A
+//! from docker-registry or from `kist serve`, on a node with nothing (or
+//! with v1, pulled before the clock by a first daemon on the same state). A
 //! private containerd per pull, with its state on the node disk, started
 //! before the clock and removed after. Ready is the same check as kist's:
 //! python runs in a read-only view of the pulled snapshot. The daemon's

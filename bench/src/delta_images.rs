@@ -7,7 +7,7 @@
 //! from minbase, with whiteouts for what is gone). `--quick` uses small
 //! synthetic ones instead (no network).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -74,9 +74,8 @@ pub fn push(server: &Running, repo: &str, layers: &[PathBuf], tag: &str) -> anyh
     for layer in layers {
         let digest = crate::native::sha256_file(layer)?;
         crate::registry::push(server, repo, layer, &digest, false)?;
-        let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(layer)?).read_to_end(&mut tar)?;
-        diff_ids.push(format!("sha256:{}", crate::native::sha256_hex(&tar)));
+        let tar = flate2::read::GzDecoder::new(std::fs::File::open(layer)?);
+        diff_ids.push(crate::native::sha256_reader(tar)?);
         descriptors.push(json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
             "digest": digest,

@@ -35,9 +35,14 @@ pub fn ingest(src: &Path, dir: &Path) -> anyhow::Result<String> {
 
 /// `sha256:<hex>` of a file's content.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let (mut file, mut hash, mut buf) = (File::open(path)?, Sha256::new(), vec![0; CHUNK]);
+    sha256_reader(File::open(path)?)
+}
+
+/// `sha256:<hex>` of what `reader` gives, streamed.
+pub fn sha256_reader(mut reader: impl Read) -> anyhow::Result<String> {
+    let (mut hash, mut buf) = (Sha256::new(), vec![0; CHUNK]);
     loop {
-        match file.read(&mut buf)? {
+        match reader.read(&mut buf)? {
             0 => return Ok(format!("sha256:{}", hex(&hash.finalize()))),
             n => hash.update(&buf[..n]),
         }

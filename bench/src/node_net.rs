@@ -16,6 +16,8 @@ use std::process::Command;
 
 use anyhow::{Context, ensure};
 
+use crate::tools::output;
+
 /// A namespace for the node, its veth pair and their shaping.
 pub struct NodeNet {
     name: String,
@@ -27,17 +29,7 @@ pub struct NodeNet {
 
 /// Runs `ip ARGS` (or `tc`), which must succeed.
 fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program} (Debian iproute2)"))?;
-    ensure!(
-        out.status.success(),
-        "{program} {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(())
+    output(Command::new(program).args(args)).map(drop)
 }
 
 impl NodeNet {
