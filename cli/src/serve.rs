@@ -29,6 +29,19 @@ pub struct Args {
     /// `TOOMANYREQUESTS`).
     #[arg(long, alias = "downloads-per-client", default_value_t = kist_http::Limits::default().transfers_per_client)]
     transfers_per_client: usize,
+    /// How long a transfer (and a mirror's fill from its upstream) may
+    /// take before --min-transfer-rate applies: a connection's start, a
+    /// slow first byte.
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    transfer_grace: Duration,
+    /// Bytes per second every transfer must average after its grace;
+    /// slower ones are cut, so a client that trickles holds no slot.
+    #[arg(long, default_value_t = kist_http::Limits::default().min_rate)]
+    min_transfer_rate: u64,
+    /// Longest a transfer may move nothing at all before it is cut (at
+    /// least --transfer-grace).
+    #[arg(long, default_value = "30s", value_parser = crate::parse_duration)]
+    transfer_stall: Duration,
     /// An htpasswd file of bcrypt entries (`htpasswd -B`): the registry
     /// (`/v2/`) then asks every request for Basic credentials.
     #[arg(long)]
@@ -137,6 +150,9 @@ pub fn run(store: &Store, args: Args) -> anyhow::Result<()> {
         .build()?;
     let limits = kist_http::Limits {
         transfers_per_client: args.transfers_per_client,
+        min_rate: args.min_transfer_rate,
+        grace: args.transfer_grace,
+        stall: args.transfer_stall.max(args.transfer_grace),
         ..Default::default()
     };
     let config = kist_http::Config {

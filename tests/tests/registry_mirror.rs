@@ -471,7 +471,17 @@ fn fills_count_against_the_client_that_started_them() {
     let mirror = format!("http://{}", proxy.addr);
     let server = Server::start_with(
         h.path(),
-        &["--mirror", &mirror, "--transfers-per-client", "2"],
+        &[
+            "--mirror",
+            &mirror,
+            "--transfers-per-client",
+            "2",
+            // The upstream is held for as long as this test needs on a
+            // busy machine; a fill it starves is otherwise cut (503, or a
+            // body broken off) once the 10 s grace ends.
+            "--transfer-grace",
+            "1h",
+        ],
     );
     let c = Client::new(&server);
     assert_eq!(c.get("/v2/lib/fills/manifests/v1").status(), 200);
@@ -531,8 +541,10 @@ fn two_mirror_processes_on_one_store_fetch_a_blob_once() {
     publish(&upstream, &img, "lib/shared:v1", work.path());
     let h = Harness::new(open_embedded);
     let mirror = format!("http://{}", proxy.addr);
-    let first = Server::start_with(h.path(), &["--mirror", &mirror]);
-    let second = Server::start_with(h.path(), &["--mirror", &mirror]);
+    // Held as long as a busy machine needs (see above).
+    let args = ["--mirror", &mirror, "--transfer-grace", "1h"];
+    let first = Server::start_with(h.path(), &args);
+    let second = Server::start_with(h.path(), &args);
     let big = &img.layers[2];
     let path = format!("/v2/lib/shared/blobs/{}", big.digest);
     assert_eq!(
