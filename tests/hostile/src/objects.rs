@@ -167,6 +167,17 @@ fn check_contract() -> Result<String, String> {
             && matches!(
                 objects::get_record("records/none"),
                 Err(ObjectError::NotFound)
+            )
+            && matches!(
+                objects::download(
+                    "records/none",
+                    0,
+                    1,
+                    &scratch("objects-target"),
+                    0,
+                    &Hasher::new(Algorithm::Sha256)
+                ),
+                Err(ObjectError::NotFound)
             ),
     )?;
 

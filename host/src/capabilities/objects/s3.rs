@@ -374,30 +374,35 @@ impl Bucket for ObjectBucket {
                 "offsets {offset} and {target_offset} plus {length} bytes overflow"
             )));
         };
-        let size = self.head(key)?.size;
-        if length == 0 || offset >= size {
+        if length == 0 {
             return Ok(0);
         }
-        let range = GetRange::Bounded(offset..end.min(size));
+        // One GET, its range clamped by the store to the object's end. Only
+        // when it fails does a HEAD tell an offset at or past the end
+        // (nothing to copy) from a missing object or a broken store.
         let store = Arc::clone(&self.store);
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(offset..end)),
+            ..GetOptions::default()
+        };
+        let got = match self.run(async move { store.get_opts(&location, options).await }) {
+            Ok(got) => got,
+            Err(e) => {
+                return match self.head(key) {
+                    Ok(meta) if offset >= meta.size => Ok(0),
+                    Ok(_) => Err(failure(e)),
+                    Err(missing) => Err(missing),
+                };
+            }
+        };
+        let expected = got.range.end - got.range.start;
         let (tx, mut rx) = tokio::sync::mpsc::channel(PARTS_IN_FLIGHT);
         self.runtime.handle().spawn(async move {
-            let options = GetOptions {
-                range: Some(range),
-                ..GetOptions::default()
-            };
-            match store.get_opts(&location, options).await {
-                Ok(got) => {
-                    let mut body = got.into_stream();
-                    while let Some(chunk) = body.next().await {
-                        let failed = chunk.is_err();
-                        if tx.send(chunk).await.is_err() || failed {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+            let mut body = got.into_stream();
+            while let Some(chunk) = body.next().await {
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    return;
                 }
             }
         });
@@ -411,10 +416,9 @@ impl Bucket for ObjectBucket {
             fed.update(&chunk);
             written += chunk.len() as u64;
         }
-        if written != end.min(size) - offset {
+        if written != expected {
             return Err(ObjectError::Io(format!(
-                "the object store sent {written} of {} bytes",
-                end.min(size) - offset
+                "the object store sent {written} of {expected} bytes"
             )));
         }
         *hash = fed;
