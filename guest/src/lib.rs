@@ -36,6 +36,8 @@ mod shared {
 /// The content store: `store` (read, label, delete, walk) and `ingester`
 /// (resumable writes and small puts), and how a blob gets published.
 mod content {
+    /// Blobs shared through the store's bucket (several nodes).
+    pub mod bucket;
     /// gzip through the host's `deflate` capability.
     pub mod gzipped;
     /// One ingest on disk: meta, data and saved hash state.

@@ -134,6 +134,14 @@ impl StoreBuilder {
     /// in this process: the component names objects by keys under the
     /// prefix and nothing else.
     ///
+    /// Every blob the store stores then goes up as the object
+    /// `blobs/<alg>/<hex>` before it is visible (once: a blob another
+    /// store on the prefix put there is not sent again), and
+    /// [`Store::hold`] fetches what this store lacks from there: stores
+    /// in several directories (nodes) on one prefix share their blobs.
+    /// Everything else (holds, labels, tags, leases) is still each
+    /// directory's own.
+    ///
     /// With the `s3` feature:
     ///
     /// ```no_run
@@ -563,7 +571,11 @@ impl Store {
     }
 
     /// Makes this handle's holder hold the stored blob `digest`; a cached
-    /// one is shown again, without sending its bytes.
+    /// one is shown again, without sending its bytes. A store with an
+    /// [`object_bucket`](StoreBuilder::object_bucket) that lacks the blob
+    /// fetches it from the bucket, where every store on it puts what it
+    /// stores, checked against the digest ([`Error::Corrupt`] if the
+    /// bucket's copy is not).
     pub fn hold(&self, digest: &str) -> Result<BlobInfo> {
         let holder = self.holder().to_owned();
         self.shared.call(|api, s| {

@@ -90,6 +90,13 @@ impl Rgw {
         assert!(!out.contains("<Error>"), "putting {key}: {out}");
     }
 
+    /// Removes the object `key` of `bucket`, behind kist's back.
+    pub fn delete(&self, bucket: &str, key: &str) {
+        let url = format!("{}/{bucket}/{key}", self.endpoint);
+        let out = self.curl(&["-X", "DELETE", &url]);
+        assert!(!out.contains("<Error>"), "deleting {key}: {out}");
+    }
+
     /// The object `key` of `bucket`.
     pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
         let out = self

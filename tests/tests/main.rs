@@ -30,6 +30,7 @@ mod registry_tokens;
 mod retention;
 mod sandbox;
 mod serve;
+mod shared_blobs;
 mod snapshot_layers;
 mod snapshots;
 mod storer;

@@ -5,7 +5,7 @@ use crate::bindings::exports::kist::content::ingester::Durability;
 use crate::bindings::kist::content::locks::Guard;
 use std::collections::BTreeSet;
 
-use crate::content::{labels, quarantine, store};
+use crate::content::{bucket, labels, quarantine, store};
 use crate::retention::{holds, quota};
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
@@ -61,6 +61,10 @@ pub struct Meta<'a> {
 ///
 /// Labels are per holder: each of `meta.holders` gets `meta.labels` on a
 /// blob it did not hold before; one that held it keeps its own.
+///
+/// With a bucket, the file goes up as the blob's object first
+/// ([`bucket::share`]): a blob is visible on a node only once every node
+/// can fetch it.
 pub fn publish(
     dir: &fs::Dir,
     name: &str,
@@ -70,7 +74,62 @@ pub fn publish(
     lock: &Guard,
     durability: Durability,
 ) -> Result<bool> {
-    let file = match stored(digest, Some(size))? {
+    place(
+        dir,
+        name,
+        (digest, size),
+        meta,
+        lock,
+        durability,
+        Origin::Written,
+    )
+}
+
+/// [`publish`] for a file fetched from the bucket ([`bucket::fetch`]),
+/// which has the object already.
+pub fn publish_fetched(
+    dir: &fs::Dir,
+    name: &str,
+    (digest, size): (&Digest, u64),
+    meta: &Meta<'_>,
+    lock: &Guard,
+) -> Result<bool> {
+    let origin = Origin::Fetched;
+    place(
+        dir,
+        name,
+        (digest, size),
+        meta,
+        lock,
+        Durability::Synced,
+        origin,
+    )
+}
+
+/// Where a file being published came from.
+#[derive(PartialEq)]
+enum Origin {
+    /// Written on this node: the bucket may lack it.
+    Written,
+    /// Fetched from the bucket.
+    Fetched,
+}
+
+/// [`publish`], the file coming from `origin`.
+fn place(
+    dir: &fs::Dir,
+    name: &str,
+    (digest, size): (&Digest, u64),
+    meta: &Meta<'_>,
+    lock: &Guard,
+    durability: Durability,
+    origin: Origin,
+) -> Result<bool> {
+    let found = stored(digest, Some(size))?;
+    if found != Stored::Intact && origin == Origin::Written {
+        bucket::share(dir, name, digest, size)?;
+    }
+    let file = match found {
         Stored::Intact => {
             return if hold(digest, meta, lock)? {
                 Ok(false)

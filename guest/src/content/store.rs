@@ -16,7 +16,7 @@ use crate::bindings::wasi::filesystem::types::{
 };
 use crate::bindings::wasi::io::streams::InputStream;
 use crate::content::labels::LabelFile;
-use crate::content::{labels, quarantine, visible};
+use crate::content::{bucket, labels, publish, quarantine, visible};
 use crate::retention::{holds, leases, quota};
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{self, Error, Result, fs as fs_error, invalid};
@@ -270,8 +270,15 @@ impl Guest for Component {
         let d = Digest::parse(&digest)?;
         let holder = caller.holder_for(Some(holder))?;
         layout::ensure()?;
-        let size = fs::stat(&d.blob_path())?.ok_or(Error::NotFound)?.size;
-        quota::charge_hold(&d, &holder, size)?;
+        let Some(stat) = fs::stat(&d.blob_path())? else {
+            // Not on this node: another node may have stored it.
+            let size = bucket::size(&d)?.ok_or(Error::NotFound)?;
+            quota::charge(&holder, size)?;
+            fetch(&d, size, &holder)?;
+            leases::note_content(&holder, &d)?;
+            return info_of(&d, &caller)?.ok_or(Error::NotFound);
+        };
+        quota::charge_hold(&d, &holder, stat.size)?;
         let blob = lock_blob(&d)?;
         if fs::stat(&d.blob_path())?.is_none() {
             return Err(Error::NotFound);
@@ -336,6 +343,35 @@ pub fn take(d: &Digest, holder: &str, lock: &Guard) -> Result<()> {
         labels::save(d, &file, fs::Durability::Synced)?;
     }
     Ok(())
+}
+
+/// Fetches the blob `d` (`size` bytes) from the bucket into this node's
+/// store, held by `holder` (with no labels: they are this node's). If it
+/// appeared meanwhile (another caller fetched or stored it), `holder`
+/// holds that copy.
+fn fetch(d: &Digest, size: u64, holder: &str) -> Result<()> {
+    let blobs = layout::blobs(d.algorithm)?;
+    let lock = lock_blob(d)?;
+    if fs::stat(&d.blob_path())?.is_some() {
+        return take(d, holder, &lock);
+    }
+    // Beside the blob, as `put` writes (walks skip its name); its fixed
+    // name is safe under the blob's lock.
+    let tmp = format!(".{}.fetch", d.hex);
+    bucket::fetch(d, size, blobs, &tmp)?;
+    let holders = BTreeSet::from([holder.to_owned()]);
+    let meta = publish::Meta {
+        labels: &Default::default(),
+        holders: &holders,
+    };
+    match publish::publish_fetched(blobs, &tmp, (d, size), &meta, &lock) {
+        Ok(true) => blobs.sync(),
+        Ok(false) | Err(Error::AlreadyExists) => blobs.remove(&tmp).map(drop),
+        Err(e) => {
+            blobs.remove(&tmp)?;
+            Err(e)
+        }
+    }
 }
 
 /// Opens the blob `d` if `caller` sees it. The common case costs an open,
