@@ -25,9 +25,17 @@ use crate::output::Output;
 #[derive(Parser)]
 #[command(name = "kist", version, about)]
 struct Cli {
-    /// The store directory [default: $KIST_STORE, else $XDG_DATA_HOME/kist]
+    /// The store: a directory, or `s3://BUCKET/PREFIX` to share blobs with
+    /// every node on that prefix (endpoint, region and credentials from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true for plain HTTP)
+    /// [default: $KIST_STORE, else $XDG_DATA_HOME/kist]
     #[arg(long, global = true, env = "KIST_STORE")]
     store: Option<PathBuf>,
+    /// With `--store s3://…`: this node's own directory, where what it
+    /// stores and fetches is kept [default: $XDG_CACHE_HOME/kist/s3/BUCKET/PREFIX]
+    #[arg(long, global = true, env = "KIST_NODE_DIR")]
+    node_dir: Option<PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -244,10 +252,11 @@ fn main() -> ExitCode {
         commands::component(which, output.as_deref())
     } else {
         let holder = cli.holder;
-        store_dir(cli.store)
-            .and_then(|dir| {
+        store_location(cli.store, cli.node_dir)
+            .and_then(|(dir, bucket)| {
                 open_store(
                     &dir,
+                    bucket,
                     cli.command.creates_store(),
                     cli.command.fetch_policy()?,
                 )
@@ -337,16 +346,22 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
-/// Opens the store at `dir`, creating it only if `create`.
+/// Opens the store at `dir` (on `bucket` if given), creating it only if
+/// `create` or on a bucket (the node's directory is its own cache).
 fn open_store(
     dir: &std::path::Path,
+    bucket: Option<kist::ObjectBucket>,
     create: bool,
     fetch: kist::FetchPolicy,
 ) -> anyhow::Result<kist::Store> {
-    let opened = kist::Store::builder(dir)
-        .create(create)
-        .fetch_policy(fetch)
-        .open();
+    let builder = kist::Store::builder(dir)
+        .create(create || bucket.is_some())
+        .fetch_policy(fetch);
+    let opened = match bucket {
+        Some(bucket) => builder.object_bucket(bucket),
+        None => builder,
+    }
+    .open();
     match opened {
         Err(kist::Error::NotFound) => Err(anyhow::Error::new(kist::Error::NotFound)
             .context(format!("no kist store at {}", dir.display()))),
@@ -354,16 +369,41 @@ fn open_store(
     }
 }
 
-/// `--store`/`$KIST_STORE`, else `$XDG_DATA_HOME/kist`, else
-/// `~/.local/share/kist`.
-fn store_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = flag {
-        return Ok(dir);
+/// The store's directory, and its bucket for `--store s3://…` (the
+/// directory is then the node's: `--node-dir`, else under the cache
+/// home). A plain `--store` is the directory; none is
+/// `$XDG_DATA_HOME/kist`, else `~/.local/share/kist`.
+fn store_location(
+    flag: Option<PathBuf>,
+    node_dir: Option<PathBuf>,
+) -> anyhow::Result<(PathBuf, Option<kist::ObjectBucket>)> {
+    let url = flag
+        .as_deref()
+        .and_then(|f| f.to_str())
+        .filter(|f| f.starts_with("s3://"));
+    if let Some(url) = url {
+        let bucket = kist::ObjectBucket::from_env(url)?;
+        let dir = match node_dir {
+            Some(dir) => dir,
+            None => home("XDG_CACHE_HOME", ".cache")?.join(url.replacen("s3://", "kist/s3/", 1)),
+        };
+        return Ok((dir, Some(bucket)));
     }
-    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(data).join("kist"));
+    if node_dir.is_some() {
+        anyhow::bail!("--node-dir goes with --store s3://BUCKET/PREFIX");
+    }
+    match flag {
+        Some(dir) => Ok((dir, None)),
+        None => Ok((home("XDG_DATA_HOME", ".local/share")?.join("kist"), None)),
+    }
+}
+
+/// `$variable` if set, else `~/fallback`.
+fn home(variable: &str, fallback: &str) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(variable).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
     }
     let home = std::env::var_os("HOME")
-        .ok_or_else(|| anyhow::anyhow!("no --store, $KIST_STORE or $HOME"))?;
-    Ok(PathBuf::from(home).join(".local/share/kist"))
+        .ok_or_else(|| anyhow::anyhow!("no --store, ${variable} or $HOME"))?;
+    Ok(PathBuf::from(home).join(fallback))
 }

@@ -162,3 +162,58 @@ fn walkdir(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Proves: `kist --store s3://BUCKET/PREFIX` works from the command line
+/// with the usual AWS variables: a file ingested on one node (its own
+/// `--node-dir`, created on first use) is held and read on another, and
+/// `--node-dir` without a bucket is refused.
+#[test]
+fn the_command_line_takes_an_s3_store() {
+    let rgw = Rgw::start();
+    rgw.create_bucket("kist");
+    let work = tempfile::tempdir().unwrap();
+    let kist = |node: &str, args: &[&str]| {
+        let out = std::process::Command::new(kist_tests::kist_bin())
+            .args(["--store", "s3://kist/cli", "--node-dir"])
+            .arg(work.path().join(node))
+            .args(args)
+            .env_remove("KIST_STORE")
+            .env("AWS_ENDPOINT_URL", &rgw.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", &rgw.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &rgw.secret_key)
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kist {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let file = work.path().join("layer");
+    let bytes = data(5, 3 << 20);
+    std::fs::write(&file, &bytes).unwrap();
+    let digest = String::from_utf8(kist("a", &["ingest", file.to_str().unwrap()])).unwrap();
+    let digest = digest.trim();
+    assert_eq!(digest, kist_tests::sha256(&bytes));
+    assert_eq!(rgw.get("kist", &key("cli", digest)), bytes);
+    kist("b", &["hold", digest]);
+    assert_eq!(kist("b", &["get", digest]), bytes);
+
+    let refused = std::process::Command::new(kist_tests::kist_bin())
+        .arg("--store")
+        .arg(work.path().join("plain"))
+        .arg("--node-dir")
+        .arg(work.path().join("c"))
+        .arg("ls")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--node-dir goes with --store s3://"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
