@@ -28,6 +28,8 @@ pub struct Link {
 struct Counts {
     /// Bytes from the server to its clients.
     down: AtomicU64,
+    /// Bytes from the clients to the server.
+    up: AtomicU64,
     /// HTTP requests (request lines) from the clients.
     requests: AtomicU64,
 }
@@ -97,6 +99,7 @@ impl Link {
                         let (budget, counts) = (budget.clone(), counts.clone());
                         std::thread::spawn(move || {
                             relay(client, server, &budget, rtt / 2, |b| {
+                                counts.up.fetch_add(b.len() as u64, Ordering::Relaxed);
                                 let lines = b.windows(11).filter(|w| w == b" HTTP/1.1\r\n").count();
                                 counts.requests.fetch_add(lines as u64, Ordering::Relaxed);
                             })
@@ -110,6 +113,11 @@ impl Link {
             }
         });
         Ok(Self { base, counts })
+    }
+
+    /// Bytes to the server so far.
+    pub fn sent(&self) -> u64 {
+        self.counts.up.load(Ordering::Relaxed)
     }
 
     /// Bytes from the server and requests to it so far.

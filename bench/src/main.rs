@@ -20,6 +20,7 @@ mod measure;
 mod native;
 mod node_disk;
 mod node_net;
+mod objects;
 mod registry;
 mod registry_mirror;
 mod registry_peers;
@@ -93,6 +94,10 @@ enum Scenario {
     /// containerd on kist (proxy plugins) against containerd's built-in
     /// content store and overlayfs: ingest, import, get. Needs root.
     Containerd,
+    /// Object storage: pushes to `kist serve --store s3://` against
+    /// docker-registry's S3 driver on one Ceph RGW, with the bytes each
+    /// sends and Ceph writes.
+    Objects,
     /// Delta pulls: `kist pull --from v1` of v2 against a full pull, on
     /// loopback and a 20 Mbit/s, 100 ms link (the Debian python bump,
     /// built with debootstrap once). Needs root.
@@ -182,6 +187,10 @@ fn main() -> anyhow::Result<()> {
             (1 << 30, 10_000)
         };
         registry::run(&mut report, &tools, work, size, reps.min(3), tags)?;
+    }
+    if wanted(Scenario::Objects) {
+        let size = if quick { 24 << 20 } else { 1 << 30 };
+        objects::run(&mut report, &tools, work, size, reps.min(3))?;
     }
     if wanted(Scenario::Operators) {
         let size = if quick { 8 << 20 } else { 1 << 30 };

@@ -1,0 +1,230 @@
+//! Object storage: `kist serve --store s3://…` against docker-registry's
+//! S3 driver, with its defaults and tuned (`multipartcopythresholdsize`
+//! 5 GiB, which makes Ceph copy by reference), all on one Ceph RGW
+//! started here, each registry behind its own counting relay: pushes of a
+//! layer, interleaved, with the bytes each sends to the object store, the
+//! bytes Ceph writes (the OSD's `op_w_in_bytes`) and the S3 requests, per
+//! push.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::link::Link;
+use crate::measure::{Contender, interleave, time};
+use crate::registry::{push, random_file};
+use crate::registry_peers::{self, Running};
+use crate::report::{Report, Unit};
+use crate::tools::{Tools, output};
+
+/// A Ceph RGW of this run (`tests/peers/rgw.sh`), stopped when dropped.
+struct Gateway {
+    dir: PathBuf,
+    endpoint: String,
+    access_key: String,
+    secret_key: String,
+}
+
+impl Gateway {
+    /// Starts one with its state in `dir`, its OSD holding up to `bytes`.
+    fn start(dir: &Path, bytes: u64) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let info = output(
+            Command::new("rgw")
+                .arg("start")
+                .arg(dir)
+                .arg(port.to_string())
+                .env("MEMSTORE_BYTES", bytes.to_string()),
+        )
+        .context("starting RGW (tests/peers/install.sh installs it)")?;
+        let info = String::from_utf8(info)?;
+        let value = |key: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .map(str::to_owned)
+                .with_context(|| format!("rgw.sh printed no {key}: {info}"))
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            endpoint: value("endpoint")?,
+            access_key: value("access_key")?,
+            secret_key: value("secret_key")?,
+        })
+    }
+
+    /// Creates the bucket `name`.
+    fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
+        let answer = output(
+            Command::new("curl")
+                .args(["-sS", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+                .arg(format!("{}:{}", self.access_key, self.secret_key))
+                .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+                .args(["-X", "PUT", &format!("{}/{name}", self.endpoint)]),
+        )?;
+        let answer = String::from_utf8_lossy(&answer);
+        anyhow::ensure!(!answer.contains("<Error>"), "creating {name}: {answer}");
+        Ok(())
+    }
+
+    /// Bytes the OSD has written so far.
+    fn written(&self) -> anyhow::Result<u64> {
+        let socket = self.dir.join("run/osd.0.asok");
+        let dump = output(
+            Command::new("ceph")
+                .arg("--admin-daemon")
+                .arg(socket)
+                .args(["perf", "dump"]),
+        )?;
+        let dump: serde_json::Value = serde_json::from_slice(&dump)?;
+        dump["osd"]["op_w_in_bytes"]
+            .as_u64()
+            .context("no osd.op_w_in_bytes in the OSD's perf dump")
+    }
+
+    /// Empties the bucket `name` (the OSD frees its data within a minute).
+    fn purge(&self, name: &str) -> anyhow::Result<()> {
+        output(
+            Command::new("radosgw-admin")
+                .arg("-c")
+                .arg(self.dir.join("ceph.conf"))
+                .args(["bucket", "rm", "--purge-objects", "--bucket", name]),
+        )?;
+        self.create_bucket(name)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // rgw.sh stops only the PIDs it saved for this directory.
+        let _ = Command::new("rgw").arg("stop").arg(&self.dir).status();
+    }
+}
+
+/// A registry on its own bucket, behind a relay that counts what it
+/// sends the object store.
+struct OnBucket {
+    registry: Running,
+    bucket: String,
+    relay: Link,
+}
+
+/// What one contender's pushes cost, summed.
+#[derive(Default, Clone, Copy)]
+struct Cost {
+    pushed: u64,
+    sent: u64,
+    written: u64,
+    requests: u64,
+}
+
+pub fn run(
+    report: &mut Report,
+    tools: &Tools,
+    work: &Path,
+    size: u64,
+    reps: usize,
+) -> anyhow::Result<()> {
+    let dir = crate::tools::scratch(work, "objects")?;
+    // Room for every push of a run at twice its size, before purges free it.
+    let rgw = Gateway::start(&dir.join("rgw"), (size * 4 + (1 << 30)).max(2 << 30))?;
+    let host = rgw.endpoint.trim_start_matches("http://").to_owned();
+    let registry = |name: &str, tuned: Option<bool>| -> anyhow::Result<OnBucket> {
+        rgw.create_bucket(name)?;
+        let relay = Link::start(&host, u64::MAX)?;
+        let registry = match tuned {
+            None => {
+                let envs = [
+                    ("AWS_ENDPOINT_URL", relay.base.as_str()),
+                    ("AWS_REGION", "us-east-1"),
+                    ("AWS_ACCESS_KEY_ID", rgw.access_key.as_str()),
+                    ("AWS_SECRET_ACCESS_KEY", rgw.secret_key.as_str()),
+                    ("AWS_ALLOW_HTTP", "true"),
+                ];
+                let node = dir.join("kist-node");
+                let node = node.to_str().context("a UTF-8 scratch path")?;
+                let store = format!("s3://{name}/registry");
+                let flags = ["--node-dir", node];
+                registry_peers::kist_on(&tools.kist, store.as_ref(), &flags, &envs)?
+            }
+            Some(tuned) => {
+                let threshold = if tuned {
+                    "    multipartcopythresholdsize: 5368709120\n"
+                } else {
+                    ""
+                };
+                let storage = format!(
+                    "  s3:\n    regionendpoint: {}\n    region: us-east-1\n    bucket: {name}\n    accesskey: {}\n    secretkey: {}\n    secure: false\n    v4auth: true\n    rootdirectory: /r\n{threshold}",
+                    relay.base, rgw.access_key, rgw.secret_key
+                );
+                registry_peers::distribution_with(&dir.join(name), &storage)?
+            }
+        };
+        Ok(OnBucket {
+            registry,
+            bucket: name.to_owned(),
+            relay,
+        })
+    };
+    let registries = [
+        (
+            "docker-registry S3, tuned",
+            registry("dreg-tuned", Some(true))?,
+        ),
+        (
+            "docker-registry S3, defaults",
+            registry("dreg-defaults", Some(false))?,
+        ),
+        ("kist serve --store s3://", registry("kist", None)?),
+    ];
+    let file = dir.join("layer");
+    let costs: Vec<RefCell<Cost>> = registries.iter().map(|_| RefCell::default()).collect();
+    let contenders = registries
+        .iter()
+        .zip(&costs)
+        .enumerate()
+        .map(|(i, ((name, r), cost))| {
+            let (file, rgw) = (&file, &rgw);
+            Contender::new(*name, move |rep| {
+                // New bytes every time: nothing is deduplicated.
+                let digest = random_file(file, size, (rep * 3 + i) as u64)?;
+                let (sent, requests) = (r.relay.sent(), r.relay.carried().1);
+                let written = rgw.written()?;
+                let took = time(|| push(&r.registry, "bench/layer", file, &digest, false))?;
+                let mut c = cost.borrow_mut();
+                c.pushed += size;
+                c.sent += r.relay.sent() - sent;
+                c.requests += r.relay.carried().1 - requests;
+                c.written += rgw.written()? - written;
+                rgw.purge(&r.bucket)?;
+                Ok(took)
+            })
+        })
+        .collect();
+    let samples = interleave(reps, contenders)?;
+    std::fs::remove_file(&file)?;
+    let mib = size >> 20;
+    report.section(
+        &format!("Registry push of a {mib} MiB layer to Ceph RGW (S3), monolithic"),
+        Unit::Bytes(size),
+        &samples,
+    );
+    report.note("Per push, all through the same counting relay to the same RGW:");
+    report.line("| registry | sent to S3 / byte pushed | Ceph wrote / byte pushed | S3 requests |");
+    report.line("|---|---|---|---|");
+    for ((name, _), cost) in registries.iter().zip(&costs) {
+        let c = cost.borrow();
+        let per = |n: u64| n as f64 / c.pushed as f64;
+        report.line(&format!(
+            "| {name} | {:.3} | {:.3} | {:.0} |",
+            per(c.sent),
+            per(c.written),
+            c.requests as f64 / reps as f64
+        ));
+    }
+    Ok(())
+}
