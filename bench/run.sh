@@ -20,6 +20,10 @@ if [[ "${1:-}" == "--quick" ]]; then
 fi
 
 cargo build --release --locked -p kist-cli -p kist-bench
+# The test peers the scenarios share (Ceph RGW for the object storage
+# scenario, as `rgw`), installed if missing, found first on the PATH.
+if [[ $(id -u) == 0 ]]; then bash tests/peers/install.sh >/dev/null; fi
+export PATH="$PWD/target/peers/bin:$PATH"
 
 peers=()
 if [[ $(id -u) == 0 ]]; then

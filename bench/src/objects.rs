@@ -86,13 +86,21 @@ impl Gateway {
             .context("no osd.op_w_in_bytes in the OSD's perf dump")
     }
 
-    /// Empties the bucket `name` (the OSD frees its data within a minute).
+    /// Empties the bucket `name`, freeing its data at once (not through
+    /// RGW's garbage collection: the in-memory OSD blocks writes when full).
     fn purge(&self, name: &str) -> anyhow::Result<()> {
         output(
             Command::new("radosgw-admin")
                 .arg("-c")
                 .arg(self.dir.join("ceph.conf"))
-                .args(["bucket", "rm", "--purge-objects", "--bucket", name]),
+                .args([
+                    "bucket",
+                    "rm",
+                    "--purge-objects",
+                    "--bypass-gc",
+                    "--bucket",
+                    name,
+                ]),
         )?;
         self.create_bucket(name)
     }
@@ -130,8 +138,9 @@ pub fn run(
     reps: usize,
 ) -> anyhow::Result<()> {
     let dir = crate::tools::scratch(work, "objects")?;
-    // Room for every push of a run at twice its size, before purges free it.
-    let rgw = Gateway::start(&dir.join("rgw"), (size * 4 + (1 << 30)).max(2 << 30))?;
+    // Room for a push written twice and its upload's parts (each bucket is
+    // purged after its push).
+    let rgw = Gateway::start(&dir.join("rgw"), size * 4 + (2 << 30))?;
     let host = rgw.endpoint.trim_start_matches("http://").to_owned();
     let registry = |name: &str, tuned: Option<bool>| -> anyhow::Result<OnBucket> {
         rgw.create_bucket(name)?;

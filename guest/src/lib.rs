@@ -17,6 +17,8 @@ mod bindings {
 /// What every family uses: digests, the one error type, the filter
 /// language, raw `wasi:filesystem` calls, the on-disk layout, input checks.
 mod shared {
+    /// The store's bucket (`objects`), if the host gives it one.
+    pub mod bucket;
     /// Files parsed once per change.
     pub mod cached;
     pub mod digest;
@@ -109,6 +111,8 @@ mod registry {
     pub mod referrers;
     /// The catalog.
     pub mod repositories;
+    /// Membership and tags in the store's bucket, for every node.
+    pub mod shared;
     /// Tags in `index.json`.
     pub mod tags;
     /// Uploads as ingests.

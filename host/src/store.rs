@@ -586,6 +586,8 @@ impl Store {
 
     /// Removes the blob `digest` now, whoever holds it (for takedowns);
     /// returns the bytes freed. Never what [`delete`](Store::delete) does.
+    /// On a bucket its object goes first, so no store fetches it again;
+    /// other stores that fetched it keep their copies until purged there.
     pub fn purge(&self, digest: &str) -> Result<u64> {
         self.shared
             .call(|api, s| api.kist_content_store().call_purge(s, &digest.to_owned()))

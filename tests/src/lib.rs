@@ -317,11 +317,18 @@ impl Server {
 
     /// The same with more arguments for `kist serve`.
     pub fn start_with(store: &Path, args: &[&str]) -> Self {
+        Self::start_env(store.as_os_str(), args, &[])
+    }
+
+    /// `kist serve --store store` (a directory or `s3://…`) with `args`
+    /// and the environment variables `envs`.
+    pub fn start_env(store: &std::ffi::OsStr, args: &[&str], envs: &[(String, String)]) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(kist_bin())
             .args(["serve", "--addr", "127.0.0.1:0", "--store"])
             .arg(store)
             .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -113,6 +113,20 @@ impl Rgw {
         out.stdout
     }
 
+    /// The `AWS_*` variables a `kist` process reaches this gateway with.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
     /// The bucket `url` (`s3://BUCKET/PREFIX`) on this gateway, for a
     /// store.
     pub fn bucket(&self, url: &str) -> kist::ObjectBucket {

@@ -26,6 +26,7 @@ mod registry;
 mod registry_access;
 mod registry_clients;
 mod registry_mirror;
+mod registry_nodes;
 mod registry_tokens;
 mod retention;
 mod sandbox;

@@ -137,6 +137,29 @@ fn a_damaged_object_is_refused() {
     assert_eq!(a.get(&digest).unwrap(), bytes);
 }
 
+/// Proves: a purge (a takedown) removes the bucket's object, also from a
+/// node that never had the blob, so no node fetches it again; a node that
+/// fetched it before keeps its copy until purged there, and a digest
+/// neither has is `not-found`.
+#[test]
+fn a_purge_takes_the_blob_out_of_the_bucket() {
+    let rgw = Rgw::start();
+    rgw.create_bucket("kist");
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let [a, b, c] = [0, 1, 2].map(|i| node(&rgw, dirs[i].path(), "s3://kist/t"));
+    let bytes = data(6, 50_000);
+    let digest = a.put(&bytes).unwrap();
+    b.hold(&digest).unwrap();
+
+    assert_eq!(c.purge(&digest).unwrap(), bytes.len() as u64);
+    assert!(rgw.keys("kist").is_empty());
+    assert!(matches!(c.hold(&digest), Err(Error::NotFound)));
+    assert_eq!(b.get(&digest).unwrap(), bytes);
+    assert_eq!(a.purge(&digest).unwrap(), bytes.len() as u64);
+    assert!(matches!(a.info(&digest), Err(Error::NotFound)));
+    assert!(matches!(c.purge(&digest), Err(Error::NotFound)));
+}
+
 /// What `fsck` finds wrong with `store`.
 fn problems(store: &Store) -> Vec<String> {
     store
@@ -178,11 +201,7 @@ fn the_command_line_takes_an_s3_store() {
             .arg(work.path().join(node))
             .args(args)
             .env_remove("KIST_STORE")
-            .env("AWS_ENDPOINT_URL", &rgw.endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", &rgw.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &rgw.secret_key)
-            .env("AWS_ALLOW_HTTP", "true")
+            .envs(rgw.env())
             .output()
             .unwrap();
         assert!(

@@ -10,18 +10,13 @@
 //! the node's directory is its cache of the bucket. Without a bucket
 //! every call here does nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::bindings::kist::content::hasher::Hasher;
 use crate::bindings::kist::content::objects::{self, ObjectError, PutMode};
 use crate::bindings::wasi::filesystem::types::{DescriptorFlags, OpenFlags};
+use crate::shared::bucket;
 use crate::shared::digest::{self, Digest};
 use crate::shared::error::{Error, Result, fs as fs_error, precondition};
 use crate::shared::fs;
-
-/// Set once the host answered `unsupported`: it has no bucket for this
-/// store, and will not have one for this instance's life.
-static NO_BUCKET: AtomicBool = AtomicBool::new(false);
 
 /// The object key of the blob `d`.
 pub fn key(d: &Digest) -> String {
@@ -37,39 +32,40 @@ pub fn key(d: &Digest) -> String {
 /// digest on the way up (the file changed under the store) are removed
 /// again and fail with `failed-precondition`.
 pub fn share(dir: &fs::Dir, name: &str, d: &Digest, size: u64) -> Result<()> {
-    if NO_BUCKET.load(Ordering::Relaxed) {
+    if !bucket::maybe() {
         return Ok(());
     }
-    let path = format!("{}/{name}", dir.path());
+    let (key, path) = (key(d), format!("{}/{name}", dir.path()));
     let file = fs::open(&path, OpenFlags::empty(), DescriptorFlags::READ)?;
     let hasher = Hasher::new(d.algorithm);
-    match objects::upload(&key(d), &file, 0, size, &hasher, &PutMode::IfAbsent) {
-        Ok(_) => {
-            let sent = Digest::of(d.algorithm, &hasher);
-            if sent != *d {
-                objects::delete(&key(d)).map_err(|e| error(d, e))?;
-                return Err(precondition(format!(
-                    "{path} changed while it went up: {sent}, not {d}"
-                )));
-            }
-            Ok(())
+    let sent = bucket::call(&key, || {
+        match objects::upload(&key, &file, 0, size, &hasher, &PutMode::IfAbsent) {
+            Err(ObjectError::ConditionFailed) => Ok(false),
+            other => other.map(|_| true),
         }
-        Err(ObjectError::ConditionFailed) => Ok(()),
-        Err(e) => absent_or(d, e),
+    })?;
+    if sent == Some(true) {
+        let sent = Digest::of(d.algorithm, &hasher);
+        if sent != *d {
+            bucket::delete(&key)?;
+            return Err(precondition(format!(
+                "{path} changed while it went up: {sent}, not {d}"
+            )));
+        }
     }
+    Ok(())
 }
 
 /// The size of `d`'s object; `None` if the bucket lacks it or there is no
 /// bucket.
 pub fn size(d: &Digest) -> Result<Option<u64>> {
-    if NO_BUCKET.load(Ordering::Relaxed) {
-        return Ok(None);
-    }
-    match objects::head(&key(d)) {
-        Ok(meta) => Ok(Some(meta.size)),
-        Err(ObjectError::NotFound) => Ok(None),
-        Err(e) => absent_or(d, e).map(|()| None),
-    }
+    bucket::size(&key(d))
+}
+
+/// Removes `d`'s object (nothing without a bucket). Nodes that fetched
+/// the blob keep their copies.
+pub fn remove(d: &Digest) -> Result<()> {
+    bucket::delete(&key(d))
 }
 
 /// Fetches `d`'s object (`size` bytes, as [`size`] said) into the new file
@@ -79,10 +75,11 @@ pub fn size(d: &Digest) -> Result<Option<u64>> {
 /// damaged: a node must not take it), a vanished object with `not-found`;
 /// either way the file is removed again.
 pub fn fetch(d: &Digest, size: u64, dir: &fs::Dir, name: &str) -> Result<()> {
+    let key = key(d);
     let file = dir.create(name)?;
     let hasher = Hasher::new(d.algorithm);
-    let fetched = objects::download(&key(d), 0, size, &file, 0, &hasher)
-        .map_err(|e| error(d, e))
+    let fetched = objects::download(&key, 0, size, &file, 0, &hasher)
+        .map_err(|e| bucket::error(&key, e))
         .and_then(|got| {
             let digest = Digest::of(d.algorithm, &hasher);
             if got == size && digest == *d {
@@ -90,38 +87,11 @@ pub fn fetch(d: &Digest, size: u64, dir: &fs::Dir, name: &str) -> Result<()> {
                 return file.sync_data().map_err(|e| fs_error("sync", &path, e));
             }
             Err(Error::Corrupt(format!(
-                "the bucket's {}: {got} bytes of {digest}, not {size} of {d}",
-                key(d)
+                "the bucket's {key}: {got} bytes of {digest}, not {size} of {d}"
             )))
         });
     if fetched.is_err() {
         dir.remove(name)?;
     }
     fetched
-}
-
-/// `Ok` for `unsupported` (remembered: no bucket), else `e` as the
-/// caller's error.
-fn absent_or(d: &Digest, e: ObjectError) -> Result<()> {
-    match e {
-        ObjectError::Unsupported => {
-            NO_BUCKET.store(true, Ordering::Relaxed);
-            Ok(())
-        }
-        e => Err(error(d, e)),
-    }
-}
-
-/// An object call's failure on `d` as the caller's error.
-fn error(d: &Digest, e: ObjectError) -> Error {
-    let key = key(d);
-    match e {
-        ObjectError::NotFound => Error::NotFound,
-        ObjectError::ConditionFailed => Error::Unavailable,
-        ObjectError::Unsupported => Error::Io(format!("{key}: the store has no bucket")),
-        ObjectError::InvalidKey(m)
-        | ObjectError::TooLarge(m)
-        | ObjectError::BadDescriptor(m)
-        | ObjectError::Io(m) => Error::Io(format!("bucket {key}: {m}")),
-    }
 }

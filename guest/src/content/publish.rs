@@ -6,6 +6,7 @@ use crate::bindings::kist::content::locks::Guard;
 use std::collections::BTreeSet;
 
 use crate::content::{bucket, labels, quarantine, store};
+use crate::registry::shared;
 use crate::retention::{holds, quota};
 use crate::shared::digest::Digest;
 use crate::shared::error::{Error, Result};
@@ -126,12 +127,18 @@ fn place(
     origin: Origin,
 ) -> Result<bool> {
     let found = stored(digest, Some(size))?;
-    if found != Stored::Intact && origin == Origin::Written {
-        bucket::share(dir, name, digest, size)?;
+    if origin == Origin::Written {
+        // The bucket first: what a node holds, every node can fetch, and
+        // a record there without a blob here is one a fetch completes.
+        if found != Stored::Intact {
+            bucket::share(dir, name, digest, size)?;
+        }
+        note_members(digest, meta)?;
     }
     let file = match found {
         Stored::Intact => {
-            return if hold(digest, meta, lock)? {
+            let cached = hold(digest, meta, lock)?;
+            return if cached {
                 Ok(false)
             } else {
                 Err(Error::AlreadyExists)
@@ -160,6 +167,16 @@ fn place(
     Ok(true)
 }
 
+/// Tells the other nodes of a bucket which repositories now hold the blob
+/// `digest`, and with what labels (the registry's holders are
+/// repositories: see `registry::shared`).
+fn note_members(digest: &Digest, meta: &Meta<'_>) -> Result<()> {
+    for h in meta.holders {
+        shared::note_member(h, digest, meta.labels)?;
+    }
+    Ok(())
+}
+
 /// Adds `meta.holders` to the blob `digest` if it is stored intact (of
 /// `size` if known), looked at again under its lock: a collection may
 /// unlink a cached blob between a caller's first look and the lock, and a
@@ -176,6 +193,7 @@ pub fn hold_stored(digest: &Digest, size: Option<u64>, meta: &Meta<'_>) -> Resul
     if stored(digest, size)? != Stored::Intact {
         return Ok(false);
     }
+    note_members(digest, meta)?;
     hold(digest, meta, &lock)?;
     Ok(true)
 }

@@ -15,7 +15,7 @@ use crate::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorStat, DirectoryEntryStream,
 };
 use crate::bindings::wasi::io::streams::InputStream;
-use crate::content::labels::LabelFile;
+use crate::content::labels::{LabelFile, Labels};
 use crate::content::{bucket, labels, publish, quarantine, visible};
 use crate::retention::{holds, leases, quota};
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
@@ -272,9 +272,7 @@ impl Guest for Component {
         layout::ensure()?;
         let Some(stat) = fs::stat(&d.blob_path())? else {
             // Not on this node: another node may have stored it.
-            let size = bucket::size(&d)?.ok_or(Error::NotFound)?;
-            quota::charge(&holder, size)?;
-            fetch(&d, size, &holder)?;
+            adopt(&d, &holder, &Labels::new())?.ok_or(Error::NotFound)?;
             leases::note_content(&holder, &d)?;
             return info_of(&d, &caller)?.ok_or(Error::NotFound);
         };
@@ -295,7 +293,15 @@ impl Guest for Component {
         layout::ensure()?;
         let _blob = lock_blob(&d)?;
         let blobs = layout::blobs(d.algorithm)?;
-        let size = blobs.stat(&d.hex)?.ok_or(Error::NotFound)?.size;
+        // The bucket's copy first: no node fetches it again.
+        let shared = bucket::size(&d)?;
+        if shared.is_some() {
+            bucket::remove(&d)?;
+        }
+        let Some(stat) = blobs.stat(&d.hex)? else {
+            return shared.ok_or(Error::NotFound);
+        };
+        let size = stat.size;
         // The blob first, its record last, as a collection removes one.
         blobs.remove(&d.hex)?;
         labels::remove(&d)?;
@@ -345,15 +351,38 @@ pub fn take(d: &Digest, holder: &str, lock: &Guard) -> Result<()> {
     Ok(())
 }
 
+/// Makes `holder` hold the blob `d` that a node of the store's bucket
+/// stored, with `labels` (what that node's holder gave it): fetched from
+/// the bucket if this node lacks it. Its size; `None` if neither this
+/// node nor the bucket has it. Takes `d`'s lock.
+pub fn adopt(d: &Digest, holder: &str, labels: &Labels) -> Result<Option<u64>> {
+    layout::ensure()?;
+    let size = match fs::stat(&d.blob_path())? {
+        Some(stat) => stat.size,
+        None => match bucket::size(d)? {
+            Some(size) => size,
+            None => return Ok(None),
+        },
+    };
+    quota::charge_hold(d, holder, size)?;
+    fetch(d, size, holder, labels)?;
+    Ok(Some(size))
+}
+
 /// Fetches the blob `d` (`size` bytes) from the bucket into this node's
-/// store, held by `holder` (with no labels: they are this node's). If it
-/// appeared meanwhile (another caller fetched or stored it), `holder`
-/// holds that copy.
-fn fetch(d: &Digest, size: u64, holder: &str) -> Result<()> {
+/// store, held by `holder` with `labels`. If it is stored here (another
+/// caller fetched or stored it), `holder` holds that copy.
+fn fetch(d: &Digest, size: u64, holder: &str, labels: &Labels) -> Result<()> {
     let blobs = layout::blobs(d.algorithm)?;
     let lock = lock_blob(d)?;
     if fs::stat(&d.blob_path())?.is_some() {
-        return take(d, holder, &lock);
+        take(d, holder, &lock)?;
+        if !labels.is_empty() {
+            let mut file = labels::load(d).unwrap_or_default();
+            file.set(holder, labels.clone());
+            labels::save(d, &file, fs::Durability::Synced)?;
+        }
+        return Ok(());
     }
     // Beside the blob, as `put` writes (walks skip its name); its fixed
     // name is safe under the blob's lock.
@@ -361,7 +390,7 @@ fn fetch(d: &Digest, size: u64, holder: &str) -> Result<()> {
     bucket::fetch(d, size, blobs, &tmp)?;
     let holders = BTreeSet::from([holder.to_owned()]);
     let meta = publish::Meta {
-        labels: &Default::default(),
+        labels,
         holders: &holders,
     };
     match publish::publish_fetched(blobs, &tmp, (d, size), &meta, &lock) {

@@ -80,7 +80,7 @@ impl Guest for Component {
 
     fn delete_blob(repository: String, digest: String) -> Result<(), RegistryError> {
         let (holder, d) = blob(&repository, &digest, Actions::DELETE, "deleting")?;
-        if members::size(&d, &holder)?.is_none() {
+        if !members::holds(&d, &holder)? {
             return Err(RegistryError::BlobUnknown);
         }
         // A manifest deleted as a blob takes its tags with it, as a delete
@@ -215,7 +215,7 @@ impl Guest for Component {
 
     fn delete_manifest(repository: String, digest: String) -> Result<(), RegistryError> {
         let (holder, d) = blob(&repository, &digest, Actions::DELETE, "deleting")?;
-        if members::size(&d, &holder)?.is_none() {
+        if !members::holds(&d, &holder)? {
             return Err(RegistryError::ManifestUnknown);
         }
         let lock = index::lock()?;

@@ -195,7 +195,7 @@ pub fn untagged_from_now(digest: &str, holder: &str) -> Result<(), RegistryError
         return Ok(()); // an entry another tool wrote
     };
     let lock = store::lock_blob(&d)?;
-    if members::size(&d, holder)?.is_some() {
+    if members::held_here(&d, holder)?.is_some() {
         start_untagged_grace(&d, holder, &lock)?;
     }
     Ok(())
@@ -222,7 +222,7 @@ fn start_untagged_grace(
 /// longer: a mirror's client used it.
 pub fn keep(d: &Digest, holder: &str, seconds: u64) -> Result<(), RegistryError> {
     let lock = store::lock_blob(d)?;
-    if members::size(d, holder)?.is_none() {
+    if members::held_here(d, holder)?.is_none() {
         return Err(RegistryError::ManifestUnknown);
     }
     let until = holds::later(holds::now(), seconds);

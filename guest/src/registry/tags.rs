@@ -1,20 +1,38 @@
-//! Tags: entries of `index.json` named `<repository>:<tag>`.
+//! Tags: entries of `index.json` named `<repository>:<tag>`. On a bucket
+//! the bucket's tag records are what every node reads (see
+//! `registry::shared`); each node's `index.json` still gets the tags set
+//! through it, for tools that read the layout.
 
 use oci_spec::image::{Descriptor, MediaType};
 
 use crate::content::index;
-use crate::registry::names;
+use crate::registry::{names, shared};
+use crate::shared::bucket;
 use crate::shared::digest::Digest;
 use crate::shared::error::Result;
 use crate::shared::fs;
 
 /// The descriptor `tag` of `repository` points at.
 pub fn get(repository: &str, tag: &str) -> Result<Option<Descriptor>> {
+    let in_bucket = shared::tag(repository, tag)?;
+    if bucket::maybe() {
+        return Ok(in_bucket);
+    }
     index::get(&names::tag_name(repository, tag))
 }
 
 /// The tags of `repository`, sorted, with what each points at.
 fn of(repository: &str) -> Result<Vec<(String, Descriptor)>> {
+    if let Some(names) = shared::tag_names(repository)? {
+        // A tag removed since the listing is left out.
+        let mut tags = Vec::with_capacity(names.len());
+        for tag in names {
+            if let Some(d) = shared::tag(repository, &tag)? {
+                tags.push((tag, d));
+            }
+        }
+        return Ok(tags);
+    }
     Ok(index::with_prefix(&names::tag_name(repository, ""))?
         .into_iter()
         .filter_map(|(name, d)| Some((names::tag_of(&name, repository)?.to_owned(), d)))
@@ -23,6 +41,9 @@ fn of(repository: &str) -> Result<Vec<(String, Descriptor)>> {
 
 /// The tags of `repository`, sorted.
 pub fn list(repository: &str) -> Result<Vec<String>> {
+    if let Some(names) = shared::tag_names(repository)? {
+        return Ok(names);
+    }
     Ok(of(repository)?.into_iter().map(|(tag, _)| tag).collect())
 }
 
@@ -56,7 +77,15 @@ pub fn set(
             (name, named)
         })
         .collect();
-    let before = index::set(locked, entries)?;
+    let mut before = index::set(locked, entries)?;
+    if bucket::maybe() {
+        // The bucket's tags are the ones every node saw.
+        before.clear();
+        for tag in tags {
+            before.push(shared::tag(repository, tag)?);
+            shared::set_tag(repository, tag, &descriptor)?;
+        }
+    }
     Ok(before
         .into_iter()
         .flatten()
@@ -72,11 +101,18 @@ pub fn remove(
     repository: &str,
     matches: impl Fn(&str, &Descriptor) -> bool,
 ) -> Result<Vec<String>> {
-    let (names, removed) = of(repository)?
+    let (gone, removed): (Vec<String>, Vec<String>) = of(repository)?
         .into_iter()
         .filter(|(tag, d)| matches(tag, d))
-        .map(|(tag, d)| (names::tag_name(repository, &tag), d.digest().to_string()))
+        .map(|(tag, d)| (tag, d.digest().to_string()))
         .unzip();
+    for tag in &gone {
+        shared::remove_tag(repository, tag)?;
+    }
+    let names = gone
+        .iter()
+        .map(|tag| names::tag_name(repository, tag))
+        .collect();
     index::remove(locked, names)?;
     Ok(removed)
 }

@@ -1,0 +1,167 @@
+//! Several `kist serve` nodes, each with its own directory, on one bucket
+//! of a real Ceph RGW started by the test: a push through any node is
+//! pulled through every other, tags and deletes are the same for all of
+//! them, and racing tag updates end the same everywhere.
+
+use kist_tests::Server;
+use kist_tests::http::body;
+use kist_tests::oci::MANIFEST;
+use kist_tests::registry::{Client, code, image};
+use kist_tests::rgw::Rgw;
+
+/// A fresh RGW and three nodes on its prefix `s3://kist/registry`, their
+/// directories in a temporary directory; bound in this order, they drop
+/// servers first, the directory last.
+fn cluster() -> (tempfile::TempDir, Rgw, Vec<Server>) {
+    let rgw = Rgw::start();
+    let work = tempfile::tempdir().unwrap();
+    rgw.create_bucket("kist");
+    let nodes = (0..3)
+        .map(|i| {
+            let dir = work.path().join(format!("node-{i}"));
+            let dir = dir.to_str().unwrap();
+            let store = std::ffi::OsStr::new("s3://kist/registry");
+            Server::start_env(store, &["--node-dir", dir], &rgw.env())
+        })
+        .collect();
+    (work, rgw, nodes)
+}
+
+/// The digest a node answers for `reference` of `repo`.
+fn resolved(node: &Server, repo: &str, reference: &str) -> Option<String> {
+    let r = Client::new(node).get(&format!("/v2/{repo}/manifests/{reference}"));
+    (r.status() == 200).then(|| r.header("docker-content-digest").unwrap().to_owned())
+}
+
+/// Proves: an image pushed through one node is pulled through each of
+/// the others (its manifest by tag with its media type, every blob byte
+/// for byte, its tag listed), and the bucket keeps each blob once.
+#[test]
+fn an_image_pushed_through_one_node_is_pulled_through_every_other() {
+    let (_work, rgw, nodes) = cluster();
+    let img = image(1, 3);
+    Client::new(&nodes[0]).push_image("lib/app", "v1", &img);
+
+    for node in &nodes[1..] {
+        let c = Client::new(node);
+        let r = c.get("/v2/lib/app/manifests/v1");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.header("content-type"), Some(MANIFEST));
+        assert_eq!(r.header("docker-content-digest"), Some(img.digest.as_str()));
+        assert_eq!(body(r), img.manifest);
+        for blob in img.blobs() {
+            let r = c.get(&format!("/v2/lib/app/blobs/{}", blob.digest));
+            assert_eq!(r.status(), 200, "{}", blob.digest);
+            assert_eq!(body(r), blob.bytes);
+        }
+        let r = c.get("/v2/lib/app/tags/list");
+        let tags: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+        assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+    }
+    let blobs: Vec<String> = rgw
+        .keys("kist")
+        .into_iter()
+        .filter(|k| k.starts_with("registry/blobs/"))
+        .collect();
+    assert_eq!(blobs.len(), 1 + img.blobs().count(), "{blobs:?}");
+}
+
+/// Proves: blobs pushed through one node and the manifest through another
+/// make an image a third node serves; a manifest naming a blob no node
+/// has is refused with `MANIFEST_BLOB_UNKNOWN`.
+#[test]
+fn blobs_through_one_node_and_the_manifest_through_another() {
+    let (_work, _rgw, nodes) = cluster();
+    let img = image(2, 2);
+    for blob in img.blobs() {
+        Client::new(&nodes[0]).push_blob("lib/split", &blob.bytes);
+    }
+    let r = Client::new(&nodes[1]).put_manifest("lib/split", "v1", &img.manifest);
+    assert_eq!(r.status(), 201, "{}", String::from_utf8_lossy(&body(r)));
+    assert_eq!(
+        resolved(&nodes[2], "lib/split", "v1"),
+        Some(img.digest.clone())
+    );
+
+    let lonely = image(3, 1);
+    let r = Client::new(&nodes[1]).put_manifest("lib/split", "v2", &lonely.manifest);
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(r), "MANIFEST_BLOB_UNKNOWN");
+}
+
+/// Proves: one tag moved through three nodes at once, thirty times, ends
+/// pointing at one of the pushed images, the same through every node;
+/// and a move after that is what every node answers at once.
+#[test]
+fn racing_tag_updates_end_the_same_on_every_node() {
+    let (_work, _rgw, nodes) = cluster();
+    let images: Vec<_> = (10..14).map(|seed| image(seed, 1)).collect();
+    for img in &images {
+        Client::new(&nodes[0]).push_image("lib/race", &img.digest, img);
+    }
+    std::thread::scope(|s| {
+        for (i, node) in nodes.iter().enumerate() {
+            let images = &images;
+            s.spawn(move || {
+                for round in 0..10 {
+                    let img = &images[(i + round) % images.len()];
+                    let r = Client::new(node).put_manifest("lib/race", "latest", &img.manifest);
+                    assert_eq!(r.status(), 201);
+                }
+            });
+        }
+    });
+    let seen: Vec<_> = nodes
+        .iter()
+        .map(|n| resolved(n, "lib/race", "latest").expect("the tag exists"))
+        .collect();
+    assert!(seen.iter().all(|d| *d == seen[0]), "{seen:?}");
+    assert!(images.iter().any(|img| img.digest == seen[0]));
+
+    let last = &images[3];
+    let r = Client::new(&nodes[2]).put_manifest("lib/race", "latest", &last.manifest);
+    assert_eq!(r.status(), 201);
+    for node in &nodes {
+        assert_eq!(
+            resolved(node, "lib/race", "latest"),
+            Some(last.digest.clone())
+        );
+    }
+}
+
+/// Proves: deletes through one node hold for every node, including one
+/// that had fetched what was deleted: a tag, a manifest by digest, a
+/// layer blob.
+#[test]
+fn deletes_through_one_node_hold_for_every_node() {
+    let (_work, _rgw, nodes) = cluster();
+    let img = image(4, 2);
+    Client::new(&nodes[0]).push_image("lib/gone", "v1", &img);
+    Client::new(&nodes[0]).put_manifest("lib/gone", "v2", &img.manifest);
+    // Node 1 fetches everything first.
+    assert_eq!(
+        resolved(&nodes[1], "lib/gone", "v1"),
+        Some(img.digest.clone())
+    );
+    let layer = format!("/v2/lib/gone/blobs/{}", img.layers[0].digest);
+    assert_eq!(Client::new(&nodes[1]).get(&layer).status(), 200);
+
+    let delete = |node: &Server, path: &str| {
+        let r = kist_tests::http::fetch(Client::new(node).req("DELETE", path));
+        assert_eq!(r.status(), 202, "{path}");
+    };
+    delete(&nodes[2], "/v2/lib/gone/manifests/v1");
+    for node in &nodes {
+        assert_eq!(resolved(node, "lib/gone", "v1"), None);
+        assert_eq!(resolved(node, "lib/gone", "v2"), Some(img.digest.clone()));
+    }
+    delete(&nodes[2], &format!("/v2/lib/gone/manifests/{}", img.digest));
+    for node in &nodes {
+        assert_eq!(resolved(node, "lib/gone", &img.digest), None);
+        assert_eq!(resolved(node, "lib/gone", "v2"), None);
+    }
+    delete(&nodes[0], &layer);
+    for node in &nodes {
+        assert_eq!(Client::new(node).get(&layer).status(), 404);
+    }
+}
