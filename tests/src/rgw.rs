@@ -154,6 +154,16 @@ impl Rgw {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Stops the gateway's daemons: rgw.sh kills only the PIDs it saved,
+    /// after checking each one's command line names this directory's
+    /// ceph.conf.
+    fn stop(&self) {
+        let _ = Command::new(peer("rgw"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+
     /// curl signing its request as the user (curl 7.88 sends no payload
     /// hash, which RGW then rejects unless told the payload is unsigned).
     fn signed(&self) -> Command {
@@ -167,12 +177,7 @@ impl Rgw {
 
 impl Drop for Rgw {
     fn drop(&mut self) {
-        // rgw.sh kills only the PIDs it saved, after checking each one's
-        // command line names this directory's ceph.conf.
-        let _ = Command::new(peer("rgw"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
+        self.stop();
     }
 }
 
@@ -186,4 +191,33 @@ fn free_port_pair() -> u16 {
             return port;
         }
     }
+}
+
+/// The RGW the tests of this process share, started on first use with
+/// the bucket `shared`, and stopped when the process exits (`atexit`: a
+/// static is never dropped), also after failed tests.
+pub fn shared() -> &'static Rgw {
+    static SHARED: std::sync::OnceLock<Rgw> = std::sync::OnceLock::new();
+    extern "C" fn stop() {
+        if let Some(rgw) = SHARED.get() {
+            rgw.stop();
+        }
+    }
+    SHARED.get_or_init(|| {
+        let rgw = Rgw::start();
+        rgw.create_bucket("shared");
+        // SAFETY: `stop` is a plain function that only reads the static.
+        unsafe { libc::atexit(stop) };
+        rgw
+    })
+}
+
+/// A store in `dir` on the shared RGW's bucket, under a prefix of its own
+/// (named after `dir`, so a store opened again finds its objects).
+pub fn open_on_shared_bucket(dir: &std::path::Path) -> kist::Store {
+    let prefix = &crate::sha256(dir.as_os_str().as_encoded_bytes())["sha256:".len()..][..16];
+    kist::Store::builder(dir)
+        .object_bucket(shared().bucket(&format!("s3://shared/stores/{prefix}")))
+        .open()
+        .expect("a store on the shared bucket")
 }

@@ -8,6 +8,7 @@ mod boundaries;
 mod cli;
 mod concurrency;
 mod conformance;
+mod conformance_on_bucket;
 mod containerd_content;
 mod containerd_plugin;
 mod crash;
