@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::link::Link;
 use crate::measure::{Contender, interleave, time};
-use crate::registry::{push, random_file};
+use crate::registry::{pull, push, random_file};
 use crate::registry_peers::{self, Running};
 use crate::report::{Report, Unit};
 use crate::tools::{Tools, output};
@@ -57,7 +57,7 @@ impl Gateway {
         })
     }
 
-    /// Creates the bucket `name`.
+    /// Creates the bucket `name` (nothing if this user has it).
     fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
         let answer = output(
             Command::new("curl")
@@ -67,7 +67,8 @@ impl Gateway {
                 .args(["-X", "PUT", &format!("{}/{name}", self.endpoint)]),
         )?;
         let answer = String::from_utf8_lossy(&answer);
-        anyhow::ensure!(!answer.contains("<Error>"), "creating {name}: {answer}");
+        let made = !answer.contains("<Error>") || answer.contains("BucketAlready");
+        anyhow::ensure!(made, "creating {name}: {answer}");
         Ok(())
     }
 
@@ -142,7 +143,9 @@ pub fn run(
     // purged after its push).
     let rgw = Gateway::start(&dir.join("rgw"), size * 4 + (2 << 30))?;
     let host = rgw.endpoint.trim_start_matches("http://").to_owned();
-    let registry = |name: &str, tuned: Option<bool>| -> anyhow::Result<OnBucket> {
+    // A node of kist on the bucket `name` with its own directory `node`,
+    // or docker-registry (tuned or not) on it; the bucket made if new.
+    let registry = |name: &str, tuned: Option<bool>, node: &str| -> anyhow::Result<OnBucket> {
         rgw.create_bucket(name)?;
         let relay = Link::start(&host, u64::MAX)?;
         let registry = match tuned {
@@ -154,7 +157,7 @@ pub fn run(
                     ("AWS_SECRET_ACCESS_KEY", rgw.secret_key.as_str()),
                     ("AWS_ALLOW_HTTP", "true"),
                 ];
-                let node = dir.join("kist-node");
+                let node = dir.join(node);
                 let node = node.to_str().context("a UTF-8 scratch path")?;
                 let store = format!("s3://{name}/registry");
                 let flags = ["--node-dir", node];
@@ -182,13 +185,16 @@ pub fn run(
     let registries = [
         (
             "docker-registry S3, tuned",
-            registry("dreg-tuned", Some(true))?,
+            registry("dreg-tuned", Some(true), "")?,
         ),
         (
             "docker-registry S3, defaults",
-            registry("dreg-defaults", Some(false))?,
+            registry("dreg-defaults", Some(false), "")?,
         ),
-        ("kist serve --store s3://", registry("kist", None)?),
+        (
+            "kist serve --store s3://",
+            registry("kist", None, "node-a")?,
+        ),
     ];
     let file = dir.join("layer");
     let costs: Vec<RefCell<Cost>> = registries.iter().map(|_| RefCell::default()).collect();
@@ -235,5 +241,71 @@ pub fn run(
             c.requests as f64 / reps as f64
         ));
     }
+    pulls(report, tools, &dir, &registry, size, reps)
+}
+
+/// How a registry on a bucket is started: `(bucket, tuned docker-registry
+/// or kist (None), kist's node directory)`.
+type Start<'a> = &'a dyn Fn(&str, Option<bool>, &str) -> anyhow::Result<OnBucket>;
+
+/// Pulls of one blob: cold (through a kist node that never had it, a new
+/// one each time, against docker-registry tuned, which streams it from
+/// the bucket) and cached (the same kist node again, against `kist serve`
+/// on a local directory).
+fn pulls(
+    report: &mut Report,
+    tools: &Tools,
+    dir: &Path,
+    registry: Start<'_>,
+    size: u64,
+    reps: usize,
+) -> anyhow::Result<()> {
+    let file = dir.join("pulled");
+    let digest = random_file(&file, size, 1_000)?;
+    let pusher = registry("pulls", None, "pull-pusher")?;
+    let dreg = registry("pulls-dreg", Some(true), "")?;
+    let local = registry_peers::kist(&tools.kist, &dir.join("pull-local"))?;
+    for r in [&pusher.registry, &dreg.registry, &local] {
+        push(r, "bench/pulled", &file, &digest, false)?;
+    }
+    std::fs::remove_file(&file)?;
+    let fresh: RefCell<Option<OnBucket>> = RefCell::default();
+    let cold = |rep: usize| -> anyhow::Result<std::time::Duration> {
+        let node = registry("pulls", None, &format!("pull-node-{rep}"))?;
+        let took = time(|| pull(&node.registry, "bench/pulled", &digest).map(drop))?;
+        *fresh.borrow_mut() = Some(node);
+        Ok(took)
+    };
+    let samples = interleave(
+        reps,
+        vec![
+            Contender::new("docker-registry S3, tuned", |_| {
+                time(|| pull(&dreg.registry, "bench/pulled", &digest).map(drop))
+            }),
+            Contender::new("kist serve --store s3://, a node without it", cold),
+        ],
+    )?;
+    let mib = size >> 20;
+    report.section(
+        &format!("Registry pull of a {mib} MiB layer from Ceph RGW (S3), cold"),
+        Unit::Bytes(size),
+        &samples,
+    );
+    let cached = |r: &Running| time(|| pull(r, "bench/pulled", &digest).map(drop));
+    let samples = interleave(
+        reps,
+        vec![
+            Contender::new("kist serve, local directory", |_| cached(&local)),
+            Contender::new("kist serve --store s3://, the node that has it", |_| {
+                let node = fresh.borrow();
+                cached(&node.as_ref().context("a node that pulled it")?.registry)
+            }),
+        ],
+    )?;
+    report.section(
+        &format!("Registry pull of a {mib} MiB layer, cached on the node"),
+        Unit::Bytes(size),
+        &samples,
+    );
     Ok(())
 }

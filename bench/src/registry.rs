@@ -72,7 +72,7 @@ pub fn push(
 }
 
 /// GETs a blob to nowhere; returns its length.
-fn pull(r: &Running, repo: &str, digest: &str) -> anyhow::Result<u64> {
+pub fn pull(r: &Running, repo: &str, digest: &str) -> anyhow::Result<u64> {
     pull_with(&ureq::agent(), &r.base, repo, digest, None)
 }
 
