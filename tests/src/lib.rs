@@ -7,6 +7,7 @@ pub mod http;
 pub mod layer_server;
 /// Layers written entry by entry.
 pub mod layer_tar;
+pub mod lossy;
 pub mod oci;
 pub mod registry;
 pub mod rgw;

@@ -16,15 +16,17 @@ fn cluster() -> (tempfile::TempDir, Rgw, Vec<Server>) {
     let rgw = Rgw::start();
     let work = tempfile::tempdir().unwrap();
     rgw.create_bucket("kist");
-    let nodes = (0..3)
-        .map(|i| {
-            let dir = work.path().join(format!("node-{i}"));
-            let dir = dir.to_str().unwrap();
-            let store = std::ffi::OsStr::new("s3://kist/registry");
-            Server::start_env(store, &["--node-dir", dir], &rgw.env())
-        })
-        .collect();
+    let nodes = (0..3).map(|i| node(&work, i, &rgw.env())).collect();
     (work, rgw, nodes)
+}
+
+/// Node `i` on `s3://kist/registry`, its directory in `work`, reaching
+/// the object store as `env` says.
+fn node(work: &tempfile::TempDir, i: usize, env: &[(String, String)]) -> Server {
+    let dir = work.path().join(format!("node-{i}"));
+    let dir = dir.to_str().unwrap();
+    let store = std::ffi::OsStr::new("s3://kist/registry");
+    Server::start_env(store, &["--node-dir", dir], env)
 }
 
 /// The digest a node answers for `reference` of `repo`.
@@ -164,4 +166,59 @@ fn deletes_through_one_node_hold_for_every_node() {
     for node in &nodes {
         assert_eq!(Client::new(node).get(&layer).status(), 404);
     }
+}
+
+/// Proves: a node whose object store acts on its writes but loses the
+/// answers (a proxy drops the connection as the answer starts, for the
+/// first five PUTs) still ends in the right state: every push either
+/// succeeds or fails with an error and succeeds when the client tries
+/// again, the image is whole through another node, and each blob is one
+/// object.
+#[test]
+fn writes_whose_answers_are_lost_end_in_the_right_state() {
+    let (work, rgw, nodes) = cluster();
+    let host = rgw.endpoint.trim_start_matches("http://");
+    let lossy = kist_tests::lossy::Lossy::start(host, "PUT", 5);
+    let mut env = rgw.env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL".to_owned(), lossy.base.clone()));
+    let unlucky = node(&work, 9, &env);
+    let c = Client::new(&unlucky);
+    let img = image(5, 3);
+    let retried = |what: &str, attempt: &dyn Fn() -> ureq::Response, ok: u16| {
+        for _ in 0..5 {
+            let r = attempt();
+            if r.status() == ok {
+                return;
+            }
+            assert!(r.status() >= 500, "{what}: {}", r.status());
+            let error: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+            assert!(error["errors"][0]["code"].is_string(), "{what}: {error}");
+        }
+        panic!("{what} never succeeded");
+    };
+    for blob in img.blobs() {
+        let path = format!("/v2/lib/lossy/blobs/uploads/?digest={}", blob.digest);
+        let push = || kist_tests::http::send(c.req("POST", &path), &blob.bytes);
+        retried(&blob.digest, &push, 201);
+    }
+    let manifest = || c.put_manifest("lib/lossy", "v1", &img.manifest);
+    retried("the manifest", &manifest, 201);
+    assert_eq!(lossy.lost(), 5);
+
+    let other = Client::new(&nodes[1]);
+    assert_eq!(
+        resolved(&nodes[1], "lib/lossy", "v1"),
+        Some(img.digest.clone())
+    );
+    for blob in img.blobs() {
+        let r = other.get(&format!("/v2/lib/lossy/blobs/{}", blob.digest));
+        assert_eq!(body(r), blob.bytes);
+    }
+    let blobs = rgw
+        .keys("kist")
+        .into_iter()
+        .filter(|k| k.starts_with("registry/blobs/"))
+        .count();
+    assert_eq!(blobs, 1 + img.blobs().count());
 }

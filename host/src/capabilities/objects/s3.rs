@@ -37,6 +37,10 @@ use object_store::{
 const PART: u64 = 16 << 20;
 /// Parts of one upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
+/// Bytes a download writes to its target at once.
+const WRITE_BLOCK: usize = 4 << 20;
+/// Body chunks a download queues between the socket and the writes.
+const CHUNKS_QUEUED: usize = 512;
 /// Longest key or prefix, in bytes.
 const MAX_KEY: usize = 1024;
 /// Most objects one `list-objects` page returns.
@@ -396,7 +400,9 @@ impl Bucket for ObjectBucket {
             }
         };
         let expected = got.range.end - got.range.start;
-        let (tx, mut rx) = tokio::sync::mpsc::channel(PARTS_IN_FLIGHT);
+        // Room for a block and a half of chunks: the socket is read on
+        // while a block is written.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_QUEUED);
         self.runtime.handle().spawn(async move {
             let mut body = got.into_stream();
             while let Some(chunk) = body.next().await {
@@ -408,14 +414,26 @@ impl Bucket for ObjectBucket {
         });
         let mut fed = hash.clone();
         let mut written = 0u64;
+        // The body comes in socket-sized chunks (~16 KiB): gathered into
+        // whole blocks, one write each.
+        let mut block = Vec::with_capacity(WRITE_BLOCK);
+        let mut flush = |block: &mut Vec<u8>, written: &mut u64| {
+            target
+                .write_all_at(block, target_offset + *written)
+                .map_err(|e| ObjectError::Io(format!("target: {e}")))?;
+            fed.update(block);
+            *written += block.len() as u64;
+            block.clear();
+            Ok::<_, ObjectError>(())
+        };
         while let Some(chunk) = rx.blocking_recv() {
             let chunk = chunk.map_err(failure)?;
-            target
-                .write_all_at(&chunk, target_offset + written)
-                .map_err(|e| ObjectError::Io(format!("target: {e}")))?;
-            fed.update(&chunk);
-            written += chunk.len() as u64;
+            if block.len() + chunk.len() > WRITE_BLOCK {
+                flush(&mut block, &mut written)?;
+            }
+            block.extend_from_slice(&chunk);
         }
+        flush(&mut block, &mut written)?;
         if written != expected {
             return Err(ObjectError::Io(format!(
                 "the object store sent {written} of {expected} bytes"
