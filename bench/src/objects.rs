@@ -272,6 +272,8 @@ fn pulls(
     let fresh: RefCell<Option<OnBucket>> = RefCell::default();
     let cold = |rep: usize| -> anyhow::Result<std::time::Duration> {
         let node = registry("pulls", None, &format!("pull-node-{rep}"))?;
+        // Warm, as a node in service is: its component instantiated.
+        let _ = ureq::get(&format!("{}/v2/bench/none/tags/list", node.registry.base)).call();
         let took = time(|| pull(&node.registry, "bench/pulled", &digest).map(drop))?;
         *fresh.borrow_mut() = Some(node);
         Ok(took)
