@@ -294,13 +294,13 @@ impl Guest for Component {
         let _blob = lock_blob(&d)?;
         let blobs = layout::blobs(d.algorithm)?;
         // The bucket's copy first: no node fetches it again.
-        let shared = bucket::size(&d)?;
-        if shared.is_some() {
-            bucket::remove(&d)?;
-        }
         let Some(stat) = blobs.stat(&d.hex)? else {
-            return shared.ok_or(Error::NotFound);
+            // Only in the bucket, if anywhere: its size is what is freed.
+            let size = bucket::size(&d)?.ok_or(Error::NotFound)?;
+            bucket::remove(&d)?;
+            return Ok(size);
         };
+        bucket::remove(&d)?;
         let size = stat.size;
         // The blob first, its record last, as a collection removes one.
         blobs.remove(&d.hex)?;
@@ -370,24 +370,18 @@ pub fn adopt(d: &Digest, holder: &str, labels: &Labels) -> Result<Option<u64>> {
 }
 
 /// Fetches the blob `d` (`size` bytes) from the bucket into this node's
-/// store, held by `holder` with `labels`. If it is stored here (another
-/// caller fetched or stored it), `holder` holds that copy.
+/// store, held by `holder` with `labels`. If it is stored here intact
+/// (another caller fetched or stored it), `holder` holds that copy, as
+/// any publish of a stored blob does.
 fn fetch(d: &Digest, size: u64, holder: &str, labels: &Labels) -> Result<()> {
     let blobs = layout::blobs(d.algorithm)?;
     let lock = lock_blob(d)?;
-    if fs::stat(&d.blob_path())?.is_some() {
-        take(d, holder, &lock)?;
-        if !labels.is_empty() {
-            let mut file = labels::load(d).unwrap_or_default();
-            file.set(holder, labels.clone());
-            labels::save(d, &file, fs::Durability::Synced)?;
-        }
-        return Ok(());
-    }
     // Beside the blob, as `put` writes (walks skip its name); its fixed
     // name is safe under the blob's lock.
     let tmp = format!(".{}.fetch", d.hex);
-    bucket::fetch(d, size, blobs, &tmp)?;
+    if publish::stored(d, Some(size))? != publish::Stored::Intact {
+        bucket::fetch(d, size, blobs, &tmp)?;
+    }
     let holders = BTreeSet::from([holder.to_owned()]);
     let meta = publish::Meta {
         labels,

@@ -88,16 +88,17 @@ pub fn revive(d: &Digest, holder: &str, until: holds::Stamp) -> Result<()> {
     Ok(())
 }
 
-/// Ends `holder`'s hold on `d`, on every node of a bucket.
+/// Ends `holder`'s hold on `d`, on every node of a bucket. The caller
+/// checked that it holds `d` ([`holds`]).
 pub fn release(d: &Digest, holder: &str) -> Result<(), RegistryError> {
     // The bucket's record first: no node takes it up again.
-    let shared = shared::member(holder, d)?.is_some();
     shared::forget_member(holder, d)?;
     let lock = store::lock_blob(d)?;
     match store::release(d, holder, &lock) {
         Ok(_) => Ok(()),
-        // Held through the bucket only: this node never fetched it.
-        Err(Error::NotFound) if shared => Ok(()),
+        // On a bucket the record said it holds `d`: this node never
+        // fetched it.
+        Err(Error::NotFound) if bucket::maybe() => Ok(()),
         Err(Error::NotFound) => Err(RegistryError::BlobUnknown),
         Err(e) => Err(e.into()),
     }
