@@ -59,6 +59,8 @@ mod content {
     pub mod put;
     /// Where damaged blobs and labels go.
     pub mod quarantine;
+    /// Ingests kept in the bucket, so any node continues them.
+    pub mod shared_ingest;
     pub mod store;
     /// Which blobs a caller sees: held, or reached through references.
     pub mod visible;

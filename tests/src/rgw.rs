@@ -113,6 +113,24 @@ impl Rgw {
         out.stdout
     }
 
+    /// The ETag of `bucket`'s object `key` (changes with every write).
+    pub fn etag(&self, bucket: &str, key: &str) -> String {
+        let out = self
+            .signed()
+            .args(["-f", "-I"])
+            .arg(format!("{}/{bucket}/{key}", self.endpoint))
+            .output()
+            .expect("running curl");
+        let head = String::from_utf8_lossy(&out.stdout);
+        head.lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("etag")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no ETag for {key}: {head}"))
+    }
+
     /// The `AWS_*` variables a `kist` process reaches this gateway with.
     pub fn env(&self) -> Vec<(String, String)> {
         [

@@ -29,6 +29,7 @@ mod registry_clients;
 mod registry_mirror;
 mod registry_nodes;
 mod registry_tokens;
+mod registry_uploads_across_nodes;
 mod retention;
 mod sandbox;
 mod serve;

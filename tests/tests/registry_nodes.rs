@@ -12,7 +12,7 @@ use kist_tests::rgw::Rgw;
 /// A fresh RGW and three nodes on its prefix `s3://kist/registry`, their
 /// directories in a temporary directory; bound in this order, they drop
 /// servers first, the directory last.
-fn cluster() -> (tempfile::TempDir, Rgw, Vec<Server>) {
+pub(crate) fn cluster() -> (tempfile::TempDir, Rgw, Vec<Server>) {
     let rgw = Rgw::start();
     let work = tempfile::tempdir().unwrap();
     rgw.create_bucket("kist");
@@ -22,7 +22,7 @@ fn cluster() -> (tempfile::TempDir, Rgw, Vec<Server>) {
 
 /// Node `i` on `s3://kist/registry`, its directory in `work`, reaching
 /// the object store as `env` says.
-fn node(work: &tempfile::TempDir, i: usize, env: &[(String, String)]) -> Server {
+pub(crate) fn node(work: &tempfile::TempDir, i: usize, env: &[(String, String)]) -> Server {
     let dir = work.path().join(format!("node-{i}"));
     let dir = dir.to_str().unwrap();
     let store = std::ffi::OsStr::new("s3://kist/registry");

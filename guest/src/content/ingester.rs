@@ -17,6 +17,7 @@ use crate::content::labels;
 use crate::content::labels::Labels;
 use crate::content::publish::{self, Stored, publish, stored};
 use crate::content::put;
+use crate::content::shared_ingest;
 use crate::content::store;
 use crate::retention::{holds, leases, quota};
 use crate::shared::digest::Digest;
@@ -64,26 +65,29 @@ impl Guest for Component {
         }
         let dir = ingest::dir_of(&r);
         let guard = locks::try_lock(&dir).map_err(|e| error::lock(&dir, e))?;
-        let (meta, data) = match (Meta::load(&dir)?, ingest::open_data(&dir)?) {
-            (Some(meta), Some(data)) => {
-                if !caller.owns(&Vec::from_iter(meta.holders())) {
-                    return Err(Error::Denied(format!(
-                        "ingest {r:?} is another holder's; a caller confined to {:?} may not resume it",
-                        caller.holder
-                    )));
-                }
-                (reconcile(&dir, meta, &r, &declared)?, data)
-            }
-            // A dir without data is what a crash right after a commit's
-            // rename leaves: the content is stored, the ingest is spent.
+        // A dir without data is what a crash right after a commit's
+        // rename leaves: the content is stored, the ingest is spent.
+        let local = match (Meta::load(&dir)?, ingest::open_data(&dir)?) {
+            (Some(meta), Some(data)) => Some((meta, data)),
             (spent, _) => {
                 if spent.is_some() {
                     ingest::remove(&dir)?;
                 }
+                None
+            }
+        };
+        let may = |meta: &Meta| resumable_by(&caller, meta, &r);
+        let (meta, data) = match shared_ingest::reconcile(&dir, &r, local, may)? {
+            Some((meta, data)) => {
+                may(&meta)?;
+                (reconcile(&dir, meta, &r, &declared)?, data)
+            }
+            None => {
                 let meta = new_meta(&r, &declared);
                 // A declared size is reserved before anything is created.
                 quota::charge(&declared.holder, meta.total.unwrap_or(0))?;
                 ingest::create(&dir, &meta)?;
+                shared_ingest::begin(&dir, &meta)?;
                 let data = ingest::open_data(&dir)?
                     .ok_or_else(|| Error::Io(format!("{dir}/data vanished")))?;
                 (meta, data)
@@ -110,11 +114,20 @@ impl Guest for Component {
         validate::reference(&r)?;
         layout::ensure()?;
         let dir = ingest::dir_of(&r);
-        let meta = Meta::load(&dir)?.ok_or(Error::NotFound)?;
+        let local = match Meta::load(&dir)? {
+            Some(meta) => Some((ingest::status_on_disk(&dir, &meta)?, meta)),
+            None => None,
+        };
+        // The bucket's record, where another node moved the ingest on.
+        let here = local.as_ref().map(|(status, _)| status.clone());
+        let (status, meta) = match shared_ingest::status(&dir, &r, here)? {
+            Some(elsewhere) => elsewhere,
+            None => local.ok_or(Error::NotFound)?,
+        };
         if !caller.owns(&Vec::from_iter(meta.holders())) {
             return Err(Error::NotFound);
         }
-        ingest::status_on_disk(&dir, &meta)
+        Ok(status)
     }
 
     fn list_statuses(filters: Vec<String>) -> Result<Vec<Status>> {
@@ -153,7 +166,12 @@ impl Guest for Component {
         // damaged can still be aborted (by an unconfined caller: whose it
         // is cannot be told).
         if fs::stat(&dir)?.is_none() {
-            return Err(Error::NotFound);
+            // Perhaps begun on another node.
+            let meta = shared_ingest::exists(&r)?.ok_or(Error::NotFound)?;
+            if !caller.owns(&Vec::from_iter(meta.holders())) {
+                return Err(Error::NotFound);
+            }
+            return shared_ingest::finish(&r);
         }
         if caller.confined {
             let meta = Meta::load(&dir).ok().flatten().ok_or(Error::NotFound)?;
@@ -161,8 +179,20 @@ impl Guest for Component {
                 return Err(Error::NotFound);
             }
         }
-        ingest::remove(&dir)
+        ingest::remove(&dir)?;
+        shared_ingest::finish(&r)
     }
+}
+
+/// Refuses `caller` the ingest `r` of `meta` unless it holds it.
+fn resumable_by(caller: &Caller, meta: &Meta, r: &str) -> Result<()> {
+    if caller.owns(&Vec::from_iter(meta.holders())) {
+        return Ok(());
+    }
+    Err(Error::Denied(format!(
+        "ingest {r:?} is another holder's; a caller confined to {:?} may not resume it",
+        caller.holder
+    )))
 }
 
 /// What a caller declares when it opens an ingest.
@@ -250,6 +280,10 @@ struct State {
     checkpoint: u64,
     /// Set once committed: nothing is left to save on drop.
     done: bool,
+    /// Whether this writer changed the data: only then has a drop
+    /// anything to send to the bucket (and a writer dropped unused does
+    /// no I/O at all, wherever the embedder drops it).
+    changed: bool,
     /// Whether the declared size was charged against the quotas at open,
     /// so writes need not be.
     reserved: bool,
@@ -271,6 +305,7 @@ impl IngestWriter {
             offset,
             checkpoint: offset,
             done: false,
+            changed: false,
             reserved: false,
             _guard: guard,
         })))
@@ -316,6 +351,7 @@ impl State {
             }
         };
         self.offset += written;
+        self.changed = true;
         // The bytes are written: a failed checkpoint must not fail the write
         // (the caller would send them again). It only means a resume after
         // a crash re-hashes more.
@@ -415,6 +451,9 @@ impl State {
                 leases::committed(id, &self.meta.reference, digest)?;
             }
             ingest::remove(&self.dir)?;
+            // Best effort: the blob is stored. A record left behind only
+            // lets another node resume an upload its client has finished.
+            let _ = shared_ingest::finish(&self.meta.reference);
         }
         published
     }
@@ -479,7 +518,9 @@ impl GuestWriter for IngestWriter {
             ingest::resume_hash(&s.dir, &s.data, s.algorithm, size)?
         };
         fs::remove_file(&format!("{}/hashstate", s.dir))?;
+        shared_ingest::truncated(&s.dir, size)?;
         s.offset = size;
+        s.changed = true;
         s.checkpoint = 0;
         Ok(())
     }
@@ -505,10 +546,20 @@ impl GuestWriter for IngestWriter {
 impl Drop for IngestWriter {
     fn drop(&mut self) {
         let s = self.0.get_mut();
-        if !s.done && s.offset != s.checkpoint {
+        if s.done {
+            return;
+        }
+        if s.offset != s.checkpoint {
             // Best effort: without a saved state the next resume re-hashes.
             let _ = s.checkpoint();
         }
+        if !s.changed {
+            return;
+        }
+        // Best effort too: bytes the bucket lacks are only this node's,
+        // and a node resuming elsewhere reports the bucket's offset.
+        let so_far = Digest::of(s.algorithm, &s.hasher);
+        let _ = shared_ingest::checkpoint(&s.dir, &s.meta, &s.data, s.offset, &so_far);
     }
 }
 

@@ -49,9 +49,20 @@ pub fn get(key: &str) -> Result<Option<Vec<u8>>> {
     call(key, || objects::get_record(key).map(|(bytes, _)| bytes))
 }
 
+/// The small object `key` with its ETag (what `PutMode::IfMatch` takes).
+pub fn get_tagged(key: &str) -> Result<Option<(Vec<u8>, String)>> {
+    call(key, || objects::get_record(key))
+}
+
 /// Writes the small object `key`, replacing what it held.
 pub fn put(key: &str, bytes: &[u8]) -> Result<()> {
-    call(key, || objects::put(key, bytes, &PutMode::Overwrite)).map(drop)
+    put_as(key, bytes, &PutMode::Overwrite).map(drop)
+}
+
+/// Writes the small object `key` if `mode` allows; its new ETag (`None`
+/// without a bucket). A failed condition is `unavailable`.
+pub fn put_as(key: &str, bytes: &[u8], mode: &PutMode) -> Result<Option<String>> {
+    call(key, || objects::put(key, bytes, mode))
 }
 
 /// Writes the small object `key` unless it exists.
