@@ -71,15 +71,17 @@ impl Host for CapabilitiesView<'_> {
         let before = state.take();
         let mut hash = before.clone();
         let transfer = Transfer {
-            source: &source,
             target: &target,
-            from: source_offset,
             to: target_offset,
             length,
             buffers: &self.ctx.buffers,
             direct: self.ctx.direct_io,
         };
-        let copied = transfer.run(&mut hash, &threads);
+        let mut from = FileSource {
+            file: &source,
+            from: source_offset,
+        };
+        let copied = transfer.run(&mut from, &mut hash, &threads);
         // On failure the hash must still describe exactly what the caller
         // believes is written: nothing of this call.
         state.put(if copied.is_ok() { hash } else { before });
@@ -177,17 +179,33 @@ pub(super) fn file(
     }
 }
 
-/// One call's copy: `length` bytes from `source` at `from` to `target` at
-/// `to`.
-struct Transfer<'a> {
-    source: &'a File,
-    target: &'a File,
+/// Where a transfer's bytes come from.
+pub(super) trait Source {
+    /// Fills `buffer` with the bytes `done` bytes into the transfer: all
+    /// of it unless the source ends first; returns how many.
+    fn fill(&mut self, buffer: &mut [u8], done: u64) -> Result<usize, CopyError>;
+}
+
+/// A file the guest opened, from the offset `from`.
+struct FileSource<'a> {
+    file: &'a File,
     from: u64,
-    to: u64,
-    length: u64,
-    buffers: &'a Buffers,
+}
+
+impl Source for FileSource<'_> {
+    fn fill(&mut self, buffer: &mut [u8], done: u64) -> Result<usize, CopyError> {
+        read_full(self.file, buffer, self.from + done)
+    }
+}
+
+/// One call's copy: `length` bytes from a source to `target` at `to`.
+pub(super) struct Transfer<'a> {
+    pub(super) target: &'a File,
+    pub(super) to: u64,
+    pub(super) length: u64,
+    pub(super) buffers: &'a Buffers,
     /// Whether the target may be written with direct I/O.
-    direct: bool,
+    pub(super) direct: bool,
 }
 
 /// A buffer whose usable part starts at an `ALIGN`ed address (a plain
@@ -231,14 +249,23 @@ impl Buffer {
 }
 
 impl Transfer<'_> {
-    fn run(&self, hash: &mut Hash, threads: &Arc<Counter>) -> Result<u64, CopyError> {
+    /// Copies from `source`, written here while `hash` is fed on another
+    /// core (when a hashing thread is free and the copy is long enough);
+    /// returns how many bytes: fewer than `length` only if the source
+    /// ended.
+    pub(super) fn run(
+        &self,
+        source: &mut dyn Source,
+        hash: &mut Hash,
+        threads: &Arc<Counter>,
+    ) -> Result<u64, CopyError> {
         let slot = (self.length >= PIPELINE_FROM)
             .then(|| threads.take())
             .flatten();
         let Some(_slot) = slot else {
             let mut buffer = self.buffers.take();
             let mut target = Target::buffered(self.target);
-            let copied = self.steps(&mut target, |fill| {
+            let copied = self.steps(source, &mut target, |fill| {
                 let len = fill(buffer.get())?;
                 hash.update(&buffer.get()[..len]);
                 Ok(len)
@@ -259,7 +286,7 @@ impl Transfer<'_> {
                 }
             });
             let mut spare: Vec<Buffer> = (0..BUFFERS).map(|_| self.buffers.take()).collect();
-            let copied = self.steps(&mut target, |fill| {
+            let copied = self.steps(source, &mut target, |fill| {
                 let mut buffer = match spare.pop() {
                     Some(b) => b,
                     None => returned
@@ -286,6 +313,7 @@ impl Transfer<'_> {
     /// target) and returns its length; it passes the bytes to the hash.
     fn steps(
         &self,
+        source: &mut dyn Source,
         target: &mut Target,
         mut each: impl FnMut(
             &mut dyn FnMut(&mut [u8]) -> Result<usize, CopyError>,
@@ -302,9 +330,8 @@ impl Transfer<'_> {
                 off => ALIGN - off,
             }
             .min(usize::try_from(self.length - done).unwrap_or(usize::MAX));
-            let read = self.from + done;
             let len = each(&mut |buffer: &mut [u8]| {
-                let len = read_full(self.source, &mut buffer[..step], read)?;
+                let len = source.fill(&mut buffer[..step], done)?;
                 target.write(&buffer[..len], at)?;
                 Ok(len)
             })?;

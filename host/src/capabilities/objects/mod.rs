@@ -13,7 +13,7 @@ use wasmtime_wasi::OpenMode;
 use wasmtime_wasi::filesystem::Descriptor;
 
 use super::CapabilitiesView;
-use super::copier;
+use super::copier::{self, Source, Transfer};
 use super::hasher::{Hash, HashState};
 use crate::bindings::kist::content::copier::CopyError;
 use crate::bindings::kist::content::objects::{Host, Listing, ObjectError, ObjectMeta, PutMode};
@@ -31,8 +31,9 @@ pub use without_s3::ObjectBucket;
 /// which `upload` sends one PUT.
 const MAX_RECORD: u64 = 16 << 20;
 
-/// What `objects` asks of a bucket, key by key; `upload` and `download`
-/// get the file checked and the hash taken out of the guest's hasher.
+/// What `objects` asks of a bucket, key by key; `upload` gets the file
+/// checked and the hash taken out of the guest's hasher, and `download`
+/// writes what `read` gives through the copier.
 trait Bucket {
     fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError>;
     fn get_record(&self, key: &str) -> Result<(Vec<u8>, String), ObjectError>;
@@ -49,24 +50,28 @@ trait Bucket {
         hash: &mut Hash,
         mode: PutMode,
     ) -> Result<String, ObjectError>;
-    fn download(
+    /// Up to `length` bytes of `key` from `offset`, as a source the
+    /// copier writes and hashes, and how many it will give.
+    fn read(
         &self,
         key: &str,
         offset: u64,
         length: u64,
-        target: &File,
-        target_offset: u64,
-        hash: &mut Hash,
-    ) -> Result<u64, ObjectError>;
+    ) -> Result<(Box<dyn Source>, u64), ObjectError>;
 }
 
 /// The file behind a descriptor, as `copier` checks it.
 fn file(descriptor: &Descriptor, mode: OpenMode, role: &str) -> Result<Arc<File>, ObjectError> {
-    copier::file(descriptor, mode, role).map_err(|e| match e {
+    copier::file(descriptor, mode, role).map_err(|e| copy_failure(e, role))
+}
+
+/// A copier failure on the local file `role` as the object call's.
+fn copy_failure(e: CopyError, role: &str) -> ObjectError {
+    match e {
         CopyError::BadDescriptor(m) => ObjectError::BadDescriptor(m),
         CopyError::NoSpace => ObjectError::Io(format!("{role}: no space")),
         CopyError::Io(m) => ObjectError::Io(m),
-    })
+    }
 }
 
 impl CapabilitiesView<'_> {
@@ -162,8 +167,41 @@ impl Host for CapabilitiesView<'_> {
             Ok(target) => target,
             Err(e) => return Ok(Err(e)),
         };
-        self.with_hash(&hasher, |bucket, hash| {
-            bucket.download(&key, offset, length, &target, target_offset, hash)
-        })
+        let read = self.bucket().and_then(|b| {
+            if target_offset.checked_add(length).is_none() {
+                return Err(ObjectError::Io(format!(
+                    "offset {target_offset} plus {length} bytes overflows"
+                )));
+            }
+            b.read(&key, offset, length)
+        });
+        let (mut body, expected) = match read {
+            Ok(read) => read,
+            Err(e) => return Ok(Err(e)),
+        };
+        // Written as `copier` writes (direct where the filesystem takes
+        // it, hashed on another core) while the body is still arriving.
+        let threads = Arc::clone(&self.ctx.hash_threads);
+        let state = self.table.get_mut(&hasher)?;
+        let before = state.take();
+        let mut hash = before.clone();
+        let transfer = Transfer {
+            target: &target,
+            to: target_offset,
+            length: expected,
+            buffers: &self.ctx.buffers,
+            direct: self.ctx.direct_io,
+        };
+        let copied = match transfer.run(&mut *body, &mut hash, &threads) {
+            Ok(n) if n == expected => Ok(n),
+            Ok(n) => Err(ObjectError::Io(format!(
+                "the object store sent {n} of {expected} bytes"
+            ))),
+            Err(e) => Err(copy_failure(e, "target")),
+        };
+        // The hash describes what the caller believes is written: nothing
+        // of a failed call.
+        state.put(if copied.is_ok() { hash } else { before });
+        Ok(copied)
     }
 }

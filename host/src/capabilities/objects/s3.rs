@@ -24,8 +24,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use super::{Bucket, MAX_RECORD};
+use crate::bindings::kist::content::copier::CopyError;
 use crate::bindings::kist::content::objects::{Listing, ObjectError, ObjectMeta, PutMode};
+use crate::capabilities::copier::Source;
 use crate::capabilities::hasher::Hash;
+use bytes::Bytes;
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -37,8 +40,6 @@ use object_store::{
 const PART: u64 = 16 << 20;
 /// Parts of one upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
-/// Bytes a download writes to its target at once.
-const WRITE_BLOCK: usize = 4 << 20;
 /// Body chunks a download queues between the socket and the writes.
 const CHUNKS_QUEUED: usize = 512;
 /// Longest key or prefix, in bytes.
@@ -358,28 +359,27 @@ impl Bucket for ObjectBucket {
         }
         self.multipart(location, source, offset, length, hash)
     }
-    /// `download`, with the target checked and the hash taken out of its
-    /// hasher.
-    fn download(
+    /// `read`: one GET, its body coming from the runtime's threads.
+    fn read(
         &self,
         key: &str,
         offset: u64,
         length: u64,
-        target: &File,
-        target_offset: u64,
-        hash: &mut Hash,
-    ) -> Result<u64, ObjectError> {
+    ) -> Result<(Box<dyn Source>, u64), ObjectError> {
         let location = self.location(key)?;
-        let (Some(end), Some(_)) = (
-            offset.checked_add(length),
-            target_offset.checked_add(length),
-        ) else {
+        let Some(end) = offset.checked_add(length) else {
             return Err(ObjectError::Io(format!(
-                "offsets {offset} and {target_offset} plus {length} bytes overflow"
+                "offset {offset} plus {length} bytes overflows"
             )));
         };
+        // Without a sender (every early return) the body is empty.
+        let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_QUEUED);
+        let body = Body {
+            rx,
+            chunk: Bytes::new(),
+        };
         if length == 0 {
-            return Ok(0);
+            return Ok((Box::new(body), 0));
         }
         // One GET, its range clamped by the store to the object's end. Only
         // when it fails does a HEAD tell an offset at or past the end
@@ -393,16 +393,13 @@ impl Bucket for ObjectBucket {
             Ok(got) => got,
             Err(e) => {
                 return match self.head(key) {
-                    Ok(meta) if offset >= meta.size => Ok(0),
+                    Ok(meta) if offset >= meta.size => Ok((Box::new(body), 0)),
                     Ok(_) => Err(failure(e)),
                     Err(missing) => Err(missing),
                 };
             }
         };
         let expected = got.range.end - got.range.start;
-        // Room for a block and a half of chunks: the socket is read on
-        // while a block is written.
-        let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_QUEUED);
         self.runtime.handle().spawn(async move {
             let mut body = got.into_stream();
             while let Some(chunk) = body.next().await {
@@ -412,35 +409,35 @@ impl Bucket for ObjectBucket {
                 }
             }
         });
-        let mut fed = hash.clone();
-        let mut written = 0u64;
-        // The body comes in socket-sized chunks (~16 KiB): gathered into
-        // whole blocks, one write each.
-        let mut block = Vec::with_capacity(WRITE_BLOCK);
-        let mut flush = |block: &mut Vec<u8>, written: &mut u64| {
-            target
-                .write_all_at(block, target_offset + *written)
-                .map_err(|e| ObjectError::Io(format!("target: {e}")))?;
-            fed.update(block);
-            *written += block.len() as u64;
-            block.clear();
-            Ok::<_, ObjectError>(())
-        };
-        while let Some(chunk) = rx.blocking_recv() {
-            let chunk = chunk.map_err(failure)?;
-            if block.len() + chunk.len() > WRITE_BLOCK {
-                flush(&mut block, &mut written)?;
+        Ok((Box::new(body), expected))
+    }
+}
+
+/// A GET's body as the copier's source: the socket's chunks (~16 KiB)
+/// queued by the runtime's threads while the copier writes and hashes.
+struct Body {
+    rx: tokio::sync::mpsc::Receiver<object_store::Result<Bytes>>,
+    /// What is left of the chunk being taken.
+    chunk: Bytes,
+}
+
+impl Source for Body {
+    fn fill(&mut self, buffer: &mut [u8], _done: u64) -> Result<usize, CopyError> {
+        let mut len = 0;
+        while len < buffer.len() {
+            if self.chunk.is_empty() {
+                match self.rx.blocking_recv() {
+                    Some(Ok(chunk)) => self.chunk = chunk,
+                    Some(Err(e)) => return Err(CopyError::Io(format!("the object store: {e}"))),
+                    None => break,
+                }
+                continue;
             }
-            block.extend_from_slice(&chunk);
+            let n = self.chunk.len().min(buffer.len() - len);
+            buffer[len..len + n].copy_from_slice(&self.chunk.split_to(n));
+            len += n;
         }
-        flush(&mut block, &mut written)?;
-        if written != expected {
-            return Err(ObjectError::Io(format!(
-                "the object store sent {written} of {expected} bytes"
-            )));
-        }
-        *hash = fed;
-        Ok(written)
+        Ok(len)
     }
 }
 

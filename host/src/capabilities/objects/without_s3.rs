@@ -5,6 +5,7 @@ use std::fs::File;
 
 use super::Bucket;
 use crate::bindings::kist::content::objects::{Listing, ObjectError, ObjectMeta, PutMode};
+use crate::capabilities::copier::Source;
 use crate::capabilities::hasher::Hash;
 
 /// A bucket and prefix a store keeps its objects in. This build has no
@@ -39,15 +40,7 @@ impl Bucket for ObjectBucket {
     ) -> Result<String, ObjectError> {
         match self.0 {}
     }
-    fn download(
-        &self,
-        _: &str,
-        _: u64,
-        _: u64,
-        _: &File,
-        _: u64,
-        _: &mut Hash,
-    ) -> Result<u64, ObjectError> {
+    fn read(&self, _: &str, _: u64, _: u64) -> Result<(Box<dyn Source>, u64), ObjectError> {
         match self.0 {}
     }
 }
