@@ -10,7 +10,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::kist::content::caller::Identity;
-use crate::capabilities::{CapabilitiesCtx, CapabilitiesHost, CapabilitiesView};
+use crate::capabilities::{BlobTap, CapabilitiesCtx, CapabilitiesHost, CapabilitiesView};
 use crate::store::Clock;
 
 /// Store data for one component instance.
@@ -27,6 +27,10 @@ pub(crate) struct KistCtx {
     /// some since is working, and its deadline is pushed back.
     pub(crate) host_calls: u64,
     pub(crate) host_calls_seen: u64,
+    /// Where the call in progress also sends what it downloads from the
+    /// start of an object, if the embedder asked (a blob streamed to a
+    /// client while the node fetches it).
+    pub(crate) tap: Option<Box<dyn BlobTap>>,
 }
 
 impl KistCtx {
@@ -64,6 +68,7 @@ impl KistCtx {
             },
             host_calls: 0,
             host_calls_seen: 0,
+            tap: None,
         })
     }
 }
@@ -85,6 +90,7 @@ impl CapabilitiesHost for KistCtx {
             ctx: &self.caps,
             table: &mut self.table,
             identity: &self.identity,
+            tap: &mut self.tap,
         }
     }
 }

@@ -87,7 +87,7 @@ pub use bindings::exports::kist::content::types::{
     BlobInfo, Error as StoreError, IngestStatus, Label, LayerTree,
 };
 pub use bindings::kist::content::caller::{Actions, Grant};
-pub use capabilities::{FetchPolicy, ObjectBucket};
+pub use capabilities::{BlobTap, FetchPolicy, ObjectBucket};
 pub use error::{Error, Result};
 pub use fsck::Check;
 pub use layers::Layers;

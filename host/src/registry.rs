@@ -92,6 +92,28 @@ impl Registry {
         })
     }
 
+    /// [`stat_blob`](Self::stat_blob) that also hands `tap` what the node
+    /// downloads of the blob from its bucket meanwhile, as it arrives (a
+    /// node without the blob fetches it in this call): a server streams
+    /// it to its client instead of waiting for the whole. The tap is
+    /// unused when the node has the blob, and gone when the call returns.
+    /// What it saw is the blob only if the call succeeds.
+    pub fn stat_blob_tapped(
+        &self,
+        repository: &str,
+        digest: &str,
+        tap: Box<dyn crate::BlobTap>,
+    ) -> Result<u64> {
+        self.call(|api, s| {
+            s.data_mut().tap = Some(tap);
+            let size =
+                api.kist_content_registry()
+                    .call_stat_blob(&mut *s, repository, &digest.to_owned());
+            s.data_mut().tap = None;
+            size
+        })
+    }
+
     /// Makes `repository` hold `digest` if `from` does; false if not.
     pub fn mount_blob(&self, repository: &str, from: &str, digest: &str) -> Result<bool> {
         self.call(|api, s| {

@@ -222,3 +222,42 @@ fn writes_whose_answers_are_lost_end_in_the_right_state() {
         .count();
     assert_eq!(blobs, 1 + img.blobs().count());
 }
+
+/// Proves: a node that streams a blob to its client while it fetches the
+/// blob from the bucket never hands over a whole body that is not the
+/// blob: a damaged object (the same size, other bytes) gives a response
+/// cut short, every time, and the node keeps nothing of it; the same
+/// blob undamaged streams whole through a node that lacked it.
+#[test]
+fn a_blob_streamed_while_fetched_is_never_whole_unless_it_is_the_blob() {
+    let (_work, rgw, nodes) = cluster();
+    let layer = kist_tests::bytes(9 << 20, 41);
+    let digest = Client::new(&nodes[0]).push_blob("lib/stream", &layer);
+    let path = format!("/v2/lib/stream/blobs/{digest}");
+    let r = Client::new(&nodes[1]).get(&path);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.header("content-length"), Some("9437184"));
+    assert_eq!(body(r), layer, "streamed whole");
+
+    let key = format!("registry/blobs/sha256/{}", &digest[7..]);
+    let mut damaged = layer.clone();
+    damaged[5 << 20] ^= 1;
+    rgw.put("kist", &key, &damaged);
+    for _ in 0..2 {
+        let r = Client::new(&nodes[2]).get(&path);
+        if r.status() == 200 {
+            let mut got = Vec::new();
+            let read = std::io::Read::read_to_end(&mut r.into_reader(), &mut got);
+            assert!(read.is_err(), "a damaged blob's body must end cut");
+            assert!(got.len() < layer.len(), "{} bytes arrived", got.len());
+        } else {
+            assert!(r.status() >= 500, "{}", r.status());
+        }
+    }
+    let r = Client::new(&nodes[1]).get(&path);
+    assert_eq!(
+        body(r),
+        layer,
+        "the node that fetched it whole still has it"
+    );
+}

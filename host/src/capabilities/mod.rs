@@ -44,7 +44,7 @@ pub use self::fetch::FetchPolicy;
 pub use self::hasher::HashState;
 pub use self::lender::Loan;
 pub use self::locks::LockGuard;
-pub use self::objects::ObjectBucket;
+pub use self::objects::{BlobTap, ObjectBucket};
 use crate::bindings::kist::content;
 pub use crate::bindings::kist::content::caller::Identity;
 
@@ -141,6 +141,9 @@ pub struct CapabilitiesView<'a> {
     /// Who the instance's calls are for: what `caller` answers. Set it
     /// before each call; the component confines a call by it.
     pub identity: &'a Identity,
+    /// Where the next download from the start of an object also goes
+    /// (`None` for most calls); the download takes it.
+    pub tap: &'a mut Option<Box<dyn BlobTap>>,
 }
 
 /// Store data that can lend a [`CapabilitiesView`].

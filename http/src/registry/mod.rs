@@ -13,6 +13,7 @@ mod manifests;
 mod mirror;
 mod paths;
 mod policy;
+mod tapped;
 mod token;
 mod upload_body;
 mod uploads;

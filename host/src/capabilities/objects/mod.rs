@@ -27,6 +27,21 @@ mod without_s3;
 #[cfg(not(feature = "s3"))]
 pub use without_s3::ObjectBucket;
 
+/// Where a download's bytes go as well, as they arrive: a server that
+/// streams a blob to its client while the node fetches it from the
+/// bucket. The embedder sets one for one call
+/// ([`Registry::stat_blob_tapped`](crate::Registry::stat_blob_tapped)); the
+/// first download from offset 0 in that call takes it. The tap sees the
+/// bytes before the component has checked them: whoever serves them
+/// holds back the end until the call says they are the blob.
+pub trait BlobTap: Send {
+    /// The download began and brings `size` bytes; false stops the tap.
+    fn begin(&mut self, size: u64) -> bool;
+    /// The next bytes, in order, as the socket gave them (a few MiB per
+    /// call); false stops the tap (and the download goes on without it).
+    fn bytes(&mut self, chunks: Vec<bytes::Bytes>) -> bool;
+}
+
 /// Largest body `put` takes and `get-record` returns, and the size up to
 /// which `upload` sends one PUT.
 const MAX_RECORD: u64 = 16 << 20;
@@ -51,12 +66,14 @@ trait Bucket {
         mode: PutMode,
     ) -> Result<String, ObjectError>;
     /// Up to `length` bytes of `key` from `offset`, as a source the
-    /// copier writes and hashes, and how many it will give.
+    /// copier writes and hashes (each chunk shown to `tap` too), and how
+    /// many it will give.
     fn read(
         &self,
         key: &str,
         offset: u64,
         length: u64,
+        tap: Option<Box<dyn BlobTap>>,
     ) -> Result<(Box<dyn Source>, u64), ObjectError>;
 }
 
@@ -167,13 +184,14 @@ impl Host for CapabilitiesView<'_> {
             Ok(target) => target,
             Err(e) => return Ok(Err(e)),
         };
+        let tap = if offset == 0 { self.tap.take() } else { None };
         let read = self.bucket().and_then(|b| {
             if target_offset.checked_add(length).is_none() {
                 return Err(ObjectError::Io(format!(
                     "offset {target_offset} plus {length} bytes overflows"
                 )));
             }
-            b.read(&key, offset, length)
+            b.read(&key, offset, length, tap)
         });
         let (mut body, expected) = match read {
             Ok(read) => read,

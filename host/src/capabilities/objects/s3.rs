@@ -23,7 +23,7 @@ use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use super::{Bucket, MAX_RECORD};
+use super::{BlobTap, Bucket, MAX_RECORD};
 use crate::bindings::kist::content::copier::CopyError;
 use crate::bindings::kist::content::objects::{Listing, ObjectError, ObjectMeta, PutMode};
 use crate::capabilities::copier::Source;
@@ -365,6 +365,7 @@ impl Bucket for ObjectBucket {
         key: &str,
         offset: u64,
         length: u64,
+        tap: Option<Box<dyn BlobTap>>,
     ) -> Result<(Box<dyn Source>, u64), ObjectError> {
         let location = self.location(key)?;
         let Some(end) = offset.checked_add(length) else {
@@ -374,9 +375,10 @@ impl Bucket for ObjectBucket {
         };
         // Without a sender (every early return) the body is empty.
         let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_QUEUED);
-        let body = Body {
+        let mut body = Body {
             rx,
             chunk: Bytes::new(),
+            tap: None,
         };
         if length == 0 {
             return Ok((Box::new(body), 0));
@@ -400,6 +402,7 @@ impl Bucket for ObjectBucket {
             }
         };
         let expected = got.range.end - got.range.start;
+        body.tap = tap.and_then(|mut t| t.begin(expected).then_some(t));
         self.runtime.handle().spawn(async move {
             let mut body = got.into_stream();
             while let Some(chunk) = body.next().await {
@@ -419,15 +422,25 @@ struct Body {
     rx: tokio::sync::mpsc::Receiver<object_store::Result<Bytes>>,
     /// What is left of the chunk being taken.
     chunk: Bytes,
+    /// Shown every chunk as it arrives, until it declines.
+    tap: Option<Box<dyn BlobTap>>,
 }
 
 impl Source for Body {
     fn fill(&mut self, buffer: &mut [u8], _done: u64) -> Result<usize, CopyError> {
         let mut len = 0;
+        // What the tap gets of this step, at once: one hand-over per
+        // socket chunk would cost more than the copy.
+        let mut tapped = Vec::new();
         while len < buffer.len() {
             if self.chunk.is_empty() {
                 match self.rx.blocking_recv() {
-                    Some(Ok(chunk)) => self.chunk = chunk,
+                    Some(Ok(chunk)) => {
+                        if self.tap.is_some() {
+                            tapped.push(chunk.clone());
+                        }
+                        self.chunk = chunk;
+                    }
                     Some(Err(e)) => return Err(CopyError::Io(format!("the object store: {e}"))),
                     None => break,
                 }
@@ -436,6 +449,12 @@ impl Source for Body {
             let n = self.chunk.len().min(buffer.len() - len);
             buffer[len..len + n].copy_from_slice(&self.chunk.split_to(n));
             len += n;
+        }
+        if let Some(tap) = &mut self.tap
+            && !tapped.is_empty()
+            && !tap.bytes(tapped)
+        {
+            self.tap = None;
         }
         Ok(len)
     }

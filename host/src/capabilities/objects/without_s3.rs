@@ -3,7 +3,7 @@
 
 use std::fs::File;
 
-use super::Bucket;
+use super::{BlobTap, Bucket};
 use crate::bindings::kist::content::objects::{Listing, ObjectError, ObjectMeta, PutMode};
 use crate::capabilities::copier::Source;
 use crate::capabilities::hasher::Hash;
@@ -40,7 +40,13 @@ impl Bucket for ObjectBucket {
     ) -> Result<String, ObjectError> {
         match self.0 {}
     }
-    fn read(&self, _: &str, _: u64, _: u64) -> Result<(Box<dyn Source>, u64), ObjectError> {
+    fn read(
+        &self,
+        _: &str,
+        _: u64,
+        _: u64,
+        _: Option<Box<dyn BlobTap>>,
+    ) -> Result<(Box<dyn Source>, u64), ObjectError> {
         match self.0 {}
     }
 }
