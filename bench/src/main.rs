@@ -20,6 +20,7 @@ mod measure;
 mod native;
 mod node_disk;
 mod node_net;
+mod object_requests;
 mod objects;
 mod registry;
 mod registry_mirror;

@@ -116,10 +116,10 @@ impl Drop for Gateway {
 
 /// A registry on its own bucket, behind a relay that counts what it
 /// sends the object store.
-struct OnBucket {
-    registry: Running,
+pub struct OnBucket {
+    pub registry: Running,
     bucket: String,
-    relay: Link,
+    pub relay: Link,
 }
 
 /// What one contender's pushes cost, summed.
@@ -241,12 +241,13 @@ pub fn run(
             c.requests as f64 / reps as f64
         ));
     }
-    pulls(report, tools, &dir, &registry, size, reps)
+    pulls(report, tools, &dir, &registry, size, reps)?;
+    crate::object_requests::run(report, &dir, &registry)
 }
 
 /// How a registry on a bucket is started: `(bucket, tuned docker-registry
 /// or kist (None), kist's node directory)`.
-type Start<'a> = &'a dyn Fn(&str, Option<bool>, &str) -> anyhow::Result<OnBucket>;
+pub type Start<'a> = &'a dyn Fn(&str, Option<bool>, &str) -> anyhow::Result<OnBucket>;
 
 /// Pulls of one blob: cold (through a kist node that never had it, a new
 /// one each time, against docker-registry tuned, which streams it from

@@ -66,26 +66,11 @@ impl Host for CapabilitiesView<'_> {
                 "offsets {source_offset} and {target_offset} plus {length} bytes overflow"
             ))));
         }
-        let threads = Arc::clone(&self.ctx.hash_threads);
-        let state = self.table.get_mut(&hasher)?;
-        let before = state.take();
-        let mut hash = before.clone();
-        let transfer = Transfer {
-            target: &target,
-            to: target_offset,
-            length,
-            buffers: &self.ctx.buffers,
-            direct: self.ctx.direct_io,
-        };
         let mut from = FileSource {
             file: &source,
             from: source_offset,
         };
-        let copied = transfer.run(&mut from, &mut hash, &threads);
-        // On failure the hash must still describe exactly what the caller
-        // believes is written: nothing of this call.
-        state.put(if copied.is_ok() { hash } else { before });
-        Ok(copied)
+        self.transfer_hashed(&mut from, &target, target_offset, length, &hasher, |c| c)
     }
 
     fn write_hashed(
@@ -103,6 +88,36 @@ impl Host for CapabilitiesView<'_> {
 }
 
 impl CapabilitiesView<'_> {
+    /// Copies `length` bytes of `source` to `target` at `to` (see
+    /// [`Transfer::run`]); `checked` judges the outcome, and the guest's
+    /// `hasher` takes the bytes only if it is a success.
+    pub(super) fn transfer_hashed<E>(
+        &mut self,
+        source: &mut dyn Source,
+        target: &File,
+        to: u64,
+        length: u64,
+        hasher: &Resource<HashState>,
+        checked: impl FnOnce(Result<u64, CopyError>) -> Result<u64, E>,
+    ) -> wasmtime::Result<Result<u64, E>> {
+        let threads = Arc::clone(&self.ctx.hash_threads);
+        let state = self.table.get_mut(hasher)?;
+        let before = state.take();
+        let mut hash = before.clone();
+        let transfer = Transfer {
+            target,
+            to,
+            length,
+            buffers: &self.ctx.buffers,
+            direct: self.ctx.direct_io,
+        };
+        let copied = checked(transfer.run(source, &mut hash, &threads));
+        // On failure the hash must still describe exactly what the caller
+        // believes is written: nothing of this call.
+        state.put(if copied.is_ok() { hash } else { before });
+        Ok(copied)
+    }
+
     /// `write-hashed`, with the target already checked.
     fn write_then_hash(
         &mut self,
@@ -199,13 +214,13 @@ impl Source for FileSource<'_> {
 }
 
 /// One call's copy: `length` bytes from a source to `target` at `to`.
-pub(super) struct Transfer<'a> {
-    pub(super) target: &'a File,
-    pub(super) to: u64,
-    pub(super) length: u64,
-    pub(super) buffers: &'a Buffers,
+struct Transfer<'a> {
+    target: &'a File,
+    to: u64,
+    length: u64,
+    buffers: &'a Buffers,
     /// Whether the target may be written with direct I/O.
-    pub(super) direct: bool,
+    direct: bool,
 }
 
 /// A buffer whose usable part starts at an `ALIGN`ed address (a plain
@@ -253,7 +268,7 @@ impl Transfer<'_> {
     /// core (when a hashing thread is free and the copy is long enough);
     /// returns how many bytes: fewer than `length` only if the source
     /// ended.
-    pub(super) fn run(
+    fn run(
         &self,
         source: &mut dyn Source,
         hash: &mut Hash,

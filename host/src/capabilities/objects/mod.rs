@@ -13,7 +13,7 @@ use wasmtime_wasi::OpenMode;
 use wasmtime_wasi::filesystem::Descriptor;
 
 use super::CapabilitiesView;
-use super::copier::{self, Source, Transfer};
+use super::copier::{self, Source};
 use super::hasher::{Hash, HashState};
 use crate::bindings::kist::content::copier::CopyError;
 use crate::bindings::kist::content::objects::{Host, Listing, ObjectError, ObjectMeta, PutMode};
@@ -199,27 +199,19 @@ impl Host for CapabilitiesView<'_> {
         };
         // Written as `copier` writes (direct where the filesystem takes
         // it, hashed on another core) while the body is still arriving.
-        let threads = Arc::clone(&self.ctx.hash_threads);
-        let state = self.table.get_mut(&hasher)?;
-        let before = state.take();
-        let mut hash = before.clone();
-        let transfer = Transfer {
-            target: &target,
-            to: target_offset,
-            length: expected,
-            buffers: &self.ctx.buffers,
-            direct: self.ctx.direct_io,
-        };
-        let copied = match transfer.run(&mut *body, &mut hash, &threads) {
-            Ok(n) if n == expected => Ok(n),
-            Ok(n) => Err(ObjectError::Io(format!(
-                "the object store sent {n} of {expected} bytes"
-            ))),
-            Err(e) => Err(copy_failure(e, "target")),
-        };
-        // The hash describes what the caller believes is written: nothing
-        // of a failed call.
-        state.put(if copied.is_ok() { hash } else { before });
-        Ok(copied)
+        self.transfer_hashed(
+            &mut *body,
+            &target,
+            target_offset,
+            expected,
+            &hasher,
+            |copied| match copied {
+                Ok(n) if n == expected => Ok(n),
+                Ok(n) => Err(ObjectError::Io(format!(
+                    "the object store sent {n} of {expected} bytes"
+                ))),
+                Err(e) => Err(copy_failure(e, "target")),
+            },
+        )
     }
 }
