@@ -5,6 +5,7 @@
 
 use kist_tests::http::{body, send};
 use kist_tests::registry::Client;
+use kist_tests::rgw::Rgw;
 use kist_tests::{Server, bytes, sha256};
 
 use crate::registry_nodes::cluster;
@@ -125,7 +126,7 @@ fn a_one_chunk_upload_completed_elsewhere_is_stored_once() {
 /// through a third; `fsck` of that node is clean.
 #[test]
 fn an_upload_survives_its_node_being_killed_mid_chunk() {
-    let (work, _rgw, mut nodes) = cluster();
+    let (work, rgw, mut nodes) = cluster();
     let blob = bytes(6 << 20, 33);
     let digest = sha256(&blob);
     let location = Client::new(&nodes[0]).start("lib/killed");
@@ -155,18 +156,61 @@ fn an_upload_survives_its_node_being_killed_mid_chunk() {
     complete(&nodes[2], &location, &digest);
     assert_eq!(pulled(&nodes[1], "lib/killed", &digest), blob);
 
-    let fsck = std::process::Command::new(kist_tests::kist_bin())
+    kist_on(&work, &rgw, "node-2", &["fsck"]);
+}
+
+/// Runs `kist` with `args` on the cluster's store from the directory
+/// `node` of `work`: its standard output; a failure fails the test.
+fn kist_on(work: &tempfile::TempDir, rgw: &Rgw, node: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(kist_tests::kist_bin())
         .args(["--store", "s3://kist/registry", "--node-dir"])
-        .arg(work.path().join("node-2"))
-        .arg("fsck")
+        .arg(work.path().join(node))
+        .args(args)
         .env_remove("KIST_STORE")
-        .envs(_rgw.env())
+        .envs(rgw.env())
         .output()
         .unwrap();
     assert!(
-        fsck.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&fsck.stdout),
-        String::from_utf8_lossy(&fsck.stderr)
+        out.status.success(),
+        "kist {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Proves: an upload its client abandoned on one node stays in the
+/// bucket while it is younger than the ingest TTL, and a collection on
+/// another node (one that never saw it) removes it, record and segments,
+/// once it is older; every node then answers that the upload is unknown.
+#[test]
+fn an_abandoned_upload_is_collected_by_any_node() {
+    let (work, rgw, nodes) = cluster();
+    let location = Client::new(&nodes[0]).start("lib/abandoned");
+    let blob = bytes(3 << 20, 34);
+    patch(&nodes[0], &location, 0, &blob[..1 << 20]);
+    patch(&nodes[1], &location, 1 << 20, &blob[1 << 20..]);
+    let uploads = || {
+        rgw.keys("kist")
+            .into_iter()
+            .filter(|k| k.starts_with("registry/ingests/"))
+            .count()
+    };
+    assert_eq!(uploads(), 2, "the record and the second segment");
+
+    kist_on(&work, &rgw, "collector", &["gc"]);
+    assert_eq!(uploads(), 2, "younger than the default TTL of a day");
+    kist_on(
+        &work,
+        &rgw,
+        "collector",
+        &["config", "set", "ingest-ttl", "0s"],
+    );
+    let said = kist_on(&work, &rgw, "collector", &["gc"]);
+    assert!(said.contains("registry-upload/lib/abandoned/"), "{said}");
+    assert_eq!(uploads(), 0);
+    for node in &nodes {
+        let r = Client::new(node).get(&location);
+        assert_eq!(r.status(), 404);
+    }
 }

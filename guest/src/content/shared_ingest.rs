@@ -352,6 +352,41 @@ pub fn finish(r: &str) -> Result<()> {
     Ok(())
 }
 
+/// Removes from the bucket the ingests no node has written to for `ttl`
+/// seconds before `now` (uploads their clients abandoned, on whichever
+/// node, or whose node died), unless a lease holds them; with `dry_run`
+/// only says which. Returns their refs and sizes. A node's own copy of
+/// one goes by its own TTL.
+pub fn expire(ttl: u64, now: u64, dry_run: bool) -> Result<Vec<(String, u64)>> {
+    let mut expired = Vec::new();
+    if !bucket::maybe() {
+        return Ok(expired);
+    }
+    for key in bucket::keys("ingests")? {
+        let Some(r) = key.strip_suffix("/record") else {
+            continue;
+        };
+        let Some((bytes, _)) = bucket::get_tagged(&key)? else {
+            continue; // committed or aborted meanwhile
+        };
+        let record: Record = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
+        let leased = crate::retention::leases::ingest_leases(&record.meta)
+            .next()
+            .is_some();
+        if leased || now.saturating_sub(record.updated) < ttl {
+            continue;
+        }
+        if !dry_run {
+            bucket::delete(&key)?;
+            for segment in bucket::keys(r)? {
+                bucket::delete(&segment)?;
+            }
+        }
+        expired.push((record.meta.reference.clone(), record.offset()));
+    }
+    Ok(expired)
+}
+
 /// Whether the bucket has a record of `r` (an ingest begun elsewhere).
 pub fn exists(r: &str) -> Result<Option<Meta>> {
     Ok(fetch_record(r)?.map(|(record, _)| record.meta))

@@ -163,6 +163,13 @@ impl State {
                     }
                 }
                 if expired.is_empty() {
+                    let (ttl, now) = (scan.config.ingest_ttl, scan.started.0);
+                    let shared = crate::content::shared_ingest::expire(ttl, now, self.dry_run)?;
+                    removed.extend(shared.into_iter().map(|(name, bytes)| Removed {
+                        kind: RemovedKind::Ingest,
+                        name,
+                        bytes,
+                    }));
                     let snapshots =
                         crate::snapshots::retention::collect(&scan.snapshot_refs, self.dry_run)?;
                     removed.extend(snapshots.into_iter().map(|name| Removed {
