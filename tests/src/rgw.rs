@@ -131,6 +131,27 @@ impl Rgw {
             .unwrap_or_else(|| panic!("no ETag for {key}: {head}"))
     }
 
+    /// Runs the `kist` command line with `args` on the store `url`
+    /// (`s3://BUCKET/PREFIX` on this gateway) from the node directory
+    /// `node`: its standard output. A failure fails the test.
+    pub fn kist(&self, url: &str, node: &std::path::Path, args: &[&str]) -> Vec<u8> {
+        let out = Command::new(crate::kist_bin())
+            .args(["--store", url, "--node-dir"])
+            .arg(node)
+            .args(args)
+            .env_remove("KIST_STORE")
+            .envs(self.env())
+            .output()
+            .expect("running kist");
+        assert!(
+            out.status.success(),
+            "kist {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     /// The `AWS_*` variables a `kist` process reaches this gateway with.
     pub fn env(&self) -> Vec<(String, String)> {
         [

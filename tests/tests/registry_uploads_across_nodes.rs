@@ -160,23 +160,10 @@ fn an_upload_survives_its_node_being_killed_mid_chunk() {
 }
 
 /// Runs `kist` with `args` on the cluster's store from the directory
-/// `node` of `work`: its standard output; a failure fails the test.
+/// `node` of `work`: its standard output.
 fn kist_on(work: &tempfile::TempDir, rgw: &Rgw, node: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(kist_tests::kist_bin())
-        .args(["--store", "s3://kist/registry", "--node-dir"])
-        .arg(work.path().join(node))
-        .args(args)
-        .env_remove("KIST_STORE")
-        .envs(rgw.env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kist {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let out = rgw.kist("s3://kist/registry", &work.path().join(node), args);
+    String::from_utf8(out).unwrap()
 }
 
 /// Proves: an upload its client abandoned on one node stays in the

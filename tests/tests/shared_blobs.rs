@@ -195,22 +195,7 @@ fn the_command_line_takes_an_s3_store() {
     let rgw = Rgw::start();
     rgw.create_bucket("kist");
     let work = tempfile::tempdir().unwrap();
-    let kist = |node: &str, args: &[&str]| {
-        let out = std::process::Command::new(kist_tests::kist_bin())
-            .args(["--store", "s3://kist/cli", "--node-dir"])
-            .arg(work.path().join(node))
-            .args(args)
-            .env_remove("KIST_STORE")
-            .envs(rgw.env())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kist {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let kist = |node: &str, args: &[&str]| rgw.kist("s3://kist/cli", &work.path().join(node), args);
     let file = work.path().join("layer");
     let bytes = data(5, 3 << 20);
     std::fs::write(&file, &bytes).unwrap();
