@@ -261,3 +261,56 @@ fn a_blob_streamed_while_fetched_is_never_whole_unless_it_is_the_blob() {
         "the node that fetched it whole still has it"
     );
 }
+
+/// Proves: a client that asks a node for a blob the node must fetch, and
+/// then reads nothing, holds neither the fetch nor the node: the
+/// admission layer cuts it (its response ends short), the fetch goes on
+/// without it, and another client gets the whole blob from that node.
+#[test]
+fn a_client_that_does_not_read_a_streamed_blob_holds_nothing() {
+    let (work, rgw, nodes) = cluster();
+    let layer = kist_tests::bytes(64 << 20, 42);
+    let digest = Client::new(&nodes[0]).push_blob("lib/stuck", &layer);
+    let dir = work.path().join("node-strict");
+    let strict = Server::start_env(
+        std::ffi::OsStr::new("s3://kist/registry"),
+        &[
+            "--node-dir",
+            dir.to_str().unwrap(),
+            "--transfer-grace",
+            "1s",
+            "--transfer-stall",
+            "2s",
+        ],
+        &rgw.env(),
+    );
+    let path = format!("/v2/lib/stuck/blobs/{digest}");
+    let addr = strict.base.trim_start_matches("http://").to_owned();
+    let mut stuck = std::net::TcpStream::connect(&addr).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    std::io::Write::write_all(&mut stuck, request.as_bytes()).unwrap();
+    // Its head only: the node is streaming the blob to it, then it stops.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(&mut stuck, &mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    // Served only once the fetch the stuck client started has finished.
+    let r = Client::new(&strict).get(&path);
+    assert_eq!(r.status(), 200);
+    assert_eq!(body(r), layer, "another client gets it whole");
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stuck, &mut got);
+    assert!(
+        got.len() < layer.len(),
+        "the client that did not read was cut ({} bytes)",
+        got.len()
+    );
+}

@@ -23,8 +23,12 @@ use crate::client::Client;
 /// of the download (up to 4 MiB): enough that neither waits on the other.
 const QUEUED: usize = 4;
 
+/// Socket chunks handed to the response at once.
+const CHUNKS_OUT: usize = 16;
+
 /// What one streaming response holds at most: the queued steps, the one
-/// held back and the one being sent. The client's transfer is admitted
+/// held back and the one being sent (whose chunks go out `CHUNKS_OUT` at
+/// a time). The client's transfer is admitted
 /// for this much.
 const MEMORY: u64 = (QUEUED as u64 + 2) * (4 << 20);
 
@@ -123,7 +127,10 @@ pub async fn open(
 /// step has come, the last once the call succeeded; an error (cutting
 /// the response) if it failed.
 fn body(mut rx: mpsc::Receiver<Tapped>, transfer: Option<Transfer>) -> Body {
-    let (tx, out) = mpsc::channel::<std::io::Result<Bytes>>(256);
+    // A few socket chunks at a time: what the client has not taken stays
+    // in the steps counted in MEMORY, and a client that stops reading
+    // stops the transfer (and is cut by the admission layer).
+    let (tx, out) = mpsc::channel::<std::io::Result<Bytes>>(CHUNKS_OUT);
     tokio::spawn(async move {
         let _transfer = transfer;
         let mut held = Vec::new();
