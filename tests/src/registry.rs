@@ -144,16 +144,23 @@ pub fn half_sent_patch(server: &Server, upload: &str, authorization: &str) -> st
          Expect: 100-continue\r\nConnection: close\r\n\r\n"
     );
     std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
-    let mut answer = Vec::new();
-    let mut byte = [0u8; 1];
-    while !answer.ends_with(b"\r\n\r\n") {
-        std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
-        answer.push(byte[0]);
-    }
+    let answer = response_head(&mut stream);
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
     std::io::Write::write_all(&mut stream, b"half").unwrap();
     stream
+}
+
+/// Reads a response's status line and headers from `stream`, up to and
+/// including the blank line, and nothing of its body.
+pub fn response_head(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(stream, &mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    head
 }
 
 /// Sends the rest of a [`half_sent_patch`]: the server's whole answer.

@@ -290,12 +290,7 @@ fn a_client_that_does_not_read_a_streamed_blob_holds_nothing() {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     std::io::Write::write_all(&mut stuck, request.as_bytes()).unwrap();
     // Its head only: the node is streaming the blob to it, then it stops.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        std::io::Read::read_exact(&mut stuck, &mut byte).unwrap();
-        head.push(byte[0]);
-    }
+    let head = kist_tests::registry::response_head(&mut stuck);
     assert!(
         head.starts_with(b"HTTP/1.1 200"),
         "{}",

@@ -33,7 +33,7 @@ pub fn dir_of(r: &str) -> String {
 }
 
 /// What the caller declared when the ingest was opened.
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub struct Meta {
     /// The caller's ref.
     #[serde(rename = "ref")]

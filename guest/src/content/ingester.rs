@@ -119,8 +119,7 @@ impl Guest for Component {
             None => None,
         };
         // The bucket's record, where another node moved the ingest on.
-        let here = local.as_ref().map(|(status, _)| status.clone());
-        let (status, meta) = match shared_ingest::status(&dir, &r, here)? {
+        let (status, meta) = match shared_ingest::status(&dir, &r, local.is_some())? {
             Some(elsewhere) => elsewhere,
             None => local.ok_or(Error::NotFound)?,
         };

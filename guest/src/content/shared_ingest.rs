@@ -111,12 +111,26 @@ fn record_key(r: &str) -> String {
 
 /// The bucket's record of `r` and its ETag.
 fn fetch_record(r: &str) -> Result<Option<(Record, String)>> {
-    let key = record_key(r);
-    let Some((bytes, etag)) = bucket::get_tagged(&key)? else {
+    read_record(&record_key(r))
+}
+
+/// The record at `key` and its ETag.
+fn read_record(key: &str) -> Result<Option<(Record, String)>> {
+    let Some((bytes, etag)) = bucket::get_tagged(key)? else {
         return Ok(None);
     };
-    let record = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
+    let record = serde_json::from_slice(&bytes).map_err(|e| corrupt(key, e))?;
     Ok(Some((record, etag)))
+}
+
+/// Removes the ingest under `prefix` from the bucket: its record first,
+/// so no node resumes it, then its segments.
+fn remove(prefix: &str) -> Result<()> {
+    bucket::delete(&format!("{prefix}/record"))?;
+    for key in bucket::keys(prefix)? {
+        bucket::delete(&key)?;
+    }
+    Ok(())
 }
 
 /// Writes `record` as `r`'s under `mode`; its ETag. A failed condition
@@ -209,10 +223,12 @@ fn catch_up(dir: &str, data: &Descriptor, record: &Record, kept: u64) -> Result<
     let kept = kept.min(fs::fstat(data, dir)?.size);
     data.set_size(kept)
         .map_err(|e| fs_error("truncate", &path, e))?;
-    // A hash state past `kept` describes bytes that are gone.
-    fs::remove_file(&format!("{dir}/hashstate"))?;
+    // A saved state up to `kept` still holds (one past it is ignored);
+    // then none is kept, since one past `kept` describes bytes that are
+    // being replaced.
     let algorithm = record.meta.algorithm();
     let hasher = ingest::resume_hash(dir, data, algorithm, kept)?;
+    fs::remove_file(&format!("{dir}/hashstate"))?;
     for segment in record.segments.iter().filter(|s| s.start >= kept) {
         let key = &segment.key;
         let got = objects::download(key, 0, segment.len, data, segment.start, &hasher)
@@ -266,8 +282,7 @@ pub fn checkpoint(
     };
     let mut record = known.record.clone();
     let start = record.offset();
-    let same_meta = serde_json::to_vec(&record.meta).ok() == serde_json::to_vec(meta).ok();
-    if start == offset && same_meta {
+    if start == offset && record.meta == *meta {
         return Ok(());
     }
     if offset > start {
@@ -311,17 +326,14 @@ pub fn truncated(dir: &str, size: u64) -> Result<()> {
     known.save(dir)
 }
 
-/// The status of `r` from the bucket's record, when this node's copy is
-/// not the record's (`local`: this node's status, if it has the ingest in
-/// `dir`); `not-found` if the ingest ended on another node.
-pub fn status(dir: &str, r: &str, local: Option<Status>) -> Result<Option<(Status, Meta)>> {
+/// The status of `r` from the bucket's record, when this node's copy
+/// (`here`: whether it has the ingest in `dir`) is not the record's;
+/// `not-found` if the ingest ended on another node.
+pub fn status(dir: &str, r: &str, here: bool) -> Result<Option<(Status, Meta)>> {
     if !bucket::maybe() {
         return Ok(None);
     }
-    let known = match local {
-        Some(_) => Synced::load(dir)?,
-        None => None,
-    };
+    let known = if here { Synced::load(dir)? } else { None };
     match fetch_record(r)? {
         None if known.is_some() => Err(Error::NotFound),
         None => Ok(None),
@@ -337,19 +349,14 @@ pub fn status(dir: &str, r: &str, local: Option<Status>) -> Result<Option<(Statu
     }
 }
 
-/// Removes the ingest `r` from the bucket (committed or aborted): its
-/// record first, so no node resumes it, then its segments. The first
-/// segment, a content-addressed blob object, stays: it is the committed
-/// blob, or bytes another push may share.
+/// Removes the ingest `r` from the bucket (committed or aborted). The
+/// first segment, a content-addressed blob object, stays: it is the
+/// committed blob, or bytes another push may share.
 pub fn finish(r: &str) -> Result<()> {
     if !bucket::maybe() {
         return Ok(());
     }
-    bucket::delete(&record_key(r))?;
-    for key in bucket::keys(&prefix(r))? {
-        bucket::delete(&key)?;
-    }
-    Ok(())
+    remove(&prefix(r))
 }
 
 /// Removes from the bucket the ingests no node has written to for `ttl`
@@ -363,13 +370,12 @@ pub fn expire(ttl: u64, now: u64, dry_run: bool) -> Result<Vec<(String, u64)>> {
         return Ok(expired);
     }
     for key in bucket::keys("ingests")? {
-        let Some(r) = key.strip_suffix("/record") else {
+        let Some(prefix) = key.strip_suffix("/record") else {
             continue;
         };
-        let Some((bytes, _)) = bucket::get_tagged(&key)? else {
+        let Some((record, _)) = read_record(&key)? else {
             continue; // committed or aborted meanwhile
         };
-        let record: Record = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
         let leased = crate::retention::leases::ingest_leases(&record.meta)
             .next()
             .is_some();
@@ -377,10 +383,7 @@ pub fn expire(ttl: u64, now: u64, dry_run: bool) -> Result<Vec<(String, u64)>> {
             continue;
         }
         if !dry_run {
-            bucket::delete(&key)?;
-            for segment in bucket::keys(r)? {
-                bucket::delete(&segment)?;
-            }
+            remove(prefix)?;
         }
         expired.push((record.meta.reference.clone(), record.offset()));
     }
