@@ -83,18 +83,24 @@ mod artifacts {
 mod retention {
     /// The collection resource and eviction.
     pub mod collector;
+    /// Blobs condemned in the bucket, and holds that take them back.
+    pub mod condemned;
     /// Who holds each blob.
     pub mod holds;
     pub mod interface;
     pub mod leases;
     /// Holds for stores laid out before holds existed.
     pub mod migrate;
+    /// What each node on a bucket keeps, told to the others.
+    pub mod node_roots;
     /// Quotas checked at write time.
     pub mod quota;
     /// One pass over the store: what is live, what everything weighs.
     pub mod scan;
     /// `retention.json`: TTLs and quotas.
     pub mod settings;
+    /// Collection of the bucket, across nodes.
+    pub mod shared_sweep;
 }
 
 /// The OCI registry's storage side (`registry`): repositories as holders,

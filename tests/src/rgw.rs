@@ -75,6 +75,21 @@ impl Rgw {
             .collect()
     }
 
+    /// The keys in `bucket` that hold content (blobs, uploads,
+    /// condemnations): all but repository records (`…/repos/…`) and what
+    /// each node keeps (`…/nodes/…`).
+    pub fn content_keys(&self, bucket: &str) -> Vec<String> {
+        let records = |k: &String| {
+            ["repos", "nodes"]
+                .iter()
+                .any(|r| k.contains(&format!("/{r}/")))
+        };
+        self.keys(bucket)
+            .into_iter()
+            .filter(|k| !records(k))
+            .collect()
+    }
+
     /// Writes `data` as `key` in `bucket`, behind kist's back.
     pub fn put(&self, bucket: &str, key: &str, data: &[u8]) {
         let file = tempfile::NamedTempFile::new().expect("a temporary file");

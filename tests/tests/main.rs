@@ -26,6 +26,7 @@ mod portable;
 mod registry;
 mod registry_access;
 mod registry_clients;
+mod registry_collect_across_nodes;
 mod registry_mirror;
 mod registry_nodes;
 mod registry_tokens;

@@ -23,6 +23,12 @@ pub fn key(d: &Digest) -> String {
     format!("blobs/{}/{}", digest::name(d.algorithm), d.hex)
 }
 
+/// The blob whose object `key` is; `None` for a key that is not one.
+pub fn digest_of(key: &str) -> Option<Digest> {
+    let (alg, hex) = key.strip_prefix("blobs/")?.split_once('/')?;
+    Digest::parse(&format!("{alg}:{hex}")).ok()
+}
+
 /// Stores the written file `name` of `dir` (`size` bytes, the content
 /// `d`) as `d`'s object, unless the bucket has it already: an object is
 /// whole once it exists, so another node's copy is the same bytes.

@@ -164,6 +164,8 @@ fn place(
     // record and a label file without a blob, never a blob that lost them.
     labels::save(digest, &file, durability)?;
     layout::blobs(digest.algorithm)?.rename_from(dir, name, &digest.hex)?;
+    // Held here now: the bucket must not delete it (see `condemned`).
+    crate::retention::condemned::rescue(digest)?;
     Ok(true)
 }
 

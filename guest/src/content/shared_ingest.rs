@@ -362,10 +362,9 @@ pub fn finish(r: &str) -> Result<()> {
 /// Removes from the bucket the ingests no node has written to for `ttl`
 /// seconds before `now` (uploads their clients abandoned, on whichever
 /// node, or whose node died), unless a lease holds them; with `dry_run`
-/// only says which. Returns their refs and sizes. A node's own copy of
-/// one goes by its own TTL.
-pub fn expire(ttl: u64, now: u64, dry_run: bool) -> Result<Vec<(String, u64)>> {
-    let mut expired = Vec::new();
+/// only says which. A node's own copy of one goes by its own TTL.
+pub fn expire(ttl: u64, now: u64, dry_run: bool) -> Result<Expired> {
+    let mut expired = Expired::default();
     if !bucket::maybe() {
         return Ok(expired);
     }
@@ -380,14 +379,30 @@ pub fn expire(ttl: u64, now: u64, dry_run: bool) -> Result<Vec<(String, u64)>> {
             .next()
             .is_some();
         if leased || now.saturating_sub(record.updated) < ttl {
+            let blobs = record
+                .segments
+                .iter()
+                .filter_map(|s| blobs::digest_of(&s.key));
+            expired.kept_blobs.extend(blobs.map(|d| d.to_string()));
             continue;
         }
         if !dry_run {
             remove(prefix)?;
         }
-        expired.push((record.meta.reference.clone(), record.offset()));
+        let removed = (record.meta.reference.clone(), record.offset());
+        expired.removed.push(removed);
     }
     Ok(expired)
+}
+
+/// What [`expire`] found.
+#[derive(Default)]
+pub struct Expired {
+    /// The refs and sizes of the ingests it removed (or would).
+    pub removed: Vec<(String, u64)>,
+    /// The blobs the ingests it kept have segments in (a first segment
+    /// is at its content address): a collection of the bucket keeps them.
+    pub kept_blobs: std::collections::BTreeSet<String>,
 }
 
 /// Whether the bucket has a record of `r` (an ingest begun elsewhere).

@@ -20,6 +20,7 @@ use crate::retention::leases;
 use crate::retention::quota;
 use crate::retention::scan::{Blob, Scan};
 use crate::retention::settings::{self, Config, QuotaRecord};
+use crate::retention::{node_roots, shared_sweep};
 use crate::shared::scope::Caller;
 use std::collections::{BTreeSet, HashMap};
 
@@ -46,6 +47,9 @@ struct State {
     /// Blobs unlinked whose labels and records are still to go (see
     /// [`State::settle`]).
     unlinked: Vec<Digest>,
+    /// The bucket's time when this collection began, if the store has a
+    /// bucket (and it is not a dry run).
+    since: Option<u64>,
 }
 
 enum Stage {
@@ -58,6 +62,8 @@ enum Stage {
     Sweeping(Scan, Vec<String>),
     /// Ingests past the ingest TTL, next last.
     Ingests(Scan, Vec<String>),
+    /// Blobs the bucket keeps for nothing.
+    Bucket(shared_sweep::Sweep),
     Done,
 }
 
@@ -69,6 +75,7 @@ impl GuestCollection for Collection {
             stage: Stage::Start,
             gone: HashMap::new(),
             unlinked: Vec::new(),
+            since: None,
         }))
     }
 
@@ -92,6 +99,7 @@ impl State {
                     crate::registry::referrers::sweep()?;
                     // A crash after an eviction can leave its mirrored tag.
                     crate::registry::tags::forget_evicted(|_| true)?;
+                    self.since = node_roots::begin()?;
                 }
                 let now = holds::now();
                 let expired = leases::all()?
@@ -165,7 +173,7 @@ impl State {
                 if expired.is_empty() {
                     let (ttl, now) = (scan.config.ingest_ttl, scan.started.0);
                     let shared = crate::content::shared_ingest::expire(ttl, now, self.dry_run)?;
-                    removed.extend(shared.into_iter().map(|(name, bytes)| Removed {
+                    removed.extend(shared.removed.into_iter().map(|(name, bytes)| Removed {
                         kind: RemovedKind::Ingest,
                         name,
                         bytes,
@@ -178,9 +186,21 @@ impl State {
                         bytes: 0,
                     }));
                     removed.extend(self.finish(&scan)?);
-                    self.stage = Stage::Done;
+                    let sweep = shared_sweep::Sweep::start(
+                        self.since,
+                        &scan,
+                        shared.kept_blobs,
+                        self.dry_run,
+                    )?;
+                    self.stage = sweep.map_or(Stage::Done, Stage::Bucket);
                 } else {
                     self.stage = Stage::Ingests(scan, expired);
+                }
+            }
+            Stage::Bucket(mut sweep) => {
+                removed.extend(sweep.step()?);
+                if !sweep.done() {
+                    self.stage = Stage::Bucket(sweep);
                 }
             }
             Stage::Done => return Ok(None),
@@ -454,6 +474,7 @@ pub fn evict(config: &Config, over: &[&QuotaRecord], bytes: u64) -> Result<()> {
         stage: Stage::Done,
         gone: HashMap::new(),
         unlinked: Vec::new(),
+        since: None,
     };
     for key in cached(&scan).into_iter().rev() {
         let blob = &scan.blobs[&key];

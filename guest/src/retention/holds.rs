@@ -251,6 +251,9 @@ pub fn add_until(d: &Digest, holder: &str, until: Option<Stamp>, lock: &Guard) -
         record.touched.clear();
     }
     save(d, &record, Durability::Synced, lock)?;
+    // A hold this node's last roots do not list: the bucket must not
+    // delete the blob meanwhile.
+    crate::retention::condemned::rescue(d)?;
     Ok(true)
 }
 
@@ -323,6 +326,7 @@ pub fn touch(d: &Digest, source: &Digest) -> Result<()> {
     let lock = crate::content::store::lock_blob(d)?;
     if let Some(record) = stored(d)? {
         mark_touched(d, record, source, &lock)?;
+        crate::retention::condemned::rescue(d)?;
     }
     Ok(())
 }

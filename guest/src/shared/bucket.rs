@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::bindings::kist::content::objects::{self, ObjectError, PutMode};
+use crate::bindings::kist::content::objects::{self, ObjectError, ObjectMeta, PutMode};
 use crate::shared::error::{Error, Result};
 
 /// Set once the host answered `unsupported`: it has no bucket for this
@@ -41,7 +41,12 @@ pub fn call<T>(key: &str, call: impl FnOnce() -> Result<T, ObjectError>) -> Resu
 
 /// The size of the object `key`.
 pub fn size(key: &str) -> Result<Option<u64>> {
-    call(key, || objects::head(key).map(|m| m.size))
+    Ok(head(key)?.map(|m| m.size))
+}
+
+/// What the bucket says of the object `key`: size, ETag, when written.
+pub fn head(key: &str) -> Result<Option<ObjectMeta>> {
+    call(key, || objects::head(key))
 }
 
 /// The small object `key`.
@@ -80,19 +85,24 @@ pub fn delete(key: &str) -> Result<()> {
 
 /// The keys under `prefix`, in order, every page.
 pub fn keys(prefix: &str) -> Result<Vec<String>> {
-    let mut keys = Vec::new();
+    Ok(objects(prefix)?.into_iter().map(|o| o.key).collect())
+}
+
+/// The objects under `prefix`, in key order, every page.
+pub fn objects(prefix: &str) -> Result<Vec<ObjectMeta>> {
+    let mut objects = Vec::new();
     let mut after = None;
     loop {
         let Some(page) = call(prefix, || {
             objects::list_objects(prefix, after.as_deref(), PAGE)
         })?
         else {
-            return Ok(keys);
+            return Ok(objects);
         };
-        keys.extend(page.objects.into_iter().map(|o| o.key));
+        objects.extend(page.objects);
         match page.next {
             Some(next) => after = Some(next),
-            None => return Ok(keys),
+            None => return Ok(objects),
         }
     }
 }
