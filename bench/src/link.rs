@@ -90,6 +90,12 @@ impl Link {
                 let Ok(server) = TcpStream::connect(&target) else {
                     continue;
                 };
+                // A relay that waits to fill segments (Nagle) would add
+                // tens of milliseconds to every small request it carries.
+                let nodelay = client.set_nodelay(true).and(server.set_nodelay(true));
+                if nodelay.is_err() {
+                    continue;
+                }
                 let (budget, counts) = (budget.clone(), carried.clone());
                 std::thread::spawn(move || {
                     let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {

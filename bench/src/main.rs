@@ -20,6 +20,7 @@ mod measure;
 mod native;
 mod node_disk;
 mod node_net;
+mod object_collection;
 mod object_requests;
 mod objects;
 mod registry;
@@ -190,8 +191,12 @@ fn main() -> anyhow::Result<()> {
         registry::run(&mut report, &tools, work, size, reps.min(3), tags)?;
     }
     if wanted(Scenario::Objects) {
-        let size = if quick { 24 << 20 } else { 1 << 30 };
-        objects::run(&mut report, &tools, work, size, reps.min(3))?;
+        let (size, collected) = if quick {
+            (24 << 20, 2_000)
+        } else {
+            (1 << 30, 100_000)
+        };
+        objects::run(&mut report, &tools, work, size, reps.min(3), collected)?;
     }
     if wanted(Scenario::Operators) {
         let size = if quick { 8 << 20 } else { 1 << 30 };

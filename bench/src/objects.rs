@@ -20,11 +20,12 @@ use crate::report::{Report, Unit};
 use crate::tools::{Tools, output};
 
 /// A Ceph RGW of this run (`tests/peers/rgw.sh`), stopped when dropped.
-struct Gateway {
+pub struct Gateway {
     dir: PathBuf,
-    endpoint: String,
-    access_key: String,
-    secret_key: String,
+    /// Its S3 endpoint.
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 impl Gateway {
@@ -55,6 +56,18 @@ impl Gateway {
             access_key: value("access_key")?,
             secret_key: value("secret_key")?,
         })
+    }
+
+    /// The `AWS_*` variables a `kist` process reaches it with, through
+    /// `endpoint` (a relay's, or its own).
+    pub fn env<'a>(&'a self, endpoint: &'a str) -> [(&'static str, &'a str); 5] {
+        [
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
     }
 
     /// Creates the bucket `name` (nothing if this user has it).
@@ -137,6 +150,7 @@ pub fn run(
     work: &Path,
     size: u64,
     reps: usize,
+    collected: usize,
 ) -> anyhow::Result<()> {
     let dir = crate::tools::scratch(work, "objects")?;
     // Room for a push written twice and its upload's parts (each bucket is
@@ -150,13 +164,7 @@ pub fn run(
         let relay = Link::start(&host, u64::MAX)?;
         let registry = match tuned {
             None => {
-                let envs = [
-                    ("AWS_ENDPOINT_URL", relay.base.as_str()),
-                    ("AWS_REGION", "us-east-1"),
-                    ("AWS_ACCESS_KEY_ID", rgw.access_key.as_str()),
-                    ("AWS_SECRET_ACCESS_KEY", rgw.secret_key.as_str()),
-                    ("AWS_ALLOW_HTTP", "true"),
-                ];
+                let envs = rgw.env(&relay.base);
                 let node = dir.join(node);
                 let node = node.to_str().context("a UTF-8 scratch path")?;
                 let store = format!("s3://{name}/registry");
@@ -242,7 +250,8 @@ pub fn run(
         ));
     }
     pulls(report, tools, &dir, &registry, size, reps)?;
-    crate::object_requests::run(report, &dir, &registry)
+    crate::object_requests::run(report, &dir, &registry)?;
+    crate::object_collection::run(report, tools, &dir, &rgw, &registry, collected)
 }
 
 /// How a registry on a bucket is started: `(bucket, tuned docker-registry

@@ -31,18 +31,31 @@ use crate::shared::layout;
 /// Blobs one step deletes at most.
 const STEP: usize = 256;
 
-/// A sweep of the bucket in progress: the condemned blobs due, next last.
+/// A sweep of the bucket in progress: what is left to do, next last.
 pub struct Sweep {
     dry_run: bool,
-    due: Vec<(Digest, String, u64)>,
+    actions: Vec<Action>,
+}
+
+/// One write a sweep makes.
+enum Action {
+    /// Take back the condemnation of a blob referenced again (or whose
+    /// object is gone or new).
+    Acquit(Digest),
+    /// Condemn a blob referenced by nothing.
+    Condemn(Digest),
+    /// Delete the record of a blob deleted or acquitted long enough ago.
+    Forget(String),
+    /// Delete a blob condemned long enough (its record's ETag, its size).
+    Delete(Digest, String, u64),
 }
 
 impl Sweep {
     /// Publishes this node's roots from `scan` (its collection began at
     /// the bucket's `since`), restores what it keeps that the bucket
-    /// lacks, acquits and condemns, and lists what is due: `None` without
-    /// a bucket. `ingests` are the blobs kept ingests have segments in.
-    /// A dry run writes nothing and lists what is due.
+    /// lacks, and lists what to acquit, condemn and delete: `None`
+    /// without a bucket. `ingests` are the blobs kept ingests have
+    /// segments in. A dry run writes nothing and only reports deletions.
     pub fn start(
         since: Option<u64>,
         scan: &Scan,
@@ -67,61 +80,66 @@ impl Sweep {
             live.extend(roots.roots.iter().cloned());
         }
         let grace = scan.config.upload_grace;
-        let mut due = Vec::new();
+        let past_grace = |at: u64| at.saturating_add(grace) <= now;
+        let mut actions = Vec::new();
         let mut accused = BTreeSet::new();
         for record in bucket::objects(condemned::PREFIX)? {
-            let Some((d, gone)) = condemned::parse(&record.key) else {
+            let Some(d) = condemned::parse(&record.key) else {
                 continue;
             };
             let at = record.modified_seconds;
             let key = d.to_string();
-            if gone {
-                if at.saturating_add(grace) <= now && !dry_run {
-                    bucket::delete(&record.key)?;
+            accused.insert(key.clone());
+            if record.size > 0 {
+                if at.saturating_add(grace.max(condemned::RECORD_LIFE)) <= now {
+                    actions.push(Action::Forget(record.key));
                 }
                 continue;
             }
-            accused.insert(key.clone());
             let object = objects.get(&key);
             if live.contains(&key) || object.is_none_or(|o| o.modified_seconds >= at) {
-                if !dry_run {
-                    condemned::acquit(&d)?;
-                }
-                continue;
-            }
-            let heard = nodes.iter().all(|(_, r)| r.since > at);
-            if heard && at.saturating_add(grace) <= now {
+                actions.push(Action::Acquit(d));
+            } else if past_grace(at) && nodes.iter().all(|(_, r)| r.since > at) {
                 let size = object.map_or(0, |o| o.size);
-                due.push((d, record.etag, size));
+                actions.push(Action::Delete(d, record.etag, size));
             }
         }
         for (key, object) in &objects {
-            let idle = object.modified_seconds.saturating_add(grace) <= now;
-            if idle && !live.contains(key) && !accused.contains(key) && !dry_run {
-                condemned::condemn(&Digest::parse(key)?)?;
+            if past_grace(object.modified_seconds) && !live.contains(key) && !accused.contains(key)
+            {
+                actions.push(Action::Condemn(Digest::parse(key)?));
             }
         }
-        Ok(Some(Self { dry_run, due }))
+        Ok(Some(Self { dry_run, actions }))
     }
 
-    /// Deletes the next blobs due; what it deleted (or would).
+    /// Does the next writes; the blobs it deleted (or would).
     pub fn step(&mut self) -> Result<Vec<Removed>> {
         let mut removed = Vec::new();
-        for (d, etag, size) in self.due.drain(self.due.len().saturating_sub(STEP)..) {
-            if self.dry_run || condemned::delete(&d, &etag)? {
-                removed.push(Removed {
-                    kind: RemovedKind::Blob,
-                    name: format!("bucket:{d}"),
-                    bytes: size,
-                });
+        let next = self.actions.len().saturating_sub(STEP);
+        for action in self.actions.drain(next..) {
+            match action {
+                Action::Delete(d, etag, size) => {
+                    if self.dry_run || condemned::delete(&d, &etag)? {
+                        removed.push(Removed {
+                            kind: RemovedKind::Blob,
+                            name: format!("bucket:{d}"),
+                            bytes: size,
+                        });
+                    }
+                }
+                _ if self.dry_run => {}
+                Action::Acquit(d) => condemned::acquit(&d)?,
+                Action::Condemn(d) => condemned::condemn(&d)?,
+                Action::Forget(key) => bucket::delete(&key)?,
             }
         }
         Ok(removed)
     }
 
-    /// Whether nothing is left to delete.
+    /// Whether nothing is left to do.
     pub fn done(&self) -> bool {
-        self.due.is_empty()
+        self.actions.is_empty()
     }
 }
 
