@@ -20,23 +20,33 @@ pub struct Rgw {
 }
 
 impl Rgw {
-    /// Starts a fresh, empty gateway (about a second).
+    /// Starts a fresh, empty gateway (about a second). A start that fails
+    /// is tried again on new ports, twice: the ports were free when
+    /// picked, but another test's server may take one before RGW binds it.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a directory for RGW");
-        let port = free_port_pair();
-        let out = Command::new(peer("rgw"))
-            .arg("start")
-            .arg(dir.path())
-            .arg(port.to_string())
-            .env("MEMSTORE_BYTES", (2u64 << 30).to_string())
-            .output()
-            .expect("running tests/peers/rgw.sh");
-        assert!(
-            out.status.success(),
-            "rgw.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let info = String::from_utf8_lossy(&out.stdout);
+        let mut failures = Vec::new();
+        loop {
+            let dir = tempfile::tempdir().expect("a directory for RGW");
+            let port = free_port_pair();
+            let out = Command::new(peer("rgw"))
+                .arg("start")
+                .arg(dir.path())
+                .arg(port.to_string())
+                .env("MEMSTORE_BYTES", (2u64 << 30).to_string())
+                .output()
+                .expect("running tests/peers/rgw.sh");
+            if out.status.success() {
+                return Self::started(dir, &out.stdout);
+            }
+            failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+            assert!(failures.len() < 3, "rgw.sh start failed: {failures:#?}");
+        }
+    }
+
+    /// The gateway `rgw.sh start` started in `dir`, as its output `stdout`
+    /// says.
+    fn started(dir: tempfile::TempDir, stdout: &[u8]) -> Self {
+        let info = String::from_utf8_lossy(stdout);
         let value = |key: &str| {
             info.lines()
                 .find_map(|l| l.strip_prefix(&format!("{key}=")))
@@ -76,11 +86,11 @@ impl Rgw {
     }
 
     /// The keys in `bucket` that hold content (blobs, uploads,
-    /// condemnations): all but repository records (`…/repos/…`) and what
-    /// each node keeps (`…/nodes/…`).
+    /// condemnations): all but repository records (`…/repos/…`,
+    /// `…/repositories/…`) and what each node keeps (`…/nodes/…`).
     pub fn content_keys(&self, bucket: &str) -> Vec<String> {
         let records = |k: &String| {
-            ["repos", "nodes"]
+            ["repos", "repositories", "nodes"]
                 .iter()
                 .any(|r| k.contains(&format!("/{r}/")))
         };

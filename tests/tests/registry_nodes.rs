@@ -68,6 +68,31 @@ fn an_image_pushed_through_one_node_is_pulled_through_every_other() {
     assert_eq!(blobs.len(), 1 + img.blobs().count(), "{blobs:?}");
 }
 
+/// Proves: the catalog of every node lists the repositories pushed
+/// through any node, and a repository with a blob but no tag yet is
+/// known on a node that never saw it (an empty tag list, not
+/// `NAME_UNKNOWN`).
+#[test]
+fn every_node_lists_every_repository() {
+    let (_work, _rgw, nodes) = cluster();
+    Client::new(&nodes[0]).push_image("lib/a", "v1", &image(2, 1));
+    Client::new(&nodes[1]).push_blob("team/b/c", b"just a blob");
+    for node in &nodes {
+        let c = Client::new(node);
+        let r = c.get("/v2/_catalog");
+        assert_eq!(r.status(), 200);
+        let catalog: serde_json::Value = serde_json::from_slice(&body(r)).unwrap();
+        assert_eq!(
+            catalog["repositories"],
+            serde_json::json!(["lib/a", "team/b/c"])
+        );
+        let r = c.get("/v2/team/b/c/tags/list");
+        assert_eq!(r.status(), 200);
+        let r = c.get("/v2/lib/none/tags/list");
+        assert_eq!(code(r), "NAME_UNKNOWN");
+    }
+}
+
 /// Proves: blobs pushed through one node and the manifest through another
 /// make an image a third node serves; a manifest naming a blob no node
 /// has is refused with `MANIFEST_BLOB_UNKNOWN`.

@@ -4,7 +4,8 @@
 //! `retention::shared_sweep`).
 //!
 //! - `nodes/<id>/roots`: the blobs the node's last collection found kept
-//!   (what its scan marked), and `since`, the bucket's clock when that
+//!   (what its scan marked) that no repository record keeps already, and
+//!   `since`, the bucket's clock when that
 //!   collection began. A hold taken after `since` may be missing from
 //!   the list; such a hold looks for a condemnation itself
 //!   (`condemned::rescue`).
@@ -84,7 +85,8 @@ pub fn register() -> Result<()> {
 /// Notes that a collection begins on this node; the bucket's time of it
 /// (`None` without a bucket).
 pub fn begin() -> Result<Option<u64>> {
-    if !bucket::maybe() {
+    // Before the id: a local store gets no `node-id`.
+    if !bucket::present()? {
         return Ok(None);
     }
     let key = format!("{PREFIX}/{}/started", id()?);

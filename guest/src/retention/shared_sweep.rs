@@ -66,15 +66,18 @@ impl Sweep {
             return Ok(None);
         }
         let objects = blob_objects()?;
+        let mut live = members()?;
         let now = match since {
             Some(since) if !dry_run => {
                 restore(scan, &objects)?;
-                node_roots::publish(since, scan.marked.clone())?
+                // What a repository holds, its record keeps already: the
+                // roots list only the rest (a registry's are short).
+                let roots = scan.marked.difference(&live).cloned().collect();
+                node_roots::publish(since, roots)?
             }
             _ => crate::shared::fs::now().seconds,
         };
         let nodes = node_roots::all()?;
-        let mut live = members()?;
         live.extend(ingests);
         for (_, roots) in &nodes {
             live.extend(roots.roots.iter().cloned());

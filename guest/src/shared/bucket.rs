@@ -22,6 +22,14 @@ pub fn maybe() -> bool {
     !NO_BUCKET.load(Ordering::Relaxed)
 }
 
+/// Whether the store has a bucket, asking the host if no call has told
+/// yet (one HEAD on a bucket store, nothing after the host said it has
+/// none).
+pub fn present() -> Result<bool> {
+    head("nodes")?;
+    Ok(maybe())
+}
+
 /// Runs the object call `call` on `key`: `None` without a bucket (or for
 /// `not-found`), else its answer, its failure as the caller's error.
 pub fn call<T>(key: &str, call: impl FnOnce() -> Result<T, ObjectError>) -> Result<Option<T>> {
