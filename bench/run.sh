@@ -23,7 +23,9 @@ cargo build --release --locked -p kist-cli -p kist-bench
 # The test peers the scenarios share (Ceph RGW for the object storage
 # scenario, as `rgw`), installed if missing, found first on the PATH.
 if [[ $(id -u) == 0 ]]; then bash tests/peers/install.sh >/dev/null; fi
-export PATH="$PWD/target/peers/bin:$PATH"
+# Where install.sh put them: $KIST_PEERS, as for the tests, if set.
+export KIST_PEERS=${KIST_PEERS:-$PWD/target/peers}
+export PATH="$KIST_PEERS/bin:$PATH"
 
 peers=()
 if [[ $(id -u) == 0 ]]; then
