@@ -25,8 +25,7 @@ pub fn key(d: &Digest) -> String {
 
 /// The blob whose object `key` is; `None` for a key that is not one.
 pub fn digest_of(key: &str) -> Option<Digest> {
-    let (alg, hex) = key.strip_prefix("blobs/")?.split_once('/')?;
-    Digest::parse(&format!("{alg}:{hex}")).ok()
+    Digest::from_key_path(key.strip_prefix("blobs/")?)
 }
 
 /// Stores the written file `name` of `dir` (`size` bytes, the content

@@ -58,7 +58,7 @@ pub fn key(d: &Digest) -> String {
 /// The blob the record `key` is about.
 pub fn parse(key: &str) -> Option<Digest> {
     let blob = key.strip_prefix(PREFIX)?.strip_prefix('/')?;
-    Digest::parse(&blob.replacen('/', ":", 1)).ok()
+    Digest::from_key_path(blob)
 }
 
 /// Keeps `d`, which this node now holds, in the bucket: takes back a

@@ -104,22 +104,17 @@ pub fn publish(since: u64, roots: BTreeSet<String>) -> Result<u64> {
     Ok(bucket::head(&key)?.ok_or(Error::NotFound)?.modified_seconds)
 }
 
-/// Every node's roots, by id.
-pub fn all() -> Result<Vec<(String, Roots)>> {
+/// Every node's roots.
+pub fn all() -> Result<Vec<Roots>> {
     let mut nodes = Vec::new();
     for key in bucket::keys(PREFIX)? {
-        let Some(id) = key
-            .strip_prefix(PREFIX)
-            .and_then(|k| k.strip_prefix('/'))
-            .and_then(|k| k.strip_suffix("/roots"))
-        else {
+        if !key.ends_with("/roots") {
             continue;
-        };
+        }
         let Some(bytes) = bucket::get(&key)? else {
             continue; // retired meanwhile
         };
-        let roots = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
-        nodes.push((id.to_owned(), roots));
+        nodes.push(serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?);
     }
     Ok(nodes)
 }

@@ -79,7 +79,7 @@ impl Sweep {
         };
         let nodes = node_roots::all()?;
         live.extend(ingests);
-        for (_, roots) in &nodes {
+        for roots in &nodes {
             live.extend(roots.roots.iter().cloned());
         }
         let grace = scan.config.upload_grace;
@@ -102,7 +102,7 @@ impl Sweep {
             let object = objects.get(&key);
             if live.contains(&key) || object.is_none_or(|o| o.modified_seconds >= at) {
                 actions.push(Action::Acquit(d));
-            } else if past_grace(at) && nodes.iter().all(|(_, r)| r.since > at) {
+            } else if past_grace(at) && nodes.iter().all(|r| r.since > at) {
                 let size = object.map_or(0, |o| o.size);
                 actions.push(Action::Delete(d, record.etag, size));
             }
@@ -161,7 +161,7 @@ fn members() -> Result<BTreeSet<String>> {
         let Some((_, blob)) = key.rsplit_once("/_blobs/") else {
             continue;
         };
-        if let Ok(d) = Digest::parse(&blob.replacen('/', ":", 1)) {
+        if let Some(d) = Digest::from_key_path(blob) {
             live.insert(d.to_string());
         }
     }

@@ -37,6 +37,12 @@ pub fn is_hex_of(alg: Algorithm, s: &str) -> bool {
 }
 
 impl Digest {
+    /// Parses `<alg>/<hex>`, the form object keys name blobs in; `None`
+    /// for anything else.
+    pub fn from_key_path(s: &str) -> Option<Self> {
+        Self::parse(&s.replacen('/', ":", 1)).ok()
+    }
+
     /// Parses `<alg>:<hex>`, accepting only sha256 and sha512 with
     /// lower-case hex of the right length.
     pub fn parse(s: &str) -> Result<Self> {
