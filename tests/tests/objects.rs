@@ -108,3 +108,60 @@ fn without_a_bucket_objects_are_unsupported() {
         "failed: ObjectError::Unsupported"
     );
 }
+
+/// Proves: a bucket that is not there, or credentials the gateway
+/// refuses, stop a store from opening with the reason (a missing bucket
+/// otherwise answers the first conditional PUT as if its key were
+/// missing, and a write failed as "locked by another writer"), through
+/// the library and through `kist serve`, which exits instead of
+/// listening.
+#[test]
+fn a_bucket_that_is_not_there_stops_the_store_opening() {
+    let rgw = kist_tests::rgw::shared();
+    let refused = |url: &str, secret: &str| {
+        kist::ObjectBucket::with_options(
+            url,
+            [
+                ("endpoint", rgw.endpoint.as_str()),
+                ("region", "us-east-1"),
+                ("access_key_id", rgw.access_key.as_str()),
+                ("secret_access_key", secret),
+                ("allow_http", "true"),
+            ],
+        )
+        .err()
+        .map(|e| e.to_string())
+    };
+    let missing = refused("s3://not-created/p", &rgw.secret_key).expect("refused");
+    assert!(missing.contains("no such bucket"), "{missing}");
+    let forged = refused("s3://shared/p", "not-the-secret").expect("refused");
+    assert!(forged.contains("403"), "{forged}");
+    assert_eq!(refused("s3://shared/p", &rgw.secret_key), None);
+
+    let node = tempfile::tempdir().unwrap();
+    let mut serve = std::process::Command::new(kist_tests::kist_bin())
+        .args(["serve", "--store", "s3://not-created/p", "--node-dir"])
+        .arg(node.path())
+        .args(["--addr", "127.0.0.1:0", "--insecure-no-auth"])
+        .env_remove("KIST_STORE")
+        .envs(rgw.env())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running kist serve");
+    // Read until it exits; a server that listens instead is stopped (by
+    // its PID) and fails the test.
+    let mut said = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(serve.stderr.take().unwrap())) {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("listening") {
+            serve.kill().unwrap();
+            break;
+        }
+    }
+    let status = serve.wait().unwrap();
+    assert!(!status.success(), "{said}");
+    assert!(said.contains("no such bucket"), "{said}");
+    assert!(!said.contains("listening"), "{said}");
+}

@@ -121,12 +121,35 @@ impl ObjectBucket {
             .thread_name("kist-objects")
             .enable_all()
             .build()?;
-        Ok(Self {
+        let bucket = Self {
             store: Arc::new(store),
             prefix: Path::from(prefix),
             runtime: Arc::new(Runtime(Some(runtime))),
             url: url.to_owned(),
-        })
+        };
+        bucket.probe()?;
+        Ok(bucket)
+    }
+    /// One listing of the prefix, so that a bucket that does not exist,
+    /// credentials it refuses or an endpoint that does not answer stop the
+    /// store from opening, with the reason, instead of failing its first
+    /// write with a misleading one (a missing bucket answers a conditional
+    /// PUT as if its key were missing).
+    fn probe(&self) -> crate::Result<()> {
+        let (store, prefix) = (Arc::clone(&self.store), self.prefix.clone());
+        let listed = self.run(async move { store.list(Some(&prefix)).next().await });
+        let Some(Err(e)) = listed else {
+            return Ok(());
+        };
+        let why = e.to_string();
+        let why = match why.contains("NoSuchBucket") {
+            true => "no such bucket (create it first)".to_owned(),
+            false => why,
+        };
+        Err(crate::Error::FailedPrecondition(format!(
+            "{}: the bucket cannot be listed: {why}",
+            self.url
+        )))
     }
     /// The `s3://` URL this bucket was made from.
     pub fn url(&self) -> &str {
