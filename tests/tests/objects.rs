@@ -165,3 +165,33 @@ fn a_bucket_that_is_not_there_stops_the_store_opening() {
     assert!(said.contains("no such bucket"), "{said}");
     assert!(!said.contains("listening"), "{said}");
 }
+
+/// Proves: `kist fsck` of a node that has stored nothing yet is clean
+/// (its directory is an empty cache of the bucket, not a damaged store),
+/// and still finds a used node's missing `index.json`.
+#[test]
+fn a_new_node_checks_clean() {
+    let rgw = kist_tests::rgw::shared();
+    let url = "s3://shared/fsck-new-node";
+    let node = tempfile::tempdir().unwrap();
+    let said = String::from_utf8(rgw.kist(url, node.path(), &["fsck"])).unwrap();
+    assert!(!said.contains("bad-layout"), "{said}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("blob");
+    std::fs::write(&file, b"stored once").unwrap();
+    rgw.kist(url, node.path(), &["ingest", file.to_str().unwrap()]);
+    rgw.kist(url, node.path(), &["fsck"]);
+    std::fs::remove_file(node.path().join("index.json")).unwrap();
+    let out = std::process::Command::new(kist_tests::kist_bin())
+        .args(["--store", url, "--node-dir"])
+        .arg(node.path())
+        .arg("fsck")
+        .env_remove("KIST_STORE")
+        .envs(rgw.env())
+        .output()
+        .expect("running kist fsck");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("bad-layout index.json: missing"), "{said}");
+}

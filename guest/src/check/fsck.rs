@@ -22,6 +22,7 @@ use crate::content::labels;
 use crate::content::quarantine::quarantine;
 use crate::content::store;
 use crate::retention::holds;
+use crate::shared::bucket;
 use crate::shared::digest::{ALGORITHMS, Digest, is_hex_of};
 use crate::shared::error::{Error, Result, fs as fs_error};
 use crate::shared::fs::{self, FileType};
@@ -519,10 +520,24 @@ impl State {
 /// Directory entries still to check: names and types, next last.
 type Entries = Vec<(String, FileType)>;
 
+/// Whether this is a node of a store kept in a bucket that has stored
+/// nothing yet (no layout files, no blobs): its directory is an empty
+/// cache of the bucket, complete as it is, where a store of its own
+/// without them would be damaged.
+fn new_node() -> Result<bool> {
+    for path in ["oci-layout", "index.json", "blobs"] {
+        if fs::stat(path)?.is_some() {
+            return Ok(false);
+        }
+    }
+    bucket::present()
+}
+
 /// The entries `phase` checks, next last; a phase directory that is not
 /// a directory (a symlink: never followed) is a problem with no entries.
 fn list(phase: Phase) -> Result<(Entries, Option<Problem>)> {
     let dir = match phase {
+        Phase::Layout if new_node()? => return Ok((Vec::new(), None)),
         Phase::Layout => {
             let files = layout::LAYOUT_FILES.iter().rev();
             let files = files.map(|(name, _)| ((*name).to_owned(), FileType::RegularFile));
