@@ -304,8 +304,11 @@ fn pulls(
         &samples,
     );
     let cached = |r: &Running| time(|| pull(r, "bench/pulled", &digest).map(drop));
+    // More repetitions than the rest: a pull from the page cache takes
+    // half a second, and with three the one that reads the disk (each
+    // side's first) and one noisy sample decided the median.
     let samples = interleave(
-        reps,
+        reps.max(7),
         vec![
             Contender::new("kist serve, local directory", |_| cached(&local)),
             Contender::new("kist serve --store s3://, the node that has it", |_| {
