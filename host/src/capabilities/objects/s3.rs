@@ -75,13 +75,18 @@ impl ObjectBucket {
     /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, and
     /// `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint.
     ///
+    /// Lists the prefix once (one request, retried as every request is):
+    /// a bucket that is not there, credentials it refuses or an endpoint
+    /// that does not answer fail here with `failed-precondition` and the
+    /// reason, not at the store's first write.
+    ///
     /// ```no_run
     /// # fn main() -> Result<(), kist::Error> {
     /// let bucket = kist::ObjectBucket::from_env("s3://registry/kist")?;
     /// # Ok(()) }
     /// ```
     pub fn from_env(url: &str) -> crate::Result<Self> {
-        Self::build(url, AmazonS3Builder::from_env())
+        Self::build(url, AmazonS3Builder::from_env())?.probed()
     }
     /// As [`from_env`](Self::from_env), with `options` (object_store's
     /// `AmazonS3ConfigKey` names: `endpoint`, `region`,
@@ -98,7 +103,7 @@ impl ObjectBucket {
                 .map_err(|e| crate::Error::InvalidArgument(format!("{key}: {e}")))?;
             builder = builder.with_config(key, value);
         }
-        Self::build(url, builder)
+        Self::build(url, builder)?.probed()
     }
     fn build(url: &str, builder: AmazonS3Builder) -> crate::Result<Self> {
         let invalid = |why: String| crate::Error::InvalidArgument(format!("{url}: {why}"));
@@ -121,25 +126,23 @@ impl ObjectBucket {
             .thread_name("kist-objects")
             .enable_all()
             .build()?;
-        let bucket = Self {
+        Ok(Self {
             store: Arc::new(store),
             prefix: Path::from(prefix),
             runtime: Arc::new(Runtime(Some(runtime))),
             url: url.to_owned(),
-        };
-        bucket.probe()?;
-        Ok(bucket)
+        })
     }
-    /// One listing of the prefix, so that a bucket that does not exist,
-    /// credentials it refuses or an endpoint that does not answer stop the
-    /// store from opening, with the reason, instead of failing its first
-    /// write with a misleading one (a missing bucket answers a conditional
-    /// PUT as if its key were missing).
-    fn probe(&self) -> crate::Result<()> {
+    /// This bucket if one listing of the prefix works, so that a bucket
+    /// that does not exist, credentials it refuses or an endpoint that
+    /// does not answer stop the store from opening, with the reason,
+    /// instead of failing its first write with a misleading one (a missing
+    /// bucket answers a conditional PUT as if its key were missing).
+    fn probed(self) -> crate::Result<Self> {
         let (store, prefix) = (Arc::clone(&self.store), self.prefix.clone());
         let listed = self.run(async move { store.list(Some(&prefix)).next().await });
         let Some(Err(e)) = listed else {
-            return Ok(());
+            return Ok(self);
         };
         let why = e.to_string();
         let why = match why.contains("NoSuchBucket") {
@@ -594,11 +597,11 @@ mod tests {
 
     #[test]
     fn keys_map_to_locations_under_the_prefix_and_back() {
-        let bucket = ObjectBucket::with_options(
-            "s3://bucket/stores/one",
-            [("endpoint", "http://127.0.0.1:1"), ("region", "us-east-1")],
-        )
-        .unwrap();
+        // Built without the listing a store's bucket gets: nothing answers.
+        let nowhere = AmazonS3Builder::new()
+            .with_endpoint("http://127.0.0.1:1")
+            .with_region("us-east-1");
+        let bucket = ObjectBucket::build("s3://bucket/stores/one", nowhere).unwrap();
         let location = bucket.location("blobs/sha256/ab").unwrap();
         assert_eq!(location.as_ref(), "stores/one/blobs/sha256/ab");
         assert_eq!(bucket.key_of(&location).as_deref(), Some("blobs/sha256/ab"));
