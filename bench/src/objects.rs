@@ -28,21 +28,45 @@ pub struct Gateway {
     pub secret_key: String,
 }
 
+/// A port whose next one is free too (RGW's S3 port, then its monitor's).
+fn free_port_pair() -> anyhow::Result<u16> {
+    loop {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = first.local_addr()?.port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+}
+
 impl Gateway {
     /// Starts one with its state in `dir`, its OSD holding up to `bytes`.
     fn start(dir: &Path, bytes: u64) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let info = output(
-            Command::new("rgw")
-                .arg("start")
-                .arg(dir)
-                .arg(port.to_string())
-                .env("MEMSTORE_BYTES", bytes.to_string()),
-        )
-        .context("starting RGW (tests/peers/install.sh installs it)")?;
+        // Tried on new ports (and in a new directory) twice more if it
+        // fails: the ports were free when picked, but anything may take
+        // one before RGW binds it (the monitor's once was an outgoing
+        // connection's).
+        let mut failures = Vec::new();
+        let (dir, info) = loop {
+            let dir = dir.join(failures.len().to_string());
+            std::fs::create_dir_all(&dir)?;
+            let started = output(
+                Command::new("rgw")
+                    .arg("start")
+                    .arg(&dir)
+                    .arg(free_port_pair()?.to_string())
+                    .env("MEMSTORE_BYTES", bytes.to_string()),
+            );
+            match started {
+                Ok(info) => break (dir, info),
+                Err(e) if failures.len() < 2 => failures.push(e),
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "starting RGW (tests/peers/install.sh installs it); before: {failures:#?}"
+                    )));
+                }
+            }
+        };
         let info = String::from_utf8(info)?;
         let value = |key: &str| {
             info.lines()
@@ -51,7 +75,7 @@ impl Gateway {
                 .with_context(|| format!("rgw.sh printed no {key}: {info}"))
         };
         Ok(Self {
-            dir: dir.to_owned(),
+            dir,
             endpoint: value("endpoint")?,
             access_key: value("access_key")?,
             secret_key: value("secret_key")?,
