@@ -160,14 +160,7 @@ impl Rgw {
     /// (`s3://BUCKET/PREFIX` on this gateway) from the node directory
     /// `node`: its standard output. A failure fails the test.
     pub fn kist(&self, url: &str, node: &std::path::Path, args: &[&str]) -> Vec<u8> {
-        let out = Command::new(crate::kist_bin())
-            .args(["--store", url, "--node-dir"])
-            .arg(node)
-            .args(args)
-            .env_remove("KIST_STORE")
-            .envs(self.env())
-            .output()
-            .expect("running kist");
+        let out = self.kist_output(url, node, args);
         assert!(
             out.status.success(),
             "kist {args:?}: {}{}",
@@ -175,6 +168,24 @@ impl Rgw {
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
+    }
+
+    /// As [`kist`](Self::kist), whatever its exit: for commands that
+    /// must fail.
+    pub fn kist_output(
+        &self,
+        url: &str,
+        node: &std::path::Path,
+        args: &[&str],
+    ) -> std::process::Output {
+        Command::new(crate::kist_bin())
+            .args(["--store", url, "--node-dir"])
+            .arg(node)
+            .args(args)
+            .env_remove("KIST_STORE")
+            .envs(self.env())
+            .output()
+            .expect("running kist")
     }
 
     /// The `AWS_*` variables a `kist` process reaches this gateway with.
@@ -194,17 +205,23 @@ impl Rgw {
     /// The bucket `url` (`s3://BUCKET/PREFIX`) on this gateway, for a
     /// store.
     pub fn bucket(&self, url: &str) -> kist::ObjectBucket {
+        self.bucket_signed_with(url, &self.secret_key)
+            .expect("a bucket on the test's RGW")
+    }
+
+    /// The bucket `url` reached with the secret key `secret` (the
+    /// gateway's, or one it refuses), or why it does not open.
+    pub fn bucket_signed_with(&self, url: &str, secret: &str) -> kist::Result<kist::ObjectBucket> {
         kist::ObjectBucket::with_options(
             url,
             [
                 ("endpoint", self.endpoint.as_str()),
                 ("region", "us-east-1"),
                 ("access_key_id", self.access_key.as_str()),
-                ("secret_access_key", self.secret_key.as_str()),
+                ("secret_access_key", secret),
                 ("allow_http", "true"),
             ],
         )
-        .expect("a bucket on the test's RGW")
     }
 
     /// curl with the user's signature; the response body.

@@ -119,18 +119,9 @@ fn without_a_bucket_objects_are_unsupported() {
 fn a_bucket_that_is_not_there_stops_the_store_opening() {
     let rgw = kist_tests::rgw::shared();
     let refused = |url: &str, secret: &str| {
-        kist::ObjectBucket::with_options(
-            url,
-            [
-                ("endpoint", rgw.endpoint.as_str()),
-                ("region", "us-east-1"),
-                ("access_key_id", rgw.access_key.as_str()),
-                ("secret_access_key", secret),
-                ("allow_http", "true"),
-            ],
-        )
-        .err()
-        .map(|e| e.to_string())
+        rgw.bucket_signed_with(url, secret)
+            .err()
+            .map(|e| e.to_string())
     };
     let missing = refused("s3://not-created/p", &rgw.secret_key).expect("refused");
     assert!(missing.contains("no such bucket"), "{missing}");
@@ -183,14 +174,7 @@ fn a_new_node_checks_clean() {
     rgw.kist(url, node.path(), &["ingest", file.to_str().unwrap()]);
     rgw.kist(url, node.path(), &["fsck"]);
     std::fs::remove_file(node.path().join("index.json")).unwrap();
-    let out = std::process::Command::new(kist_tests::kist_bin())
-        .args(["--store", url, "--node-dir"])
-        .arg(node.path())
-        .arg("fsck")
-        .env_remove("KIST_STORE")
-        .envs(rgw.env())
-        .output()
-        .expect("running kist fsck");
+    let out = rgw.kist_output(url, node.path(), &["fsck"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("bad-layout index.json: missing"), "{said}");
